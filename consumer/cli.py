@@ -1,0 +1,128 @@
+"""Command line: ``consumer run`` starts a worker.
+
+Exit codes: 0 after a clean stop (SIGTERM / SIGINT), 2 for a configuration or stream set-up
+error (the message says what to change), 1 for anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from consumer import __version__
+from consumer.clients import aws_clients, opensearch_client
+from consumer.config import Settings, load_settings
+from consumer.errors import ConfigError, ConsumerError
+from consumer.leases.table import LeaseTable
+from consumer.observability.http import ObservabilityServer
+from consumer.observability.logging import configure_logging
+from consumer.observability.metrics import Metrics
+from consumer.processor import BatchProcessor
+from consumer.shards.api import Boto3StreamApi
+from consumer.shards.consumer import ReaderSettings
+from consumer.sink.dlq import DeadLetterFile
+from consumer.sink.opensearch import OpenSearchSink
+from consumer.source import resolve_stream
+from consumer.worker import Worker, WorkerTimings
+
+log = structlog.get_logger("consumer")
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="consumer", description="DynamoDB Streams → OpenSearch consumer.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="run one worker until SIGTERM/SIGINT (configured by CDC_* variables)")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return run_command()
+    return EXIT_FAILED
+
+
+def run_command() -> int:
+    try:
+        settings, warnings = load_settings(os.environ)
+    except ConfigError as exc:
+        print(f"consumer: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(settings.log_level, settings.log_format)
+    for warning in warnings:
+        log.warning("config_warning", detail=warning)
+    stop = threading.Event()
+    _install_signal_handlers(stop)
+    try:
+        run_worker(settings, stop)
+    except ConfigError as exc:
+        log.error("startup_failed", error=str(exc))
+        print(f"consumer: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ConsumerError as exc:
+        log.error("worker_failed", error=str(exc), error_type=type(exc).__name__)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def run_worker(settings: Settings, stop: threading.Event) -> None:
+    """Wire the worker from settings and run it until ``stop`` is set."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.build_info.info({"version": __version__})
+    aws = aws_clients(settings.aws_region)
+    source = resolve_stream(aws.dynamodb, aws.streams, settings.source_table, settings.stream_arn)
+    sink = OpenSearchSink(
+        opensearch_client(settings),
+        settings.index_name,
+        metrics,
+        settings.retry_base_seconds,
+        settings.retry_max_delay_seconds,
+    )
+    processor = BatchProcessor(source.key_schema, sink, DeadLetterFile(settings.dead_letter_path), metrics)
+    worker = Worker(
+        worker_id=settings.worker_id,
+        source=source,
+        lease_table=LeaseTable(aws.dynamodb, settings.lease_table_name),
+        stream_api=Boto3StreamApi(aws.streams),
+        processor=processor,
+        metrics=metrics,
+        reader_settings=ReaderSettings(
+            settings.max_records_per_read,
+            settings.poll_interval_seconds,
+            settings.retry_base_seconds,
+            settings.retry_max_delay_seconds,
+        ),
+        timings=WorkerTimings(
+            settings.failover_seconds, settings.shard_sync_interval_seconds, settings.shutdown_timeout_seconds
+        ),
+        initial_position=settings.initial_position,
+        stop_event=stop,
+    )
+    server = ObservabilityServer(
+        settings.metrics_host, settings.metrics_port, registry, worker.health, worker.readiness
+    )
+    server.start()
+    log.info("observability_listening", port=server.port, index=settings.index_name, table=source.table_name)
+    try:
+        worker.run()
+    finally:
+        server.stop()
+
+
+def _install_signal_handlers(stop: threading.Event) -> None:
+    def handle(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            log.warning("shutdown_forced", signal=signal.Signals(signum).name)
+            os._exit(EXIT_FAILED)
+        log.info("shutdown_requested", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)

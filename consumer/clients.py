@@ -1,0 +1,57 @@
+"""Vendor clients built from settings: boto3 for DynamoDB and Streams, opensearch-py for the sink.
+
+Endpoints, region and credentials come from the standard AWS variables (``AWS_ENDPOINT_URL``,
+``AWS_ENDPOINT_URL_DYNAMODB``, ``AWS_ENDPOINT_URL_DYNAMODBSTREAMS``, ``AWS_REGION``), so the same
+image runs against AWS and against the emulators.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from opensearchpy import OpenSearch
+
+from consumer.config import Settings
+from consumer.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class AwsClients:
+    dynamodb: Any
+    streams: Any
+
+
+def aws_clients(region: str | None, pool_size: int = 32) -> AwsClients:
+    """DynamoDB with botocore's standard retries; Streams with few, since readers back off themselves."""
+    session = boto3.session.Session(region_name=region)
+    if session.region_name is None:
+        raise ConfigError("no AWS region: set AWS_REGION (e.g. AWS_REGION=eu-west-1)")
+    table_config = Config(
+        retries={"mode": "standard", "max_attempts": 5},
+        connect_timeout=5,
+        read_timeout=10,
+        max_pool_connections=pool_size,
+    )
+    stream_config = Config(
+        retries={"mode": "standard", "max_attempts": 2},
+        connect_timeout=5,
+        read_timeout=10,
+        max_pool_connections=pool_size,
+    )
+    return AwsClients(
+        session.client("dynamodb", config=table_config), session.client("dynamodbstreams", config=stream_config)
+    )
+
+
+def opensearch_client(settings: Settings, pool_size: int = 32) -> OpenSearch:
+    """A client that never retries by itself: the sink owns retries, backoff and their metrics."""
+    return OpenSearch(
+        hosts=[settings.opensearch_url],
+        timeout=settings.opensearch_timeout_seconds,
+        max_retries=0,
+        retry_on_timeout=False,
+        pool_maxsize=pool_size,
+    )

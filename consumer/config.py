@@ -1,0 +1,123 @@
+"""Settings from ``CDC_*`` environment variables: the only module that reads the environment.
+
+``load_settings(environ)`` validates every variable at once and raises one ``ConfigError`` that
+lists each bad variable with its value and what is expected. AWS endpoints, region and
+credentials are not ours: boto3 reads ``AWS_*`` the standard way (``AWS_ENDPOINT_URL``,
+``AWS_ENDPOINT_URL_DYNAMODB``, ``AWS_ENDPOINT_URL_DYNAMODBSTREAMS``, ``AWS_REGION``, ...).
+The README's configuration table documents every field below.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from consumer.errors import ConfigError
+
+ENV_PREFIX = "CDC_"
+_STREAM_ARN = re.compile(r"^arn:aws[\w-]*:dynamodb:[\w-]+:\d{12}:table/(?P<table>[\w.-]+)/stream/.+$")
+_INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Settings(BaseModel):
+    """Validated settings. Immutable; field ``x`` comes from ``CDC_X``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    table_name: str | None = Field(None, min_length=3, max_length=255, pattern=r"^[\w.-]+$")
+    stream_arn: str | None = Field(None, pattern=_STREAM_ARN.pattern)
+    lease_table: str | None = Field(None, min_length=3, max_length=255, pattern=r"^[\w.-]+$")
+    initial_position: Literal["TRIM_HORIZON", "LATEST"] = "TRIM_HORIZON"
+    opensearch_url: str = Field(..., pattern=r"^https?://[^\s/]+(/.*)?$")
+    opensearch_index: str | None = Field(None, max_length=255, pattern=_INDEX_NAME.pattern)
+    opensearch_timeout_seconds: float = Field(30.0, gt=0, le=600)
+    worker_id: str = Field(default_factory=_default_worker_id, min_length=1, max_length=256)
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = Field(9400, ge=0, le=65535)
+    failover_seconds: float = Field(10.0, ge=1, le=3600)
+    max_records_per_read: int = Field(1000, ge=1, le=1000)
+    poll_interval_seconds: float = Field(1.0, gt=0, le=60)
+    shard_sync_interval_seconds: float = Field(60.0, ge=1, le=3600)
+    shutdown_timeout_seconds: float = Field(20.0, gt=0, le=600)
+    retry_base_seconds: float = Field(0.1, gt=0, le=60)
+    retry_max_delay_seconds: float = Field(10.0, gt=0, le=600)
+    dead_letter_path: Path = Path("cdc-dead-letters.jsonl")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    # Not a CDC_ variable: AWS_REGION (or AWS_DEFAULT_REGION), which the AWS SDKs also read.
+    aws_region: str | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _check_source(self) -> Settings:
+        if not self.table_name and not self.stream_arn:
+            raise ValueError("set CDC_TABLE_NAME (the table whose stream to read) or CDC_STREAM_ARN")
+        return self
+
+    @property
+    def source_table(self) -> str:
+        """The table that owns the stream: CDC_TABLE_NAME, or the table named in CDC_STREAM_ARN."""
+        if self.table_name:
+            return self.table_name
+        match = _STREAM_ARN.match(self.stream_arn or "")
+        assert match is not None  # guaranteed by the field pattern
+        return match.group("table")
+
+    @property
+    def lease_table_name(self) -> str:
+        return self.lease_table or f"{self.source_table}-cdc-leases"
+
+    @property
+    def index_name(self) -> str:
+        return self.opensearch_index or self.source_table.lower()
+
+    @property
+    def renew_interval_seconds(self) -> float:
+        """KCL cadence: renew held leases three times per failover period."""
+        return self.failover_seconds / 3
+
+
+def load_settings(environ: Mapping[str, str]) -> tuple[Settings, list[str]]:
+    """Validate the ``CDC_*`` variables of ``environ``.
+
+    Returns the settings and warnings (unknown ``CDC_*`` variables, most likely typos).
+    Raises ConfigError naming every bad variable, its value and what is expected.
+    """
+    known = set(Settings.model_fields)
+    values: dict[str, str] = {}
+    warnings = []
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        field = name[len(ENV_PREFIX) :].lower()
+        if field in known and field != "aws_region":
+            values[field] = value
+        else:
+            warnings.append(f"{name} is not a setting of this consumer and is ignored (typo?)")
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+    try:
+        return Settings.model_validate({**values, "aws_region": region}), sorted(warnings)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, values)) from None
+
+
+def _describe(exc: ValidationError, values: Mapping[str, str]) -> str:
+    lines = ["invalid configuration:"]
+    for error in exc.errors():
+        if error["loc"]:
+            field = str(error["loc"][0])
+            variable = ENV_PREFIX + field.upper()
+            shown = repr(values[field]) if field in values else "(not set)"
+            lines.append(f"  {variable}={shown}: {error['msg']}")
+        else:
+            lines.append(f"  {error['msg'].removeprefix('Value error, ')}")
+    return "\n".join(lines)

@@ -1,0 +1,73 @@
+"""The lease of one shard, with the KCL's attribute names so existing tools can read the table.
+
+Attributes: ``leaseKey`` (shard id), ``leaseOwner``, ``leaseCounter``, ``checkpoint`` (a sequence
+number, or TRIM_HORIZON | LATEST | SHARD_END), ``ownerSwitchesSinceCheckpoint``,
+``parentShardId`` (SS), ``childShardIds`` (SS); and one of ours: ``checkpointVersion``, the
+version clock at the checkpoint (consumer.versioning), which a resumed or child shard starts from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+TRIM_HORIZON = "TRIM_HORIZON"
+LATEST = "LATEST"
+SHARD_END = "SHARD_END"
+SENTINELS = (TRIM_HORIZON, LATEST, SHARD_END)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A snapshot of one lease-table item. Immutable: every write returns a new snapshot."""
+
+    lease_key: str
+    owner: str | None
+    counter: int
+    checkpoint: str
+    checkpoint_version: int = 0
+    owner_switches_since_checkpoint: int = 0
+    parent_shard_ids: frozenset[str] = frozenset()
+    child_shard_ids: frozenset[str] = frozenset()
+
+    @property
+    def is_ended(self) -> bool:
+        return self.checkpoint == SHARD_END
+
+    @property
+    def has_sequence_checkpoint(self) -> bool:
+        return self.checkpoint not in SENTINELS
+
+    def bumped(self, **changes: Any) -> Lease:
+        """This lease after a successful write: counter + 1 and the given field changes."""
+        return replace(self, counter=self.counter + 1, **changes)
+
+    def to_item(self) -> dict[str, Any]:
+        """The DynamoDB item (low-level AttributeValue form)."""
+        item: dict[str, Any] = {
+            "leaseKey": {"S": self.lease_key},
+            "leaseCounter": {"N": str(self.counter)},
+            "checkpoint": {"S": self.checkpoint},
+            "checkpointVersion": {"N": str(self.checkpoint_version)},
+            "ownerSwitchesSinceCheckpoint": {"N": str(self.owner_switches_since_checkpoint)},
+        }
+        if self.owner:
+            item["leaseOwner"] = {"S": self.owner}
+        if self.parent_shard_ids:
+            item["parentShardId"] = {"SS": sorted(self.parent_shard_ids)}
+        if self.child_shard_ids:
+            item["childShardIds"] = {"SS": sorted(self.child_shard_ids)}
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Lease:
+        return cls(
+            lease_key=item["leaseKey"]["S"],
+            owner=item.get("leaseOwner", {}).get("S"),
+            counter=int(item.get("leaseCounter", {}).get("N", "0")),
+            checkpoint=item.get("checkpoint", {}).get("S", TRIM_HORIZON),
+            checkpoint_version=int(item.get("checkpointVersion", {}).get("N", "0")),
+            owner_switches_since_checkpoint=int(item.get("ownerSwitchesSinceCheckpoint", {}).get("N", "0")),
+            parent_shard_ids=frozenset(item.get("parentShardId", {}).get("SS", [])),
+            child_shard_ids=frozenset(item.get("childShardIds", {}).get("SS", [])),
+        )

@@ -1,0 +1,157 @@
+"""The DynamoDB lease table: every read and conditional write of leases.
+
+Every mutation is conditional on the ``leaseCounter`` this worker last saw and bumps it, so a
+write based on a stale view of a lease fails instead of overwriting someone else's. A failed
+condition is translated into ``LeaseLostError``; throttling and network faults into
+``LeaseTableError`` (retriable). Thread-safe (boto3 clients are); callers serialise writes to
+one lease (``HeldLease`` does).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from consumer.errors import Interrupted, LeaseLostError, LeaseTableError
+from consumer.leases.model import Lease
+
+
+class LeaseTable:
+    """Reads and writes the leases of one table."""
+
+    def __init__(self, client: Any, table_name: str) -> None:
+        self._client = client
+        self._name = table_name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def ensure_table(self, stop_event: threading.Event, timeout_seconds: float = 60.0) -> None:
+        """Create the lease table (on-demand billing) if missing and wait until it is ACTIVE."""
+        try:
+            self._client.create_table(
+                TableName=self._name,
+                KeySchema=[{"AttributeName": "leaseKey", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "leaseKey", "AttributeType": "S"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        except ClientError as exc:
+            if _code(exc) != "ResourceInUseException":  # already there: fine
+                raise LeaseTableError(f"cannot create lease table {self._name}: {exc}") from exc
+        deadline = time.monotonic() + timeout_seconds
+        while self._status() != "ACTIVE":
+            if time.monotonic() > deadline:
+                raise LeaseTableError(f"lease table {self._name} not ACTIVE after {timeout_seconds} s")
+            if stop_event.wait(0.5):
+                raise Interrupted(f"stop requested while waiting for lease table {self._name}")
+
+    def list_leases(self) -> list[Lease]:
+        """Every lease, read consistently."""
+        leases: list[Lease] = []
+        kwargs: dict[str, Any] = {"TableName": self._name, "ConsistentRead": True}
+        while True:
+            page = self._call("scan", **kwargs)
+            leases.extend(Lease.from_item(item) for item in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return sorted(leases, key=lambda lease: lease.lease_key)
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def create_lease(self, lease: Lease) -> bool:
+        """Create the lease unless one with its key exists. Returns whether this call created it."""
+        try:
+            self._call(
+                "put_item",
+                TableName=self._name,
+                Item=lease.to_item(),
+                ConditionExpression="attribute_not_exists(leaseKey)",
+            )
+            return True
+        except LeaseLostError:
+            return False
+
+    # Take, renew, checkpoint and release share one guard: ``leaseCounter = :seen``.
+    #
+    #   worker A: read counter=7 ........................ take(expect 7) -> fails, B got there first
+    #   worker B: read counter=7 ... take(expect 7) -> ok, counter=8
+    #
+    # Renew, checkpoint and release also require ``leaseOwner = :me``, so a worker that lost a
+    # lease can never checkpoint it again, even if the counter happened to be restored.
+
+    def take(self, lease: Lease, owner: str) -> Lease:
+        """Become the owner of ``lease`` as last seen. Raises LeaseLostError if it changed since."""
+        switches = lease.owner_switches_since_checkpoint + (1 if lease.owner != owner else 0)
+        taken = lease.bumped(owner=owner, owner_switches_since_checkpoint=switches)
+        self._update(
+            lease,
+            "SET leaseOwner = :owner, leaseCounter = :next, ownerSwitchesSinceCheckpoint = :switches",
+            {":owner": {"S": owner}, ":switches": {"N": str(switches)}},
+            require_owner=None,
+        )
+        return taken
+
+    def renew(self, lease: Lease) -> Lease:
+        """Prove this worker is alive: bump the counter. Raises LeaseLostError if not ours anymore."""
+        self._update(lease, "SET leaseCounter = :next", {}, require_owner=lease.owner)
+        return lease.bumped()
+
+    def checkpoint(self, lease: Lease, checkpoint: str, version: int) -> Lease:
+        """Record that every record up to ``checkpoint`` is applied; ``version`` is the clock there."""
+        self._update(
+            lease,
+            "SET leaseCounter = :next, #checkpoint = :checkpoint, checkpointVersion = :version, "
+            "ownerSwitchesSinceCheckpoint = :zero",
+            {":checkpoint": {"S": checkpoint}, ":version": {"N": str(version)}, ":zero": {"N": "0"}},
+            require_owner=lease.owner,
+            names={"#checkpoint": "checkpoint"},
+        )
+        return lease.bumped(checkpoint=checkpoint, checkpoint_version=version, owner_switches_since_checkpoint=0)
+
+    def release(self, lease: Lease) -> None:
+        """Give the lease up so another worker can take it at once (graceful handoff)."""
+        self._update(lease, "SET leaseCounter = :next REMOVE leaseOwner", {}, require_owner=lease.owner)
+
+    def _update(
+        self,
+        lease: Lease,
+        update: str,
+        values: dict[str, Any],
+        require_owner: str | None,
+        names: dict[str, str] | None = None,
+    ) -> None:
+        condition = "leaseCounter = :seen"
+        values = {**values, ":seen": {"N": str(lease.counter)}, ":next": {"N": str(lease.counter + 1)}}
+        if require_owner is not None:
+            condition += " AND leaseOwner = :me"
+            values[":me"] = {"S": require_owner}
+        kwargs: dict[str, Any] = {
+            "TableName": self._name,
+            "Key": {"leaseKey": {"S": lease.lease_key}},
+            "UpdateExpression": update,
+            "ConditionExpression": f"attribute_exists(leaseKey) AND {condition}",
+            "ExpressionAttributeValues": values,
+        }
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        self._call("update_item", **kwargs)
+
+    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return getattr(self._client, operation)(**kwargs)
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                key = (kwargs.get("Key") or kwargs.get("Item") or {}).get("leaseKey", {}).get("S")
+                raise LeaseLostError(f"lease {key} was changed by another worker") from exc
+            raise LeaseTableError(f"{operation} on lease table {self._name} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise LeaseTableError(f"{operation} on lease table {self._name} failed: {exc}") from exc
+
+    def _status(self) -> str:
+        return self._call("describe_table", TableName=self._name)["Table"]["TableStatus"]
+
+
+def _code(exc: ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code", "")

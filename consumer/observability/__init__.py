@@ -1,0 +1,1 @@
+"""Metrics, logs and probes: how operators see the worker."""

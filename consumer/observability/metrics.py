@@ -1,0 +1,138 @@
+"""Every metric the worker exports, in one object bound to an injectable registry.
+
+Names follow Prometheus conventions: ``cdc_`` prefix, base units in the name (``_seconds``,
+``_bytes``), ``_total`` on counters. Labels are bounded: event names, outcomes, and ``shard_id``
+only on per-shard gauges, which are removed when the worker stops holding the shard.
+
+Thread-safe (prometheus-client metrics are).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+@dataclass
+class _ShardProgress:
+    iterator_age_seconds: float
+    last_read_monotonic: float
+
+
+class ShardProgressCollector(Collector):
+    """Per-shard lag gauges computed at scrape time, so a stalled shard's staleness keeps growing.
+
+    * ``cdc_shard_iterator_age_seconds``: at the last successful read, now minus the
+      ApproximateCreationDateTime of the newest record read (0 when the read was empty).
+    * ``cdc_shard_time_since_last_read_seconds``: seconds since the last successful GetRecords.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._shards: dict[str, _ShardProgress] = {}
+
+    def record_read(self, shard_id: str, iterator_age_seconds: float) -> None:
+        with self._lock:
+            self._shards[shard_id] = _ShardProgress(max(0.0, iterator_age_seconds), self._clock())
+
+    def forget(self, shard_id: str) -> None:
+        with self._lock:
+            self._shards.pop(shard_id, None)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        now = self._clock()
+        age = GaugeMetricFamily(
+            "cdc_shard_iterator_age_seconds",
+            "Age of the newest record of the last read of the shard; 0 when that read was empty.",
+            labels=["shard_id"],
+        )
+        since = GaugeMetricFamily(
+            "cdc_shard_time_since_last_read_seconds",
+            "Seconds since the last successful GetRecords on the shard.",
+            labels=["shard_id"],
+        )
+        with self._lock:
+            for shard_id, progress in sorted(self._shards.items()):
+                age.add_metric([shard_id], progress.iterator_age_seconds)
+                since.add_metric([shard_id], now - progress.last_read_monotonic)
+        yield age
+        yield since
+
+
+class Metrics:
+    """The worker's metrics. Build one per registry; tests pass a fresh ``CollectorRegistry()``."""
+
+    def __init__(self, registry: CollectorRegistry, clock: Callable[[], float] = time.monotonic) -> None:
+        self.registry = registry
+        self.shard_progress = ShardProgressCollector(clock)
+        registry.register(self.shard_progress)
+        self.build_info = Info("cdc_build", "Version of the consumer.", registry=registry)
+        self.records_read = Counter(
+            "cdc_records_read_total", "Stream records returned by GetRecords.", registry=registry
+        )
+        self.records_processed = Counter(
+            "cdc_records_processed_total",
+            "Stream records by event name and outcome (applied, stale, dead_lettered).",
+            ["event", "outcome"],
+            registry=registry,
+        )
+        self.get_records = Counter(
+            "cdc_get_records_total",
+            "GetRecords calls by outcome (records, empty, throttled, expired_iterator, error).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.bulk_requests = Counter(
+            "cdc_bulk_requests_total",
+            "OpenSearch _bulk requests by outcome (ok, retriable_error, connection_error, rejected).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.bulk_duration = Histogram(
+            "cdc_bulk_request_duration_seconds",
+            "Latency of OpenSearch _bulk requests.",
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.bulk_bytes = Counter("cdc_bulk_request_bytes_total", "Bytes sent in _bulk bodies.", registry=registry)
+        self.sink_retries = Counter(
+            "cdc_sink_retries_total", "Bulk actions sent again after a retriable failure.", registry=registry
+        )
+        self.batch_duration = Histogram(
+            "cdc_batch_duration_seconds",
+            "Time to decode, apply and checkpoint one GetRecords batch.",
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.leases_held = Gauge("cdc_leases_held", "Leases this worker holds.", registry=registry)
+        self.lease_events = Counter(
+            "cdc_lease_events_total",
+            "Lease transitions by event (created, taken, renew_failed, lost, released).",
+            ["event"],
+            registry=registry,
+        )
+        self.checkpoints = Counter(
+            "cdc_checkpoints_total",
+            "Checkpoint writes by outcome (ok, lease_lost, error).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.dead_lettered = Counter(
+            "cdc_records_dead_lettered_total",
+            "Records written to the dead-letter destination.",
+            registry=registry,
+        )
+        self.loop_heartbeat = Gauge(
+            "cdc_worker_loop_last_tick_timestamp_seconds",
+            "Unix time of the coordinator loop's last completed tick.",
+            registry=registry,
+        )

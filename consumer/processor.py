@@ -1,0 +1,110 @@
+"""One batch of stream records → versions → OpenSearch → outcomes.
+
+``BatchProcessor.process`` is what a shard consumer calls for every GetRecords page. It never
+loses a record: each one ends APPLIED, STALE (a newer or equal version is indexed) or
+dead-lettered; a transient failure raises instead, and the caller retries the same batch from
+the same starting version, which yields the same versions (consumer.versioning). Thread-safe:
+one processor serves all shard consumers.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from consumer.doc_ids import KeySchema
+from consumer.errors import RecordError
+from consumer.observability.metrics import Metrics
+from consumer.projection import to_bulk_action
+from consumer.records import StreamRecord
+from consumer.sink.bulk import BulkAction, Outcome
+from consumer.sink.dlq import DeadLetter, DeadLetterSink
+from consumer.sink.opensearch import OpenSearchSink
+from consumer.versioning import next_version
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Where the shard stands after a batch: checkpoint here with this clock value."""
+
+    last_sequence_number: str | None
+    version: int
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+
+class BatchProcessor:
+    """Applies batches of one table's stream records to one index."""
+
+    def __init__(
+        self, key_schema: KeySchema, sink: OpenSearchSink, dead_letters: DeadLetterSink, metrics: Metrics
+    ) -> None:
+        self._schema = key_schema
+        self._sink = sink
+        self._dead_letters = dead_letters
+        self._metrics = metrics
+
+    def process(
+        self, shard_id: str, raw_records: list[dict[str, Any]], start_version: int, stop: threading.Event
+    ) -> BatchResult:
+        """Apply ``raw_records`` (in shard order) with versions continuing from ``start_version``.
+
+        Raises Interrupted when ``stop`` is set during retries, and SinkError / OSError when
+        the batch could not be settled; nothing of the batch may be checkpointed then.
+        """
+        actions, letters, version = self._prepare(shard_id, raw_records, start_version)
+        outcomes: Counter[tuple[str, str]] = Counter()
+        for action, (outcome, error) in zip(actions, self._sink.apply(actions, stop), strict=True):
+            record = action.record
+            if outcome is Outcome.POISON:
+                letters.append(DeadLetter(shard_id, record.sequence_number, error or "rejected", record.raw))
+                continue
+            outcomes[(record.event_name, outcome.value)] += 1
+            if outcome is Outcome.STALE:
+                log.debug(
+                    "record_stale", shard_id=shard_id, sequence_number=record.sequence_number, doc_id=action.doc_id
+                )
+        self._dead_letter(letters, outcomes)
+        for (event, outcome), count in outcomes.items():
+            self._metrics.records_processed.labels(event=event, outcome=outcome).inc(count)
+        last = _sequence_number(raw_records[-1]) if raw_records else None
+        return BatchResult(last, version, outcomes)
+
+    def _prepare(
+        self, shard_id: str, raw_records: list[dict[str, Any]], version: int
+    ) -> tuple[list[BulkAction], list[DeadLetter], int]:
+        actions: list[BulkAction] = []
+        letters: list[DeadLetter] = []
+        for raw in raw_records:
+            try:
+                record = StreamRecord.from_wire(raw)
+                version = next_version(version, record.approximate_second)
+                actions.append(to_bulk_action(record, self._schema, version))
+            except RecordError as exc:
+                letters.append(DeadLetter(shard_id, _sequence_number(raw), str(exc), raw))
+        return actions, letters, version
+
+    def _dead_letter(self, letters: list[DeadLetter], outcomes: Counter[tuple[str, str]]) -> None:
+        if not letters:
+            return
+        self._dead_letters.write(letters)
+        self._metrics.dead_lettered.inc(len(letters))
+        for letter in letters:
+            outcomes[(str(letter.record.get("eventName", "UNKNOWN")), "dead_lettered")] += 1
+            log.warning(
+                "record_dead_lettered",
+                shard_id=letter.shard_id,
+                sequence_number=letter.sequence_number,
+                event_id=letter.record.get("eventID"),
+                error=letter.error,
+            )
+
+
+def _sequence_number(raw: dict[str, Any]) -> str | None:
+    value = (raw.get("dynamodb") or {}).get("SequenceNumber")
+    return value if isinstance(value, str) and value.isdigit() else None

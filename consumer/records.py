@@ -1,0 +1,78 @@
+"""Typed view of a DynamoDB Streams record, validated once at the edge.
+
+``StreamRecord.from_wire`` accepts a record as boto3 returns it (or as the wire JSON has it) and
+either yields a frozen ``StreamRecord`` or raises ``RecordError`` naming the field at fault; the
+raw dict is kept so a poison record can be dead-lettered whole. Pure and thread-safe.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from consumer.errors import RecordError
+
+EventName = Literal["INSERT", "MODIFY", "REMOVE"]
+EVENT_NAMES = ("INSERT", "MODIFY", "REMOVE")
+TTL_PRINCIPAL = "dynamodb.amazonaws.com"
+
+
+@dataclass(frozen=True)
+class StreamRecord:
+    """One change of one item, as the stream delivered it."""
+
+    event_id: str
+    event_name: EventName
+    keys: dict[str, Any] = field(repr=False)
+    new_image: dict[str, Any] | None = field(repr=False)
+    sequence_number: str
+    approximate_second: int
+    size_bytes: int
+    is_ttl_delete: bool
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def sequence(self) -> int:
+        """The sequence number as an int: compare these, never the strings."""
+        return int(self.sequence_number)
+
+    @classmethod
+    def from_wire(cls, raw: dict[str, Any]) -> StreamRecord:
+        """Validate and wrap one record from GetRecords."""
+        body = raw.get("dynamodb")
+        if not isinstance(body, dict):
+            raise RecordError("record has no 'dynamodb' object")
+        event_name = raw.get("eventName")
+        if event_name not in EVENT_NAMES:
+            raise RecordError(f"eventName {event_name!r} is not one of {EVENT_NAMES}")
+        sequence_number = body.get("SequenceNumber")
+        if not isinstance(sequence_number, str) or not sequence_number.isdigit():
+            raise RecordError(f"SequenceNumber {sequence_number!r} is not a digit string")
+        keys = body.get("Keys")
+        if not isinstance(keys, dict) or not keys:
+            raise RecordError("record has no dynamodb.Keys")
+        new_image = body.get("NewImage")
+        if event_name != "REMOVE" and not isinstance(new_image, dict):
+            raise RecordError(f"{event_name} record has no NewImage: is the stream KEYS_ONLY or OLD_IMAGE?")
+        identity = raw.get("userIdentity") or {}
+        return cls(
+            event_id=str(raw.get("eventID", "")),
+            event_name=event_name,
+            keys=keys,
+            new_image=new_image if event_name != "REMOVE" else None,
+            sequence_number=sequence_number,
+            approximate_second=_whole_seconds(body.get("ApproximateCreationDateTime")),
+            size_bytes=int(body.get("SizeBytes", 0)),
+            is_ttl_delete=identity.get("type") == "Service" and identity.get("principalId") == TTL_PRINCIPAL,
+            raw=raw,
+        )
+
+
+def _whole_seconds(value: Any) -> int:
+    """ApproximateCreationDateTime as whole Unix seconds (boto3 gives datetime, wire JSON a number)."""
+    if isinstance(value, dt.datetime):
+        return int(value.timestamp() // 1)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value // 1)
+    raise RecordError(f"ApproximateCreationDateTime {value!r} is not a timestamp")

@@ -1,0 +1,1 @@
+"""Stream shards: the API port, lineage decisions and the per-shard consumer."""

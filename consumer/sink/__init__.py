@@ -1,0 +1,1 @@
+"""Where changes go: OpenSearch, and the dead-letter destination for records that cannot."""

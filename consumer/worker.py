@@ -1,0 +1,204 @@
+"""The worker: one process of the pool, orchestrating leases, shard consumers and shutdown.
+
+Lifecycle: ``run()`` resolves the stream, ensures the lease table, syncs shards to leases, then
+loops every ``failover / 3`` seconds: renew held leases, scan the table, take leases, start a
+consumer for every held shard whose parents are done, reap finished consumers, and sync shards
+again when due. When the stop event is set (SIGTERM), it stops the consumers (each finishes or
+abandons its batch and keeps what it checkpointed), keeps renewing until they are done or the
+shutdown deadline passes, then releases its leases so other workers take them at once.
+
+Runs on the caller's thread; the shard consumers run on their own threads.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from consumer.errors import ConsumerError
+from consumer.leases.coordinator import HeldLease, LeaseCoordinator
+from consumer.leases.model import Lease
+from consumer.leases.table import LeaseTable
+from consumer.observability.metrics import Metrics
+from consumer.processor import BatchProcessor
+from consumer.shards.api import StreamApi
+from consumer.shards.consumer import ReaderSettings, ShardConsumer
+from consumer.shards.lineage import new_leases, start_version
+from consumer.source import StreamSource
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerTimings:
+    """The worker's cadences, in seconds."""
+
+    failover: float = 10.0
+    shard_sync_interval: float = 60.0
+    shutdown_timeout: float = 20.0
+
+    @property
+    def tick(self) -> float:
+        return self.failover / 3
+
+
+class Worker:
+    """One worker of the pool. ``run()`` blocks until ``stop_event`` is set and shutdown is done."""
+
+    def __init__(
+        self,
+        worker_id: str,
+        source: StreamSource,
+        lease_table: LeaseTable,
+        stream_api: StreamApi,
+        processor: BatchProcessor,
+        metrics: Metrics,
+        reader_settings: ReaderSettings,
+        timings: WorkerTimings,
+        initial_position: str,
+        stop_event: threading.Event,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._worker_id = worker_id
+        self._source = source
+        self._leases = lease_table
+        self._api = stream_api
+        self._processor = processor
+        self._metrics = metrics
+        self._reader_settings = reader_settings
+        self._timings = timings
+        self._initial_position = initial_position
+        self._stop = stop_event
+        self._clock = clock
+        self._coordinator = LeaseCoordinator(lease_table, worker_id, timings.failover, metrics, clock)
+        self._consumers: dict[str, ShardConsumer] = {}
+        self._next_sync = 0.0
+        self.last_tick = clock()
+        self.synced = threading.Event()
+
+    def run(self) -> None:
+        structlog.contextvars.bind_contextvars(worker_id=self._worker_id)
+        log.info("worker_started", stream_arn=self._source.stream_arn, lease_table=self._leases.name)
+        self._leases.ensure_table(self._stop)
+        while not self._stop.is_set():
+            self._do_tick()
+            self._stop.wait(self._timings.tick)
+        self._shutdown()
+        log.info("worker_stopped")
+
+    def _do_tick(self) -> None:
+        """One coordination step; transient AWS failures are logged and retried next tick."""
+        try:
+            self._stop_lost(self._coordinator.renew_held())
+            self._maybe_sync_shards()
+            leases = self._leases.list_leases()
+            self._coordinator.take_leases(leases)
+            self._reap_consumers()
+            self._start_ready_consumers(leases)
+        except ConsumerError as exc:
+            log.warning("worker_tick_failed", error=str(exc), error_type=type(exc).__name__)
+        self.last_tick = self._clock()
+        self._metrics.loop_heartbeat.set_to_current_time()
+
+    def _maybe_sync_shards(self) -> None:
+        if self._clock() < self._next_sync:
+            return
+        shards = self._api.list_shards(self._source.stream_arn)
+        existing = {lease.lease_key for lease in self._leases.list_leases()}
+        for lease in new_leases(shards, existing, self._initial_position):
+            if self._leases.create_lease(lease):
+                self._metrics.lease_events.labels(event="created").inc()
+                log.info(
+                    "lease_created",
+                    shard_id=lease.lease_key,
+                    checkpoint=lease.checkpoint,
+                    parent_shard_ids=sorted(lease.parent_shard_ids),
+                )
+        self._next_sync = self._clock() + self._timings.shard_sync_interval
+        self.synced.set()
+
+    def _start_ready_consumers(self, leases: list[Lease]) -> None:
+        by_key = {lease.lease_key: lease for lease in leases}
+        for shard_id, held in self._coordinator.held.items():
+            if shard_id in self._consumers:
+                continue
+            version = start_version(held.lease, by_key)
+            if version is None:
+                continue  # a parent is still being read: children wait (DESIGN §3)
+            consumer = ShardConsumer(
+                held,
+                self._source.stream_arn,
+                self._api,
+                self._processor,
+                self._metrics,
+                self._reader_settings,
+                self._worker_id,
+                version,
+            )
+            self._consumers[shard_id] = consumer
+            consumer.start()
+
+    def _reap_consumers(self) -> None:
+        """Forget finished consumers; a shard that reached its end is released and synced."""
+        for shard_id, consumer in list(self._consumers.items()):
+            if consumer.is_alive():
+                continue
+            del self._consumers[shard_id]
+            held = self._coordinator.held.get(shard_id)
+            if consumer.reached_shard_end and held is not None:
+                self._release(held)
+                self._next_sync = 0.0  # children may have appeared: create their leases now
+
+    def _release(self, held: HeldLease) -> None:
+        self._coordinator.held.pop(held.shard_id, None)
+        try:
+            held.release()
+        except ConsumerError as exc:
+            log.warning("lease_release_failed", shard_id=held.shard_id, error=str(exc))
+
+    def _stop_lost(self, lost: list[HeldLease]) -> None:
+        for held in lost:
+            consumer = self._consumers.pop(held.shard_id, None)
+            if consumer is not None:
+                consumer.stop()
+
+    def _shutdown(self) -> None:
+        """Graceful handoff: stop consumers, keep leases alive until they finish, release."""
+        log.info("worker_stopping", shards=sorted(self._consumers))
+        for consumer in self._consumers.values():
+            consumer.stop()
+        deadline = self._clock() + self._timings.shutdown_timeout
+        next_renew = self._clock() + self._timings.tick
+        while any(c.is_alive() for c in self._consumers.values()) and self._clock() < deadline:
+            for consumer in self._consumers.values():
+                consumer.join(timeout=0.05)
+            if self._clock() >= next_renew:
+                self._renew_during_shutdown()
+                next_renew = self._clock() + self._timings.tick
+        stuck = sorted(shard for shard, c in self._consumers.items() if c.is_alive())
+        if stuck:
+            log.warning("shard_consumers_abandoned", shards=stuck)
+        self._coordinator.release_all()
+
+    def _renew_during_shutdown(self) -> None:
+        try:
+            self._coordinator.renew_held()
+        except ConsumerError as exc:
+            log.warning("lease_renew_failed", error=str(exc))
+
+    def health(self) -> tuple[bool, str]:
+        """Liveness: the coordination loop ticked recently (independent of AWS and OpenSearch)."""
+        silent = self._clock() - self.last_tick
+        limit = max(3 * self._timings.tick, self._timings.failover) + 30
+        if silent > limit:
+            return False, f"coordination loop silent for {silent:.0f} s"
+        return True, "ok"
+
+    def readiness(self) -> tuple[bool, str]:
+        if not self.synced.is_set():
+            return False, "first shard sync not done"
+        return True, f"ok: {len(self._coordinator.held)} leases held"
