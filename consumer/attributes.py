@@ -69,17 +69,23 @@ def number_to_json(text: str) -> int | float | str:
 
 def attribute_to_json(attribute: dict[str, Any]) -> Any:
     """Convert one DynamoDB AttributeValue (``{"S": "x"}``) to its JSON value."""
+    if not isinstance(attribute, dict):
+        raise RecordError(f"attribute value must be a map with one type tag, got {type(attribute).__name__}")
     if len(attribute) != 1:
         raise RecordError(f"attribute value must have exactly one type tag, got {sorted(attribute)}")
     ((tag, value),) = attribute.items()
     converter = _CONVERTERS.get(tag)
     if converter is None:
         raise RecordError(f"unknown DynamoDB attribute type {tag!r}")
+    if not isinstance(value, _VALUE_TYPES[tag]):
+        raise RecordError(f"attribute of type {tag} has a value of Python type {type(value).__name__}")
     return converter(value)
 
 
 def item_to_json(item: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Convert a DynamoDB item (attribute name → AttributeValue) to a JSON object."""
+    if not isinstance(item, dict):
+        raise RecordError(f"item must be a map of attribute values, got {type(item).__name__}")
     return {name: attribute_to_json(attribute) for name, attribute in item.items()}
 
 
@@ -89,6 +95,22 @@ def binary_to_text(value: bytes | str) -> str:
         return value
     return base64.b64encode(value).decode("ascii")
 
+
+_SET_TYPES = (list, tuple, set, frozenset)
+# The Python type of each tag's value in boto3's output (and in the wire JSON): anything else would
+# crash the converter or be coerced silently (bool("false") is True), so it is rejected as poison.
+_VALUE_TYPES: dict[str, type | tuple[type, ...]] = {
+    "S": str,
+    "N": str,
+    "B": (bytes, bytearray, str),
+    "BOOL": bool,
+    "NULL": bool,
+    "SS": _SET_TYPES,
+    "NS": _SET_TYPES,
+    "BS": _SET_TYPES,
+    "M": dict,
+    "L": (list, tuple),
+}
 
 _CONVERTERS = {
     "S": lambda v: v,

@@ -23,6 +23,7 @@ from consumer.errors import ConfigError
 ENV_PREFIX = "CDC_"
 _STREAM_ARN = re.compile(r"^arn:aws[\w-]*:dynamodb:[\w-]+:\d{12}:table/(?P<table>[\w.-]+)/stream/.+$")
 _INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_MISSING_SOURCE = "set CDC_TABLE_NAME (the table whose stream to read) or CDC_STREAM_ARN"
 
 
 def _default_worker_id() -> str:
@@ -60,7 +61,12 @@ class Settings(BaseModel):
     @model_validator(mode="after")
     def _check_source(self) -> Settings:
         if not self.table_name and not self.stream_arn:
-            raise ValueError("set CDC_TABLE_NAME (the table whose stream to read) or CDC_STREAM_ARN")
+            raise ValueError(_MISSING_SOURCE)
+        if not self.opensearch_index and not _INDEX_NAME.match(self.index_name):
+            raise ValueError(
+                f"the index name {self.index_name!r} derived from the table name is not a valid OpenSearch "
+                "index name: set CDC_OPENSEARCH_INDEX"
+            )
         return self
 
     @property
@@ -107,7 +113,11 @@ def load_settings(environ: Mapping[str, str]) -> tuple[Settings, list[str]]:
     try:
         return Settings.model_validate({**values, "aws_region": region}), sorted(warnings)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, values)) from None
+        problems = _describe(exc, values)
+        if not values.get("table_name") and not values.get("stream_arn") and _MISSING_SOURCE not in problems:
+            # pydantic skips the model check when a field is invalid: report a missing source anyway
+            problems += f"\n  {_MISSING_SOURCE}"
+        raise ConfigError(problems) from None
 
 
 def _describe(exc: ValidationError, values: Mapping[str, str]) -> str:

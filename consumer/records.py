@@ -8,6 +8,7 @@ raw dict is kept so a poison record can be dead-lettered whole. Pure and thread-
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -47,7 +48,8 @@ class StreamRecord:
         if event_name not in EVENT_NAMES:
             raise RecordError(f"eventName {event_name!r} is not one of {EVENT_NAMES}")
         sequence_number = body.get("SequenceNumber")
-        if not isinstance(sequence_number, str) or not sequence_number.isdigit():
+        # isascii(): str.isdigit() also accepts digits such as "²" that int() refuses
+        if not isinstance(sequence_number, str) or not (sequence_number.isascii() and sequence_number.isdigit()):
             raise RecordError(f"SequenceNumber {sequence_number!r} is not a digit string")
         keys = body.get("Keys")
         if not isinstance(keys, dict) or not keys:
@@ -63,7 +65,7 @@ class StreamRecord:
             new_image=new_image if event_name != "REMOVE" else None,
             sequence_number=sequence_number,
             approximate_second=_whole_seconds(body.get("ApproximateCreationDateTime")),
-            size_bytes=int(body.get("SizeBytes", 0)),
+            size_bytes=_size_bytes(body.get("SizeBytes", 0)),
             is_ttl_delete=identity.get("type") == "Service" and identity.get("principalId") == TTL_PRINCIPAL,
             raw=raw,
         )
@@ -73,6 +75,13 @@ def _whole_seconds(value: Any) -> int:
     """ApproximateCreationDateTime as whole Unix seconds (boto3 gives datetime, wire JSON a number)."""
     if isinstance(value, dt.datetime):
         return int(value.timestamp() // 1)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return int(value // 1)
     raise RecordError(f"ApproximateCreationDateTime {value!r} is not a timestamp")
+
+
+def _size_bytes(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise RecordError(f"SizeBytes {value!r} is not a number of bytes") from None

@@ -1,0 +1,41 @@
+# Everything a fresh machine needs: `make demo`, `make test`, `make bench`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv test unit integration lint demo bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+lint: venv
+	$(VENV)/bin/ruff check consumer tests
+	$(VENV)/bin/ruff format --check consumer tests
+
+## The whole suite: unit, contract and integration tests. The session fixtures start moto server
+## and osmem-server on loopback and stop them at the end.
+test: venv lint
+	$(PY) -m pytest
+
+unit: venv
+	$(PY) -m pytest tests/unit
+
+integration: venv
+	$(PY) -m pytest tests/integration
+
+## Runs the service against embedded emulators with a writer; Ctrl-C stops everything.
+demo: venv
+	$(PY) -m tests.support.demo
+
+## Throughput of decode → version → bulk against osmem-server, with its baselines (README).
+bench: venv
+	$(PY) -m tests.bench.bulk_path
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info

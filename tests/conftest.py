@@ -1,0 +1,71 @@
+"""Session fixtures: the emulators start once, on loopback, only when a test needs them, and
+stop at the end of the session."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.support.emulators import MotoServer, aws_env, start_osmem
+from tests.support.worker_process import WorkerProcess
+
+_names = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[MotoServer]:
+    server = MotoServer.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def osmem() -> Iterator[Any]:
+    server = start_osmem()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def ddb(moto: MotoServer) -> Any:
+    return boto3.client("dynamodb", endpoint_url=moto.url, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+@pytest.fixture
+def table_name() -> str:
+    """A fresh table (and index) name per test, so tests never see each other's data."""
+    return f"orders{next(_names)}"
+
+
+@pytest.fixture
+def worker_env(moto: MotoServer, osmem: Any, table_name: str, tmp_path: Path) -> dict[str, str]:
+    """The environment of a worker reading ``table_name`` into the index of the same name."""
+    return {
+        **aws_env(moto.url),
+        "CDC_TABLE_NAME": table_name,
+        "CDC_OPENSEARCH_URL": osmem.url,
+        "CDC_FAILOVER_SECONDS": "3",
+        "CDC_POLL_INTERVAL_SECONDS": "0.2",
+        "CDC_DEAD_LETTER_PATH": str(tmp_path / "dead-letters.jsonl"),
+    }
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Any]:
+    """Factory: ``start_worker(env, name)`` runs a worker process; all are stopped at teardown."""
+    workers: list[WorkerProcess] = []
+
+    def start(env: dict[str, str], name: str = "worker") -> WorkerProcess:
+        worker = WorkerProcess({"CDC_WORKER_ID": f"{name}-{len(workers)}", **env}, tmp_path / f"{name}-{len(workers)}.log")
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()

@@ -1,0 +1,76 @@
+"""Start and stop the embedded emulators on loopback: moto server (DynamoDB + Streams) and
+osmem-server (OpenSearch). Used by the test fixtures and by ``make demo``."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+
+from osmem_server import OsmemServer
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class MotoServer:
+    """A moto server process; ``url`` is its endpoint for every AWS service."""
+
+    process: subprocess.Popen
+    url: str
+
+    @classmethod
+    def start(cls, timeout: float = 30.0) -> MotoServer:
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"moto server exited with {process.returncode} during start-up")
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+                return cls(process, url)
+            except OSError:
+                time.sleep(0.1)
+        process.kill()
+        raise RuntimeError(f"moto server did not answer on {url} within {timeout} s")
+
+    def reset(self) -> None:
+        """Forget every table and stream (moto's reset API)."""
+        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
+        urllib.request.urlopen(request, timeout=10).close()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_osmem() -> OsmemServer:
+    return OsmemServer.start(japanese=False)
+
+
+def aws_env(moto_url: str) -> dict[str, str]:
+    """The standard AWS variables that point an SDK (ours included) at moto."""
+    return {
+        "AWS_ENDPOINT_URL": moto_url,
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }

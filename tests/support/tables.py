@@ -1,0 +1,111 @@
+"""DynamoDB tables for tests: create them, write random histories, and compare with the index."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from consumer.attributes import item_to_json
+from consumer.doc_ids import KeySchema, document_id
+
+COMPOSITE_KEY = KeySchema.from_table_description(
+    {
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        "AttributeDefinitions": [
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "N"},
+        ],
+    }
+)
+
+
+def create_table(ddb: Any, name: str, view_type: str | None = "NEW_AND_OLD_IMAGES") -> None:
+    """A table keyed (pk: S, sk: N), with a stream of ``view_type`` (None: no stream)."""
+    kwargs: dict[str, Any] = {
+        "TableName": name,
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        "AttributeDefinitions": [
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "N"},
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    if view_type:
+        kwargs["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": view_type}
+    ddb.create_table(**kwargs)
+
+
+def random_key(rng: random.Random, keyspace: int) -> dict[str, Any]:
+    """Keys that stress id building: separators and escapes inside values, numeric range keys
+    spelled in several ways ("1.50" and "1.5" are the same DynamoDB key)."""
+    n = rng.randrange(keyspace)
+    pk = rng.choice(["user", "a|b", "a\\|b", "#tag", "x\\"]) + f"-{n % 17}"
+    sk = rng.choice([str(n % 5), f"{n % 5}.0", f"{n % 5}.50", "-42"])
+    return {"pk": {"S": pk}, "sk": {"N": sk}}
+
+
+def random_item(rng: random.Random, key: dict[str, Any], revision: int) -> dict[str, Any]:
+    """An item using every DynamoDB type, with values that change per revision.
+
+    Each attribute keeps one JSON type across items, as OpenSearch mappings require: exact
+    floats in ``price``, exact decimal strings in ``precise`` and ``big``, homogeneous lists.
+    """
+    return {
+        **key,
+        "revision": {"N": str(revision)},
+        "price": {"N": rng.choice(["19.99", "0.1", "1e-7", "2.5"])},
+        "precise": {"N": rng.choice(["3.14159265358979323846264338327950288", "0.12345678901234567890123"])},
+        "big": {"N": "123456789012345678901234567890"},
+        "name": {"S": rng.choice(["ä ö ü", "日本語", "plain", "quote\"d", ""])},
+        "active": {"BOOL": rng.random() < 0.5},
+        "nothing": {"NULL": True},
+        "blob": {"B": rng.randbytes(rng.randrange(1, 24))},
+        "tags": {"SS": rng.sample(["a", "b", "c", "d", "e"], k=rng.randrange(1, 4))},
+        "scores": {"NS": rng.sample(["1", "2.5", "-3", "1e10", "0.125"], k=rng.randrange(1, 4))},
+        "blobs": {"BS": [bytes([i]) * (i + 1) for i in range(rng.randrange(1, 3))]},
+        "nested": {"M": {"list": {"L": [{"N": str(revision)}, {"N": "-1"}]}, "deep": {"M": {"ok": {"BOOL": True}}}}},
+    }
+
+
+def write_random_history(ddb: Any, table: str, changes: int, seed: int, keyspace: int = 300) -> dict[str, int]:
+    """Apply ``changes`` random puts (inserts and modifies) and deletes (including re-inserts of
+    deleted keys); returns counts by kind."""
+    rng = random.Random(seed)
+    counts = {"put": 0, "delete": 0}
+    for revision in range(changes):
+        key = random_key(rng, keyspace)
+        if rng.random() < 0.2:
+            ddb.delete_item(TableName=table, Key=key)
+            counts["delete"] += 1
+        else:
+            ddb.put_item(TableName=table, Item=random_item(rng, key, revision))
+            counts["put"] += 1
+    return counts
+
+
+def table_documents(ddb: Any, table: str, schema: KeySchema = COMPOSITE_KEY) -> dict[str, dict[str, Any]]:
+    """The table's items as the index should hold them: id → document."""
+    documents = {}
+    for page in ddb.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
+        for item in page["Items"]:
+            documents[document_id(schema, item)] = item_to_json(item)
+    return documents
+
+
+def index_documents(opensearch_url: str, index: str) -> dict[str, dict[str, Any]]:
+    """Every document of the index: id → source (scrolling, so the count is not capped)."""
+    from opensearchpy import OpenSearch
+    from opensearchpy.exceptions import NotFoundError
+
+    client = OpenSearch(hosts=[opensearch_url])
+    try:
+        client.indices.refresh(index=index)
+        page = client.search(index=index, body={"query": {"match_all": {}}}, size=1000, scroll="1m")
+    except NotFoundError:
+        return {}
+    documents = {}
+    while page["hits"]["hits"]:
+        for hit in page["hits"]["hits"]:
+            documents[hit["_id"]] = hit["_source"]
+        page = client.scroll(scroll_id=page["_scroll_id"], scroll="1m")
+    return documents
