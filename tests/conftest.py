@@ -33,8 +33,13 @@ def osmem() -> Iterator[Any]:
 
 @pytest.fixture
 def ddb(moto: MotoServer) -> Any:
-    return boto3.client("dynamodb", endpoint_url=moto.url, region_name="us-east-1",
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=moto.url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 @pytest.fixture
@@ -62,7 +67,9 @@ def start_worker(tmp_path: Path) -> Iterator[Any]:
     workers: list[WorkerProcess] = []
 
     def start(env: dict[str, str], name: str = "worker") -> WorkerProcess:
-        worker = WorkerProcess({"CDC_WORKER_ID": f"{name}-{len(workers)}", **env}, tmp_path / f"{name}-{len(workers)}.log")
+        worker = WorkerProcess(
+            {"CDC_WORKER_ID": f"{name}-{len(workers)}", **env}, tmp_path / f"{name}-{len(workers)}.log"
+        )
         workers.append(worker)
         return worker
 

@@ -39,12 +39,18 @@ def leases(ddb: Any, table: str) -> list[Lease]:
 
 def stream_records(moto_url: str, table: str) -> list[dict[str, Any]]:
     """Every record of the table's (single-shard, moto) stream, read directly."""
-    kwargs = {"endpoint_url": moto_url, "region_name": "us-east-1",
-              "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    kwargs = {
+        "endpoint_url": moto_url,
+        "region_name": "us-east-1",
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+    }
     streams = boto3.client("dynamodbstreams", **kwargs)
     arn = boto3.client("dynamodb", **kwargs).describe_table(TableName=table)["Table"]["LatestStreamArn"]
     shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
-    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")[
+        "ShardIterator"
+    ]
     records: list[dict[str, Any]] = []
     while True:
         page = streams.get_records(ShardIterator=iterator, Limit=1000)
@@ -54,7 +60,9 @@ def stream_records(moto_url: str, table: str) -> list[dict[str, Any]]:
         iterator = page["NextShardIterator"]
 
 
-def test_index_converges_to_table_and_sigterm_hands_the_lease_back(ddb, moto, osmem, table_name, worker_env, start_worker):
+def test_index_converges_to_table_and_sigterm_hands_the_lease_back(
+    ddb, moto, osmem, table_name, worker_env, start_worker
+):
     # GIVEN a table with thousands of mixed changes: repeats, deletes, re-inserts, every type
     create_table(ddb, table_name)
     counts = write_random_history(ddb, table_name, changes=3000, seed=1)
@@ -67,8 +75,11 @@ def test_index_converges_to_table_and_sigterm_hands_the_lease_back(ddb, moto, os
     # THEN the index equals the table, and SIGTERM exits 0 with the lease released at the last record
     assert_index_equals_table(ddb, table_name, osmem.url)
     records = stream_records(moto.url, table_name)
-    wait_until(lambda: worker.metric("cdc_records_processed_total") == len(records), timeout=30,
-               what="every record to have an outcome")
+    wait_until(
+        lambda: worker.metric("cdc_records_processed_total") == len(records),
+        timeout=30,
+        what="every record to have an outcome",
+    )
     assert worker.terminate() == 0
     (lease,) = leases(ddb, table_name)
     assert lease.owner is None

@@ -47,7 +47,9 @@ class WorkerProcess:
     @property
     def port(self) -> int:
         if self._port is None:
-            wait_until(lambda: self.events("observability_listening") or self._exited(), timeout=30, what="metrics port")
+            wait_until(
+                lambda: self.events("observability_listening") or self._exited(), timeout=30, what="metrics port"
+            )
             found = self.events("observability_listening")
             if not found:
                 raise AssertionError(f"worker exited before listening:\n{self.log_path.read_text()}")

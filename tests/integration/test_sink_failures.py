@@ -1,0 +1,145 @@
+"""OpenSearch failures, injected at the HTTP level by a proxy in front of osmem-server.
+
+Retriable failures (5xx, 429, for a whole request or single items) are retried until applied;
+a poison record is dead-lettered whole and the rest of its batch still applies; a stop during
+retries abandons the batch without acknowledging it; a worker never checkpoints a record whose
+write OpenSearch has not acknowledged.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from consumer.clients import opensearch_client
+from consumer.config import load_settings
+from consumer.doc_ids import KeyAttribute, KeySchema
+from consumer.errors import Interrupted
+from consumer.leases.model import TRIM_HORIZON, Lease
+from consumer.observability.metrics import Metrics
+from consumer.processor import BatchProcessor
+from consumer.sink.dlq import DeadLetterFile
+from consumer.sink.opensearch import OpenSearchSink
+from tests.support.factories import stream_record
+from tests.support.fault_proxy import FaultProxy
+from tests.support.tables import create_table, index_documents, table_documents, write_random_history
+from tests.support.worker_process import wait_until
+
+pytestmark = pytest.mark.integration
+SCHEMA = KeySchema((KeyAttribute("pk", "S"),))
+
+
+@pytest.fixture
+def proxy(osmem):
+    proxy = FaultProxy(osmem.url)
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def pipeline(proxy, table_name, tmp_path):
+    """A processor writing through the proxy into index ``table_name``, with fast retries."""
+    settings, _ = load_settings({"CDC_TABLE_NAME": table_name, "CDC_OPENSEARCH_URL": proxy.url})
+    metrics = Metrics(CollectorRegistry())
+    sink = OpenSearchSink(
+        opensearch_client(settings), table_name, metrics, retry_base_seconds=0.01, retry_cap_seconds=0.05
+    )
+    dead_letters = DeadLetterFile(tmp_path / "dead-letters.jsonl")
+    return BatchProcessor(SCHEMA, sink, dead_letters, metrics), metrics, dead_letters.path
+
+
+def records(count, prefix="item"):
+    return [
+        stream_record("INSERT", keys={"pk": {"S": f"{prefix}-{i}"}}, second=1_700_000_000 + i) for i in range(count)
+    ]
+
+
+def test_whole_request_5xx_is_retried_until_applied(pipeline, proxy, osmem, table_name):
+    processor, metrics, _ = pipeline
+    proxy.fail_requests(503, count=2)
+    result = processor.process("shard-1", records(20), 0, threading.Event())
+    assert result.outcomes[("INSERT", "applied")] == 20
+    assert proxy.failed_requests == 2
+    assert metrics.registry.get_sample_value("cdc_sink_retries_total") == 40
+    assert len(index_documents(osmem.url, table_name)) == 20
+
+
+def test_item_level_429_is_retried_until_applied(pipeline, proxy, osmem, table_name):
+    processor, _, _ = pipeline
+    proxy.fail_items(429, count=1)
+    result = processor.process("shard-1", records(10), 0, threading.Event())
+    assert result.outcomes[("INSERT", "applied")] == 10
+    assert proxy.bulk_requests == 2
+    assert len(index_documents(osmem.url, table_name)) == 10
+
+
+def test_stop_during_retries_abandons_the_batch(pipeline, proxy, osmem, table_name):
+    processor, _, _ = pipeline
+    proxy.fail_requests(503)
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    with pytest.raises(Interrupted):
+        processor.process("shard-1", records(5), 0, stop)
+    assert index_documents(osmem.url, table_name) == {}
+
+
+def test_a_poison_record_is_dead_lettered_and_its_batch_still_applies(pipeline, osmem, table_name):
+    # GIVEN a batch where one document's field type conflicts with the mapping, and one malformed record
+    processor, metrics, dead_letter_path = pipeline
+    good = stream_record("INSERT", keys={"pk": {"S": "a"}}, new_image={"pk": {"S": "a"}, "n": {"N": "1"}})
+    conflicting = stream_record(
+        "INSERT", keys={"pk": {"S": "b"}}, new_image={"pk": {"S": "b"}, "n": {"M": {"x": {"S": "not a number"}}}}
+    )
+    malformed = stream_record("INSERT", keys={"pk": {"S": "c"}})
+    malformed["eventName"] = "UPSERT"
+    later = stream_record("INSERT", keys={"pk": {"S": "d"}})
+
+    # WHEN it is processed
+    result = processor.process("shard-1", [good, conflicting, malformed, later], 0, threading.Event())
+
+    # THEN the good records apply, the others are dead-lettered whole, and the batch position moves on
+    assert sorted(index_documents(osmem.url, table_name)) == ["a", "d"]
+    letters = [json.loads(line) for line in dead_letter_path.read_text().splitlines()]
+    assert [letter["sequence_number"] for letter in letters] == [
+        malformed["dynamodb"]["SequenceNumber"],
+        conflicting["dynamodb"]["SequenceNumber"],
+    ]
+    assert all(letter["shard_id"] == "shard-1" for letter in letters)
+    assert "eventName 'UPSERT'" in letters[0]["error"]
+    assert letters[1]["error"].startswith("400 ") and letters[1]["record"]["dynamodb"]["NewImage"]["n"]["M"]
+    assert result.last_sequence_number == later["dynamodb"]["SequenceNumber"]
+    assert metrics.registry.get_sample_value("cdc_records_dead_lettered_total") == 2
+
+
+def test_worker_never_checkpoints_past_unacknowledged_writes(ddb, osmem, proxy, table_name, worker_env, start_worker):
+    # GIVEN OpenSearch answering 503 to every bulk request, and a history to apply
+    create_table(ddb, table_name)
+    write_random_history(ddb, table_name, changes=100, seed=11)
+    proxy.fail_requests(503)
+    env = {**worker_env, "CDC_OPENSEARCH_URL": proxy.url, "CDC_RETRY_MAX_DELAY_SECONDS": "0.2"}
+
+    # WHEN a worker reads the records but cannot write them, then is stopped
+    worker = start_worker(env, "blocked")
+    wait_until(
+        lambda: worker.metric("cdc_records_read_total") > 0 and proxy.failed_requests >= 3,
+        timeout=60,
+        what="reads and failed writes",
+    )
+    assert worker.terminate() == 0
+
+    # THEN the checkpoint never moved and the lease was handed back
+    (lease,) = [Lease.from_item(i) for i in ddb.scan(TableName=f"{table_name}-cdc-leases")["Items"]]
+    assert (lease.checkpoint, lease.owner) == (TRIM_HORIZON, None)
+    assert worker.events("shard_consumer_interrupted")
+
+    # AND once OpenSearch recovers, a new worker applies everything
+    proxy.heal()
+    start_worker(env, "healed")
+    wait_until(
+        lambda: index_documents(osmem.url, table_name) == table_documents(ddb, table_name),
+        timeout=60,
+        what="index to equal table",
+    )

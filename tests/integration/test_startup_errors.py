@@ -1,0 +1,68 @@
+"""A misconfigured worker fails at start-up with exit code 2 and a message saying what to change."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.tables import create_table
+
+pytestmark = pytest.mark.integration
+
+
+def run_to_exit(start_worker, env):
+    worker = start_worker(env)
+    code = worker.wait(timeout=60)
+    return code, worker.log_path.read_text()
+
+
+def test_every_bad_variable_is_named_at_once(start_worker, worker_env):
+    # GIVEN two malformed variables and no stream source
+    env = {k: v for k, v in worker_env.items() if k != "CDC_TABLE_NAME"}
+    env.update({"CDC_METRICS_PORT": "abc", "CDC_INITIAL_POSITION": "EARLIEST"})
+
+    # WHEN the worker starts
+    code, output = run_to_exit(start_worker, env)
+
+    # THEN it exits 2 naming each variable, its value and what is expected
+    assert code == 2
+    assert "CDC_METRICS_PORT='abc'" in output and "integer" in output
+    assert "CDC_INITIAL_POSITION='EARLIEST'" in output and "TRIM_HORIZON" in output
+    assert "CDC_TABLE_NAME" in output and "CDC_STREAM_ARN" in output
+
+
+def test_a_table_without_a_stream_says_how_to_enable_one(ddb, table_name, start_worker, worker_env):
+    create_table(ddb, table_name, view_type=None)
+    code, output = run_to_exit(start_worker, worker_env)
+    assert code == 2
+    assert f"table '{table_name}' has no stream enabled" in output
+    assert "StreamViewType=NEW_AND_OLD_IMAGES" in output
+
+
+@pytest.mark.parametrize("view_type", ["KEYS_ONLY", "OLD_IMAGE"])
+def test_a_stream_without_new_images_is_refused(ddb, table_name, start_worker, worker_env, view_type):
+    create_table(ddb, table_name, view_type=view_type)
+    code, output = run_to_exit(start_worker, worker_env)
+    assert code == 2
+    assert f"has view type {view_type}" in output and "NEW_AND_OLD_IMAGES" in output
+
+
+def test_a_missing_table_is_named(start_worker, worker_env):
+    code, output = run_to_exit(start_worker, {**worker_env, "CDC_TABLE_NAME": "no-such-table"})
+    assert code == 2
+    assert "table 'no-such-table' does not exist" in output
+
+
+def test_a_missing_region_is_reported(start_worker, worker_env):
+    env = {k: v for k, v in worker_env.items() if k != "AWS_REGION"}
+    code, output = run_to_exit(start_worker, env)
+    assert code == 2
+    assert "set AWS_REGION" in output
+
+
+def test_an_unknown_cdc_variable_is_warned_about(ddb, table_name, start_worker, worker_env):
+    create_table(ddb, table_name)
+    worker = start_worker({**worker_env, "CDC_TABEL_NAME": "typo"})
+    assert worker.port > 0  # started and listening
+    warnings = worker.events("config_warning")
+    assert worker.terminate() == 0
+    assert any("CDC_TABEL_NAME" in w["detail"] for w in warnings)

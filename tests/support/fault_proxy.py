@@ -1,0 +1,125 @@
+"""An HTTP proxy in front of osmem-server that injects OpenSearch failures on ``_bulk``.
+
+osmem-server keeps its index in memory, so an outage cannot be simulated by restarting it;
+instead the proxy answers in its place. Faults are scripted per test:
+
+* ``fail_requests(status, count)``: the next ``count`` bulk requests are answered ``status``
+  (count=None: until ``heal()``), without reaching the server;
+* ``fail_items(status, count)``: the next ``count`` bulk requests are answered 200 with every
+  item rejected with ``status`` and not applied (what a busy node's 429 items look like).
+
+Other requests pass through untouched. Thread-safe; ``stop()`` shuts it down.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class FaultProxy:
+    def __init__(self, upstream: str) -> None:
+        self._upstream = upstream.rstrip("/")
+        self._lock = threading.Lock()
+        self._request_faults: tuple[int, int | None] | None = None
+        self._item_faults: tuple[int, int] | None = None
+        self.bulk_requests = 0
+        self.failed_requests = 0
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def fail_requests(self, status: int, count: int | None = None) -> None:
+        with self._lock:
+            self._request_faults = (status, count)
+
+    def fail_items(self, status: int, count: int) -> None:
+        with self._lock:
+            self._item_faults = (status, count)
+
+    def heal(self) -> None:
+        with self._lock:
+            self._request_faults = None
+            self._item_faults = None
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _take_fault(self) -> tuple[str, int] | None:
+        with self._lock:
+            self.bulk_requests += 1
+            if self._request_faults:
+                status, count = self._request_faults
+                self._request_faults = None if count == 1 else (status, None if count is None else count - 1)
+                self.failed_requests += 1
+                return "request", status
+            if self._item_faults:
+                status, count = self._item_faults
+                self._item_faults = None if count == 1 else (status, count - 1)
+                return "items", status
+            return None
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                fault = proxy._take_fault() if "/_bulk" in self.path else None
+                if fault and fault[0] == "request":
+                    error = {"error": {"type": "injected", "reason": "fault proxy"}, "status": fault[1]}
+                    return self._reply(fault[1], json.dumps(error).encode())
+                if fault and fault[0] == "items":
+                    return self._reply(200, _rejected_items(body, fault[1]))
+                self._reply(*self._upstream(body))
+
+            def _upstream(self, body: bytes) -> tuple[int, bytes]:
+                request = urllib.request.Request(
+                    proxy._upstream + self.path,
+                    data=body if body else None,
+                    method=self.command,
+                    headers={"Content-Type": self.headers.get("Content-Type", "application/json")},
+                )
+                try:
+                    with urllib.request.urlopen(request, timeout=30) as response:
+                        return response.status, response.read()
+                except urllib.error.HTTPError as exc:
+                    return exc.code, exc.read()
+
+            def _reply(self, status: int, payload: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward  # noqa: N815
+
+            def log_message(self, *args: object) -> None:
+                return
+
+        return Handler
+
+
+def _rejected_items(body: bytes, status: int) -> bytes:
+    """A bulk answer rejecting every action of ``body`` with ``status``."""
+    items = []
+    lines = iter(line for line in body.splitlines() if line.strip())
+    for line in lines:
+        ((op, meta),) = json.loads(line).items()
+        if op in ("index", "create", "update"):
+            next(lines)  # the document line
+        error = {"type": "es_rejected_execution_exception", "reason": "injected"}
+        items.append({op: {"_index": meta.get("_index"), "_id": meta.get("_id"), "status": status, "error": error}})
+    return json.dumps({"took": 0, "errors": True, "items": items}).encode()
