@@ -4,11 +4,12 @@ Number policy (``N``, and each member of ``NS``):
 
 * An integer that fits a signed 64-bit long is emitted as a JSON integer (OpenSearch ``long``
   holds it exactly).
-* Any other number whose shortest float text denotes exactly the same decimal value is emitted as
-  a JSON float (``19.99``, ``1.5``, ``1e-7``). The JSON text is exact; OpenSearch reads it as a
+* A non-integer whose shortest float text denotes exactly the same decimal value is emitted as a
+  JSON float (``19.99``, ``1.5``, ``1e-7``). The JSON text is exact; OpenSearch reads it as a
   ``double``.
-* Everything else (integers beyond 64 bits, decimals with more significant digits than a double
-  keeps) is emitted as a JSON *string* holding the exact decimal, e.g. ``"12345678901234567890123"``.
+* Everything else — every integer beyond 64 bits (even one a double holds, such as ``1E+20``),
+  and decimals with more significant digits than a double keeps — is emitted as a JSON *string*
+  holding the exact decimal, e.g. ``"12345678901234567890123"``.
   Nothing is ever rounded silently; a field that mixes such values with plain numbers is rejected
   by OpenSearch's mapping and dead-lettered, never truncated.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import decimal
+import re
 from typing import Any
 
 from consumer.errors import RecordError
@@ -29,6 +31,13 @@ from consumer.errors import RecordError
 _LONG_MIN = -(2**63)
 _LONG_MAX = 2**63 - 1
 _DECIMAL_CONTEXT = decimal.Context(prec=60)
+# Most N values are plain decimals ("42", "-7", "19.99"). For those the policy can be read off the
+# text without Decimal arithmetic: up to 18 integer digits always fit a long, and a decimal of at
+# most 15 digits always survives a round trip through a double (DBL_DIG), so its shortest float
+# text denotes the same value. Every other spelling takes the exact path.
+_PLAIN_NUMBER = re.compile(r"-?([0-9]+)(?:\.([0-9]+))?")
+_LONG_SAFE_DIGITS = 18
+_DOUBLE_SAFE_DIGITS = 15
 
 
 def parse_number(text: str) -> decimal.Decimal:
@@ -44,6 +53,9 @@ def parse_number(text: str) -> decimal.Decimal:
 
 def canonical_number(text: str) -> str:
     """The canonical text of an ``N`` value: equal numbers ("1.50", "1.5", "15E-1") → equal text."""
+    plain = _PLAIN_NUMBER.fullmatch(text) if isinstance(text, str) else None
+    if plain is not None and plain[2] is None and len(plain[1]) <= _LONG_SAFE_DIGITS:
+        return str(int(text))
     value = parse_number(text)
     if value == 0:
         return "0"
@@ -55,6 +67,13 @@ def canonical_number(text: str) -> str:
 
 def number_to_json(text: str) -> int | float | str:
     """Apply the number policy in this module's docstring to one ``N`` string."""
+    plain = _PLAIN_NUMBER.fullmatch(text) if isinstance(text, str) else None
+    if plain is not None:
+        whole, fraction = plain.groups()
+        if fraction is None and len(whole) <= _LONG_SAFE_DIGITS:
+            return int(text)
+        if fraction is not None and fraction.strip("0") and len(whole) + len(fraction) <= _DOUBLE_SAFE_DIGITS:
+            return float(text)
     value = parse_number(text)
     if value == value.to_integral_value():
         as_int = int(value)
@@ -74,6 +93,8 @@ def attribute_to_json(attribute: dict[str, Any]) -> Any:
     if len(attribute) != 1:
         raise RecordError(f"attribute value must have exactly one type tag, got {sorted(attribute)}")
     ((tag, value),) = attribute.items()
+    if tag == "S":  # the most frequent type, by far: skip the dispatch
+        return value
     converter = _CONVERTERS.get(tag)
     if converter is None:
         raise RecordError(f"unknown DynamoDB attribute type {tag!r}")

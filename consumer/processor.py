@@ -20,7 +20,7 @@ from consumer.doc_ids import KeySchema
 from consumer.errors import RecordError
 from consumer.observability.metrics import Metrics
 from consumer.projection import to_bulk_action
-from consumer.records import StreamRecord
+from consumer.records import StreamRecord, is_sequence_number
 from consumer.sink.bulk import BulkAction, Outcome
 from consumer.sink.dlq import DeadLetter, DeadLetterSink
 from consumer.sink.opensearch import OpenSearchSink
@@ -107,4 +107,4 @@ class BatchProcessor:
 
 def _sequence_number(raw: dict[str, Any]) -> str | None:
     value = (raw.get("dynamodb") or {}).get("SequenceNumber")
-    return value if isinstance(value, str) and value.isdigit() else None
+    return value if is_sequence_number(value) else None

@@ -48,8 +48,7 @@ class StreamRecord:
         if event_name not in EVENT_NAMES:
             raise RecordError(f"eventName {event_name!r} is not one of {EVENT_NAMES}")
         sequence_number = body.get("SequenceNumber")
-        # isascii(): str.isdigit() also accepts digits such as "²" that int() refuses
-        if not isinstance(sequence_number, str) or not (sequence_number.isascii() and sequence_number.isdigit()):
+        if not is_sequence_number(sequence_number):
             raise RecordError(f"SequenceNumber {sequence_number!r} is not a digit string")
         keys = body.get("Keys")
         if not isinstance(keys, dict) or not keys:
@@ -57,7 +56,11 @@ class StreamRecord:
         new_image = body.get("NewImage")
         if event_name != "REMOVE" and not isinstance(new_image, dict):
             raise RecordError(f"{event_name} record has no NewImage: is the stream KEYS_ONLY or OLD_IMAGE?")
+        # boto3 returns the API model's names (Type, PrincipalId); Lambda events and the TTL guide
+        # spell them type, principalId. Accept both.
         identity = raw.get("userIdentity") or {}
+        identity_type = identity.get("Type", identity.get("type"))
+        principal = identity.get("PrincipalId", identity.get("principalId"))
         return cls(
             event_id=str(raw.get("eventID", "")),
             event_name=event_name,
@@ -66,9 +69,14 @@ class StreamRecord:
             sequence_number=sequence_number,
             approximate_second=_whole_seconds(body.get("ApproximateCreationDateTime")),
             size_bytes=_size_bytes(body.get("SizeBytes", 0)),
-            is_ttl_delete=identity.get("type") == "Service" and identity.get("principalId") == TTL_PRINCIPAL,
+            is_ttl_delete=identity_type == "Service" and principal == TTL_PRINCIPAL,
             raw=raw,
         )
+
+
+def is_sequence_number(value: Any) -> bool:
+    """A digit string; isascii() because str.isdigit() also accepts digits like "²" that int() refuses."""
+    return isinstance(value, str) and value.isascii() and value.isdigit()
 
 
 def _whole_seconds(value: Any) -> int:

@@ -28,6 +28,7 @@ from consumer.processor import BatchProcessor
 from consumer.shards.api import StreamApi
 from consumer.shards.consumer import ReaderSettings, ShardConsumer
 from consumer.shards.lineage import new_leases, start_version
+from consumer.shards.throttle import ThrottleGate
 from consumer.source import StreamSource
 
 log = structlog.get_logger(__name__)
@@ -76,6 +77,7 @@ class Worker:
         self._clock = clock
         self._coordinator = LeaseCoordinator(lease_table, worker_id, timings.failover, metrics, clock)
         self._consumers: dict[str, ShardConsumer] = {}
+        self._throttle = ThrottleGate(reader_settings.retry_base_seconds, reader_settings.retry_max_delay_seconds)
         self._next_sync = 0.0
         self.last_tick = clock()
         self.synced = threading.Event()
@@ -107,6 +109,12 @@ class Worker:
     def _maybe_sync_shards(self) -> None:
         if self._clock() < self._next_sync:
             return
+        self._sync_shards()
+        self._next_sync = self._clock() + self._timings.shard_sync_interval
+        self.synced.set()
+
+    def _sync_shards(self) -> None:
+        """Create a lease for every shard that needs one. Safe from any thread, and idempotent."""
         shards = self._api.list_shards(self._source.stream_arn)
         existing = {lease.lease_key for lease in self._leases.list_leases()}
         for lease in new_leases(shards, existing, self._initial_position):
@@ -118,8 +126,15 @@ class Worker:
                     checkpoint=lease.checkpoint,
                     parent_shard_ids=sorted(lease.parent_shard_ids),
                 )
-        self._next_sync = self._clock() + self._timings.shard_sync_interval
-        self.synced.set()
+
+    def _on_shard_end(self, shard_id: str) -> None:
+        """Called by a consumer right after it checkpointed SHARD_END: lease the children now, so
+        the next taker cycle of any worker picks them up without waiting for the periodic sync."""
+        try:
+            self._sync_shards()
+        except ConsumerError as exc:
+            log.warning("child_lease_sync_failed", shard_id=shard_id, error=str(exc))
+            self._next_sync = 0.0  # the worker loop retries on its next tick
 
     def _start_ready_consumers(self, leases: list[Lease]) -> None:
         by_key = {lease.lease_key: lease for lease in leases}
@@ -138,6 +153,8 @@ class Worker:
                 self._reader_settings,
                 self._worker_id,
                 version,
+                self._throttle,
+                self._on_shard_end,
             )
             self._consumers[shard_id] = consumer
             consumer.start()
@@ -151,7 +168,6 @@ class Worker:
             held = self._coordinator.held.get(shard_id)
             if consumer.reached_shard_end and held is not None:
                 self._release(held)
-                self._next_sync = 0.0  # children may have appeared: create their leases now
 
     def _release(self, held: HeldLease) -> None:
         self._coordinator.held.pop(held.shard_id, None)

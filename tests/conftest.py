@@ -12,6 +12,7 @@ import boto3
 import pytest
 
 from tests.support.emulators import MotoServer, aws_env, start_osmem
+from tests.support.stream_server import StreamServer
 from tests.support.worker_process import WorkerProcess
 
 _names = itertools.count()
@@ -76,3 +77,11 @@ def start_worker(tmp_path: Path) -> Iterator[Any]:
     yield start
     for worker in workers:
         worker.stop()
+
+
+@pytest.fixture(scope="session")
+def stream_server() -> Iterator[StreamServer]:
+    """The test-side DynamoDB Streams server (splits, trimming, faults); each test makes its own streams."""
+    server = StreamServer.start()
+    yield server
+    server.stop()

@@ -21,7 +21,9 @@ def configure_logging(level: str = "INFO", fmt: Literal["json", "console"] = "js
     if fmt == "console":
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     else:
-        renderer = structlog.processors.JSONRenderer(serializer=lambda obj, **_: orjson.dumps(obj).decode())
+        renderer = structlog.processors.JSONRenderer(
+            serializer=lambda obj, **_: orjson.dumps(obj, default=str).decode()
+        )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

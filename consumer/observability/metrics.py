@@ -126,6 +126,11 @@ class Metrics:
             ["outcome"],
             registry=registry,
         )
+        self.trimmed = Counter(
+            "cdc_trimmed_data_events_total",
+            "Times a shard position had been trimmed (24 h retention) and reading resumed at TRIM_HORIZON: data was lost.",
+            registry=registry,
+        )
         self.dead_lettered = Counter(
             "cdc_records_dead_lettered_total",
             "Records written to the dead-letter destination.",

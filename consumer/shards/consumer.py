@@ -16,6 +16,7 @@ import contextlib
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,7 @@ from consumer.observability.metrics import Metrics
 from consumer.processor import BatchProcessor
 from consumer.records import StreamRecord
 from consumer.shards.api import AFTER_SEQUENCE_NUMBER, RecordsPage, StreamApi
+from consumer.shards.throttle import ThrottleGate
 
 log = structlog.get_logger(__name__)
 
@@ -67,6 +69,8 @@ class ShardConsumer:
         settings: ReaderSettings,
         worker_id: str,
         start_version: int,
+        throttle: ThrottleGate,
+        on_shard_end: Callable[[str], None],
     ) -> None:
         self._held = held
         self._stream_arn = stream_arn
@@ -76,6 +80,9 @@ class ShardConsumer:
         self._settings = settings
         self._worker_id = worker_id
         self._version = start_version
+        self._throttle = throttle
+        self._on_shard_end = on_shard_end
+        self._trimmed_after: str | None = None  # set while the first read after a trim is pending
         self._position = held.lease.checkpoint  # the last settled sequence number, or a sentinel
         self._stop = threading.Event()
         self._rng = random.Random()
@@ -121,6 +128,8 @@ class ShardConsumer:
         iterator: str | None = None  # None: get one after the last settled record
         failures = 0
         while not self._stop.is_set() and not self._held.lost.is_set():
+            if self._stop.wait(self._throttle.wait_time()):
+                return
             try:
                 iterator = iterator or self._acquire_iterator()
                 page = self._api.get_records(iterator, self._settings.max_records_per_read)
@@ -130,6 +139,7 @@ class ShardConsumer:
                 failures += 1
                 continue
             failures = 0
+            self._throttle.succeeded()
             self._observe_read(page)
             if page.records:
                 self._settle(page.records)
@@ -158,19 +168,28 @@ class ShardConsumer:
             self._stop.set()
             return
         if isinstance(exc, TrimmedDataError):
-            # The full trimming story (metric, alert, exact loss report) is the lineage change's;
-            # until then: never silent, never stuck.
-            log.error("shard_data_trimmed", position=self._position, error=str(exc))
-            self._position = TRIM_HORIZON
+            self._resume_after_trim(exc)
             return
         outcome = {IteratorExpiredError: "expired_iterator", ThrottledError: "throttled"}.get(type(exc), "error")
         self._metrics.get_records.labels(outcome=outcome).inc()
         if outcome == "expired_iterator":
             log.info("shard_iterator_expired", position=self._position)
             return
-        delay = self._backoff(failures)
+        delay = self._throttle.throttled() if outcome == "throttled" else self._backoff(failures)
         log.warning("get_records_failed", outcome=outcome, error=str(exc), retry_in_seconds=round(delay, 3))
         self._stop.wait(delay)
+
+    def _resume_after_trim(self, exc: TrimmedDataError) -> None:
+        """Records past our position were trimmed (24 h retention): report the loss, go on.
+
+        Never silent: the loss is counted, logged now with the last settled position, and logged
+        again at the first record still available, so the lost records are exactly those with
+        sequence numbers strictly between ``after_sequence_number`` and that record's.
+        """
+        self._metrics.trimmed.inc()
+        self._trimmed_after = self._position
+        log.error("shard_data_trimmed", after_sequence_number=self._position, resume_from=TRIM_HORIZON, error=str(exc))
+        self._position = TRIM_HORIZON
 
     def _backoff(self, failures: int) -> float:
         return backoff_delay(
@@ -180,6 +199,14 @@ class ShardConsumer:
     def _observe_read(self, page: RecordsPage) -> None:
         self._metrics.get_records.labels(outcome="records" if page.records else "empty").inc()
         self._metrics.records_read.inc(len(page.records))
+        if self._trimmed_after is not None and page.records:
+            first = page.records[0].get("dynamodb", {}).get("SequenceNumber")
+            log.error(
+                "shard_resumed_after_trim",
+                after_sequence_number=self._trimmed_after,
+                first_available_sequence_number=first,
+            )
+            self._trimmed_after = None
         age = 0.0
         if page.records:
             with contextlib.suppress(RecordError):  # a malformed record is the processor's to report
@@ -214,6 +241,7 @@ class ShardConsumer:
             failures += 1
         self.reached_shard_end = True
         log.info("shard_ended", version=self._version)
+        self._on_shard_end(self.shard_id)
 
     def _checkpoint(self, position: str) -> bool:
         """Checkpoint ``position``; False on a transient failure (the next checkpoint covers it)."""

@@ -33,6 +33,7 @@ class MotoServer:
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C of the demo must not kill it before the worker stops
         )
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + timeout

@@ -1,0 +1,184 @@
+"""``make demo``: the service on embedded emulators, with the index visibly converging.
+
+Starts moto server and osmem-server on loopback, creates an ``orders`` table with a
+NEW_AND_OLD_IMAGES stream, runs the consumer (``python -m consumer run``, exactly as users run it)
+and a writer that inserts, modifies and deletes orders, and prints a status line every two
+seconds: table items, index documents, records applied, lag. Ctrl-C (or ``--seconds N``) stops
+the writer, the worker (SIGTERM: graceful handoff) and the emulators.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import boto3
+from prometheus_client.parser import text_string_to_metric_families
+
+from consumer.doc_ids import KeyAttribute, KeySchema
+from tests.support.emulators import MotoServer, aws_env, free_port, start_osmem
+from tests.support.tables import index_documents, table_documents
+
+TABLE = "orders"
+KEY_SCHEMA = KeySchema((KeyAttribute("customer", "S"), KeyAttribute("order_id", "N")))
+STATUSES = ["placed", "paid", "packed", "shipped", "delivered"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=None, help="stop by itself after this long")
+    parser.add_argument("--changes", type=int, default=2000, help="changes the writer makes")
+    args = parser.parse_args()
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    moto, osmem = MotoServer.start(), start_osmem()
+    worker: subprocess.Popen | None = None
+    try:
+        ddb = _client("dynamodb", moto.url)
+        _create_orders_table(ddb)
+        print(f"moto server   {moto.url}\nosmem-server  {osmem.url}\ntable         {TABLE} (stream NEW_AND_OLD_IMAGES)")
+        metrics_port = free_port()
+        log_path = Path(".run") / "demo-worker.log"
+        worker = _start_worker(moto.url, osmem.url, metrics_port, log_path)
+        print(f"worker        pid {worker.pid}, metrics http://127.0.0.1:{metrics_port}/metrics, logs {log_path}\n")
+        writer = threading.Thread(target=_write_orders, args=(ddb, args.changes, stop), daemon=True)
+        writer.start()
+        _report_until_stopped(ddb, osmem.url, metrics_port, writer, stop, args.seconds)
+        return 0
+    finally:
+        stop.set()
+        if worker is not None:
+            _stop_worker(worker)
+        osmem.close()
+        moto.stop()
+        print("stopped: worker, osmem-server, moto server")
+
+
+def _client(service: str, url: str) -> Any:
+    env = aws_env(url)
+    return boto3.client(
+        service,
+        endpoint_url=url,
+        region_name=env["AWS_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+def _create_orders_table(ddb: Any) -> None:
+    ddb.create_table(
+        TableName=TABLE,
+        KeySchema=[{"AttributeName": "customer", "KeyType": "HASH"}, {"AttributeName": "order_id", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "customer", "AttributeType": "S"},
+            {"AttributeName": "order_id", "AttributeType": "N"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+
+
+def _start_worker(moto_url: str, osmem_url: str, metrics_port: int, log_path: Path) -> subprocess.Popen:
+    log_path.parent.mkdir(exist_ok=True)
+    env = {
+        **aws_env(moto_url),
+        "PATH": "",
+        "CDC_TABLE_NAME": TABLE,
+        "CDC_OPENSEARCH_URL": osmem_url,
+        "CDC_METRICS_PORT": str(metrics_port),
+        "CDC_METRICS_HOST": "127.0.0.1",
+        "CDC_WORKER_ID": "demo-worker",
+        "CDC_POLL_INTERVAL_SECONDS": "0.25",
+        "CDC_DEAD_LETTER_PATH": str(log_path.parent / "demo-dead-letters.jsonl"),
+    }
+    log = open(log_path, "wb")  # noqa: SIM115 (the process owns it until it exits)
+    # Own session: a Ctrl-C reaches only the demo, which then stops the worker with one SIGTERM.
+    return subprocess.Popen(
+        [sys.executable, "-m", "consumer", "run"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def _write_orders(ddb: Any, changes: int, stop: threading.Event) -> None:
+    """Orders go through their statuses; some are cancelled (deleted) and some placed again."""
+    rng = random.Random(7)
+    for n in range(changes):
+        if stop.is_set():
+            return
+        key = {"customer": {"S": f"customer-{rng.randrange(40)}"}, "order_id": {"N": str(rng.randrange(5))}}
+        if rng.random() < 0.15:
+            ddb.delete_item(TableName=TABLE, Key=key)
+        else:
+            ddb.put_item(
+                TableName=TABLE,
+                Item={
+                    **key,
+                    "status": {"S": rng.choice(STATUSES)},
+                    "total": {"N": f"{rng.randrange(100, 99999) / 100:.2f}"},
+                    "items": {
+                        "L": [
+                            {"M": {"sku": {"S": f"sku-{rng.randrange(100)}"}, "qty": {"N": str(rng.randrange(1, 4))}}}
+                        ]
+                    },
+                    "gift": {"BOOL": rng.random() < 0.1},
+                    "revision": {"N": str(n)},
+                },
+            )
+        stop.wait(0.005)
+
+
+def _report_until_stopped(
+    ddb: Any, osmem_url: str, port: int, writer: threading.Thread, stop: threading.Event, seconds: float | None
+) -> None:
+    deadline = None if seconds is None else time.monotonic() + seconds
+    shown_sample = False
+    while not stop.wait(2.0):
+        table, index = table_documents(ddb, TABLE, KEY_SCHEMA), index_documents(osmem_url, TABLE)
+        samples = _scrape(port)
+        applied = sum(v for k, v in samples.items() if k.startswith("cdc_records_processed_total"))
+        lag = max((v for k, v in samples.items() if k.startswith("cdc_shard_iterator_age_seconds")), default=0.0)
+        state = "CONVERGED: index == table" if table == index else "catching up"
+        writing = "writing" if writer.is_alive() else "writer done"
+        print(
+            f"[{writing:11}] table={len(table):4} index={len(index):4} applied={applied:6.0f} "
+            f"iterator_age={lag:4.1f}s  {state}",
+            flush=True,
+        )
+        if table == index and not writer.is_alive() and not shown_sample and index:
+            doc_id, document = sorted(index.items())[0]
+            print(f"\nsample document _id={doc_id!r}:\n  {document}\n\nCtrl-C to stop.", flush=True)
+            shown_sample = True
+        if deadline is not None and time.monotonic() > deadline:
+            return
+
+
+def _scrape(port: int) -> dict[str, float]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    return {f"{s.name}{s.labels}": s.value for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+def _stop_worker(worker: subprocess.Popen) -> None:
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            code = worker.wait(timeout=30)
+            print(f"worker exited {code} after SIGTERM (leases released)")
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

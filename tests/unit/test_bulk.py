@@ -1,0 +1,90 @@
+"""The _bulk body and the classification of its per-item results."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from consumer.records import StreamRecord
+from consumer.sink.bulk import BulkAction, Outcome, classify_item, encode_bulk
+from tests.support.factories import stream_record
+
+
+def action(op: str = "index", doc_id: str = "item-1", version: int = 7, document: dict | None = None) -> BulkAction:
+    record = StreamRecord.from_wire(stream_record("REMOVE" if op == "delete" else "MODIFY"))
+    if op == "index" and document is None:
+        document = {"pk": "item-1", "payload": "new"}
+    return BulkAction(record, doc_id, version, op, document)  # type: ignore[arg-type]
+
+
+def test_the_body_is_ndjson_with_a_document_line_only_for_index_actions():
+    # GIVEN an index, a delete and another index, in shard order
+    actions = [
+        action("index", "a", 10, {"pk": "a", "n": 1}),
+        action("delete", "b", 2**63 - 1),
+        action("index", "c|1", 12, {"pk": "c", "nested": {"l": [1, "x", None]}}),
+    ]
+
+    # WHEN they are encoded
+    body = encode_bulk("orders", actions)
+
+    # THEN each index is a metadata line plus its document, each delete only a metadata line, all with
+    # external versions, in order, and the body ends with the newline _bulk requires
+    assert body.endswith(b"\n")
+    lines = [orjson.loads(line) for line in body.splitlines()]
+    assert lines == [
+        {"index": {"_index": "orders", "_id": "a", "version": 10, "version_type": "external"}},
+        {"pk": "a", "n": 1},
+        {"delete": {"_index": "orders", "_id": "b", "version": 2**63 - 1, "version_type": "external"}},
+        {"index": {"_index": "orders", "_id": "c|1", "version": 12, "version_type": "external"}},
+        {"pk": "c", "nested": {"l": [1, "x", None]}},
+    ]
+
+
+def test_a_document_with_newlines_in_its_strings_stays_on_one_line():
+    # GIVEN a document whose text contains newlines WHEN encoded THEN it is still one NDJSON line
+    body = encode_bulk("i", [action(document={"text": "line 1\nline 2\r\n"})])
+    assert len(body.splitlines()) == 2
+    assert orjson.loads(body.splitlines()[1]) == {"text": "line 1\nline 2\r\n"}
+
+
+@pytest.mark.parametrize(
+    ("item", "outcome"),
+    [
+        ({"index": {"status": 201, "result": "created"}}, Outcome.APPLIED),
+        ({"index": {"status": 200, "result": "updated"}}, Outcome.APPLIED),
+        ({"delete": {"status": 200, "result": "deleted"}}, Outcome.APPLIED),
+        ({"delete": {"status": 404, "result": "not_found"}}, Outcome.APPLIED),
+        ({"index": {"status": 409, "error": {"type": "version_conflict_engine_exception"}}}, Outcome.STALE),
+        ({"delete": {"status": 409, "error": {"type": "version_conflict_engine_exception"}}}, Outcome.STALE),
+        ({"index": {"status": 429, "error": {"type": "es_rejected_execution_exception"}}}, Outcome.RETRY),
+        ({"index": {"status": 500, "error": {"type": "internal_server_error"}}}, Outcome.RETRY),
+        ({"index": {"status": 503, "error": {"type": "unavailable_shards_exception"}}}, Outcome.RETRY),
+        ({"index": {"error": "no status at all"}}, Outcome.RETRY),
+        ({"index": {"status": 400, "error": {"type": "mapper_parsing_exception"}}}, Outcome.POISON),
+        ({"index": {"status": 404, "error": {"type": "index_not_found_exception"}}}, Outcome.POISON),
+    ],
+)
+def test_each_item_status_has_its_outcome(item, outcome):
+    # GIVEN one item of a _bulk response WHEN classified
+    # THEN 2xx and a delete's 404 are applied; 409 under external versioning is stale (an equal or
+    # newer version is there); 429 and 5xx are retried; any other 4xx is poison
+    assert classify_item(item)[0] is outcome
+
+
+def test_a_poison_item_carries_the_error_type_and_reason_for_the_dead_letter():
+    # GIVEN a mapping error WHEN classified THEN the error text says what OpenSearch refused and why
+    item = {
+        "index": {
+            "status": 400,
+            "error": {"type": "mapper_parsing_exception", "reason": "failed to parse field [price] of type [long]"},
+        }
+    }
+    assert classify_item(item) == (
+        Outcome.POISON,
+        "400 mapper_parsing_exception: failed to parse field [price] of type [long]",
+    )
+
+
+def test_an_applied_item_has_no_error_text():
+    assert classify_item({"index": {"status": 201}}) == (Outcome.APPLIED, None)

@@ -1,0 +1,168 @@
+"""Settings from CDC_* variables: defaults, derived names, and every mistake reported at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from consumer.config import load_settings
+from consumer.errors import ConfigError
+
+STREAM_ARN = "arn:aws:dynamodb:eu-west-1:123456789012:table/Orders/stream/2024-01-01T00:00:00.000"
+
+
+def environ(**variables: str) -> dict[str, str]:
+    """A minimal valid environment plus ``variables`` (CDC_ names); a value of None removes one."""
+    env = {"CDC_TABLE_NAME": "Orders", "CDC_OPENSEARCH_URL": "http://localhost:9200", **variables}
+    return {name: value for name, value in env.items() if value is not None}
+
+
+def config_error(env: dict[str, str]) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)
+    return str(caught.value)
+
+
+def test_defaults():
+    # GIVEN only the table and the OpenSearch URL WHEN settings load THEN the defaults are KCL's and ours
+    settings, warnings = load_settings(environ())
+    assert warnings == []
+    assert settings.initial_position == "TRIM_HORIZON"
+    assert settings.failover_seconds == 10.0
+    assert settings.renew_interval_seconds == pytest.approx(10.0 / 3)
+    assert settings.max_records_per_read == 1000
+    assert settings.metrics_port == 9400
+    assert settings.dead_letter_path == Path("cdc-dead-letters.jsonl")
+    assert (settings.log_level, settings.log_format) == ("INFO", "json")
+    assert settings.worker_id  # host-pid, unique per process
+
+
+def test_names_are_derived_from_the_table_name():
+    # GIVEN only CDC_TABLE_NAME WHEN settings load THEN the lease table and the index follow from it
+    settings, _ = load_settings(environ(CDC_TABLE_NAME="Orders"))
+    assert settings.source_table == "Orders"
+    assert settings.lease_table_name == "Orders-cdc-leases"
+    assert settings.index_name == "orders"  # OpenSearch index names are lower case
+
+
+def test_the_table_is_derived_from_the_stream_arn():
+    # GIVEN only CDC_STREAM_ARN WHEN settings load THEN the table, lease table and index come from the ARN
+    settings, _ = load_settings(environ(CDC_TABLE_NAME=None, CDC_STREAM_ARN=STREAM_ARN))
+    assert (settings.source_table, settings.lease_table_name, settings.index_name) == (
+        "Orders",
+        "Orders-cdc-leases",
+        "orders",
+    )
+
+
+def test_explicit_names_win_over_derived_ones():
+    settings, _ = load_settings(environ(CDC_LEASE_TABLE="leases", CDC_OPENSEARCH_INDEX="orders-v2"))
+    assert (settings.lease_table_name, settings.index_name) == ("leases", "orders-v2")
+
+
+def test_numbers_and_choices_are_parsed_from_text():
+    settings, _ = load_settings(
+        environ(CDC_METRICS_PORT="9500", CDC_FAILOVER_SECONDS="30", CDC_INITIAL_POSITION="LATEST", CDC_WORKER_ID="w-1")
+    )
+    assert (settings.metrics_port, settings.failover_seconds, settings.initial_position, settings.worker_id) == (
+        9500,
+        30.0,
+        "LATEST",
+        "w-1",
+    )
+
+
+def test_every_bad_variable_is_reported_at_once_with_its_value_and_expectation():
+    # GIVEN two bad variables and a missing required one
+    env = environ(CDC_METRICS_PORT="abc", CDC_INITIAL_POSITION="EARLIEST", CDC_OPENSEARCH_URL=None)
+
+    # WHEN settings load
+    message = config_error(env)
+
+    # THEN one error names each variable, shows its value and says what is expected
+    assert "CDC_METRICS_PORT='abc'" in message
+    assert "valid integer" in message
+    assert "CDC_INITIAL_POSITION='EARLIEST'" in message
+    assert "'TRIM_HORIZON' or 'LATEST'" in message
+    assert "CDC_OPENSEARCH_URL=(not set)" in message
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CDC_METRICS_PORT", "70000"),
+        ("CDC_FAILOVER_SECONDS", "0"),
+        ("CDC_MAX_RECORDS_PER_READ", "1001"),
+        ("CDC_OPENSEARCH_URL", "localhost:9200"),
+        ("CDC_OPENSEARCH_INDEX", "Orders"),
+        ("CDC_STREAM_ARN", "arn:aws:kinesis:eu-west-1:123456789012:stream/x"),
+        ("CDC_TABLE_NAME", "a b"),
+        ("CDC_LOG_LEVEL", "TRACE"),
+    ],
+)
+def test_an_out_of_range_or_malformed_value_is_named(variable, value):
+    # GIVEN one bad value WHEN settings load THEN the error names the variable and its value
+    assert f"{variable}={value!r}" in config_error(environ(**{variable: value}))
+
+
+def test_a_missing_source_is_reported():
+    # GIVEN neither CDC_TABLE_NAME nor CDC_STREAM_ARN WHEN settings load THEN the error says to set one
+    message = config_error(environ(CDC_TABLE_NAME=None))
+    assert "CDC_TABLE_NAME" in message
+    assert "CDC_STREAM_ARN" in message
+
+
+def test_a_missing_source_is_reported_together_with_the_other_mistakes():
+    # GIVEN no source and a bad port WHEN settings load THEN both are in the one error
+    message = config_error(environ(CDC_TABLE_NAME=None, CDC_METRICS_PORT="abc"))
+    assert "CDC_METRICS_PORT='abc'" in message
+    assert "set CDC_TABLE_NAME" in message
+
+
+@pytest.mark.parametrize("table", ["_orders", "-orders", ".orders"])
+def test_a_table_name_that_makes_no_valid_index_name_asks_for_an_explicit_index(table):
+    # GIVEN a legal DynamoDB table name that is not a legal OpenSearch index name once lower-cased
+    # WHEN settings load without CDC_OPENSEARCH_INDEX
+    # THEN startup fails and says to set it (instead of every document being refused later)
+    message = config_error(environ(CDC_TABLE_NAME=table))
+    assert "CDC_OPENSEARCH_INDEX" in message
+    settings, _ = load_settings(environ(CDC_TABLE_NAME=table, CDC_OPENSEARCH_INDEX="orders"))
+    assert settings.index_name == "orders"
+
+
+def test_unknown_cdc_variables_are_warned_about_and_others_ignored():
+    # GIVEN a typo'd CDC_ variable, CDC_AWS_REGION (not ours) and unrelated variables
+    settings, warnings = load_settings(
+        environ(CDC_FAILOVER_SECOND="5", CDC_AWS_REGION="eu-west-1", PATH="/usr/bin", HOME="/root")
+    )
+
+    # WHEN settings load THEN each unknown CDC_ name gets a warning; the typo does not change the setting
+    assert len(warnings) == 2
+    assert any("CDC_FAILOVER_SECOND " in warning for warning in warnings)
+    assert any("CDC_AWS_REGION " in warning for warning in warnings)
+    assert settings.failover_seconds == 10.0
+
+
+@pytest.mark.parametrize(
+    ("variables", "region"),
+    [
+        ({"AWS_REGION": "eu-west-1"}, "eu-west-1"),
+        ({"AWS_DEFAULT_REGION": "us-west-2"}, "us-west-2"),
+        ({"AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "us-west-2"}, "eu-west-1"),
+        ({}, None),
+    ],
+)
+def test_the_aws_region_is_picked_up_the_sdk_way(variables, region):
+    settings, _ = load_settings({**environ(), **variables})
+    assert settings.aws_region == region
+
+
+def test_only_the_given_mapping_is_read(monkeypatch):
+    # GIVEN a valid configuration in the process environment but not in the mapping passed
+    for name, value in environ().items():
+        monkeypatch.setenv(name, value)
+
+    # WHEN settings load from the mapping THEN the process environment does not leak in
+    with pytest.raises(ConfigError):
+        load_settings({})

@@ -1,0 +1,145 @@
+"""Which leases a worker takes: toward ceil(active / live workers), never from a live owner."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from consumer.leases.taker import LeaseState, leases_to_take, target_per_worker
+
+ME = "worker-me"
+OTHERS = ("worker-a", "worker-b", "worker-c")
+
+
+@st.composite
+def lease_tables(draw: st.DrawFn) -> tuple[list[LeaseState], frozenset[str]]:
+    """A view of the lease table (random owners, expiry, ends) and the keys this worker holds."""
+    rows = draw(
+        st.lists(st.tuples(st.sampled_from([None, ME, *OTHERS]), st.booleans(), st.integers(0, 4)), max_size=30)
+    )
+    leases = [
+        LeaseState(f"shardId-{i:04d}", owner, expired=expired, ended=ended == 0)
+        for i, (owner, expired, ended) in enumerate(rows)
+    ]
+    mine = [lease.lease_key for lease in leases if lease.owner == ME]
+    held = draw(st.frozensets(st.sampled_from(mine))) if mine else frozenset()
+    return draw(st.permutations(leases)), held
+
+
+def is_free(lease: LeaseState, held: frozenset[str]) -> bool:
+    """Takeable: not ended, not held, and unowned, expired, or a leftover of this worker's id."""
+    return (
+        not lease.ended and lease.lease_key not in held and (lease.owner is None or lease.expired or lease.owner == ME)
+    )
+
+
+@given(lease_tables())
+@settings(max_examples=300)
+def test_taking_respects_the_target_and_the_owners(table):
+    # GIVEN any lease table view and the leases this worker holds
+    leases, held = table
+    by_key = {lease.lease_key: lease for lease in leases}
+    target = target_per_worker(leases, ME)
+
+    # WHEN the worker decides what to take
+    taken = leases_to_take(leases, ME, held)
+
+    # THEN it takes each lease at most once, none it holds, and no more than it needs for its target
+    assert len(taken) == len(set(taken))
+    assert not set(taken) & held
+    assert len(taken) <= max(0, target - len(held))
+    for key in taken:
+        lease = by_key[key]
+        # never a lease another worker owns and keeps renewing
+        assert lease.owner in (None, ME) or lease.expired
+        # never a finished shard
+        assert not lease.ended
+
+
+@given(lease_tables())
+@settings(max_examples=300)
+def test_a_worker_below_its_target_takes_every_free_lease_it_needs(table):
+    # GIVEN any lease table view
+    leases, held = table
+    free = [lease for lease in leases if is_free(lease, held)]
+    wanted = max(0, target_per_worker(leases, ME) - len(held))
+
+    # WHEN the worker decides what to take
+    taken = leases_to_take(leases, ME, held)
+
+    # THEN it takes as many free leases as it can up to its target: it does not sit idle below it
+    assert len(taken) == min(len(free), wanted)
+
+
+@given(lease_tables())
+@settings(max_examples=100)
+def test_the_target_is_active_leases_over_live_workers(table):
+    # GIVEN any lease table view
+    leases, _ = table
+    active = [lease for lease in leases if not lease.ended]
+    live = {lease.owner for lease in active if lease.owner and not lease.expired} | {ME}
+
+    # WHEN the target is computed THEN it is ceil(active / live), this worker counted as live
+    assert target_per_worker(leases, ME) == math.ceil(len(active) / len(live))
+
+
+@given(st.integers(1, 60), st.booleans())
+@settings(max_examples=60)
+def test_a_single_worker_takes_every_free_lease(count, previously_owned):
+    # GIVEN a lone worker and N leases that are unowned, or whose owner died (expired)
+    leases = [
+        LeaseState(
+            f"shardId-{i:03d}", "dead-worker" if previously_owned else None, expired=previously_owned, ended=False
+        )
+        for i in range(count)
+    ]
+
+    # WHEN it decides what to take THEN it takes all N, in key order
+    assert leases_to_take(leases, ME, frozenset()) == [lease.lease_key for lease in leases]
+
+
+def test_a_lease_left_under_this_workers_id_by_a_previous_process_is_taken_back():
+    # GIVEN a restarted worker (same CDC_WORKER_ID) whose old process still shows as owner, unexpired
+    leases = [LeaseState("shardId-1", ME, expired=False, ended=False)]
+
+    # WHEN it decides what to take THEN it takes the lease back at once instead of waiting for expiry
+    assert leases_to_take(leases, ME, frozenset()) == ["shardId-1"]
+
+
+def test_a_balanced_pool_takes_nothing():
+    # GIVEN four leases split two and two between two live workers, and a third worker that joins
+    leases = [
+        LeaseState("s1", "worker-a", expired=False, ended=False),
+        LeaseState("s2", "worker-a", expired=False, ended=False),
+        LeaseState("s3", "worker-b", expired=False, ended=False),
+        LeaseState("s4", "worker-b", expired=False, ended=False),
+    ]
+
+    # WHEN the newcomer decides what to take THEN nothing: no free lease, no thrash
+    assert leases_to_take(leases, ME, frozenset()) == []
+
+
+def test_the_leases_of_a_dead_worker_are_shared_not_grabbed():
+    # GIVEN worker-a alive with two leases, and worker-b dead (its two leases expired)
+    leases = [
+        LeaseState("s1", "worker-a", expired=False, ended=False),
+        LeaseState("s2", "worker-a", expired=False, ended=False),
+        LeaseState("s3", "worker-b", expired=True, ended=False),
+        LeaseState("s4", "worker-b", expired=True, ended=False),
+    ]
+
+    # WHEN a new worker decides THEN it takes its share, ceil(4 / 2) = 2, both of the dead worker's
+    assert leases_to_take(leases, ME, frozenset()) == ["s3", "s4"]
+
+
+def test_ended_leases_neither_count_toward_the_target_nor_get_taken():
+    # GIVEN one open lease and many finished ones, all unowned
+    leases = [LeaseState("open", None, expired=False, ended=False)] + [
+        LeaseState(f"done-{i}", None, expired=False, ended=True) for i in range(5)
+    ]
+
+    # WHEN a worker decides THEN it takes just the open one
+    assert target_per_worker(leases, ME) == 1
+    assert leases_to_take(leases, ME, frozenset()) == ["open"]
