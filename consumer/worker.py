@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from consumer.errors import ConsumerError
+from consumer.errors import ConsumerError, LeaseLostError
 from consumer.leases.coordinator import HeldLease, LeaseCoordinator
 from consumer.leases.model import Lease
 from consumer.leases.table import LeaseTable
@@ -27,7 +27,7 @@ from consumer.observability.metrics import Metrics
 from consumer.processor import BatchProcessor
 from consumer.shards.api import StreamApi
 from consumer.shards.consumer import ReaderSettings, ShardConsumer
-from consumer.shards.lineage import new_leases, start_version
+from consumer.shards.lineage import leases_to_delete, new_leases, start_version
 from consumer.shards.throttle import ThrottleGate
 from consumer.source import StreamSource
 
@@ -110,14 +110,14 @@ class Worker:
         if self._clock() < self._next_sync:
             return
         self._sync_shards()
+        self._delete_finished_leases()
         self._next_sync = self._clock() + self._timings.shard_sync_interval
         self.synced.set()
 
     def _sync_shards(self) -> None:
         """Create a lease for every shard that needs one. Safe from any thread, and idempotent."""
         shards = self._api.list_shards(self._source.stream_arn)
-        existing = {lease.lease_key for lease in self._leases.list_leases()}
-        for lease in new_leases(shards, existing, self._initial_position):
+        for lease in new_leases(shards, self._leases.list_leases(), self._initial_position):
             if self._leases.create_lease(lease):
                 self._metrics.lease_events.labels(event="created").inc()
                 log.info(
@@ -126,6 +126,15 @@ class Worker:
                     checkpoint=lease.checkpoint,
                     parent_shard_ids=sorted(lease.parent_shard_ids),
                 )
+
+    def _delete_finished_leases(self) -> None:
+        for lease in leases_to_delete(self._leases.list_leases()):
+            try:
+                self._leases.delete(lease)
+            except LeaseLostError:
+                continue  # changed since the scan (another worker cleaned it up): fine
+            self._metrics.lease_events.labels(event="deleted").inc()
+            log.info("lease_deleted", shard_id=lease.lease_key, children_progressed=True)
 
     def _on_shard_end(self, shard_id: str) -> None:
         """Called by a consumer right after it checkpointed SHARD_END: lease the children now, so

@@ -114,6 +114,16 @@ class LeaseTable:
         """Give the lease up so another worker can take it at once (graceful handoff)."""
         self._update(lease, "SET leaseCounter = :next REMOVE leaseOwner", {}, require_owner=lease.owner)
 
+    def delete(self, lease: Lease) -> None:
+        """Delete a finished lease, unless anyone changed it since it was read."""
+        self._call(
+            "delete_item",
+            TableName=self._name,
+            Key={"leaseKey": {"S": lease.lease_key}},
+            ConditionExpression="leaseCounter = :seen",
+            ExpressionAttributeValues={":seen": {"N": str(lease.counter)}},
+        )
+
     def _update(
         self,
         lease: Lease,

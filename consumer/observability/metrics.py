@@ -116,7 +116,7 @@ class Metrics:
         self.leases_held = Gauge("cdc_leases_held", "Leases this worker holds.", registry=registry)
         self.lease_events = Counter(
             "cdc_lease_events_total",
-            "Lease transitions by event (created, taken, renew_failed, lost, released).",
+            "Lease transitions by event (created, taken, renew_failed, lost, released, deleted).",
             ["event"],
             registry=registry,
         )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consumer.leases.model import LATEST, SHARD_END, TRIM_HORIZON
 from consumer.shards.api import Shard
-from consumer.shards.lineage import new_leases, parents_first, start_version
+from consumer.shards.lineage import leases_to_delete, new_leases, parents_first, start_version
 from consumer.versioning import VersionClock
 from tests.support.factories import lease, shard
 
@@ -61,7 +62,7 @@ def test_parents_first_puts_every_shard_after_its_listed_parent(shards):
 def test_trim_horizon_leases_every_shard_with_its_parent_parents_first(shards):
     # GIVEN a stream and an empty lease table, starting at TRIM_HORIZON
     # WHEN leases are planned
-    created = new_leases(shards, set(), TRIM_HORIZON)
+    created = new_leases(shards, [], TRIM_HORIZON)
 
     # THEN every shard gets one unowned lease at TRIM_HORIZON naming its parent, parents before children
     by_id = {s.shard_id: s for s in shards}
@@ -83,7 +84,8 @@ def test_shards_that_already_have_a_lease_get_no_new_one(shards, data):
     existing = data.draw(st.sets(st.sampled_from([s.shard_id for s in shards])))
 
     # WHEN leases are planned THEN only the others get one
-    created = {lease.lease_key for lease in new_leases(shards, existing, TRIM_HORIZON)}
+    planned = new_leases(shards, [lease(key) for key in existing], TRIM_HORIZON)
+    created = {new.lease_key for new in planned}
     assert created == {s.shard_id for s in shards} - existing
 
 
@@ -99,7 +101,7 @@ def test_latest_at_bootstrap_leases_only_open_shards_at_latest():
     ]
 
     # WHEN leases are planned at LATEST
-    created = new_leases(shards, set(), LATEST)
+    created = new_leases(shards, [], LATEST)
 
     # THEN the open shards are leased at LATEST; the closed one, entirely older than the start, is skipped
     assert [(lease.lease_key, lease.checkpoint) for lease in created] == [("shardId-1", LATEST), ("shardId-2", LATEST)]
@@ -116,7 +118,7 @@ def test_latest_leases_children_of_leased_parents_from_their_start():
     ]
 
     # WHEN leases are planned again
-    created = new_leases(shards, {"shardId-1"}, LATEST)
+    created = new_leases(shards, [lease("shardId-1")], LATEST)
 
     # THEN every descendant starts at TRIM_HORIZON, closed or not: all its records are newer than the start
     assert [(lease.lease_key, lease.checkpoint) for lease in created] == [
@@ -131,7 +133,7 @@ def test_latest_at_bootstrap_with_a_parent_shown_open_reads_its_child_from_the_s
     shards = [shard("shardId-0"), shard("shardId-1", parent="shardId-0")]
 
     # WHEN leases are planned at LATEST
-    created = new_leases(shards, set(), LATEST)
+    created = new_leases(shards, [], LATEST)
 
     # THEN the parent starts at LATEST and the child at TRIM_HORIZON, after the parent: nothing is skipped
     assert [(lease.lease_key, lease.checkpoint) for lease in created] == [
@@ -144,7 +146,7 @@ def test_latest_at_bootstrap_with_a_parent_shown_open_reads_its_child_from_the_s
 @settings(max_examples=200)
 def test_latest_at_bootstrap_rules_hold_for_any_stream(shards):
     # GIVEN any stream and an empty lease table WHEN leases are planned at LATEST
-    created = {lease.lease_key: lease for lease in new_leases(shards, set(), LATEST)}
+    created = {lease.lease_key: lease for lease in new_leases(shards, [], LATEST)}
 
     # THEN a shard whose parent is leased starts at TRIM_HORIZON; otherwise an open shard starts at
     # LATEST and a closed one gets no lease
@@ -207,3 +209,59 @@ def test_a_split_in_the_parents_last_second_still_gives_the_child_higher_version
 
     # THEN the child's change wins over every parent change
     assert first_child_version > max(parent_versions)
+
+
+# --- clean-up of ended leases -----------------------------------------------------------------
+
+
+def test_an_ended_parent_is_deleted_once_every_child_progressed_and_no_grandparent_remains():
+    # GIVEN a finished parent whose two children both checkpointed past their start
+    leases = [
+        lease("p", checkpoint=SHARD_END),
+        lease("c1", checkpoint="6200000000002513011398", parents=("p",)),
+        lease("c2", checkpoint=SHARD_END, parents=("p",)),
+    ]
+    # WHEN clean-up is planned THEN only the parent goes
+    assert [gone.lease_key for gone in leases_to_delete(leases)] == ["p"]
+
+
+@pytest.mark.parametrize(
+    "leases",
+    [
+        pytest.param([lease("p", checkpoint=SHARD_END), lease("c", parents=("p",))], id="child-not-started"),
+        pytest.param([lease("p", checkpoint=SHARD_END)], id="no-child-lease-yet"),
+        pytest.param(
+            [lease("p", checkpoint=SHARD_END, owner="w1"), lease("c", checkpoint=SHARD_END, parents=("p",))],
+            id="still-owned",
+        ),
+    ],
+)
+def test_ended_leases_are_kept_while_anything_still_needs_them(leases):
+    assert leases_to_delete(leases) == []
+
+
+def test_lineages_are_cleaned_up_oldest_first():
+    # GIVEN grandparent → parent → child, all progressed
+    leases = [
+        lease("g", checkpoint=SHARD_END),
+        lease("p", checkpoint=SHARD_END, parents=("g",)),
+        lease("c", checkpoint="6200000000002513011398", parents=("p",)),
+    ]
+    # WHEN clean-up is planned THEN the parent waits until the grandparent is gone
+    assert [gone.lease_key for gone in leases_to_delete(leases)] == ["g"]
+    assert [gone.lease_key for gone in leases_to_delete(leases[1:])] == ["p"]
+
+
+def test_a_cleaned_up_parent_still_listed_by_describe_stream_is_never_leased_again():
+    # GIVEN a parent whose lease was deleted after its child progressed; DescribeStream still lists it
+    shards = [shard("p", closed=True), shard("c", parent="p")]
+    existing = [lease("c", checkpoint="6200000000002513011398", parents=("p",))]
+
+    # WHEN leases are planned THEN the parent is not leased again (it would replay old changes)
+    assert new_leases(shards, existing, TRIM_HORIZON) == []
+
+
+def test_a_parent_whose_child_has_not_started_is_leased():
+    shards = [shard("p", closed=True), shard("c", parent="p")]
+    existing = [lease("c", parents=("p",))]
+    assert [new.lease_key for new in new_leases(shards, existing, TRIM_HORIZON)] == ["p"]
