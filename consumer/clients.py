@@ -25,7 +25,8 @@ class AwsClients:
 
 
 def aws_clients(region: str | None, pool_size: int = 32) -> AwsClients:
-    """DynamoDB with botocore's standard retries; Streams with few, since readers back off themselves."""
+    """DynamoDB with botocore's standard retries. Streams without: shard consumers back off
+    themselves, through one throttle gate per worker, and count every throttle they see."""
     session = boto3.session.Session(region_name=region)
     if session.region_name is None:
         raise ConfigError("no AWS region: set AWS_REGION (e.g. AWS_REGION=eu-west-1)")
@@ -36,7 +37,7 @@ def aws_clients(region: str | None, pool_size: int = 32) -> AwsClients:
         max_pool_connections=pool_size,
     )
     stream_config = Config(
-        retries={"mode": "standard", "max_attempts": 2},
+        retries={"mode": "standard", "total_max_attempts": 1},
         connect_timeout=5,
         read_timeout=10,
         max_pool_connections=pool_size,

@@ -62,6 +62,7 @@ _ERRORS = {
     "ExpiredIteratorException": IteratorExpiredError,
     "TrimmedDataAccessException": TrimmedDataError,
     "LimitExceededException": ThrottledError,
+    "ThrottlingException": ThrottledError,
     "ResourceNotFoundException": ShardNotFoundError,
 }
 

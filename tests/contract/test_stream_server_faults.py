@@ -116,10 +116,10 @@ def test_throttling_answers_limit_exceeded_for_the_scripted_reads(server: Stream
     assert server.stats(arn).get_records_by_shard == {first: 3, second: 2}
 
 
-def test_the_consumers_stream_client_absorbs_two_throttles(
+def test_the_consumers_stream_client_surfaces_every_throttle(
     server: StreamServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # GIVEN the consumer's own stream client (botocore standard retries, max_attempts=2) and two throttles
+    # GIVEN the consumer's own stream client (no botocore retries: the worker's throttle gate backs off)
     for name, value in {**aws_env(server.url), "AWS_ENDPOINT_URL_DYNAMODBSTREAMS": server.url}.items():
         monkeypatch.setenv(name, value)
     arn = server.create_stream("orders")
@@ -127,11 +127,15 @@ def test_the_consumers_stream_client_absorbs_two_throttles(
     api = Boto3StreamApi(aws_clients("us-east-1").streams)
     shard_iterator = api.get_shard_iterator(arn, shard_id, TRIM_HORIZON)
     server.throttle(2)
-    # WHEN the consumer reads once
-    page = api.get_records(shard_iterator, 1000)
-    # THEN botocore retried LimitExceededException by itself (max_attempts counts retries: 3 calls in all)
-    # and no ThrottledError reached the consumer
-    assert page.next_iterator is not None
+    # WHEN the consumer reads three times
+    outcomes = []
+    for _ in range(3):
+        try:
+            outcomes.append(api.get_records(shard_iterator, 1000).next_iterator is not None)
+        except ThrottledError:
+            outcomes.append("throttled")
+    # THEN each throttle reached the consumer (so each is counted and shared), and one call each
+    assert outcomes == ["throttled", "throttled", True]
     assert server.stats(arn).calls["GetRecords"] == 3
 
 
