@@ -76,7 +76,7 @@ def run_worker(settings: Settings, stop: threading.Event) -> None:
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     metrics.build_info.info({"version": __version__})
-    aws = aws_clients(settings.aws_region)
+    aws = aws_clients(settings.aws_region, settings.streams_endpoint_url)
     source = resolve_stream(aws.dynamodb, aws.streams, settings.source_table, settings.stream_arn)
     sink = OpenSearchSink(
         opensearch_client(settings),

@@ -1,7 +1,8 @@
 """Vendor clients built from settings: boto3 for DynamoDB and Streams, opensearch-py for the sink.
 
 Endpoints, region and credentials come from the standard AWS variables (``AWS_ENDPOINT_URL``,
-``AWS_ENDPOINT_URL_DYNAMODB``, ``AWS_ENDPOINT_URL_DYNAMODBSTREAMS``, ``AWS_REGION``), so the same
+``AWS_ENDPOINT_URL_DYNAMODB``, ``AWS_ENDPOINT_URL_DYNAMODB_STREAMS`` or its alias
+``AWS_ENDPOINT_URL_DYNAMODBSTREAMS``, ``AWS_REGION``), so the same
 image runs against AWS and against the emulators.
 """
 
@@ -24,7 +25,7 @@ class AwsClients:
     streams: Any
 
 
-def aws_clients(region: str | None, pool_size: int = 32) -> AwsClients:
+def aws_clients(region: str | None, streams_endpoint_url: str | None = None, pool_size: int = 32) -> AwsClients:
     """DynamoDB with botocore's standard retries. Streams without: shard consumers back off
     themselves, through one throttle gate per worker, and count every throttle they see."""
     session = boto3.session.Session(region_name=region)
@@ -43,7 +44,8 @@ def aws_clients(region: str | None, pool_size: int = 32) -> AwsClients:
         max_pool_connections=pool_size,
     )
     return AwsClients(
-        session.client("dynamodb", config=table_config), session.client("dynamodbstreams", config=stream_config)
+        session.client("dynamodb", config=table_config),
+        session.client("dynamodbstreams", config=stream_config, endpoint_url=streams_endpoint_url),
     )
 
 

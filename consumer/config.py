@@ -3,7 +3,8 @@
 ``load_settings(environ)`` validates every variable at once and raises one ``ConfigError`` that
 lists each bad variable with its value and what is expected. AWS endpoints, region and
 credentials are not ours: boto3 reads ``AWS_*`` the standard way (``AWS_ENDPOINT_URL``,
-``AWS_ENDPOINT_URL_DYNAMODB``, ``AWS_ENDPOINT_URL_DYNAMODBSTREAMS``, ``AWS_REGION``, ...).
+``AWS_ENDPOINT_URL_DYNAMODB``, ``AWS_ENDPOINT_URL_DYNAMODB_STREAMS``, ...); this module only
+picks up the region and the ``AWS_ENDPOINT_URL_DYNAMODBSTREAMS`` alias.
 The README's configuration table documents every field below.
 """
 
@@ -55,8 +56,10 @@ class Settings(BaseModel):
     dead_letter_path: Path = Path("cdc-dead-letters.jsonl")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
-    # Not a CDC_ variable: AWS_REGION (or AWS_DEFAULT_REGION), which the AWS SDKs also read.
+    # Not CDC_ variables: AWS_REGION (or AWS_DEFAULT_REGION), which the AWS SDKs also read; and
+    # AWS_ENDPOINT_URL_DYNAMODBSTREAMS, an alias of the SDK's AWS_ENDPOINT_URL_DYNAMODB_STREAMS.
     aws_region: str | None = Field(None, exclude=True)
+    streams_endpoint_url: str | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
     def _check_source(self) -> Settings:
@@ -105,13 +108,20 @@ def load_settings(environ: Mapping[str, str]) -> tuple[Settings, list[str]]:
         if not name.startswith(ENV_PREFIX):
             continue
         field = name[len(ENV_PREFIX) :].lower()
-        if field in known and field != "aws_region":
+        if field in known and field not in ("aws_region", "streams_endpoint_url"):
             values[field] = value
         else:
             warnings.append(f"{name} is not a setting of this consumer and is ignored (typo?)")
-    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+    aws = {
+        "aws_region": environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION"),
+        # botocore derives the variable from the service id "DynamoDB Streams"; accept the
+        # spelling without the underscore too, unless the SDK's own one is set (it wins).
+        "streams_endpoint_url": None
+        if environ.get("AWS_ENDPOINT_URL_DYNAMODB_STREAMS")
+        else environ.get("AWS_ENDPOINT_URL_DYNAMODBSTREAMS"),
+    }
     try:
-        return Settings.model_validate({**values, "aws_region": region}), sorted(warnings)
+        return Settings.model_validate({**values, **aws}), sorted(warnings)
     except ValidationError as exc:
         problems = _describe(exc, values)
         if not values.get("table_name") and not values.get("stream_arn") and _MISSING_SOURCE not in problems:

@@ -134,7 +134,8 @@ class ShardConsumer:
                 iterator = iterator or self._acquire_iterator()
                 page = self._api.get_records(iterator, self._settings.max_records_per_read)
             except StreamError as exc:
-                iterator = None  # unusable after any failure (moto answers 500 for an unknown one)
+                if not isinstance(exc, ThrottledError):
+                    iterator = None  # unusable after other failures (moto answers 500 for an unknown one)
                 self._handle_read_failure(exc, failures)
                 failures += 1
                 continue

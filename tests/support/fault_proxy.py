@@ -8,16 +8,29 @@ instead the proxy answers in its place. Faults are scripted per test:
 * ``fail_items(status, count)``: the next ``count`` bulk requests are answered 200 with every
   item rejected with ``status`` and not applied (what a busy node's 429 items look like).
 
-Other requests pass through untouched. Thread-safe; ``stop()`` shuts it down.
+Other requests pass through untouched. Every bulk item that reached the server is appended to
+``ledger`` as a ``LedgerEntry`` (document id, op, version, the document's ``revision`` attribute,
+answered status), in the order answers arrived, so tests can check the order changes were applied
+in. Thread-safe; ``stop()`` shuts it down.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, NamedTuple
+
+
+class LedgerEntry(NamedTuple):
+    doc_id: str
+    op: str
+    version: int
+    revision: Any
+    status: int
 
 
 class FaultProxy:
@@ -28,7 +41,8 @@ class FaultProxy:
         self._item_faults: tuple[int, int] | None = None
         self.bulk_requests = 0
         self.failed_requests = 0
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.ledger: list[LedgerEntry] = []
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -68,6 +82,16 @@ class FaultProxy:
                 return "items", status
             return None
 
+    def _record(self, body: bytes, payload: bytes) -> None:
+        items = json.loads(payload).get("items", [])
+        entries = [
+            LedgerEntry(meta["_id"], op, int(meta["version"]), (document or {}).get("revision"), result["status"])
+            for (op, meta, document), item in zip(_actions(body), items, strict=True)
+            for result in item.values()
+        ]
+        with self._lock:
+            self.ledger.extend(entries)
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
 
@@ -82,7 +106,10 @@ class FaultProxy:
                     return self._reply(fault[1], json.dumps(error).encode())
                 if fault and fault[0] == "items":
                     return self._reply(200, _rejected_items(body, fault[1]))
-                self._reply(*self._upstream(body))
+                status, payload = self._upstream(body)
+                if "/_bulk" in self.path and status == 200:
+                    proxy._record(body, payload)
+                self._reply(status, payload)
 
             def _upstream(self, body: bytes) -> tuple[int, bytes]:
                 request = urllib.request.Request(
@@ -112,14 +139,30 @@ class FaultProxy:
         return Handler
 
 
-def _rejected_items(body: bytes, status: int) -> bytes:
-    """A bulk answer rejecting every action of ``body`` with ``status``."""
-    items = []
+class _QuietServer(ThreadingHTTPServer):
+    """Clients (workers) killed mid-request are part of the tests: no tracebacks for them."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+def _actions(body: bytes) -> list[tuple[str, dict[str, Any], dict[str, Any] | None]]:
+    """(op, metadata, document or None) for each action of a bulk body."""
+    actions = []
     lines = iter(line for line in body.splitlines() if line.strip())
     for line in lines:
         ((op, meta),) = json.loads(line).items()
-        if op in ("index", "create", "update"):
-            next(lines)  # the document line
-        error = {"type": "es_rejected_execution_exception", "reason": "injected"}
-        items.append({op: {"_index": meta.get("_index"), "_id": meta.get("_id"), "status": status, "error": error}})
+        document = json.loads(next(lines)) if op in ("index", "create", "update") else None
+        actions.append((op, meta, document))
+    return actions
+
+
+def _rejected_items(body: bytes, status: int) -> bytes:
+    """A bulk answer rejecting every action of ``body`` with ``status``."""
+    error = {"type": "es_rejected_execution_exception", "reason": "injected"}
+    items = [
+        {op: {"_index": meta.get("_index"), "_id": meta.get("_id"), "status": status, "error": error}}
+        for op, meta, _ in _actions(body)
+    ]
     return json.dumps({"took": 0, "errors": True, "items": items}).encode()

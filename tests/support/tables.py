@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from typing import Any
 
@@ -37,18 +38,19 @@ def create_table(ddb: Any, name: str, view_type: str | None = "NEW_AND_OLD_IMAGE
 
 def random_key(rng: random.Random, keyspace: int) -> dict[str, Any]:
     """Keys that stress id building: separators and escapes inside values, numeric range keys
-    spelled in several ways ("1.50" and "1.5" are the same DynamoDB key)."""
+    spelled in several ways ("3", "3.0" and "30E-1" are the same DynamoDB key)."""
     n = rng.randrange(keyspace)
     pk = rng.choice(["user", "a|b", "a\\|b", "#tag", "x\\"]) + f"-{n % 17}"
-    sk = rng.choice([str(n % 5), f"{n % 5}.0", f"{n % 5}.50", "-42"])
+    sk = rng.choice([str(n % 5), f"{n % 5}.0", f"{n % 5}.000", f"{n % 5}0E-1", "-42"])
     return {"pk": {"S": pk}, "sk": {"N": sk}}
 
 
 def random_item(rng: random.Random, key: dict[str, Any], revision: int) -> dict[str, Any]:
     """An item using every DynamoDB type, with values that change per revision.
 
-    Each attribute keeps one JSON type across items, as OpenSearch mappings require: exact
-    floats in ``price``, exact decimal strings in ``precise`` and ``big``, homogeneous lists.
+    Each attribute keeps one JSON type across items, as OpenSearch mappings require (workers
+    racing to create a dynamic mapping must agree): integers in ``sk``, exact floats in ``price``
+    and ``scores``, exact decimal strings in ``precise`` and ``big``, homogeneous lists.
     """
     return {
         **key,
@@ -61,18 +63,23 @@ def random_item(rng: random.Random, key: dict[str, Any], revision: int) -> dict[
         "nothing": {"NULL": True},
         "blob": {"B": rng.randbytes(rng.randrange(1, 24))},
         "tags": {"SS": rng.sample(["a", "b", "c", "d", "e"], k=rng.randrange(1, 4))},
-        "scores": {"NS": rng.sample(["1", "2.5", "-3", "1e10", "0.125"], k=rng.randrange(1, 4))},
+        "scores": {"NS": rng.sample(["1.5", "2.5", "-3.75", "1e-10", "0.125"], k=rng.randrange(1, 4))},
         "blobs": {"BS": [bytes([i]) * (i + 1) for i in range(rng.randrange(1, 3))]},
         "nested": {"M": {"list": {"L": [{"N": str(revision)}, {"N": "-1"}]}, "deep": {"M": {"ok": {"BOOL": True}}}}},
     }
 
 
+_revisions = itertools.count()  # process-wide, so revision order is write order across histories
+
+
 def write_random_history(ddb: Any, table: str, changes: int, seed: int, keyspace: int = 300) -> dict[str, int]:
     """Apply ``changes`` random puts (inserts and modifies) and deletes (including re-inserts of
-    deleted keys); returns counts by kind."""
+    deleted keys); returns counts by kind. Each put's ``revision`` attribute is larger than that of
+    every put made before it in this process."""
     rng = random.Random(seed)
     counts = {"put": 0, "delete": 0}
-    for revision in range(changes):
+    for _ in range(changes):
+        revision = next(_revisions)
         key = random_key(rng, keyspace)
         if rng.random() < 0.2:
             ddb.delete_item(TableName=table, Key=key)

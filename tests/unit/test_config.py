@@ -166,3 +166,12 @@ def test_only_the_given_mapping_is_read(monkeypatch):
     # WHEN settings load from the mapping THEN the process environment does not leak in
     with pytest.raises(ConfigError):
         load_settings({})
+
+
+def test_the_streams_endpoint_alias_is_honoured_unless_the_sdk_variable_is_set():
+    base = {"CDC_TABLE_NAME": "orders", "CDC_OPENSEARCH_URL": "http://localhost:9200"}
+    alias = {**base, "AWS_ENDPOINT_URL_DYNAMODBSTREAMS": "http://streams:1"}
+    settings, warnings = load_settings(alias)
+    assert settings.streams_endpoint_url == "http://streams:1" and warnings == []
+    both = {**alias, "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": "http://sdk:2"}
+    assert load_settings(both)[0].streams_endpoint_url is None  # botocore reads its own variable

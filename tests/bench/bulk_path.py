@@ -1,0 +1,265 @@
+"""``make bench``: records/s of decode → version → bulk into osmem-server, against two baselines.
+
+* (a) the path: ``BatchProcessor.process`` over GetRecords-sized batches, threading the returned
+  version into the next call, exactly as a shard consumer does, with the service's own client.
+* (b) naive: the same decode and version, then one ``index()`` / ``delete()`` per record (on a
+  subset, to bound the run time).
+* (c) ceiling: the same bulk bodies, serialised before timing, POSTed as they are.
+
+Records are generated before any timing (tests.bench.synthetic). Every measurement writes into a
+freshly created index with the same mapping; (a) and (c) alternate so drift hits both alike, and
+the best of the repeats counts. The run ends by checking that (a) indexed exactly what (c) did,
+then prints ``ratio_vs_ceiling=… ratio_vs_naive=…`` as its last line. It asserts nothing about speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import gc
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+import urllib3
+from opensearchpy import OpenSearch
+from opensearchpy.exceptions import ConflictError, NotFoundError
+from osmem_server import OsmemServer
+from prometheus_client import CollectorRegistry
+
+from consumer.clients import opensearch_client
+from consumer.config import Settings
+from consumer.observability.logging import configure_logging
+from consumer.observability.metrics import Metrics
+from consumer.processor import BatchProcessor
+from consumer.projection import to_bulk_action
+from consumer.records import StreamRecord
+from consumer.sink.bulk import BulkAction, encode_bulk
+from consumer.sink.dlq import DeadLetterFile
+from consumer.sink.opensearch import OpenSearchSink
+from consumer.versioning import next_version
+from tests.bench.synthetic import KEY_SCHEMA, SyntheticStream
+
+T = TypeVar("T")
+BATCH_SIZE = 1000  # GetRecords returns at most 1000 records
+SHARD_ID = "shardId-00000001718000000000-bench0001"
+PATH_INDEX, NAIVE_INDEX, CEILING_INDEX = "bench-path", "bench-naive", "bench-ceiling"
+# The whole item is kept in _source; the fields people search are mapped. osmem-server analyses
+# dynamically mapped text at ~0.6k docs/s, which would make this a benchmark of its analyser.
+INDEX_BODY = {
+    "settings": {"number_of_shards": 1, "number_of_replicas": 0},
+    "mappings": {
+        "dynamic": False,
+        "properties": {"pk": {"type": "keyword"}, "sk": {"type": "long"}, "status": {"type": "keyword"}},
+    },
+}
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Wall times of repeated runs over the same records."""
+
+    label: str
+    records: int
+    seconds: list[float]
+
+    @property
+    def best_rate(self) -> float:
+        return self.records / min(self.seconds)
+
+    @property
+    def median_rate(self) -> float:
+        return self.records / statistics.median(self.seconds)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--naive-records", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # keep our lines in order with osmem-server's stderr
+    configure_logging("WARNING")  # as the service would run: record-level debug events filtered
+
+    started = time.perf_counter()
+    stream = SyntheticStream(args.seed)
+    records = stream.records(args.records)
+    batches = [records[i : i + BATCH_SIZE] for i in range(0, len(records), BATCH_SIZE)]
+    bodies = [encode_bulk(CEILING_INDEX, actions) for actions in _versioned_batches(batches)]
+    _describe_input(records, batches, bodies, time.perf_counter() - started)
+    # The pre-generated input (~0.6 GB of dicts) is a bench artefact: a consumer holds one page at a
+    # time. Freezing it keeps the garbage collector from re-scanning it on every full collection.
+    gc.collect()
+    gc.freeze()
+
+    server = OsmemServer.start(japanese=False)
+    try:
+        client = opensearch_client(Settings(opensearch_url=server.url, table_name="bench"))
+        path, ceiling, naive = _measure(server.url, client, batches, bodies, records, args)
+        print(_verify(client, stream.live_items))
+    finally:
+        server.close()
+    _report(path, naive, ceiling, time.perf_counter() - started)
+
+
+def _measure(
+    url: str, client: OpenSearch, batches: list, bodies: list[bytes], records: list, args: argparse.Namespace
+) -> tuple[Measurement, Measurement, Measurement]:
+    pool = urllib3.PoolManager(maxsize=1).connection_from_url(url)
+    path_times: list[float] = []
+    ceiling_times: list[float] = []
+    for repeat in range(1, args.repeats + 1):
+        seconds, responses = _timed(client, CEILING_INDEX, lambda: _post_bodies(pool, bodies))
+        _check_ceiling(responses)
+        ceiling_times.append(seconds)
+        seconds, outcomes = _timed(client, PATH_INDEX, lambda: _run_path(client, batches))
+        _check_path(outcomes, len(records))
+        path_times.append(seconds)
+        print(f"  repeat {repeat}: ceiling {ceiling_times[-1]:.2f} s, path {path_times[-1]:.2f} s", flush=True)
+    subset = records[: args.naive_records]
+    naive_seconds, _ = _timed(client, NAIVE_INDEX, lambda: _run_naive(client, subset))
+    print(f"  naive: {naive_seconds:.2f} s for {len(subset)} records", flush=True)
+    return (
+        Measurement("(a) path: decode→version→_bulk", len(records), path_times),
+        Measurement("(c) ceiling: raw _bulk, pre-serialised", len(records), ceiling_times),
+        Measurement(
+            f"(b) naive: index()/delete() per record [subset: first {len(subset)}]", len(subset), [naive_seconds]
+        ),
+    )
+
+
+def _timed(client: OpenSearch, index: str, run: Callable[[], T]) -> tuple[float, T]:
+    """Seconds ``run`` takes against a freshly created ``index``, and what it returned."""
+    client.indices.delete(index=index, ignore_unavailable=True)
+    client.indices.create(index=index, body=INDEX_BODY)
+    started = time.perf_counter()
+    result = run()
+    return time.perf_counter() - started, result
+
+
+def _run_path(client: OpenSearch, batches: list[list[dict[str, Any]]]) -> collections.Counter[tuple[str, str]]:
+    """What a shard consumer does with each GetRecords page, minus reading and checkpointing."""
+    metrics = Metrics(CollectorRegistry())
+    outcomes: collections.Counter[tuple[str, str]] = collections.Counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        dead_letters = DeadLetterFile(Path(tmp) / "dead-letters.jsonl")
+        processor = BatchProcessor(KEY_SCHEMA, OpenSearchSink(client, PATH_INDEX, metrics), dead_letters, metrics)
+        stop = threading.Event()
+        version = 0
+        for batch in batches:
+            result = processor.process(SHARD_ID, batch, version, stop)
+            version = result.version
+            outcomes.update(result.outcomes)
+    return outcomes
+
+
+def _check_path(outcomes: collections.Counter[tuple[str, str]], expected: int) -> None:
+    applied = sum(n for (_, outcome), n in outcomes.items() if outcome == "applied")
+    if applied != expected:
+        raise SystemExit(f"path: {applied} of {expected} records applied: {dict(outcomes)}")
+
+
+def _post_bodies(pool: urllib3.HTTPConnectionPool, bodies: list[bytes]) -> list[tuple[int, bytes]]:
+    responses = []
+    for body in bodies:
+        response = pool.urlopen("POST", "/_bulk", body=body, headers={"Content-Type": "application/x-ndjson"})
+        responses.append((response.status, response.data))
+    return responses
+
+
+def _check_ceiling(responses: list[tuple[int, bytes]]) -> None:
+    for status, data in responses:
+        if status != 200 or orjson.loads(data)["errors"]:
+            raise SystemExit(f"ceiling: _bulk failed: {status} {data[:300]!r}")
+
+
+def _run_naive(client: OpenSearch, records: list[dict[str, Any]]) -> None:
+    version = 0
+    for raw in records:
+        record = StreamRecord.from_wire(raw)
+        version = next_version(version, record.approximate_second)
+        action = to_bulk_action(record, KEY_SCHEMA, version)
+        params = {"version": action.version, "version_type": "external"}
+        try:
+            if action.op == "delete":
+                client.delete(index=NAIVE_INDEX, id=action.doc_id, params=params)
+            else:
+                client.index(index=NAIVE_INDEX, id=action.doc_id, body=action.document, params=params)
+        except (ConflictError, NotFoundError):
+            pass  # stale, or deleting a missing document: an outcome, not an error
+
+
+def _versioned_batches(batches: list[list[dict[str, Any]]]) -> list[list[BulkAction]]:
+    version = 0
+    out = []
+    for batch in batches:
+        actions = []
+        for raw in batch:
+            record = StreamRecord.from_wire(raw)
+            version = next_version(version, record.approximate_second)
+            actions.append(to_bulk_action(record, KEY_SCHEMA, version))
+        out.append(actions)
+    return out
+
+
+def _verify(client: OpenSearch, live_items: int, sample: int = 500) -> str:
+    """The path's index must hold exactly what the ceiling's does: same ids, sources and versions."""
+    client.indices.refresh(index=f"{PATH_INDEX},{CEILING_INDEX}")
+    path_count = client.count(index=PATH_INDEX)["count"]
+    ceiling_count = client.count(index=CEILING_INDEX)["count"]
+    hits = client.search(index=CEILING_INDEX, body={"size": 10_000, "_source": False})["hits"]["hits"]
+    ids = random.Random(0).sample([hit["_id"] for hit in hits], min(sample, len(hits)))
+    path_docs = client.mget(index=PATH_INDEX, body={"ids": ids})["docs"]
+    ceiling_docs = client.mget(index=CEILING_INDEX, body={"ids": ids})["docs"]
+    same = sum(
+        p.get("found") and (p["_source"], p["_version"]) == (c["_source"], c["_version"])
+        for p, c in zip(path_docs, ceiling_docs, strict=True)
+    )
+    ok = path_count == ceiling_count == live_items and same == len(ids)
+    verdict = "OK" if ok else "MISMATCH"
+    line = (
+        f"verify: docs path={path_count} ceiling={ceiling_count} expected_live_items={live_items}; "
+        f"{same}/{len(ids)} sampled docs identical in _source and _version: {verdict}"
+    )
+    if not ok:
+        raise SystemExit(line)
+    return line
+
+
+def _describe_input(records: list, batches: list, bodies: list[bytes], seconds: float) -> None:
+    events = collections.Counter(r["eventName"] for r in records)
+    images = [r["dynamodb"]["SizeBytes"] for r in records if "NewImage" in r["dynamodb"]]
+    mix = " / ".join(f"{name} {events[name]}" for name in ("INSERT", "MODIFY", "REMOVE"))
+    print(
+        f"input: {len(records)} records ({mix}) in {len(batches)} batches of {BATCH_SIZE}; "
+        f"mean SizeBytes {statistics.mean(images):.0f}, mean _bulk body {statistics.mean(map(len, bodies)) / 1e6:.2f} MB; "
+        f"generated in {seconds:.1f} s (not timed)",
+        flush=True,
+    )
+
+
+def _report(path: Measurement, naive: Measurement, ceiling: Measurement, wall: float) -> None:
+    print()
+    print(f"{'measurement':<62} {'records':>8} {'runs':>4} {'best rec/s':>11} {'median rec/s':>13}")
+    for m in (path, naive, ceiling):
+        print(f"{m.label:<62} {m.records:>8} {len(m.seconds):>4} {m.best_rate:>11,.0f} {m.median_rate:>13,.0f}")
+    vs_ceiling = path.best_rate / ceiling.best_rate
+    vs_naive = path.best_rate / naive.best_rate
+    print(
+        f"goal: path >= 0.85 x ceiling: {'met' if vs_ceiling >= 0.85 else 'NOT met'}; "
+        f"path >= 10 x naive: {'met' if vs_naive >= 10 else 'NOT met'} (ratios of best runs; bench wall {wall:.0f} s)"
+    )
+    print(f"ratio_vs_ceiling={vs_ceiling:.3f} ratio_vs_naive={vs_naive:.2f}")
+
+
+if __name__ == "__main__":
+    main()
