@@ -40,7 +40,7 @@ class Settings(BaseModel):
     stream_arn: str | None = Field(None, pattern=_STREAM_ARN.pattern)
     lease_table: str | None = Field(None, min_length=3, max_length=255, pattern=r"^[\w.-]+$")
     initial_position: Literal["TRIM_HORIZON", "LATEST"] = "TRIM_HORIZON"
-    opensearch_url: str = Field(..., pattern=r"^https?://[^\s/]+(/.*)?$")
+    opensearch_url: str | None = Field(None, pattern=r"^https?://[^\s/]+(/.*)?$")
     opensearch_index: str | None = Field(None, max_length=255, pattern=_INDEX_NAME.pattern)
     opensearch_timeout_seconds: float = Field(30.0, gt=0, le=600)
     worker_id: str = Field(default_factory=_default_worker_id, min_length=1, max_length=256)
@@ -95,11 +95,12 @@ class Settings(BaseModel):
         return self.failover_seconds / 3
 
 
-def load_settings(environ: Mapping[str, str]) -> tuple[Settings, list[str]]:
+def load_settings(environ: Mapping[str, str], require_opensearch: bool = True) -> tuple[Settings, list[str]]:
     """Validate the ``CDC_*`` variables of ``environ``.
 
     Returns the settings and warnings (unknown ``CDC_*`` variables, most likely typos).
     Raises ConfigError naming every bad variable, its value and what is expected.
+    ``require_opensearch=False`` serves commands that only read the lease table.
     """
     known = set(Settings.model_fields)
     values: dict[str, str] = {}
@@ -120,14 +121,21 @@ def load_settings(environ: Mapping[str, str]) -> tuple[Settings, list[str]]:
         if environ.get("AWS_ENDPOINT_URL_DYNAMODB_STREAMS")
         else environ.get("AWS_ENDPOINT_URL_DYNAMODBSTREAMS"),
     }
+    missing_sink = require_opensearch and not values.get("opensearch_url")
     try:
-        return Settings.model_validate({**values, **aws}), sorted(warnings)
+        settings = Settings.model_validate({**values, **aws})
     except ValidationError as exc:
         problems = _describe(exc, values)
         if not values.get("table_name") and not values.get("stream_arn") and _MISSING_SOURCE not in problems:
             # pydantic skips the model check when a field is invalid: report a missing source anyway
             problems += f"\n  {_MISSING_SOURCE}"
-        raise ConfigError(problems) from None
+        raise ConfigError(problems + (f"\n  {_MISSING_SINK}" if missing_sink else "")) from None
+    if missing_sink:
+        raise ConfigError(f"invalid configuration:\n  {_MISSING_SINK}")
+    return settings, sorted(warnings)
+
+
+_MISSING_SINK = "CDC_OPENSEARCH_URL=(not set): required, e.g. https://search-domain.eu-west-1.es.amazonaws.com"
 
 
 def _describe(exc: ValidationError, values: Mapping[str, str]) -> str:

@@ -35,6 +35,7 @@ class BatchResult:
 
     last_sequence_number: str | None
     version: int
+    last_record_second: int | None = None
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
@@ -73,7 +74,8 @@ class BatchProcessor:
         for (event, outcome), count in outcomes.items():
             self._metrics.records_processed.labels(event=event, outcome=outcome).inc(count)
         last = _sequence_number(raw_records[-1]) if raw_records else None
-        return BatchResult(last, version, outcomes)
+        last_second = actions[-1].record.approximate_second if actions else None
+        return BatchResult(last, version, last_second, outcomes)
 
     def _prepare(
         self, shard_id: str, raw_records: list[dict[str, Any]], version: int

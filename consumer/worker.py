@@ -99,6 +99,7 @@ class Worker:
             self._maybe_sync_shards()
             leases = self._leases.list_leases()
             self._coordinator.take_leases(leases)
+            self._metrics.taker_cycles.inc()
             self._reap_consumers()
             self._start_ready_consumers(leases)
         except ConsumerError as exc:

@@ -10,6 +10,7 @@ thread and the lease's shard consumer and serialises their writes with a lock.
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ import structlog
 from consumer.errors import LeaseLostError, LeaseTableError
 from consumer.leases.model import Lease
 from consumer.leases.table import LeaseTable
-from consumer.leases.taker import LeaseState, leases_to_take
+from consumer.leases.taker import LeaseState, lease_to_steal, leases_to_take
 from consumer.observability.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -50,9 +51,9 @@ class HeldLease:
         self._write(self._table.renew)
         self.last_renewed = self._clock()
 
-    def checkpoint(self, checkpoint: str, version: int) -> None:
+    def checkpoint(self, checkpoint: str, version: int, record_second: int | None = None) -> None:
         """Conditionally record progress. Raises LeaseLostError (and sets ``lost``) if not ours."""
-        self._write(lambda lease: self._table.checkpoint(lease, checkpoint, version))
+        self._write(lambda lease: self._table.checkpoint(lease, checkpoint, version, record_second))
 
     def release(self) -> None:
         """Give the lease up; a lease already lost is left alone."""
@@ -111,6 +112,7 @@ class LeaseCoordinator:
         self._metrics = metrics
         self._clock = clock
         self._expiry = ExpiryTracker(failover_seconds, clock)
+        self._rng = random.Random()
         self.held: dict[str, HeldLease] = {}
 
     def renew_held(self) -> list[HeldLease]:
@@ -132,27 +134,37 @@ class LeaseCoordinator:
         return lost
 
     def take_leases(self, leases: list[Lease]) -> list[HeldLease]:
-        """Take free leases toward this worker's target, given a fresh scan of the table."""
+        """Take free leases toward this worker's target, or steal one when none is free, given a
+        fresh scan of the table."""
         expired = self._expiry.observe(leases)
         for key in [key for key, held in self.held.items() if held.lost.is_set()]:
             self._forget(self.held[key], reason="checkpoint")
         states = [
             LeaseState(lease.lease_key, lease.owner, expired[lease.lease_key], lease.is_ended) for lease in leases
         ]
+        held_keys = frozenset(self.held)
+        keys = leases_to_take(states, self._worker_id, held_keys)
+        stolen = None if keys else lease_to_steal(states, self._worker_id, held_keys, self._rng)
         by_key = {lease.lease_key: lease for lease in leases}
         taken = []
-        for key in leases_to_take(states, self._worker_id, frozenset(self.held)):
-            try:
-                lease = self._table.take(by_key[key], self._worker_id)
-            except LeaseLostError:
-                continue  # another worker was faster: fine
-            held = HeldLease(lease, self._table, self._clock)
-            self.held[key] = held
-            taken.append(held)
-            self._metrics.lease_events.labels(event="taken").inc()
-            log.info("lease_taken", shard_id=key, previous_owner=by_key[key].owner, checkpoint=lease.checkpoint)
+        for key in keys + ([stolen] if stolen else []):
+            held = self._take(by_key[key], expired=expired[key], steal=key == stolen)
+            if held is not None:
+                taken.append(held)
         self._metrics.leases_held.set(len(self.held))
         return taken
+
+    def _take(self, lease: Lease, expired: bool, steal: bool) -> HeldLease | None:
+        try:
+            taken = self._table.take(lease, self._worker_id)
+        except LeaseLostError:
+            return None  # another worker was faster: fine
+        held = HeldLease(taken, self._table, self._clock)
+        self.held[lease.lease_key] = held
+        how = "stolen" if steal else ("taken_expired" if expired and lease.owner else "taken")
+        self._metrics.lease_events.labels(event=how).inc()
+        log.info("lease_" + how, shard_id=lease.lease_key, previous_owner=lease.owner, checkpoint=taken.checkpoint)
+        return held
 
     def release_all(self) -> None:
         """Release every held lease (graceful shutdown); failures only cost the failover delay."""

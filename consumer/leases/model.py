@@ -4,11 +4,15 @@ Attributes: ``leaseKey`` (shard id), ``leaseOwner``, ``leaseCounter``, ``checkpo
 number, or TRIM_HORIZON | LATEST | SHARD_END), ``ownerSwitchesSinceCheckpoint``,
 ``parentShardId`` (SS), ``childShardIds`` (SS); and one of ours: ``checkpointVersion``, the
 version clock at the checkpoint (consumer.versioning), which a resumed or child shard starts from.
+
+Informational wall-clock attributes, for people reading the table (never used to judge expiry,
+which runs on each worker's monotonic clock): ``lastUpdatedAt`` (every write), ``checkpointedAt``
+and ``checkpointRecordAt`` (the checkpointed record's ApproximateCreationDateTime), epoch seconds.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 TRIM_HORIZON = "TRIM_HORIZON"
@@ -29,6 +33,9 @@ class Lease:
     owner_switches_since_checkpoint: int = 0
     parent_shard_ids: frozenset[str] = frozenset()
     child_shard_ids: frozenset[str] = frozenset()
+    last_updated_at: float | None = field(default=None, compare=False)
+    checkpointed_at: float | None = field(default=None, compare=False)
+    checkpoint_record_at: float | None = field(default=None, compare=False)
 
     @property
     def is_ended(self) -> bool:
@@ -70,4 +77,12 @@ class Lease:
             owner_switches_since_checkpoint=int(item.get("ownerSwitchesSinceCheckpoint", {}).get("N", "0")),
             parent_shard_ids=frozenset(item.get("parentShardId", {}).get("SS", [])),
             child_shard_ids=frozenset(item.get("childShardIds", {}).get("SS", [])),
+            last_updated_at=_optional_number(item, "lastUpdatedAt"),
+            checkpointed_at=_optional_number(item, "checkpointedAt"),
+            checkpoint_record_at=_optional_number(item, "checkpointRecordAt"),
         )
+
+
+def _optional_number(item: dict[str, Any], name: str) -> float | None:
+    value = item.get(name, {}).get("N")
+    return float(value) if value is not None else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -22,9 +23,10 @@ from consumer.leases.model import Lease
 class LeaseTable:
     """Reads and writes the leases of one table."""
 
-    def __init__(self, client: Any, table_name: str) -> None:
+    def __init__(self, client: Any, table_name: str, clock: Callable[[], float] = time.time) -> None:
         self._client = client
         self._name = table_name
+        self._clock = clock  # wall clock, only for the informational *At attributes
 
     @property
     def name(self) -> str:
@@ -48,6 +50,18 @@ class LeaseTable:
                 raise LeaseTableError(f"lease table {self._name} not ACTIVE after {timeout_seconds} s")
             if stop_event.wait(0.5):
                 raise Interrupted(f"stop requested while waiting for lease table {self._name}")
+
+    def exists(self) -> bool:
+        """Whether the lease table exists (in any status). Raises LeaseTableError if unknowable."""
+        try:
+            self._client.describe_table(TableName=self._name)
+        except ClientError as exc:
+            if _code(exc) == "ResourceNotFoundException":
+                return False
+            raise LeaseTableError(f"describe_table on lease table {self._name} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise LeaseTableError(f"describe_table on lease table {self._name} failed: {exc}") from exc
+        return True
 
     def list_leases(self) -> list[Lease]:
         """Every lease, read consistently."""
@@ -84,35 +98,38 @@ class LeaseTable:
     def take(self, lease: Lease, owner: str) -> Lease:
         """Become the owner of ``lease`` as last seen. Raises LeaseLostError if it changed since."""
         switches = lease.owner_switches_since_checkpoint + (1 if lease.owner != owner else 0)
-        taken = lease.bumped(owner=owner, owner_switches_since_checkpoint=switches)
         self._update(
             lease,
-            "SET leaseOwner = :owner, leaseCounter = :next, ownerSwitchesSinceCheckpoint = :switches",
-            {":owner": {"S": owner}, ":switches": {"N": str(switches)}},
+            {"leaseOwner": {"S": owner}, "ownerSwitchesSinceCheckpoint": {"N": str(switches)}},
             require_owner=None,
         )
-        return taken
+        return lease.bumped(owner=owner, owner_switches_since_checkpoint=switches)
 
     def renew(self, lease: Lease) -> Lease:
         """Prove this worker is alive: bump the counter. Raises LeaseLostError if not ours anymore."""
-        self._update(lease, "SET leaseCounter = :next", {}, require_owner=lease.owner)
+        self._update(lease, {}, require_owner=lease.owner)
         return lease.bumped()
 
-    def checkpoint(self, lease: Lease, checkpoint: str, version: int) -> Lease:
-        """Record that every record up to ``checkpoint`` is applied; ``version`` is the clock there."""
-        self._update(
-            lease,
-            "SET leaseCounter = :next, #checkpoint = :checkpoint, checkpointVersion = :version, "
-            "ownerSwitchesSinceCheckpoint = :zero",
-            {":checkpoint": {"S": checkpoint}, ":version": {"N": str(version)}, ":zero": {"N": "0"}},
-            require_owner=lease.owner,
-            names={"#checkpoint": "checkpoint"},
-        )
+    def checkpoint(self, lease: Lease, checkpoint: str, version: int, record_second: int | None = None) -> Lease:
+        """Record that every record up to ``checkpoint`` is applied; ``version`` is the clock there.
+
+        ``record_second`` (the checkpointed record's ApproximateCreationDateTime) and the write
+        time are stored for people reading the table (``consumer leases`` shows the lag).
+        """
+        values = {
+            "checkpoint": {"S": checkpoint},
+            "checkpointVersion": {"N": str(version)},
+            "ownerSwitchesSinceCheckpoint": {"N": "0"},
+            "checkpointedAt": {"N": _epoch(self._clock())},
+        }
+        if record_second is not None:
+            values["checkpointRecordAt"] = {"N": str(record_second)}
+        self._update(lease, values, require_owner=lease.owner)
         return lease.bumped(checkpoint=checkpoint, checkpoint_version=version, owner_switches_since_checkpoint=0)
 
     def release(self, lease: Lease) -> None:
         """Give the lease up so another worker can take it at once (graceful handoff)."""
-        self._update(lease, "SET leaseCounter = :next REMOVE leaseOwner", {}, require_owner=lease.owner)
+        self._update(lease, {}, require_owner=lease.owner, remove=("leaseOwner",))
 
     def delete(self, lease: Lease) -> None:
         """Delete a finished lease, unless anyone changed it since it was read."""
@@ -127,26 +144,37 @@ class LeaseTable:
     def _update(
         self,
         lease: Lease,
-        update: str,
         values: dict[str, Any],
         require_owner: str | None,
-        names: dict[str, str] | None = None,
+        remove: tuple[str, ...] = (),
     ) -> None:
-        condition = "leaseCounter = :seen"
-        values = {**values, ":seen": {"N": str(lease.counter)}, ":next": {"N": str(lease.counter + 1)}}
-        if require_owner is not None:
-            condition += " AND leaseOwner = :me"
-            values[":me"] = {"S": require_owner}
-        kwargs: dict[str, Any] = {
-            "TableName": self._name,
-            "Key": {"leaseKey": {"S": lease.lease_key}},
-            "UpdateExpression": update,
-            "ConditionExpression": f"attribute_exists(leaseKey) AND {condition}",
-            "ExpressionAttributeValues": values,
+        """Set ``values`` (plus the counter bump and ``lastUpdatedAt``), remove ``remove``, guarded."""
+        values = {
+            **values,
+            "leaseCounter": {"N": str(lease.counter + 1)},
+            "lastUpdatedAt": {"N": _epoch(self._clock())},
         }
-        if names:
-            kwargs["ExpressionAttributeNames"] = names
-        self._call("update_item", **kwargs)
+        names = {f"#a{i}": name for i, name in enumerate([*values, *remove])}
+        placeholders = {name: key for key, name in names.items()}
+        update = "SET " + ", ".join(f"{placeholders[name]} = :v{i}" for i, name in enumerate(values))
+        if remove:
+            update += " REMOVE " + ", ".join(placeholders[name] for name in remove)
+        expression_values = {f":v{i}": value for i, value in enumerate(values.values())}
+        expression_values[":seen"] = {"N": str(lease.counter)}
+        condition = f"attribute_exists(leaseKey) AND {placeholders['leaseCounter']} = :seen"
+        if require_owner is not None:
+            names["#owner"] = "leaseOwner"
+            condition += " AND #owner = :me"
+            expression_values[":me"] = {"S": require_owner}
+        self._call(
+            "update_item",
+            TableName=self._name,
+            Key={"leaseKey": {"S": lease.lease_key}},
+            UpdateExpression=update,
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=expression_values,
+        )
 
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         try:
@@ -161,6 +189,10 @@ class LeaseTable:
 
     def _status(self) -> str:
         return self._call("describe_table", TableName=self._name)["Table"]["TableStatus"]
+
+
+def _epoch(seconds: float) -> str:
+    return f"{seconds:.3f}"
 
 
 def _code(exc: ClientError) -> str:

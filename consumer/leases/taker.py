@@ -3,14 +3,21 @@
 Rules (the KCL's, DESIGN §3): count only leases that still need an owner (not SHARD_END); the
 live workers are the owners of unexpired leases plus this worker; each worker aims at
 ``target = ceil(active leases / live workers)`` and takes free leases — unowned or expired —
-until it holds ``target``. A worker never takes more than it needs to reach the target, which
-is what keeps a stable pool from thrashing. Stealing from overloaded workers comes on top of
-this in the worker-pool change.
+until it holds ``target``. A worker never takes more than it needs to reach the target.
+
+Only when nothing is free does it steal, one lease per cycle, from the most-loaded worker, and
+only if that worker holds more than the target, or holds exactly the target while the stealer
+is two or more below it (the KCL's rule: without it, a pool scaled from 2 to 3 workers over 4
+shards would leave the new worker idle at 2/2/0). Either way the victim holds at least two more
+leases than the stealer, so every steal strictly narrows the spread: a stable pool converges to
+owners differing by at most one lease, and then stops changing (no thrash).
 """
 
 from __future__ import annotations
 
 import math
+import random
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -42,8 +49,32 @@ def leases_to_take(leases: Sequence[LeaseState], worker_id: str, held: frozenset
     free = [
         lease.lease_key
         for lease in sorted(leases, key=lambda lease: lease.lease_key)
-        if not lease.ended
-        and lease.lease_key not in held
-        and (lease.owner is None or lease.expired or lease.owner == worker_id)
+        if not lease.ended and _is_free(lease, worker_id, held)
     ]
     return free[: max(0, target - len(held))]
+
+
+def lease_to_steal(
+    leases: Sequence[LeaseState], worker_id: str, held: frozenset[str], rng: random.Random | None = None
+) -> str | None:
+    """Key of one lease to steal now, or None. Call only when ``leases_to_take`` found nothing.
+
+    The lease is picked at random among the victim's, so that several stealers rarely collide.
+    """
+    active = [lease for lease in leases if not lease.ended]
+    if any(_is_free(lease, worker_id, held) for lease in active):
+        return None
+    target = target_per_worker(leases, worker_id)
+    needed = target - len(held)
+    counts = Counter(lease.owner for lease in active if lease.owner and lease.owner != worker_id and not lease.expired)
+    if needed <= 0 or not counts:
+        return None
+    victim, victim_count = min(counts.items(), key=lambda item: (-item[1], item[0]))
+    if not (victim_count > target or (victim_count == target and needed > 1)):
+        return None
+    candidates = sorted(lease.lease_key for lease in active if lease.owner == victim)
+    return (rng or random).choice(candidates)
+
+
+def _is_free(lease: LeaseState, worker_id: str, held: frozenset[str]) -> bool:
+    return lease.lease_key not in held and (lease.owner is None or lease.expired or lease.owner == worker_id)

@@ -23,8 +23,9 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 
 @dataclass
 class _ShardProgress:
-    iterator_age_seconds: float
-    last_read_monotonic: float
+    iterator_age_seconds: float = 0.0
+    last_read_monotonic: float | None = None
+    last_checkpoint_monotonic: float | None = None
 
 
 class ShardProgressCollector(Collector):
@@ -33,6 +34,8 @@ class ShardProgressCollector(Collector):
     * ``cdc_shard_iterator_age_seconds``: at the last successful read, now minus the
       ApproximateCreationDateTime of the newest record read (0 when the read was empty).
     * ``cdc_shard_time_since_last_read_seconds``: seconds since the last successful GetRecords.
+    * ``cdc_shard_checkpoint_age_seconds``: seconds since this worker last checkpointed the shard
+      (or took it over); an idle shard's checkpoint ages too, so read it with the iterator age.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
@@ -42,7 +45,13 @@ class ShardProgressCollector(Collector):
 
     def record_read(self, shard_id: str, iterator_age_seconds: float) -> None:
         with self._lock:
-            self._shards[shard_id] = _ShardProgress(max(0.0, iterator_age_seconds), self._clock())
+            progress = self._shards.setdefault(shard_id, _ShardProgress())
+            progress.iterator_age_seconds = max(0.0, iterator_age_seconds)
+            progress.last_read_monotonic = self._clock()
+
+    def record_checkpoint(self, shard_id: str) -> None:
+        with self._lock:
+            self._shards.setdefault(shard_id, _ShardProgress()).last_checkpoint_monotonic = self._clock()
 
     def forget(self, shard_id: str) -> None:
         with self._lock:
@@ -60,12 +69,21 @@ class ShardProgressCollector(Collector):
             "Seconds since the last successful GetRecords on the shard.",
             labels=["shard_id"],
         )
+        checkpoint = GaugeMetricFamily(
+            "cdc_shard_checkpoint_age_seconds",
+            "Seconds since this worker last checkpointed the shard (or took it over).",
+            labels=["shard_id"],
+        )
         with self._lock:
             for shard_id, progress in sorted(self._shards.items()):
-                age.add_metric([shard_id], progress.iterator_age_seconds)
-                since.add_metric([shard_id], now - progress.last_read_monotonic)
+                if progress.last_read_monotonic is not None:
+                    age.add_metric([shard_id], progress.iterator_age_seconds)
+                    since.add_metric([shard_id], now - progress.last_read_monotonic)
+                if progress.last_checkpoint_monotonic is not None:
+                    checkpoint.add_metric([shard_id], now - progress.last_checkpoint_monotonic)
         yield age
         yield since
+        yield checkpoint
 
 
 class Metrics:
@@ -116,7 +134,7 @@ class Metrics:
         self.leases_held = Gauge("cdc_leases_held", "Leases this worker holds.", registry=registry)
         self.lease_events = Counter(
             "cdc_lease_events_total",
-            "Lease transitions by event (created, taken, renew_failed, lost, released, deleted).",
+            "Lease transitions by event (created, taken, taken_expired, stolen, renew_failed, lost, released, deleted).",
             ["event"],
             registry=registry,
         )
@@ -135,6 +153,9 @@ class Metrics:
             "cdc_records_dead_lettered_total",
             "Records written to the dead-letter destination.",
             registry=registry,
+        )
+        self.taker_cycles = Counter(
+            "cdc_lease_taker_cycles_total", "Completed coordination cycles (renew, scan, take).", registry=registry
         )
         self.loop_heartbeat = Gauge(
             "cdc_worker_loop_last_tick_timestamp_seconds",

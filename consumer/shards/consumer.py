@@ -108,6 +108,7 @@ class ShardConsumer:
     def _run(self) -> None:
         structlog.contextvars.bind_contextvars(worker_id=self._worker_id, shard_id=self.shard_id)
         log.info("shard_consumer_started", checkpoint=self._position, version=self._version)
+        self._metrics.shard_progress.record_checkpoint(self.shard_id)  # the age counts from the takeover
         try:
             self._consume()
             log.info("shard_consumer_stopped", checkpoint=self._position, shard_end=self.reached_shard_end)
@@ -230,7 +231,7 @@ class ShardConsumer:
                     raise Interrupted("stop requested while a batch awaited a retry") from exc
         self._version = result.version
         if result.last_sequence_number is not None:
-            self._checkpoint(result.last_sequence_number)
+            self._checkpoint(result.last_sequence_number, result.last_record_second)
         self._metrics.batch_duration.observe(time.perf_counter() - started)
 
     def _end_shard(self) -> None:
@@ -244,11 +245,11 @@ class ShardConsumer:
         log.info("shard_ended", version=self._version)
         self._on_shard_end(self.shard_id)
 
-    def _checkpoint(self, position: str) -> bool:
+    def _checkpoint(self, position: str, record_second: int | None = None) -> bool:
         """Checkpoint ``position``; False on a transient failure (the next checkpoint covers it)."""
         self._position = position
         try:
-            self._held.checkpoint(position, self._version)
+            self._held.checkpoint(position, self._version, record_second)
         except LeaseLostError:
             self._metrics.checkpoints.labels(outcome="lease_lost").inc()
             raise
@@ -258,5 +259,6 @@ class ShardConsumer:
             log.warning("checkpoint_failed", checkpoint=position, error=str(exc))
             return False
         self._metrics.checkpoints.labels(outcome="ok").inc()
+        self._metrics.shard_progress.record_checkpoint(self.shard_id)
         log.debug("checkpointed", checkpoint=position, version=self._version)
         return True

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from consumer.leases.model import SHARD_END, Lease
-from tests.support.fault_proxy import FaultProxy
+from tests.support.fault_proxy import FaultProxy, assert_versions_follow_write_order
 from tests.support.moto_feed import MotoFeed
 from tests.support.tables import COMPOSITE_KEY, create_table, index_documents, table_documents, write_random_history
 from tests.support.worker_process import wait_until
@@ -59,19 +58,6 @@ def leases(ddb, table: str) -> dict[str, Lease]:
 
 def converged(ddb, table: str, opensearch_url: str) -> bool:
     return index_documents(opensearch_url, table) == table_documents(ddb, table, COMPOSITE_KEY)
-
-
-def assert_versions_follow_write_order(ledger) -> None:
-    """For every document, ordering its index operations by version orders them by write
-    (``revision``, the writer's counter): whatever reached OpenSearch, in whatever order, the
-    higher version is always the later change."""
-    by_doc = defaultdict(list)
-    for entry in ledger:
-        if entry.op == "index":
-            by_doc[entry.doc_id].append((entry.version, entry.revision))
-    for doc_id, writes in by_doc.items():
-        revisions = [revision for _, revision in sorted(set(writes))]
-        assert revisions == sorted(revisions), f"{doc_id}: versions disagree with write order"
 
 
 def log_time(event: dict[str, Any]) -> dt.datetime:

@@ -21,6 +21,7 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
 
@@ -166,3 +167,16 @@ def _rejected_items(body: bytes, status: int) -> bytes:
         for op, meta, _ in _actions(body)
     ]
     return json.dumps({"took": 0, "errors": True, "items": items}).encode()
+
+
+def assert_versions_follow_write_order(ledger: list[LedgerEntry]) -> None:
+    """For every document, ordering its index operations by version orders them by write
+    (``revision``, the writer's counter): whatever reached OpenSearch, in whatever order, the
+    higher version is always the later change."""
+    by_doc = defaultdict(list)
+    for entry in ledger:
+        if entry.op == "index":
+            by_doc[entry.doc_id].append((entry.version, entry.revision))
+    for doc_id, writes in by_doc.items():
+        revisions = [revision for _, revision in sorted(set(writes))]
+        assert revisions == sorted(revisions), f"{doc_id}: versions disagree with write order"

@@ -25,6 +25,7 @@ class WorkerProcess:
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
+        self.worker_id = env.get("CDC_WORKER_ID")
         self._log_file = open(log_path, "wb")  # noqa: SIM115 (closed in stop)
         full_env = {"PATH": os.environ.get("PATH", ""), "CDC_METRICS_PORT": "0", **env}
         self.process = subprocess.Popen(

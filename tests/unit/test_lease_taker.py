@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.leases.taker import LeaseState, leases_to_take, target_per_worker
+from consumer.leases.taker import LeaseState, lease_to_steal, leases_to_take, target_per_worker
 
 ME = "worker-me"
 OTHERS = ("worker-a", "worker-b", "worker-c")
@@ -143,3 +145,115 @@ def test_ended_leases_neither_count_toward_the_target_nor_get_taken():
     # WHEN a worker decides THEN it takes just the open one
     assert target_per_worker(leases, ME) == 1
     assert leases_to_take(leases, ME, frozenset()) == ["open"]
+
+
+# --- stealing -------------------------------------------------------------------------------------
+
+
+def owned(counts: dict[str, int]) -> list[LeaseState]:
+    """A table where each worker owns ``count`` unexpired leases."""
+    return [
+        LeaseState(f"shard-{owner}-{i:03}", owner, expired=False, ended=False)
+        for owner, count in counts.items()
+        for i in range(count)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("counts", "stealer", "victim"),
+    [
+        ({"a": 8, "new": 0}, "new", "a"),  # victim above target (4)
+        ({"a": 2, "b": 2, "new": 0}, "new", "a"),  # victim at target (2), stealer needs 2: the KCL rule
+        ({"a": 3, "b": 5, "new": 1}, "new", "b"),  # the most loaded is the victim
+    ],
+)
+def test_a_worker_below_target_steals_one_lease_from_the_most_loaded(counts, stealer, victim):
+    table = owned(counts)
+    held = frozenset(lease.lease_key for lease in table if lease.owner == stealer)
+    assert leases_to_take(table, stealer, held) == []
+    stolen = lease_to_steal(table, stealer, held, random.Random(1))
+    assert stolen is not None and next(lease.owner for lease in table if lease.lease_key == stolen) == victim
+
+
+@pytest.mark.parametrize(
+    "counts",
+    [
+        {"a": 2, "b": 1, "new": 1},  # stealer needs one, most loaded at target: balanced enough
+        {"a": 3, "b": 3, "new": 2},  # within one of everyone
+        {"a": 1, "new": 1},
+    ],
+)
+def test_no_steal_once_owners_differ_by_at_most_one(counts):
+    table = owned(counts)
+    held = frozenset(lease.lease_key for lease in table if lease.owner == "new")
+    assert lease_to_steal(table, "new", held) is None
+
+
+def test_no_steal_while_a_free_lease_exists():
+    table = [*owned({"a": 6}), LeaseState("free", None, expired=False, ended=False)]
+    assert lease_to_steal(table, "new", frozenset()) is None
+
+
+@st.composite
+def pools(draw: st.DrawFn) -> tuple[int, dict[str, int], list[str]]:
+    """A lease count, an initial ownership (some leases possibly free) and the workers present."""
+    workers = [f"w{i}" for i in range(draw(st.integers(1, 6)))]
+    total = draw(st.integers(0, 40))
+    initial = {}
+    for i in range(total):
+        initial[f"shard-{i:03}"] = draw(st.sampled_from([None, *workers]))
+    return total, initial, workers
+
+
+def run_pool(initial: dict[str, str | None], workers: list[str], order: random.Random, cycles: int) -> list[int]:
+    """Simulate taker cycles (workers in random order, writes applied at once, as conditional writes
+    let exactly one worker win). Returns the number of ownership changes per cycle."""
+    owners = dict(initial)
+    changes_per_cycle = []
+    for _ in range(cycles):
+        changes = 0
+        for worker in order.sample(workers, len(workers)):
+            table = [LeaseState(key, owner, expired=False, ended=False) for key, owner in sorted(owners.items())]
+            held = frozenset(key for key, owner in owners.items() if owner == worker)
+            keys = leases_to_take(table, worker, held) or [
+                key for key in [lease_to_steal(table, worker, held, order)] if key
+            ]
+            for key in keys:
+                owners[key] = worker
+                changes += 1
+        changes_per_cycle.append(changes)
+    counts = [sum(1 for owner in owners.values() if owner == worker) for worker in workers]
+    assert None not in owners.values(), "a lease was left without owner"
+    assert max(counts) - min(counts) <= 1, f"unbalanced: {counts}"
+    return changes_per_cycle
+
+
+@given(pools(), st.randoms(use_true_random=False))
+@settings(max_examples=300, deadline=None)
+def test_a_stable_pool_converges_to_within_one_lease_and_then_stops_changing(pool, order):
+    # GIVEN any initial ownership and a stable set of workers
+    total, initial, workers = pool
+    # WHEN every worker runs its taker cycle, many times
+    cycles = 2 * total + 4
+    changes = run_pool(initial, workers, order, cycles)
+    # THEN owners differ by at most one lease (checked in run_pool) and the last cycles change nothing
+    assert changes[-2:] == [0, 0]
+
+
+@given(pools(), st.randoms(use_true_random=False))
+@settings(max_examples=300, deadline=None)
+def test_every_steal_narrows_the_spread(pool, order):
+    # GIVEN any table WHEN a worker decides to steal THEN its victim holds at least two more than it,
+    # the victim is the most loaded, and the victim is never below the target
+    total, initial, workers = pool
+    table = [LeaseState(key, owner, expired=False, ended=False) for key, owner in sorted(initial.items())]
+    for worker in workers:
+        held = frozenset(key for key, owner in initial.items() if owner == worker)
+        stolen = lease_to_steal(table, worker, held, order)
+        if stolen is None:
+            continue
+        victim = initial[stolen]
+        counts = {w: sum(1 for o in initial.values() if o == w) for w in workers}
+        assert counts[victim] >= len(held) + 2
+        assert counts[victim] == max(count for w, count in counts.items() if w != worker)
+        assert counts[victim] >= target_per_worker(table, worker)
