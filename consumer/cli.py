@@ -123,7 +123,13 @@ def run_worker(settings: Settings, stop: threading.Event) -> None:
         settings.retry_base_seconds,
         settings.retry_max_delay_seconds,
     )
-    processor = BatchProcessor(source.key_schema, sink, DeadLetterFile(settings.dead_letter_path), metrics)
+    processor = BatchProcessor(
+        source.key_schema,
+        sink,
+        DeadLetterFile(settings.dead_letter_path),
+        metrics,
+        settings.parallelization_factor,
+    )
     worker = Worker(
         worker_id=settings.worker_id,
         source=source,
@@ -152,6 +158,7 @@ def run_worker(settings: Settings, stop: threading.Event) -> None:
         worker.run()
     finally:
         server.stop()
+        processor.close()
 
 
 def _install_signal_handlers(stop: threading.Event) -> None:

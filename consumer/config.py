@@ -48,6 +48,7 @@ class Settings(BaseModel):
     metrics_port: int = Field(9400, ge=0, le=65535)
     failover_seconds: float = Field(10.0, ge=1, le=3600)
     max_records_per_read: int = Field(1000, ge=1, le=1000)
+    parallelization_factor: int = Field(1, ge=1, le=10)
     poll_interval_seconds: float = Field(1.0, gt=0, le=60)
     shard_sync_interval_seconds: float = Field(60.0, ge=1, le=3600)
     shutdown_timeout_seconds: float = Field(20.0, gt=0, le=600)

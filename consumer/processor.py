@@ -10,7 +10,9 @@ one processor serves all shard consumers.
 from __future__ import annotations
 
 import threading
+import zlib
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +25,7 @@ from consumer.projection import to_bulk_action
 from consumer.records import StreamRecord, is_sequence_number
 from consumer.sink.bulk import BulkAction, Outcome
 from consumer.sink.dlq import DeadLetter, DeadLetterSink
-from consumer.sink.opensearch import OpenSearchSink
+from consumer.sink.opensearch import OpenSearchSink, Result
 from consumer.versioning import next_version
 
 log = structlog.get_logger(__name__)
@@ -40,15 +42,37 @@ class BatchResult:
 
 
 class BatchProcessor:
-    """Applies batches of one table's stream records to one index."""
+    """Applies batches of one table's stream records to one index.
+
+    With ``parallelism`` > 1 (Lambda's ParallelizationFactor) a batch is split by document id into
+    that many partitions, sent as concurrent ``_bulk`` requests: all changes of one item stay in one
+    partition, in shard order, while different items go in parallel. The batch settles, and may be
+    checkpointed, only when every partition has, so the checkpoint never passes a record with an
+    unacknowledged predecessor. Call ``close()`` when done.
+    """
 
     def __init__(
-        self, key_schema: KeySchema, sink: OpenSearchSink, dead_letters: DeadLetterSink, metrics: Metrics
+        self,
+        key_schema: KeySchema,
+        sink: OpenSearchSink,
+        dead_letters: DeadLetterSink,
+        metrics: Metrics,
+        parallelism: int = 1,
     ) -> None:
+        if not 1 <= parallelism <= 10:
+            raise ValueError(f"parallelism must be within 1 … 10, got {parallelism}")
         self._schema = key_schema
         self._sink = sink
         self._dead_letters = dead_letters
         self._metrics = metrics
+        self._parallelism = parallelism
+        self._pool = (
+            ThreadPoolExecutor(max_workers=4 * parallelism, thread_name_prefix="bulk") if parallelism > 1 else None
+        )
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
     def process(
         self, shard_id: str, raw_records: list[dict[str, Any]], start_version: int, stop: threading.Event
@@ -60,7 +84,7 @@ class BatchProcessor:
         """
         actions, letters, version = self._prepare(shard_id, raw_records, start_version)
         outcomes: Counter[tuple[str, str]] = Counter()
-        for action, (outcome, error) in zip(actions, self._sink.apply(actions, stop), strict=True):
+        for action, (outcome, error) in zip(actions, self._apply(actions, stop), strict=True):
             record = action.record
             if outcome is Outcome.POISON:
                 letters.append(DeadLetter(shard_id, record.sequence_number, error or "rejected", record.raw))
@@ -76,6 +100,22 @@ class BatchProcessor:
         last = _sequence_number(raw_records[-1]) if raw_records else None
         last_second = actions[-1].record.approximate_second if actions else None
         return BatchResult(last, version, last_second, outcomes)
+
+    def _apply(self, actions: list[BulkAction], stop: threading.Event) -> list[Result]:
+        """Sink results in the order of ``actions``, partitioned by document id when parallel."""
+        if self._pool is None or len(actions) < 2:
+            return self._sink.apply(actions, stop)
+        partitions: list[list[int]] = [[] for _ in range(self._parallelism)]
+        for i, action in enumerate(actions):
+            partitions[zlib.crc32(action.doc_id.encode()) % self._parallelism].append(i)
+        futures = [
+            (part, self._pool.submit(self._sink.apply, [actions[i] for i in part], stop)) for part in partitions if part
+        ]
+        results: list[Result | None] = [None] * len(actions)
+        for part, future in futures:
+            for i, result in zip(part, future.result(), strict=True):  # re-raises a partition's failure
+                results[i] = result
+        return [result for result in results if result is not None]
 
     def _prepare(
         self, shard_id: str, raw_records: list[dict[str, Any]], version: int

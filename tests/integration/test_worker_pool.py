@@ -46,6 +46,7 @@ def pool_env(ddb, moto, stream_server, proxy, table_name, worker_env) -> Iterato
         "CDC_STREAM_ARN": arn,
         "AWS_ENDPOINT_URL_DYNAMODBSTREAMS": stream_server.url,
         "CDC_OPENSEARCH_URL": proxy.url,
+        "CDC_PARALLELIZATION_FACTOR": "3",  # the pool runs the per-key parallel path end to end
     }
     yield {"env": env, "feed": feed, "arn": arn}
     feed.stop()
