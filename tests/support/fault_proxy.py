@@ -17,13 +17,14 @@ in. Thread-safe; ``stop()`` shuts it down.
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import urllib.error
 import urllib.request
 from collections import defaultdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, NamedTuple
+
+from tests.support.quiet_http import QuietHTTPServer
 
 
 class LedgerEntry(NamedTuple):
@@ -43,7 +44,7 @@ class FaultProxy:
         self.bulk_requests = 0
         self.failed_requests = 0
         self.ledger: list[LedgerEntry] = []
-        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
+        self._server = QuietHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -138,14 +139,6 @@ class FaultProxy:
                 return
 
         return Handler
-
-
-class _QuietServer(ThreadingHTTPServer):
-    """Clients (workers) killed mid-request are part of the tests: no tracebacks for them."""
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
 
 
 def _actions(body: bytes) -> list[tuple[str, dict[str, Any], dict[str, Any] | None]]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 import uuid
 import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from threading import Thread
 from typing import Any
 
@@ -30,6 +30,7 @@ import boto3
 import orjson
 from botocore.config import Config
 
+from tests.support.quiet_http import QuietHTTPServer
 from tests.support.stream_model import Appended, Clock, ShardInfo, StreamModel
 from tests.support.stream_protocol import ServerStats, StreamProtocol
 
@@ -43,7 +44,7 @@ class StreamServer:
     def __init__(self, clock: Clock = time.time) -> None:
         self._clock = clock
         self._protocol = StreamProtocol(clock)
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._http = QuietHTTPServer(("127.0.0.1", 0), _Handler)
         self._http.daemon_threads = True
         self._http.protocol = self._protocol  # type: ignore[attr-defined]
         self._thread = Thread(target=self._http.serve_forever, args=(0.05,), name="stream-server", daemon=True)
