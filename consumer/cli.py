@@ -15,25 +15,16 @@ import time
 from collections.abc import Sequence
 
 import structlog
-from prometheus_client import CollectorRegistry
 
 from consumer import __version__
-from consumer.clients import aws_clients, opensearch_client
+from consumer.app import run_worker
+from consumer.clients import aws_clients
 from consumer.config import Settings, load_settings
 from consumer.errors import ConfigError, ConsumerError
 from consumer.leases.model import Lease
 from consumer.leases.report import lease_rows, render_json, render_table
 from consumer.leases.table import LeaseTable
-from consumer.observability.http import ObservabilityServer
 from consumer.observability.logging import configure_logging
-from consumer.observability.metrics import Metrics
-from consumer.processor import BatchProcessor
-from consumer.shards.api import Boto3StreamApi
-from consumer.shards.consumer import ReaderSettings
-from consumer.sink.dlq import DeadLetterFile
-from consumer.sink.opensearch import OpenSearchSink
-from consumer.source import resolve_stream
-from consumer.worker import Worker, WorkerTimings
 
 log = structlog.get_logger("consumer")
 
@@ -107,58 +98,6 @@ def read_leases(settings: Settings) -> list[Lease]:
             "if workers are running, check CDC_LEASE_TABLE or CDC_TABLE_NAME"
         )
     return table.list_leases()
-
-
-def run_worker(settings: Settings, stop: threading.Event) -> None:
-    """Wire the worker from settings and run it until ``stop`` is set."""
-    registry = CollectorRegistry()
-    metrics = Metrics(registry)
-    metrics.build_info.info({"version": __version__})
-    aws = aws_clients(settings.aws_region, settings.streams_endpoint_url)
-    source = resolve_stream(aws.dynamodb, aws.streams, settings.source_table, settings.stream_arn)
-    sink = OpenSearchSink(
-        opensearch_client(settings),
-        settings.index_name,
-        metrics,
-        settings.retry_base_seconds,
-        settings.retry_max_delay_seconds,
-    )
-    processor = BatchProcessor(
-        source.key_schema,
-        sink,
-        DeadLetterFile(settings.dead_letter_path),
-        metrics,
-        settings.parallelization_factor,
-    )
-    worker = Worker(
-        worker_id=settings.worker_id,
-        source=source,
-        lease_table=LeaseTable(aws.dynamodb, settings.lease_table_name),
-        stream_api=Boto3StreamApi(aws.streams),
-        processor=processor,
-        metrics=metrics,
-        reader_settings=ReaderSettings(
-            settings.max_records_per_read,
-            settings.poll_interval_seconds,
-            settings.retry_base_seconds,
-            settings.retry_max_delay_seconds,
-        ),
-        timings=WorkerTimings(
-            settings.failover_seconds, settings.shard_sync_interval_seconds, settings.shutdown_timeout_seconds
-        ),
-        initial_position=settings.initial_position,
-        stop_event=stop,
-    )
-    server = ObservabilityServer(
-        settings.metrics_host, settings.metrics_port, registry, worker.health, worker.readiness
-    )
-    server.start()
-    log.info("observability_listening", port=server.port, index=settings.index_name, table=source.table_name)
-    try:
-        worker.run()
-    finally:
-        server.stop()
-        processor.close()
 
 
 def _install_signal_handlers(stop: threading.Event) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from opensearchpy import OpenSearch
+from opensearchpy import OpenSearch, Urllib3AWSV4SignerAuth
 
 from consumer.config import Settings
 from consumer.errors import ConfigError
@@ -50,11 +50,37 @@ def aws_clients(region: str | None, streams_endpoint_url: str | None = None, poo
 
 
 def opensearch_client(settings: Settings, pool_size: int = 32) -> OpenSearch:
-    """A client that never retries by itself: the sink owns retries, backoff and their metrics."""
+    """A client that never retries by itself: the sink owns retries, backoff and their metrics.
+
+    Auth: none, basic (username/password) or SigV4 for Amazon OpenSearch Service (``es``) or
+    Serverless (``aoss``), signed with the default AWS credential chain, refreshed as it rotates.
+    TLS certificates are verified unless CDC_OPENSEARCH_VERIFY_CERTS=false; CDC_OPENSEARCH_CA_BUNDLE
+    names a private CA.
+    """
+    options: dict[str, Any] = {}
+    if settings.opensearch_auth == "basic":
+        options["http_auth"] = (settings.opensearch_username, settings.opensearch_password)
+    elif settings.opensearch_auth == "sigv4":
+        options["http_auth"] = _sigv4_auth(settings)
+    if settings.opensearch_ca_bundle is not None:
+        options["ca_certs"] = str(settings.opensearch_ca_bundle)
     return OpenSearch(
         hosts=[settings.opensearch_url],
         timeout=settings.opensearch_timeout_seconds,
         max_retries=0,
         retry_on_timeout=False,
         pool_maxsize=pool_size,
+        verify_certs=settings.opensearch_verify_certs,
+        ssl_show_warn=settings.opensearch_verify_certs,
+        **options,
     )
+
+
+def _sigv4_auth(settings: Settings) -> Urllib3AWSV4SignerAuth:
+    session = boto3.session.Session(region_name=settings.aws_region)
+    credentials = session.get_credentials()
+    if credentials is None:
+        raise ConfigError("CDC_OPENSEARCH_AUTH=sigv4 but no AWS credentials were found (task role, IRSA or AWS_*)")
+    if session.region_name is None:
+        raise ConfigError("CDC_OPENSEARCH_AUTH=sigv4 needs a region: set AWS_REGION")
+    return Urllib3AWSV4SignerAuth(credentials, session.region_name, settings.opensearch_sigv4_service)

@@ -43,6 +43,12 @@ class Settings(BaseModel):
     opensearch_url: str | None = Field(None, pattern=r"^https?://[^\s/]+(/.*)?$")
     opensearch_index: str | None = Field(None, max_length=255, pattern=_INDEX_NAME.pattern)
     opensearch_timeout_seconds: float = Field(30.0, gt=0, le=600)
+    opensearch_auth: Literal["none", "basic", "sigv4"] = "none"
+    opensearch_username: str | None = None
+    opensearch_password: str | None = Field(None, repr=False)
+    opensearch_sigv4_service: Literal["es", "aoss"] = "es"
+    opensearch_verify_certs: bool = True
+    opensearch_ca_bundle: Path | None = None
     worker_id: str = Field(default_factory=_default_worker_id, min_length=1, max_length=256)
     metrics_host: str = "0.0.0.0"
     metrics_port: int = Field(9400, ge=0, le=65535)
@@ -56,7 +62,7 @@ class Settings(BaseModel):
     retry_max_delay_seconds: float = Field(10.0, gt=0, le=600)
     dead_letter_path: Path = Path("cdc-dead-letters.jsonl")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["json", "console"] = "json"
+    log_format: Literal["auto", "json", "console"] = "auto"
     # Not CDC_ variables: AWS_REGION (or AWS_DEFAULT_REGION), which the AWS SDKs also read; and
     # AWS_ENDPOINT_URL_DYNAMODBSTREAMS, an alias of the SDK's AWS_ENDPOINT_URL_DYNAMODB_STREAMS.
     aws_region: str | None = Field(None, exclude=True)

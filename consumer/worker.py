@@ -23,6 +23,7 @@ from consumer.errors import ConsumerError, LeaseLostError
 from consumer.leases.coordinator import HeldLease, LeaseCoordinator
 from consumer.leases.model import Lease
 from consumer.leases.table import LeaseTable
+from consumer.observability.health import Health
 from consumer.observability.metrics import Metrics
 from consumer.processor import BatchProcessor
 from consumer.shards.api import StreamApi
@@ -62,6 +63,7 @@ class Worker:
         timings: WorkerTimings,
         initial_position: str,
         stop_event: threading.Event,
+        health: Health,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._worker_id = worker_id
@@ -74,13 +76,12 @@ class Worker:
         self._timings = timings
         self._initial_position = initial_position
         self._stop = stop_event
+        self._health = health
         self._clock = clock
         self._coordinator = LeaseCoordinator(lease_table, worker_id, timings.failover, metrics, clock)
         self._consumers: dict[str, ShardConsumer] = {}
         self._throttle = ThrottleGate(reader_settings.retry_base_seconds, reader_settings.retry_max_delay_seconds)
         self._next_sync = 0.0
-        self.last_tick = clock()
-        self.synced = threading.Event()
 
     def run(self) -> None:
         structlog.contextvars.bind_contextvars(worker_id=self._worker_id)
@@ -94,6 +95,7 @@ class Worker:
 
     def _do_tick(self) -> None:
         """One coordination step; transient AWS failures are logged and retried next tick."""
+        problem = None
         try:
             self._stop_lost(self._coordinator.renew_held())
             self._maybe_sync_shards()
@@ -104,7 +106,8 @@ class Worker:
             self._start_ready_consumers(leases)
         except ConsumerError as exc:
             log.warning("worker_tick_failed", error=str(exc), error_type=type(exc).__name__)
-        self.last_tick = self._clock()
+            problem = f"coordination failing: {type(exc).__name__}: {exc}"
+        self._health.beat(problem)
         self._metrics.loop_heartbeat.set_to_current_time()
 
     def _maybe_sync_shards(self) -> None:
@@ -113,7 +116,7 @@ class Worker:
         self._sync_shards()
         self._delete_finished_leases()
         self._next_sync = self._clock() + self._timings.shard_sync_interval
-        self.synced.set()
+        self._health.mark_synced()
 
     def _sync_shards(self) -> None:
         """Create a lease for every shard that needs one. Safe from any thread, and idempotent."""
@@ -195,6 +198,7 @@ class Worker:
     def _shutdown(self) -> None:
         """Graceful handoff: stop consumers, keep leases alive until they finish, release."""
         log.info("worker_stopping", shards=sorted(self._consumers))
+        self._health.beat("stopping")
         for consumer in self._consumers.values():
             consumer.stop()
         deadline = self._clock() + self._timings.shutdown_timeout
@@ -204,6 +208,7 @@ class Worker:
                 consumer.join(timeout=0.05)
             if self._clock() >= next_renew:
                 self._renew_during_shutdown()
+                self._health.beat("stopping")
                 next_renew = self._clock() + self._timings.tick
         stuck = sorted(shard for shard, c in self._consumers.items() if c.is_alive())
         if stuck:
@@ -215,16 +220,3 @@ class Worker:
             self._coordinator.renew_held()
         except ConsumerError as exc:
             log.warning("lease_renew_failed", error=str(exc))
-
-    def health(self) -> tuple[bool, str]:
-        """Liveness: the coordination loop ticked recently (independent of AWS and OpenSearch)."""
-        silent = self._clock() - self.last_tick
-        limit = max(3 * self._timings.tick, self._timings.failover) + 30
-        if silent > limit:
-            return False, f"coordination loop silent for {silent:.0f} s"
-        return True, "ok"
-
-    def readiness(self) -> tuple[bool, str]:
-        if not self.synced.is_set():
-            return False, "first shard sync not done"
-        return True, f"ok: {len(self._coordinator.held)} leases held"

@@ -15,10 +15,13 @@ import orjson
 import structlog
 
 
-def configure_logging(level: str = "INFO", fmt: Literal["json", "console"] = "json") -> None:
-    """Configure structlog process-wide; safe to call more than once."""
+def configure_logging(level: str = "INFO", fmt: Literal["auto", "json", "console"] = "auto") -> None:
+    """Configure structlog process-wide; safe to call more than once.
+
+    ``auto``: a readable console format on a terminal, JSON lines otherwise (containers).
+    """
     renderer: structlog.typing.Processor
-    if fmt == "console":
+    if fmt == "console" or (fmt == "auto" and sys.stderr.isatty()):
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     else:
         renderer = structlog.processors.JSONRenderer(

@@ -44,6 +44,7 @@ class FaultProxy:
         self.bulk_requests = 0
         self.failed_requests = 0
         self.ledger: list[LedgerEntry] = []
+        self.bulk_headers: list[dict[str, str]] = []  # lower-cased headers of every bulk request
         self._server = QuietHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -102,6 +103,8 @@ class FaultProxy:
 
             def _forward(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if "/_bulk" in self.path:
+                    proxy.bulk_headers.append({name.lower(): value for name, value in self.headers.items()})
                 fault = proxy._take_fault() if "/_bulk" in self.path else None
                 if fault and fault[0] == "request":
                     error = {"error": {"type": "injected", "reason": "fault proxy"}, "status": fault[1]}

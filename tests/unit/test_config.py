@@ -34,7 +34,7 @@ def test_defaults():
     assert settings.max_records_per_read == 1000
     assert settings.metrics_port == 9400
     assert settings.dead_letter_path == Path("cdc-dead-letters.jsonl")
-    assert (settings.log_level, settings.log_format) == ("INFO", "json")
+    assert (settings.log_level, settings.log_format) == ("INFO", "auto")
     assert settings.worker_id  # host-pid, unique per process
 
 

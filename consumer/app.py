@@ -1,0 +1,125 @@
+"""The composition root: build a worker from settings, with its probes, and run it.
+
+The probe server starts first, so ``/healthz`` answers from the first second. Resolving the
+stream is retried while DynamoDB is unreachable (``/readyz`` says why it is not ready) instead of
+crash-looping the container; a set-up error (missing table, no stream) still fails at once.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from consumer import __version__
+from consumer.backoff import backoff_delay
+from consumer.clients import AwsClients, aws_clients, opensearch_client
+from consumer.config import Settings
+from consumer.errors import ConfigError, ConsumerError
+from consumer.leases.table import LeaseTable
+from consumer.observability.health import Health
+from consumer.observability.http import ObservabilityServer
+from consumer.observability.metrics import Metrics
+from consumer.processor import BatchProcessor
+from consumer.shards.api import Boto3StreamApi
+from consumer.shards.consumer import ReaderSettings
+from consumer.sink.dlq import DeadLetterFile
+from consumer.sink.opensearch import OpenSearchSink
+from consumer.source import StreamSource, resolve_stream
+from consumer.worker import Worker, WorkerTimings
+
+log = structlog.get_logger(__name__)
+
+
+def run_worker(settings: Settings, stop: threading.Event) -> None:
+    """Run one worker until ``stop`` is set. Raises ConfigError for a set-up it cannot run with."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.build_info.info({"version": __version__})
+    timings = WorkerTimings(
+        settings.failover_seconds, settings.shard_sync_interval_seconds, settings.shutdown_timeout_seconds
+    )
+    health = Health(stall_after_seconds=max(3 * timings.tick, settings.retry_max_delay_seconds) + 30)
+    server = ObservabilityServer(
+        settings.metrics_host, settings.metrics_port, registry, health.liveness, health.readiness
+    )
+    server.start()
+    log.info("observability_listening", port=server.port, index=settings.index_name)
+    processor = None
+    try:
+        aws = aws_clients(settings.aws_region, settings.streams_endpoint_url)
+        source = _resolve_until_stopped(aws, settings, stop, health)
+        if source is None:
+            return
+        processor = _processor(settings, source, metrics)
+        _worker(settings, aws, source, processor, metrics, timings, stop, health).run()
+    finally:
+        server.stop()
+        if processor is not None:
+            processor.close()
+
+
+def _resolve_until_stopped(
+    aws: AwsClients, settings: Settings, stop: threading.Event, health: Health
+) -> StreamSource | None:
+    """The stream to read; transient failures are retried with backoff, set-up errors raised."""
+    attempt = 0
+    while not stop.is_set():
+        try:
+            source = resolve_stream(aws.dynamodb, aws.streams, settings.source_table, settings.stream_arn)
+            log.info("stream_resolved", stream_arn=source.stream_arn, table=source.table_name)
+            return source
+        except ConfigError:
+            raise
+        except ConsumerError as exc:
+            delay = backoff_delay(attempt, settings.retry_base_seconds, settings.retry_max_delay_seconds)
+            health.beat(f"stream not resolved yet: {exc}")
+            log.warning("stream_resolution_failed", error=str(exc), retry_in_seconds=round(delay, 3))
+            attempt += 1
+            stop.wait(delay)
+    return None
+
+
+def _processor(settings: Settings, source: StreamSource, metrics: Metrics) -> BatchProcessor:
+    sink = OpenSearchSink(
+        opensearch_client(settings),
+        settings.index_name,
+        metrics,
+        settings.retry_base_seconds,
+        settings.retry_max_delay_seconds,
+    )
+    return BatchProcessor(
+        source.key_schema, sink, DeadLetterFile(settings.dead_letter_path), metrics, settings.parallelization_factor
+    )
+
+
+def _worker(
+    settings: Settings,
+    aws: AwsClients,
+    source: StreamSource,
+    processor: BatchProcessor,
+    metrics: Metrics,
+    timings: WorkerTimings,
+    stop: threading.Event,
+    health: Health,
+) -> Worker:
+    reader = ReaderSettings(
+        settings.max_records_per_read,
+        settings.poll_interval_seconds,
+        settings.retry_base_seconds,
+        settings.retry_max_delay_seconds,
+    )
+    return Worker(
+        worker_id=settings.worker_id,
+        source=source,
+        lease_table=LeaseTable(aws.dynamodb, settings.lease_table_name),
+        stream_api=Boto3StreamApi(aws.streams),
+        processor=processor,
+        metrics=metrics,
+        reader_settings=reader,
+        timings=timings,
+        initial_position=settings.initial_position,
+        stop_event=stop,
+        health=health,
+    )

@@ -1,0 +1,53 @@
+"""Liveness and readiness, as the HTTP probes report them.
+
+* Liveness (``/healthz``): this process's own loops are ticking. It never depends on DynamoDB or
+  OpenSearch being up — an outage of either must not turn into a restart storm.
+* Readiness (``/readyz``): configuration loaded, stream resolved, lease table reachable at the
+  last tick, and the first shard sync done.
+
+The worker (and the start-up loop) report into one ``Health``; the probe server reads it.
+Thread-safe.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+
+class Health:
+    """Shared probe state. ``stall_after_seconds``: how long the loops may be silent while alive."""
+
+    def __init__(self, stall_after_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._stall_after = stall_after_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last_beat = clock()
+        self._synced = False
+        self._problem: str | None = "starting"
+
+    def beat(self, problem: str | None = None) -> None:
+        """A loop completed a step; ``problem`` says what keeps the worker from being ready, if anything."""
+        with self._lock:
+            self._last_beat = self._clock()
+            self._problem = problem
+
+    def mark_synced(self) -> None:
+        with self._lock:
+            self._synced = True
+
+    def liveness(self) -> tuple[bool, str]:
+        with self._lock:
+            silent = self._clock() - self._last_beat
+        if silent > self._stall_after:
+            return False, f"worker loops silent for {silent:.0f} s"
+        return True, "ok"
+
+    def readiness(self) -> tuple[bool, str]:
+        with self._lock:
+            if self._problem:
+                return False, self._problem
+            if not self._synced:
+                return False, "first shard sync not done"
+            return True, "ok"

@@ -1,0 +1,117 @@
+"""What an SRE sees of a running worker: probes, the metric set, and request signing."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from tests.support.emulators import free_port
+from tests.support.fault_proxy import FaultProxy
+from tests.support.tables import create_table, write_random_history
+from tests.support.worker_process import wait_until
+
+pytestmark = pytest.mark.integration
+
+EXPECTED_METRICS = {
+    "cdc_build_info",
+    "cdc_records_read_total",
+    "cdc_records_processed_total",
+    "cdc_get_records_total",
+    "cdc_bulk_requests_total",
+    "cdc_bulk_request_duration_seconds_bucket",
+    "cdc_bulk_request_bytes_total",
+    "cdc_batch_duration_seconds_count",
+    "cdc_leases_held",
+    "cdc_lease_events_total",
+    "cdc_checkpoints_total",
+    "cdc_lease_taker_cycles_total",
+    "cdc_worker_loop_last_tick_timestamp_seconds",
+    "cdc_shard_iterator_age_seconds",
+    "cdc_shard_time_since_last_read_seconds",
+    "cdc_shard_checkpoint_age_seconds",
+}
+
+
+def names(samples: dict[str, float]) -> set[str]:
+    return {name.split("{", 1)[0] for name in samples}
+
+
+def test_a_ready_worker_serves_probes_and_its_metric_set(ddb, table_name, worker_env, start_worker):
+    # GIVEN a worker that applied some changes
+    create_table(ddb, table_name)
+    write_random_history(ddb, table_name, changes=30, seed=91)
+    worker = start_worker(worker_env)
+    wait_until(lambda: worker.metric("cdc_records_processed_total") > 0, timeout=60, what="records applied")
+
+    # THEN both probes answer 200 and every documented metric family is exported
+    assert worker.probe("/healthz")[0] == 200
+    assert worker.probe("/readyz") == (200, "ok\n")
+    assert names(worker.metrics()) >= EXPECTED_METRICS
+
+
+def test_healthz_stays_up_while_opensearch_is_unreachable(ddb, table_name, worker_env, start_worker):
+    # GIVEN OpenSearch down (nothing listens on its port) and changes to apply
+    create_table(ddb, table_name)
+    write_random_history(ddb, table_name, changes=20, seed=92)
+    env = {**worker_env, "CDC_OPENSEARCH_URL": f"http://127.0.0.1:{free_port()}", "CDC_RETRY_MAX_DELAY_SECONDS": "0.5"}
+    worker = start_worker(env)
+
+    # WHEN the worker keeps failing to write
+    wait_until(
+        lambda: worker.metric('cdc_bulk_requests_total{outcome="connection_error"}') >= 3,
+        timeout=60,
+        what="failed bulk requests",
+    )
+
+    # THEN liveness stays 200 (no restart storm) while nothing is acknowledged or checkpointed
+    assert worker.probe("/healthz")[0] == 200
+    assert worker.metric("cdc_records_processed_total") == 0
+    assert worker.metric('cdc_checkpoints_total{outcome="ok"}') == 0
+
+
+def test_readyz_is_503_until_the_stream_is_resolved(table_name, worker_env, start_worker):
+    # GIVEN DynamoDB unreachable at start-up
+    env = {**worker_env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}", "CDC_RETRY_MAX_DELAY_SECONDS": "0.5"}
+    worker = start_worker(env)
+
+    # WHEN the worker keeps retrying
+    wait_until(lambda: len(worker.events("stream_resolution_failed")) >= 2, timeout=60, what="resolution retries")
+
+    # THEN it is alive but not ready, says why, and does not exit
+    assert worker.probe("/healthz")[0] == 200
+    status, reason = worker.probe("/readyz")
+    assert status == 503 and "stream not resolved yet" in reason
+    assert worker.process.poll() is None
+    assert worker.terminate() == 0
+
+
+@pytest.mark.parametrize(
+    ("auth", "expected_prefix"),
+    [
+        ({"CDC_OPENSEARCH_AUTH": "sigv4"}, "AWS4-HMAC-SHA256 Credential=testing/"),
+        (
+            {"CDC_OPENSEARCH_AUTH": "basic", "CDC_OPENSEARCH_USERNAME": "indexer", "CDC_OPENSEARCH_PASSWORD": "s3cret"},
+            "Basic " + base64.b64encode(b"indexer:s3cret").decode(),
+        ),
+    ],
+    ids=["sigv4", "basic"],
+)
+def test_bulk_requests_carry_the_configured_auth(
+    ddb, osmem, table_name, worker_env, start_worker, auth, expected_prefix
+):
+    # GIVEN a worker writing through a header-recording proxy with auth configured
+    proxy = FaultProxy(osmem.url)
+    try:
+        create_table(ddb, table_name)
+        write_random_history(ddb, table_name, changes=5, seed=93)
+        worker = start_worker({**worker_env, "CDC_OPENSEARCH_URL": proxy.url, **auth})
+        wait_until(lambda: worker.metric("cdc_records_processed_total") > 0, timeout=60, what="records applied")
+
+        # THEN every bulk request was signed / authenticated
+        authorizations = {headers.get("authorization", "") for headers in proxy.bulk_headers}
+        assert authorizations and all(value.startswith(expected_prefix) for value in authorizations)
+        if auth["CDC_OPENSEARCH_AUTH"] == "sigv4":
+            assert all("/us-east-1/es/aws4_request" in value for value in authorizations)
+    finally:
+        proxy.stop()
