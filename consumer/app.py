@@ -113,8 +113,8 @@ def _worker(
     return Worker(
         worker_id=settings.worker_id,
         source=source,
-        lease_table=LeaseTable(aws.dynamodb, settings.lease_table_name),
-        stream_api=Boto3StreamApi(aws.streams),
+        lease_table=LeaseTable(aws.dynamodb, settings.lease_table_name, observe=metrics.observe_aws),
+        stream_api=Boto3StreamApi(aws.streams, observe=metrics.observe_aws),
         processor=processor,
         metrics=metrics,
         reader_settings=reader,

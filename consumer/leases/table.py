@@ -16,6 +16,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from consumer.aws_calls import Observer, observed_call
 from consumer.errors import Interrupted, LeaseLostError, LeaseTableError
 from consumer.leases.model import Lease
 
@@ -23,9 +24,16 @@ from consumer.leases.model import Lease
 class LeaseTable:
     """Reads and writes the leases of one table."""
 
-    def __init__(self, client: Any, table_name: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        client: Any,
+        table_name: str,
+        clock: Callable[[], float] = time.time,
+        observe: Observer | None = None,
+    ) -> None:
         self._client = client
         self._name = table_name
+        self._observe = observe
         self._clock = clock  # wall clock, only for the informational *At attributes
 
     @property
@@ -178,7 +186,7 @@ class LeaseTable:
 
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         try:
-            return getattr(self._client, operation)(**kwargs)
+            return observed_call(self._client, operation, self._observe, **kwargs)
         except ClientError as exc:
             if _code(exc) == "ConditionalCheckFailedException":
                 key = (kwargs.get("Key") or kwargs.get("Item") or {}).get("leaseKey", {}).get("S")

@@ -154,6 +154,16 @@ class Metrics:
             "Records written to the dead-letter destination.",
             registry=registry,
         )
+        self.aws_requests = Counter(
+            "cdc_aws_requests_total",
+            "AWS API calls by operation and outcome (ok, throttled, conditional_failed, client_error, "
+            "server_error, network).",
+            ["operation", "outcome"],
+            registry=registry,
+        )
+        self.records_read_bytes = Counter(
+            "cdc_records_read_bytes_total", "SizeBytes of the stream records read.", registry=registry
+        )
         self.taker_cycles = Counter(
             "cdc_lease_taker_cycles_total", "Completed coordination cycles (renew, scan, take).", registry=registry
         )
@@ -162,3 +172,7 @@ class Metrics:
             "Unix time of the coordinator loop's last completed tick.",
             registry=registry,
         )
+
+    def observe_aws(self, operation: str, outcome: str) -> None:
+        """Observer for consumer.aws_calls.observed_call."""
+        self.aws_requests.labels(operation=operation, outcome=outcome).inc()

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from consumer.aws_calls import Observer, observed_call
 from consumer.errors import (
     IteratorExpiredError,
     ShardNotFoundError,
@@ -70,8 +71,9 @@ _ERRORS = {
 class Boto3StreamApi:
     """StreamApi over a boto3 ``dynamodbstreams`` client. Thread-safe (boto3 clients are)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, observe: Observer | None = None) -> None:
         self._client = client
+        self._observe = observe
 
     def list_shards(self, stream_arn: str) -> list[Shard]:
         """Every shard of the stream, following DescribeStream pagination to the end."""
@@ -101,7 +103,7 @@ class Boto3StreamApi:
 
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         try:
-            return getattr(self._client, operation)(**kwargs)
+            return observed_call(self._client, operation, self._observe, **kwargs)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             error_class = _ERRORS.get(code, StreamError)

@@ -201,6 +201,7 @@ class ShardConsumer:
     def _observe_read(self, page: RecordsPage) -> None:
         self._metrics.get_records.labels(outcome="records" if page.records else "empty").inc()
         self._metrics.records_read.inc(len(page.records))
+        self._metrics.records_read_bytes.inc(sum(r.get("dynamodb", {}).get("SizeBytes", 0) for r in page.records))
         if self._trimmed_after is not None and page.records:
             first = page.records[0].get("dynamodb", {}).get("SequenceNumber")
             log.error(

@@ -16,6 +16,8 @@ pytestmark = pytest.mark.integration
 EXPECTED_METRICS = {
     "cdc_build_info",
     "cdc_records_read_total",
+    "cdc_records_read_bytes_total",
+    "cdc_aws_requests_total",
     "cdc_records_processed_total",
     "cdc_get_records_total",
     "cdc_bulk_requests_total",
