@@ -22,6 +22,7 @@ from consumer.observability.health import Health
 from consumer.observability.http import ObservabilityServer
 from consumer.observability.metrics import Metrics
 from consumer.processor import BatchProcessor
+from consumer.projection import ProjectionRules
 from consumer.shards.api import Boto3StreamApi
 from consumer.shards.consumer import ReaderSettings
 from consumer.sink.dlq import DeadLetterFile
@@ -81,6 +82,21 @@ def _resolve_until_stopped(
     return None
 
 
+def _rules(settings: Settings, source: StreamSource) -> ProjectionRules:
+    if settings.ttl_deletes == "mark" and source.view_type != "NEW_AND_OLD_IMAGES":
+        raise ConfigError(
+            f"CDC_TTL_DELETES=mark keeps the OldImage of expired items, but stream {source.stream_arn} is "
+            f"{source.view_type}: use NEW_AND_OLD_IMAGES, or CDC_TTL_DELETES=delete or skip"
+        )
+    return ProjectionRules(
+        event_names=frozenset(settings.event_names),
+        patterns=settings.filter_patterns,
+        ttl_deletes=settings.ttl_deletes,
+        drop_fields=settings.drop_fields,
+        mask_fields=settings.mask_fields,
+    )
+
+
 def _processor(settings: Settings, source: StreamSource, metrics: Metrics) -> BatchProcessor:
     sink = OpenSearchSink(
         opensearch_client(settings),
@@ -90,7 +106,12 @@ def _processor(settings: Settings, source: StreamSource, metrics: Metrics) -> Ba
         settings.retry_max_delay_seconds,
     )
     return BatchProcessor(
-        source.key_schema, sink, DeadLetterFile(settings.dead_letter_path), metrics, settings.parallelization_factor
+        source.key_schema,
+        sink,
+        DeadLetterFile(settings.dead_letter_path),
+        metrics,
+        settings.parallelization_factor,
+        _rules(settings, source),
     )
 
 

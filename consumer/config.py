@@ -10,16 +10,18 @@ The README's configuration table documents every field below.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from consumer.errors import ConfigError
+from consumer.filtering import PatternError, validate_pattern
 
 ENV_PREFIX = "CDC_"
 _STREAM_ARN = re.compile(r"^arn:aws[\w-]*:dynamodb:[\w-]+:\d{12}:table/(?P<table>[\w.-]+)/stream/.+$")
@@ -61,12 +63,41 @@ class Settings(BaseModel):
     retry_base_seconds: float = Field(0.1, gt=0, le=60)
     retry_max_delay_seconds: float = Field(10.0, gt=0, le=600)
     dead_letter_path: Path = Path("cdc-dead-letters.jsonl")
+    event_names: tuple[Literal["INSERT", "MODIFY", "REMOVE"], ...] = ("INSERT", "MODIFY", "REMOVE")
+    filter_patterns: tuple[dict[str, Any], ...] = ()
+    ttl_deletes: Literal["delete", "skip", "mark"] = "delete"
+    drop_fields: tuple[str, ...] = ()
+    mask_fields: tuple[str, ...] = ()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
     # Not CDC_ variables: AWS_REGION (or AWS_DEFAULT_REGION), which the AWS SDKs also read; and
     # AWS_ENDPOINT_URL_DYNAMODBSTREAMS, an alias of the SDK's AWS_ENDPOINT_URL_DYNAMODB_STREAMS.
     aws_region: str | None = Field(None, exclude=True)
     streams_endpoint_url: str | None = Field(None, exclude=True)
+
+    @field_validator("event_names", "drop_fields", "mask_fields", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("filter_patterns", mode="before")
+    @classmethod
+    def _json_patterns(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            parsed = json.loads(value)
+        except ValueError as exc:
+            raise ValueError(f"not JSON ({exc}); expected a pattern object or a list of them") from None
+        patterns = parsed if isinstance(parsed, list) else [parsed]
+        for index, pattern in enumerate(patterns):
+            try:
+                validate_pattern(pattern, f"pattern {index}")
+            except PatternError as exc:
+                raise ValueError(str(exc)) from None
+        return tuple(patterns)
 
     @model_validator(mode="after")
     def _check_source(self) -> Settings:
@@ -152,7 +183,7 @@ def _describe(exc: ValidationError, values: Mapping[str, str]) -> str:
             field = str(error["loc"][0])
             variable = ENV_PREFIX + field.upper()
             shown = repr(values[field]) if field in values else "(not set)"
-            lines.append(f"  {variable}={shown}: {error['msg']}")
+            lines.append(f"  {variable}={shown}: {error['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"  {error['msg'].removeprefix('Value error, ')}")
     return "\n".join(lines)

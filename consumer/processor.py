@@ -21,7 +21,7 @@ import structlog
 from consumer.doc_ids import KeySchema
 from consumer.errors import RecordError
 from consumer.observability.metrics import Metrics
-from consumer.projection import to_bulk_action
+from consumer.projection import PROJECT_ALL, ProjectionRules, to_bulk_action
 from consumer.records import StreamRecord, is_sequence_number
 from consumer.sink.bulk import BulkAction, Outcome
 from consumer.sink.dlq import DeadLetter, DeadLetterSink
@@ -58,6 +58,7 @@ class BatchProcessor:
         dead_letters: DeadLetterSink,
         metrics: Metrics,
         parallelism: int = 1,
+        rules: ProjectionRules = PROJECT_ALL,
     ) -> None:
         if not 1 <= parallelism <= 10:
             raise ValueError(f"parallelism must be within 1 … 10, got {parallelism}")
@@ -66,6 +67,7 @@ class BatchProcessor:
         self._dead_letters = dead_letters
         self._metrics = metrics
         self._parallelism = parallelism
+        self._rules = rules
         self._pool = (
             ThreadPoolExecutor(max_workers=4 * parallelism, thread_name_prefix="bulk") if parallelism > 1 else None
         )
@@ -82,8 +84,8 @@ class BatchProcessor:
         Raises Interrupted when ``stop`` is set during retries, and SinkError / OSError when
         the batch could not be settled; nothing of the batch may be checkpointed then.
         """
-        actions, letters, version = self._prepare(shard_id, raw_records, start_version)
         outcomes: Counter[tuple[str, str]] = Counter()
+        actions, letters, version = self._prepare(shard_id, raw_records, start_version, outcomes)
         for action, (outcome, error) in zip(actions, self._apply(actions, stop), strict=True):
             record = action.record
             if outcome is Outcome.POISON:
@@ -98,7 +100,7 @@ class BatchProcessor:
         for (event, outcome), count in outcomes.items():
             self._metrics.records_processed.labels(event=event, outcome=outcome).inc(count)
         last = _sequence_number(raw_records[-1]) if raw_records else None
-        last_second = actions[-1].record.approximate_second if actions else None
+        last_second = _approximate_second(raw_records[-1]) if raw_records else None
         return BatchResult(last, version, last_second, outcomes)
 
     def _apply(self, actions: list[BulkAction], stop: threading.Event) -> list[Result]:
@@ -118,17 +120,24 @@ class BatchProcessor:
         return [result for result in results if result is not None]
 
     def _prepare(
-        self, shard_id: str, raw_records: list[dict[str, Any]], version: int
+        self, shard_id: str, raw_records: list[dict[str, Any]], version: int, outcomes: Counter[tuple[str, str]]
     ) -> tuple[list[BulkAction], list[DeadLetter], int]:
+        """Actions to send, records to dead-letter, and the clock after the batch. Filtered records
+        still tick the clock: versions must not depend on the rules in force."""
         actions: list[BulkAction] = []
         letters: list[DeadLetter] = []
         for raw in raw_records:
             try:
                 record = StreamRecord.from_wire(raw)
                 version = next_version(version, record.approximate_second)
-                actions.append(to_bulk_action(record, self._schema, version))
+                action = to_bulk_action(record, self._schema, version, self._rules)
             except RecordError as exc:
                 letters.append(DeadLetter(shard_id, _sequence_number(raw), str(exc), raw))
+                continue
+            if action is None:
+                outcomes[(record.event_name, "filtered")] += 1
+            else:
+                actions.append(action)
         return actions, letters, version
 
     def _dead_letter(self, letters: list[DeadLetter], outcomes: Counter[tuple[str, str]]) -> None:
@@ -145,6 +154,13 @@ class BatchProcessor:
                 event_id=letter.record.get("eventID"),
                 error=letter.error,
             )
+
+
+def _approximate_second(raw: dict[str, Any]) -> int | None:
+    try:
+        return StreamRecord.from_wire(raw).approximate_second
+    except RecordError:
+        return None
 
 
 def _sequence_number(raw: dict[str, Any]) -> str | None:

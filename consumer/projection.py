@@ -3,20 +3,96 @@
 INSERT and MODIFY index the record's NewImage as the whole document; REMOVE deletes. Both carry
 the external version, so whatever order or number of times they arrive, the index ends at the
 highest version of each document.
+
+``ProjectionRules`` shape what is projected (all configured by ``CDC_*`` variables):
+
+* event names to apply, and FilterCriteria-style patterns (consumer.filtering); a record that
+  does not pass is *filtered*: not written, but still checkpointed past;
+* TTL deletes (REMOVE by the DynamoDB service principal): ``delete`` like any other (default),
+  ``skip`` (keep the document), or ``mark`` (index the OldImage with ``"_ttl_expired": true``;
+  needs NEW_AND_OLD_IMAGES);
+* fields to drop, or to mask (replaced by ``"sha256:<hex>"`` of their JSON value, so masked
+  values can still be matched for equality), as dotted paths into maps (``customer.email``).
 """
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
 from consumer.attributes import item_to_json
 from consumer.doc_ids import KeySchema, document_id
-from consumer.records import StreamRecord
+from consumer.errors import RecordError
+from consumer.filtering import matches_any
+from consumer.records import EVENT_NAMES, StreamRecord
 from consumer.sink.bulk import BulkAction
 
+TtlMode = Literal["delete", "skip", "mark"]
+TTL_MARK_FIELD = "_ttl_expired"
 
-def to_bulk_action(record: StreamRecord, schema: KeySchema, version: int) -> BulkAction:
-    """The bulk action for ``record`` at ``version``. Raises RecordError for an unusable record."""
+
+@dataclass(frozen=True)
+class ProjectionRules:
+    """What to project, and how. The defaults project everything as it is."""
+
+    event_names: frozenset[str] = frozenset(EVENT_NAMES)
+    patterns: tuple[dict[str, Any], ...] = ()
+    ttl_deletes: TtlMode = "delete"
+    drop_fields: tuple[str, ...] = ()
+    mask_fields: tuple[str, ...] = ()
+
+    def admits(self, record: StreamRecord) -> bool:
+        """Whether the record passes the event-name filter, the patterns and the TTL rule."""
+        if record.event_name not in self.event_names:
+            return False
+        if record.is_ttl_delete and self.ttl_deletes == "skip":
+            return False
+        return matches_any(self.patterns, record.raw)
+
+
+PROJECT_ALL = ProjectionRules()
+
+
+def to_bulk_action(
+    record: StreamRecord, schema: KeySchema, version: int, rules: ProjectionRules = PROJECT_ALL
+) -> BulkAction | None:
+    """The bulk action for ``record`` at ``version``, or None when the rules filter it out.
+
+    Raises RecordError for an unusable record.
+    """
+    if not rules.admits(record):
+        return None
     doc_id = document_id(schema, record.keys)
-    if record.event_name == "REMOVE":
+    if record.event_name == "REMOVE" and not (record.is_ttl_delete and rules.ttl_deletes == "mark"):
         return BulkAction(record, doc_id, version, "delete", None)
-    assert record.new_image is not None  # StreamRecord.from_wire guarantees it
-    return BulkAction(record, doc_id, version, "index", item_to_json(record.new_image))
+    image = record.new_image if record.event_name != "REMOVE" else record.old_image
+    if image is None:
+        raise RecordError("TTL delete to mark has no OldImage: the stream must be NEW_AND_OLD_IMAGES")
+    document = _shape(item_to_json(image), rules)
+    if record.event_name == "REMOVE":
+        document[TTL_MARK_FIELD] = True
+    return BulkAction(record, doc_id, version, "index", document)
+
+
+def _shape(document: dict[str, Any], rules: ProjectionRules) -> dict[str, Any]:
+    for path in rules.drop_fields:
+        _edit(document, path.split("."), lambda parent, key: parent.pop(key))
+    for path in rules.mask_fields:
+        _edit(document, path.split("."), _mask)
+    return document
+
+
+def _edit(document: dict[str, Any], path: list[str], change: Any) -> None:
+    parent: Any = document
+    for key in path[:-1]:
+        parent = parent.get(key) if isinstance(parent, dict) else None
+    if isinstance(parent, dict) and path[-1] in parent:
+        change(parent, path[-1])
+
+
+def _mask(parent: dict[str, Any], key: str) -> None:
+    digest = hashlib.sha256(orjson.dumps(parent[key], option=orjson.OPT_SORT_KEYS)).hexdigest()
+    parent[key] = f"sha256:{digest}"

@@ -27,6 +27,7 @@ class StreamRecord:
     event_name: EventName
     keys: dict[str, Any] = field(repr=False)
     new_image: dict[str, Any] | None = field(repr=False)
+    old_image: dict[str, Any] | None = field(repr=False)
     sequence_number: str
     approximate_second: int
     size_bytes: int
@@ -66,6 +67,7 @@ class StreamRecord:
             event_name=event_name,
             keys=keys,
             new_image=new_image if event_name != "REMOVE" else None,
+            old_image=body.get("OldImage") if isinstance(body.get("OldImage"), dict) else None,
             sequence_number=sequence_number,
             approximate_second=_whole_seconds(body.get("ApproximateCreationDateTime")),
             size_bytes=_size_bytes(body.get("SizeBytes", 0)),

@@ -99,7 +99,7 @@ class Metrics:
         )
         self.records_processed = Counter(
             "cdc_records_processed_total",
-            "Stream records by event name and outcome (applied, stale, dead_lettered).",
+            "Stream records by event name and outcome (applied, stale, filtered, dead_lettered).",
             ["event", "outcome"],
             registry=registry,
         )

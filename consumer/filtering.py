@@ -1,0 +1,127 @@
+"""Record filters in the spirit of Lambda's FilterCriteria (EventBridge-style patterns), pure.
+
+A pattern is a JSON object mirroring the record's shape (as GetRecords returns it); its leaves
+are lists of allowed values, and a record matches when every leaf matches (AND). Several
+patterns are OR'ed. Leaf elements are literals (equality) or one operator:
+
+    {"prefix": "ord-"}   {"suffix": ".com"}   {"anything-but": ["deleted", "void"]}
+    {"numeric": [">", 0, "<=", 100]}          {"exists": true} / {"exists": false}
+
+Example — only active orders: ``{"dynamodb": {"NewImage": {"status": {"S": ["active"]}}}}``.
+A record value that is a list (e.g. a string set) matches when any element does. Numbers compare
+as decimals (DynamoDB ``N`` values arrive as strings). Thread-safe.
+"""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Callable
+from typing import Any
+
+_ABSENT = object()
+_NUMERIC_OPERATORS: dict[str, Callable[[decimal.Decimal, decimal.Decimal], bool]] = {
+    "=": lambda a, b: a == b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+class PatternError(ValueError):
+    """A filter pattern is malformed; the message says where."""
+
+
+def validate_pattern(pattern: Any, path: str = "$") -> None:
+    """Raise PatternError unless ``pattern`` is a well-formed pattern object."""
+    if not isinstance(pattern, dict) or not pattern:
+        raise PatternError(f"{path}: expected a non-empty object")
+    for key, value in pattern.items():
+        where = f"{path}.{key}"
+        if isinstance(value, dict):
+            validate_pattern(value, where)
+        elif isinstance(value, list) and value:
+            for element in value:
+                _validate_element(element, where)
+        else:
+            raise PatternError(f"{where}: expected an object or a non-empty list of allowed values")
+
+
+def matches(pattern: dict[str, Any], record: Any) -> bool:
+    """Whether ``record`` satisfies every leaf of ``pattern``."""
+    for key, expected in pattern.items():
+        actual = record.get(key, _ABSENT) if isinstance(record, dict) else _ABSENT
+        if isinstance(expected, dict):
+            if not matches(expected, actual if actual is not _ABSENT else {}):
+                return False
+        elif not any(_leaf_matches(element, actual) for element in expected):
+            return False
+    return True
+
+
+def matches_any(patterns: tuple[dict[str, Any], ...], record: dict[str, Any]) -> bool:
+    """OR of the patterns; no patterns at all means everything passes."""
+    return not patterns or any(matches(pattern, record) for pattern in patterns)
+
+
+def _leaf_matches(element: Any, actual: Any) -> bool:
+    if isinstance(element, dict) and "exists" in element:
+        return (actual is not _ABSENT) == element["exists"]
+    if actual is _ABSENT:
+        return False
+    if isinstance(actual, (list, set, frozenset, tuple)):
+        return any(_value_matches(element, value) for value in actual)
+    return _value_matches(element, actual)
+
+
+def _value_matches(element: Any, value: Any) -> bool:
+    if not isinstance(element, dict):
+        return element == value
+    ((operator, operand),) = element.items()
+    if operator == "prefix":
+        return isinstance(value, str) and value.startswith(operand)
+    if operator == "suffix":
+        return isinstance(value, str) and value.endswith(operand)
+    if operator == "anything-but":
+        excluded = operand if isinstance(operand, list) else [operand]
+        return value not in excluded
+    return _numeric_matches(operand, value)
+
+
+def _numeric_matches(conditions: list[Any], value: Any) -> bool:
+    try:
+        number = decimal.Decimal(str(value))
+    except decimal.InvalidOperation:
+        return False
+    pairs = zip(conditions[::2], conditions[1::2], strict=True)
+    return all(_NUMERIC_OPERATORS[op](number, decimal.Decimal(str(bound))) for op, bound in pairs)
+
+
+def _validate_element(element: Any, where: str) -> None:
+    if not isinstance(element, dict):
+        if isinstance(element, (str, int, float, bool)) or element is None:
+            return
+        raise PatternError(f"{where}: {element!r} is neither a literal nor an operator")
+    if len(element) != 1:
+        raise PatternError(f"{where}: an operator object has exactly one key, got {sorted(element)}")
+    ((operator, operand),) = element.items()
+    valid = {
+        "prefix": isinstance(operand, str),
+        "suffix": isinstance(operand, str),
+        "anything-but": isinstance(operand, (list, str, int, float)),
+        "exists": isinstance(operand, bool),
+        "numeric": _valid_numeric(operand),
+    }
+    if operator not in valid:
+        raise PatternError(f"{where}: unknown operator {operator!r}; use one of {sorted(valid)}")
+    if not valid[operator]:
+        raise PatternError(f"{where}: bad operand for {operator!r}: {operand!r}")
+
+
+def _valid_numeric(operand: Any) -> bool:
+    if not isinstance(operand, list) or len(operand) not in (2, 4):
+        return False
+    operators, bounds = operand[::2], operand[1::2]
+    return all(op in _NUMERIC_OPERATORS for op in operators) and all(
+        isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds
+    )
