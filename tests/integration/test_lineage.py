@@ -10,45 +10,22 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from consumer.leases.model import SHARD_END, Lease
-from tests.support.fault_proxy import FaultProxy, assert_versions_follow_write_order
-from tests.support.moto_feed import MotoFeed
-from tests.support.tables import COMPOSITE_KEY, create_table, index_documents, table_documents, write_random_history
+from tests.support.fault_proxy import assert_versions_follow_write_order
+from tests.support.tables import COMPOSITE_KEY, index_documents, table_documents, write_random_history
 from tests.support.worker_process import wait_until
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def proxy(osmem) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(osmem.url)
-    yield proxy
-    proxy.stop()
-
-
-@pytest.fixture
-def lineage(ddb, moto, stream_server, proxy, table_name, worker_env) -> Iterator[dict[str, Any]]:
-    """A moto table fed into a 2-shard stream-server stream, and the env of workers reading it."""
-    create_table(ddb, table_name)
-    arn = stream_server.create_stream(table_name, key_schema=_key_schema(), shard_count=2)
-    feed = MotoFeed(stream_server, arn, moto.url, table_name).start()
-    env = {
-        **worker_env,
-        "CDC_STREAM_ARN": arn,
-        "AWS_ENDPOINT_URL_DYNAMODBSTREAMS": stream_server.url,
-        "CDC_OPENSEARCH_URL": proxy.url,
-    }
-    yield {"arn": arn, "feed": feed, "env": env}
-    feed.stop()
-
-
-def _key_schema() -> list[dict[str, str]]:
-    return [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]
+def lineage(fed_stream):
+    """A moto table fed into a 2-shard stream-server stream."""
+    return fed_stream(2)
 
 
 def leases(ddb, table: str) -> dict[str, Lease]:
@@ -68,7 +45,7 @@ def test_a_split_during_steady_writes_with_several_workers_keeps_every_key_in_or
     ddb, osmem, stream_server, proxy, table_name, lineage, start_worker
 ):
     # GIVEN three workers on a 2-shard stream and a writer hammering a small (hot) keyspace
-    arn, env = lineage["arn"], lineage["env"]
+    arn, env = lineage.arn, lineage.env
     workers = [start_worker(env, f"w{i}") for i in range(3)]
     writer = threading.Thread(target=write_random_history, args=(ddb, table_name, 1200, 21), kwargs={"keyspace": 40})
     writer.start()
@@ -81,7 +58,7 @@ def test_a_split_during_steady_writes_with_several_workers_keeps_every_key_in_or
     child = next(s for s in stream_server.shards(arn) if s.ending_sequence_number is None)
     stream_server.rollover(arn, child.shard_id)
     writer.join()
-    lineage["feed"].wait_caught_up(timeout=60)
+    lineage.feed.wait_caught_up(timeout=60)
 
     # THEN the index equals the final table, and per key the versions follow the write order
     wait_until(lambda: converged(ddb, table_name, osmem.url), timeout=120, what="index to equal table")
@@ -95,13 +72,13 @@ def test_a_split_during_steady_writes_with_several_workers_keeps_every_key_in_or
 
 def test_children_wait_for_their_parent_to_drain(ddb, osmem, stream_server, proxy, table_name, lineage, start_worker):
     # GIVEN a parent with a backlog that is split, and children that already have records
-    arn, env = lineage["arn"], lineage["env"]
+    arn, env = lineage.arn, lineage.env
     write_random_history(ddb, table_name, changes=300, seed=31)
-    lineage["feed"].wait_caught_up(timeout=60)
+    lineage.feed.wait_caught_up(timeout=60)
     parents = [s.shard_id for s in stream_server.shards(arn)]
     children = {child: parent for parent in parents for child in stream_server.split(arn, parent)}
     write_random_history(ddb, table_name, changes=200, seed=32)
-    lineage["feed"].wait_caught_up(timeout=60)
+    lineage.feed.wait_caught_up(timeout=60)
     assert all(stream_server.records(arn, child) for child in children)
 
     # WHEN one worker drains the parents slowly (10 records per read)
@@ -121,9 +98,9 @@ def test_trimmed_records_are_reported_exactly_and_reading_continues(
     ddb, stream_server, table_name, lineage, start_worker
 ):
     # GIVEN a worker that applied a history on a 2-shard stream and stopped
-    arn, env = lineage["arn"], lineage["env"]
+    arn, env = lineage.arn, lineage.env
     write_random_history(ddb, table_name, changes=100, seed=41)
-    lineage["feed"].wait_caught_up(timeout=60)
+    lineage.feed.wait_caught_up(timeout=60)
     first = start_worker(env, "first")
     total = len(stream_server.records(arn))
     wait_until(lambda: first.metric("cdc_records_processed_total") == total, timeout=60, what="history applied")
@@ -132,8 +109,8 @@ def test_trimmed_records_are_reported_exactly_and_reading_continues(
 
     # WHEN more changes arrive and retention trims past the checkpoints while no worker runs
     write_random_history(ddb, table_name, changes=100, seed=42)
-    lineage["feed"].wait_caught_up(timeout=60)
-    lineage["feed"].stop()
+    lineage.feed.wait_caught_up(timeout=60)
+    lineage.feed.stop()
     before = {r["dynamodb"]["SequenceNumber"] for r in stream_server.records(arn)}
     stream_server.trim(arn, count=total + 30)
     trimmed = before - {r["dynamodb"]["SequenceNumber"] for r in stream_server.records(arn)}
@@ -159,13 +136,13 @@ def test_more_than_a_hundred_shards_and_an_open_parent_page_do_not_break_sync(
     ddb, osmem, stream_server, table_name, lineage, start_worker
 ):
     # GIVEN a stream split into more than 100 shards, whose pages show parents as still open
-    arn, env = lineage["arn"], lineage["env"]
+    arn, env = lineage.arn, lineage.env
     while len(stream_server.shards(arn)) <= 120:
         open_shards = [s.shard_id for s in stream_server.shards(arn) if s.ending_sequence_number is None]
         stream_server.split(arn, open_shards[0])
     stream_server.open_parent_page(True)
     write_random_history(ddb, table_name, changes=200, seed=51)
-    lineage["feed"].wait_caught_up(timeout=60)
+    lineage.feed.wait_caught_up(timeout=60)
 
     try:
         # WHEN a worker syncs and reads
@@ -188,9 +165,9 @@ def test_expired_iterators_and_throttling_lose_and_repeat_nothing(
     ddb, osmem, stream_server, table_name, lineage, start_worker
 ):
     # GIVEN a history on a 2-shard stream, read 20 records at a time
-    arn, env = lineage["arn"], lineage["env"]
+    arn, env = lineage.arn, lineage.env
     write_random_history(ddb, table_name, changes=400, seed=61)
-    lineage["feed"].wait_caught_up(timeout=60)
+    lineage.feed.wait_caught_up(timeout=60)
     total = len(stream_server.records(arn))
     worker = start_worker({**env, "CDC_MAX_RECORDS_PER_READ": "20", "CDC_RETRY_MAX_DELAY_SECONDS": "0.5"})
 

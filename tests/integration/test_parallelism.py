@@ -16,17 +16,9 @@ from consumer.processor import BatchProcessor
 from consumer.sink.dlq import DeadLetterFile
 from consumer.sink.opensearch import OpenSearchSink
 from tests.support.factories import stream_record
-from tests.support.fault_proxy import FaultProxy
 from tests.support.tables import index_documents
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def proxy(osmem):
-    proxy = FaultProxy(osmem.url)
-    yield proxy
-    proxy.stop()
 
 
 def test_a_parallel_batch_keeps_each_items_changes_together_and_in_order(proxy, osmem, table_name, tmp_path):

@@ -24,19 +24,11 @@ from consumer.processor import BatchProcessor
 from consumer.sink.dlq import DeadLetterFile
 from consumer.sink.opensearch import OpenSearchSink
 from tests.support.factories import stream_record
-from tests.support.fault_proxy import FaultProxy
 from tests.support.tables import create_table, index_documents, table_documents, write_random_history
 from tests.support.worker_process import wait_until
 
 pytestmark = pytest.mark.integration
 SCHEMA = KeySchema((KeyAttribute("pk", "S"),))
-
-
-@pytest.fixture
-def proxy(osmem):
-    proxy = FaultProxy(osmem.url)
-    yield proxy
-    proxy.stop()
 
 
 @pytest.fixture

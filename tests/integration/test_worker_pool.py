@@ -12,15 +12,13 @@ import os
 import signal
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from consumer.leases.model import SENTINELS, SHARD_END, Lease
-from tests.support.fault_proxy import FaultProxy, assert_versions_follow_write_order
-from tests.support.moto_feed import MotoFeed
-from tests.support.tables import COMPOSITE_KEY, create_table, index_documents, table_documents, write_random_history
+from tests.support.fault_proxy import assert_versions_follow_write_order
+from tests.support.tables import COMPOSITE_KEY, index_documents, table_documents, write_random_history
 from tests.support.worker_process import WorkerProcess, wait_until
 
 pytestmark = pytest.mark.integration
@@ -29,27 +27,9 @@ FAILOVER = 3.0  # worker_env's CDC_FAILOVER_SECONDS: a taker cycle every second
 
 
 @pytest.fixture
-def proxy(osmem) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(osmem.url)
-    yield proxy
-    proxy.stop()
-
-
-@pytest.fixture
-def pool_env(ddb, moto, stream_server, proxy, table_name, worker_env) -> Iterator[dict[str, Any]]:
-    create_table(ddb, table_name)
-    key_schema = [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]
-    arn = stream_server.create_stream(table_name, key_schema=key_schema, shard_count=SHARDS)
-    feed = MotoFeed(stream_server, arn, moto.url, table_name).start()
-    env = {
-        **worker_env,
-        "CDC_STREAM_ARN": arn,
-        "AWS_ENDPOINT_URL_DYNAMODBSTREAMS": stream_server.url,
-        "CDC_OPENSEARCH_URL": proxy.url,
-        "CDC_PARALLELIZATION_FACTOR": "3",  # the pool runs the per-key parallel path end to end
-    }
-    yield {"env": env, "feed": feed, "arn": arn}
-    feed.stop()
+def pool_env(fed_stream):
+    """An 8-shard fed stream; the pool runs the per-key parallel path end to end."""
+    return fed_stream(SHARDS, CDC_PARALLELIZATION_FACTOR="3")
 
 
 def lease_table(ddb, table: str) -> dict[str, Lease]:
@@ -103,7 +83,7 @@ def start_pool(start_worker, env: dict[str, str], ddb, table: str) -> list[Worke
 def test_the_pool_balances_within_two_cycles_then_stays_put(ddb, osmem, table_name, pool_env, start_worker):
     # GIVEN one worker owning all 8 leases, and three workers joining
     write_random_history(ddb, table_name, changes=200, seed=71)
-    workers = start_pool(start_worker, pool_env["env"], ddb, table_name)
+    workers = start_pool(start_worker, pool_env.env, ddb, table_name)
     newcomers = workers[1:]
 
     # WHEN each newcomer has completed two taker cycles
@@ -128,13 +108,13 @@ def test_the_pool_balances_within_two_cycles_then_stays_put(ddb, osmem, table_na
     assert {key: lease.owner for key, lease in lease_table(ddb, table_name).items()} == owners_then
     moves = sum(w.metric('cdc_lease_events_total{event="stolen"}') for w in workers)
     assert moves == 6  # exactly the steals needed: 8 → 2 + 2 + 2 + 2
-    pool_env["feed"].wait_caught_up(timeout=30)
+    pool_env.feed.wait_caught_up(timeout=30)
     wait_until(lambda: converged(ddb, table_name, osmem.url), timeout=60, what="index to equal table")
 
 
 def test_kill_9_and_sigterm_hand_shards_over(ddb, osmem, table_name, pool_env, start_worker):
     # GIVEN a balanced pool of four under steady writes
-    workers = start_pool(start_worker, pool_env["env"], ddb, table_name)
+    workers = start_pool(start_worker, pool_env.env, ddb, table_name)
     wait_until(lambda: balanced(ddb, table_name, workers), timeout=60, what="balance")
     writer = threading.Thread(target=write_random_history, args=(ddb, table_name, 600, 72))
     writer.start()
@@ -159,7 +139,7 @@ def test_kill_9_and_sigterm_hand_shards_over(ddb, osmem, table_name, pool_env, s
     print(f"\nkill -9: shards resumed after {failover.total_seconds():.2f} s (failover {FAILOVER} s, cycle 1 s)")
     print(f"SIGTERM: shards resumed after {handoff.total_seconds():.2f} s (released, taken next cycle)")
     writer.join()
-    pool_env["feed"].wait_caught_up(timeout=30)
+    pool_env.feed.wait_caught_up(timeout=30)
     wait_until(lambda: converged(ddb, table_name, osmem.url), timeout=120, what="index to equal table")
 
 
@@ -167,7 +147,7 @@ def test_a_frozen_zombie_neither_regresses_checkpoints_nor_wins_writes(
     ddb, osmem, proxy, table_name, pool_env, start_worker
 ):
     # GIVEN two workers sharing the stream under steady writes
-    env = {**pool_env["env"], "CDC_MAX_RECORDS_PER_READ": "25"}
+    env = {**pool_env.env, "CDC_MAX_RECORDS_PER_READ": "25"}
     first = start_worker(env, "z0")
     wait_until(lambda: owners(ddb, table_name).get("z0-0") == SHARDS, timeout=60, what="first worker owns all")
     second = start_worker(env, "z1")
@@ -193,7 +173,7 @@ def test_a_frozen_zombie_neither_regresses_checkpoints_nor_wins_writes(
     )
     stop_writing.set()
     writer.join()
-    pool_env["feed"].wait_caught_up(timeout=30)
+    pool_env.feed.wait_caught_up(timeout=30)
 
     # THEN no checkpoint ever moved backwards (the zombie's checkpoint writes failed by condition),
     # and its late writes lost to newer versions: the index equals the table

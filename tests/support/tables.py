@@ -9,9 +9,10 @@ from typing import Any
 from consumer.attributes import item_to_json
 from consumer.doc_ids import KeySchema, document_id
 
+COMPOSITE_KEY_SCHEMA = [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]
 COMPOSITE_KEY = KeySchema.from_table_description(
     {
-        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        "KeySchema": COMPOSITE_KEY_SCHEMA,
         "AttributeDefinitions": [
             {"AttributeName": "pk", "AttributeType": "S"},
             {"AttributeName": "sk", "AttributeType": "N"},
@@ -24,7 +25,7 @@ def create_table(ddb: Any, name: str, view_type: str | None = "NEW_AND_OLD_IMAGE
     """A table keyed (pk: S, sk: N), with a stream of ``view_type`` (None: no stream)."""
     kwargs: dict[str, Any] = {
         "TableName": name,
-        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        "KeySchema": COMPOSITE_KEY_SCHEMA,
         "AttributeDefinitions": [
             {"AttributeName": "pk", "AttributeType": "S"},
             {"AttributeName": "sk", "AttributeType": "N"},
