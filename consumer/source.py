@@ -48,6 +48,14 @@ def resolve_stream(dynamodb: Any, streams: Any, table_name: str, stream_arn: str
     return StreamSource(table_name, arn, KeySchema.from_table_description(table), view_type)
 
 
+def read_key_schema(dynamodb: Any, table_name: str) -> KeySchema:
+    """The primary key of ``table_name``, for commands that read the table but not its stream.
+
+    Raises StreamSetupError (a ConfigError) when the table does not exist, StreamError otherwise.
+    """
+    return KeySchema.from_table_description(_describe_table(dynamodb, table_name))
+
+
 def _describe_table(dynamodb: Any, table_name: str) -> dict[str, Any]:
     try:
         return dynamodb.describe_table(TableName=table_name)["Table"]

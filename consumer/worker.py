@@ -96,19 +96,25 @@ class Worker:
     def _do_tick(self) -> None:
         """One coordination step; transient AWS failures are logged and retried next tick."""
         problem = None
+        self._stop_lost(self._coordinator.renew_held())  # handles its own failures, lease by lease
         try:
-            self._stop_lost(self._coordinator.renew_held())
             self._maybe_sync_shards()
+        except ConsumerError as exc:  # the stream API failing must not stop renewing and taking
+            problem = self._tick_failed("shard_sync", exc)
+        try:
             leases = self._leases.list_leases()
             self._coordinator.take_leases(leases)
             self._metrics.taker_cycles.inc()
             self._reap_consumers()
             self._start_ready_consumers(leases)
         except ConsumerError as exc:
-            log.warning("worker_tick_failed", error=str(exc), error_type=type(exc).__name__)
-            problem = f"coordination failing: {type(exc).__name__}: {exc}"
+            problem = self._tick_failed("lease_taking", exc)
         self._health.beat(problem)
         self._metrics.loop_heartbeat.set_to_current_time()
+
+    def _tick_failed(self, step: str, exc: ConsumerError) -> str:
+        log.warning("worker_tick_failed", step=step, error=str(exc), error_type=type(exc).__name__)
+        return f"{step} failing: {type(exc).__name__}: {exc}"
 
     def _maybe_sync_shards(self) -> None:
         if self._clock() < self._next_sync:
@@ -173,7 +179,7 @@ class Worker:
             consumer.start()
 
     def _reap_consumers(self) -> None:
-        """Forget finished consumers; a shard that reached its end is released and synced."""
+        """Forget finished consumers; the lease of a shard that reached its end is released."""
         for shard_id, consumer in list(self._consumers.items()):
             if consumer.is_alive():
                 continue

@@ -1,7 +1,8 @@
 """Pure ``_bulk`` encoding and result classification.
 
 A ``BulkAction`` is one record made ready for OpenSearch: document id, external version and the
-operation. ``encode_bulk`` turns actions into the NDJSON body; ``classify_item`` turns one item of
+operation. ``BulkOperation`` is what writing needs of an action, so writes that come from no stream
+record (``consumer.repair``) travel the same path. ``encode_bulk`` turns actions into the NDJSON body; ``classify_item`` turns one item of
 the response into an ``Outcome``. Under external versioning a 409 means "this or a newer change is
 already indexed", so it is the outcome STALE, not an error. Pure and thread-safe.
 """
@@ -9,8 +10,9 @@ already indexed", so it is the outcome STALE, not an error. Pure and thread-safe
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import orjson
 
@@ -26,6 +28,22 @@ class Outcome(enum.Enum):
     POISON = "poison"  # 4xx other than 409/429: sending it again cannot succeed
 
 
+class BulkOperation(Protocol):
+    """One index or delete operation with its external version: all ``encode_bulk`` reads."""
+
+    @property
+    def doc_id(self) -> str: ...
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def op(self) -> Literal["index", "delete"]: ...
+
+    @property
+    def document(self) -> dict[str, Any] | None: ...
+
+
 @dataclass(frozen=True)
 class BulkAction:
     """One record turned into one index or delete operation."""
@@ -37,7 +55,7 @@ class BulkAction:
     document: dict[str, Any] | None
 
 
-def encode_bulk(index: str, actions: list[BulkAction]) -> bytes:
+def encode_bulk(index: str, actions: Sequence[BulkOperation]) -> bytes:
     """The NDJSON body of a ``_bulk`` request carrying these actions in order."""
     lines: list[bytes] = []
     for action in actions:

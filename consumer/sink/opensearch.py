@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -24,7 +25,7 @@ from opensearchpy.exceptions import TransportError
 from consumer.backoff import backoff_delay
 from consumer.errors import Interrupted, SinkError
 from consumer.observability.metrics import Metrics
-from consumer.sink.bulk import BulkAction, Outcome, classify_item, encode_bulk
+from consumer.sink.bulk import BulkOperation, Outcome, classify_item, encode_bulk
 
 log = structlog.get_logger(__name__)
 
@@ -61,7 +62,7 @@ class OpenSearchSink:
     def index(self) -> str:
         return self._index
 
-    def apply(self, actions: list[BulkAction], stop: threading.Event) -> list[Result]:
+    def apply(self, actions: Sequence[BulkOperation], stop: threading.Event) -> list[Result]:
         """Apply all actions, in order; see the module docstring for the guarantees.
 
         ``stop`` is the caller's stop event: setting it ends retries with ``Interrupted``.
@@ -78,7 +79,9 @@ class OpenSearchSink:
             attempt += 1
         return [r for r in results if r is not None]
 
-    def _apply_once(self, actions: list[BulkAction], pending: list[int], results: list[Result | None]) -> list[int]:
+    def _apply_once(
+        self, actions: Sequence[BulkOperation], pending: list[int], results: list[Result | None]
+    ) -> list[int]:
         """One pass over the pending actions; returns those to send again."""
         try:
             items = self._send([actions[i] for i in pending])
@@ -97,7 +100,7 @@ class OpenSearchSink:
         return retry
 
     def _bisect(
-        self, actions: list[BulkAction], pending: list[int], results: list[Result | None], error: str
+        self, actions: Sequence[BulkOperation], pending: list[int], results: list[Result | None], error: str
     ) -> list[int]:
         if len(pending) == 1:
             results[pending[0]] = (Outcome.POISON, error)
@@ -108,7 +111,7 @@ class OpenSearchSink:
             retry += self._apply_once(actions, half, results)
         return retry
 
-    def _send(self, actions: list[BulkAction]) -> list[dict[str, Any]]:
+    def _send(self, actions: list[BulkOperation]) -> list[dict[str, Any]]:
         body = encode_bulk(self._index, actions)
         started = time.perf_counter()
         try:

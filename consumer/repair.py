@@ -1,0 +1,160 @@
+"""The pure core of ``consumer audit`` and ``consumer redrive``: repair versions, drift and plans.
+
+A repair writes the state an item had when it was read from the table (a consistent read) with the
+external version ``repair_version(read_at)``. That version lies just below every version the stream
+can give a change made after the read, so a repair fills a gap or replaces a wrong document but can
+never overwrite a newer change (docs/versioning.md, "Repairs").
+
+Pure and thread-safe.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from consumer.doc_ids import KeySchema
+from consumer.errors import RecordError
+from consumer.projection import PROJECT_ALL, ProjectionRules, to_bulk_action
+from consumer.records import StreamRecord
+from consumer.versioning import COUNTER_BITS, MAX_SECOND
+
+Document = dict[str, Any]
+Item = dict[str, dict[str, Any]]
+
+
+def repair_version(read_at: float) -> int:
+    """The external version of a write of the state read from the table at ``read_at``.
+
+    ``read_at`` is a Unix time no later than the start of the read on DynamoDB's clock: callers
+    take the local clock before reading, less a margin for clock skew.
+
+    Why a repair never overwrites a newer change. Let ``r = floor(read_at)`` and ``R = r·2³¹ − 1``.
+    A change made after the read happened at a time ``t ≥ read_at``; its ApproximateCreationDateTime
+    is rounded down to the second, so ``s = floor(t) ≥ r``. Whatever clock value ``p`` preceded it on
+    its lineage, its version is ``next_version(p, s) = max(p + 1, s·2³¹) ≥ r·2³¹ > R``. OpenSearch keeps
+    the higher external version, so that change wins whether it is indexed before the repair (the
+    repair gets a 409) or after (it overwrites the repair). A change made in the same second as the
+    read but before it also has a version ``≥ r·2³¹`` and wins too: the repair is then reported
+    *stale* (the index moved on concurrently; a second audit settles it). Hence every indexed
+    version ``≤ R`` belongs to a change made before the read, whose effect the state read already
+    includes: replacing it loses nothing.
+
+    Raises:
+        ValueError: when ``floor(read_at)`` is outside 1 … MAX_SECOND (the range of the clock).
+    """
+    second = math.floor(read_at)
+    if not 1 <= second <= MAX_SECOND:
+        raise ValueError(f"read time {read_at} is outside the version clock's range of seconds 1 … {MAX_SECOND}")
+    return (second << COUNTER_BITS) - 1
+
+
+def project_item(schema: KeySchema, item: Item, shaping: ProjectionRules = PROJECT_ALL) -> tuple[str, Document]:
+    """The document id and document a worker writes when a change leaves the item in this state.
+
+    The item goes through ``consumer.projection`` as the NewImage of a MODIFY, so dropped and masked
+    fields are shaped exactly as the worker shapes them. ``shaping`` must not filter (only
+    ``drop_fields`` and ``mask_fields`` are meaningful for a table state).
+
+    Raises:
+        RecordError: when the item lacks a key attribute or holds an unusable value.
+    """
+    keys = {attribute.name: item[attribute.name] for attribute in schema.attributes if attribute.name in item}
+    change = {
+        "eventName": "MODIFY",
+        "dynamodb": {"Keys": keys, "NewImage": item, "SequenceNumber": "0", "ApproximateCreationDateTime": 0},
+    }
+    action = to_bulk_action(StreamRecord.from_wire(change), schema, 0, shaping)
+    if action is None or action.document is None:
+        raise RecordError("the projection rules filter table states out: audit and repair cannot apply them")
+    return action.doc_id, action.document
+
+
+@dataclass(frozen=True)
+class Drift:
+    """How the index differs from the table; ids sorted.
+
+    Attributes:
+        missing: ids of items in the table without a document.
+        extra: ids of documents without an item in the table.
+        different: ``(id, fields)`` of documents whose top-level fields (sorted) differ from the item's.
+    """
+
+    missing: tuple[str, ...] = ()
+    extra: tuple[str, ...] = ()
+    different: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @property
+    def found(self) -> bool:
+        return bool(self.missing or self.extra or self.different)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """Every drifted id: missing, then different, then extra."""
+        return (*self.missing, *(doc_id for doc_id, _ in self.different), *self.extra)
+
+
+def compare(expected: Mapping[str, Document], actual: Iterable[tuple[str, Document]]) -> Drift:
+    """The drift of the documents ``actual`` (id, source pairs, e.g. a scroll) from ``expected``.
+
+    ``actual`` is consumed once and not kept, so the index can be streamed.
+    """
+    seen: set[str] = set()
+    extra: list[str] = []
+    different: list[tuple[str, tuple[str, ...]]] = []
+    for doc_id, document in actual:
+        seen.add(doc_id)
+        if doc_id not in expected:
+            extra.append(doc_id)
+            continue
+        fields = differing_fields(expected[doc_id], document)
+        if fields:
+            different.append((doc_id, fields))
+    missing = sorted(doc_id for doc_id in expected if doc_id not in seen)
+    return Drift(tuple(missing), tuple(sorted(extra)), tuple(sorted(different)))
+
+
+def differing_fields(expected: Document, actual: Document) -> tuple[str, ...]:
+    """Top-level fields present in only one document or holding different JSON values, sorted."""
+    return tuple(
+        sorted(
+            name
+            for name in expected.keys() | actual.keys()
+            if name not in expected or name not in actual or not same_json(expected[name], actual[name])
+        )
+    )
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """JSON equality that tells types apart: ``True`` is not ``1``, and ``1`` is not ``1.0``."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same_json(a[key], b[key]) for key in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+@dataclass(frozen=True)
+class RepairAction:
+    """Bring one document to the table's state: a ``consumer.sink.bulk.BulkOperation``."""
+
+    doc_id: str
+    version: int
+    op: Literal["index", "delete"]
+    document: Document | None = None
+
+
+def restore(doc_id: str, document: Document | None, version: int) -> RepairAction:
+    """Index ``document`` under ``doc_id``, or delete the document when the item is gone (None)."""
+    if document is None:
+        return RepairAction(doc_id, version, "delete")
+    return RepairAction(doc_id, version, "index", document)
+
+
+def plan_repair(drift: Drift, expected: Mapping[str, Document], version: int) -> list[RepairAction]:
+    """Index missing and different documents from the table's state, delete the extra ones."""
+    return [restore(doc_id, expected.get(doc_id), version) for doc_id in drift.ids]
