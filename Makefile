@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test unit integration lint demo bench clean
+.PHONY: venv deploy-tools test unit integration lint demo bench clean
 
 venv: $(STAMP)
 
@@ -18,9 +18,19 @@ lint: venv
 	$(VENV)/bin/ruff check consumer tests
 	$(VENV)/bin/ruff format --check consumer tests
 
-## The whole suite: unit, contract and integration tests. The session fixtures start moto server
-## and osmem-server on loopback and stop them at the end.
-test: venv lint
+## promtool (Debian's `prometheus` package) for tests/deploy; installed only when missing. The other
+## validators (kubernetes-validate, hadolint, yamllint) come with the `test` extra.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+deploy-tools:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing promtool (Debian package prometheus)"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@promtool --version | head -n 1 && command -v promtool >/dev/null
+
+## The whole suite: unit, contract, integration and deploy/ validation tests. The session fixtures
+## start moto server and osmem-server on loopback and stop them at the end.
+test: venv deploy-tools lint
 	$(PY) -m pytest
 
 unit: venv

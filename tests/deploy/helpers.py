@@ -1,0 +1,146 @@
+"""Loaders and small parsers for the deploy/ artefacts, shared by the tests in this folder."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+KUBERNETES = DEPLOY / "kubernetes"
+ALERTS = DEPLOY / "prometheus" / "alerts.yaml"
+ALERT_TESTS = DEPLOY / "prometheus" / "alerts.test.yaml"
+OPERATIONS = REPO / "docs" / "operations.md"
+SCHEMAS = Path(__file__).resolve().parent / "schemas"
+
+
+def tool(name: str) -> str:
+    """Path of a command-line validator: the virtualenv's own first, then PATH. Never skips."""
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    if found is None:
+        hint = "run `make deploy-tools`" if name == "promtool" else "run `pip install -e '.[test]'`"
+        pytest.fail(f"{name} is not installed: {hint}")
+    return found
+
+
+def run(*command: str | Path, cwd: Path = REPO) -> str:
+    """Run a validator; fail the test with its output unless it exits 0."""
+    done = subprocess.run([str(part) for part in command], cwd=cwd, capture_output=True, text=True, timeout=120)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"{' '.join(map(str, command))} exited {done.returncode}:\n{output}"
+    return output
+
+
+@cache
+def yaml_documents(path: Path) -> tuple[dict[str, Any], ...]:
+    return tuple(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
+
+
+def yaml_file(path: Path) -> dict[str, Any]:
+    (document,) = yaml_documents(path)
+    return document
+
+
+def json_file(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def kubernetes_manifests() -> list[tuple[Path, dict[str, Any]]]:
+    """Every resource under deploy/kubernetes (the kustomization is not a cluster resource)."""
+    return [
+        (path, doc)
+        for path in sorted(KUBERNETES.glob("*.yaml"))
+        if path.name != "kustomization.yaml"
+        for doc in yaml_documents(path)
+    ]
+
+
+def manifest(kind: str) -> dict[str, Any]:
+    (found,) = [doc for _, doc in kubernetes_manifests() if doc["kind"] == kind]
+    return found
+
+
+def consumer_container() -> dict[str, Any]:
+    (container,) = manifest("Deployment")["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def ecs_container() -> dict[str, Any]:
+    (container,) = json_file(DEPLOY / "ecs" / "task-definition.json")["containerDefinitions"]
+    return container
+
+
+def ecs_environment() -> dict[str, str]:
+    return {item["name"]: item["value"] for item in ecs_container()["environment"]}
+
+
+def compose_service(name: str) -> dict[str, Any]:
+    return yaml_file(DEPLOY / "compose.yaml")["services"][name]
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    return [rule for group in yaml_file(ALERTS)["groups"] for rule in group["rules"] if "alert" in rule]
+
+
+def dashboard_panels() -> list[dict[str, Any]]:
+    return json_file(DEPLOY / "grafana" / "dashboard.json")["panels"]
+
+
+# Grafana template variables in panel queries, replaced by plain values so the PromQL parses.
+GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$namespace": ".*", "$job": "cdc-consumer"}
+
+
+def dashboard_expressions() -> list[tuple[str, str]]:
+    """(panel title / refId, PromQL with the Grafana variables substituted) of every panel query."""
+    found = []
+    for panel in dashboard_panels():
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            for variable, value in GRAFANA_VARIABLES.items():
+                expr = expr.replace(variable, value)
+            found.append((f"{panel['title']} / {target['refId']}", expr))
+    return found
+
+
+def dockerfile_instructions(path: Path = DEPLOY / "Dockerfile") -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of each instruction, continuation lines joined, comments dropped."""
+    instructions, current = [], ""
+    for line in path.read_text().splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            current += stripped[:-1].strip() + " "
+            continue
+        keyword, _, arguments = (current + stripped).partition(" ")
+        instructions.append((keyword.upper(), arguments.strip()))
+        current = ""
+    return instructions
+
+
+def runtime_stage() -> list[tuple[str, str]]:
+    """The instructions of the last stage (the image that runs)."""
+    instructions = dockerfile_instructions()
+    last_from = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM")
+    return instructions[last_from:]
+
+
+def markdown_anchors(path: Path) -> set[str]:
+    """The anchors GitHub derives from a Markdown file's headings (code blocks skipped)."""
+    anchors, in_code = set(), False
+    for line in path.read_text().splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        heading = re.match(r"#{1,6}\s+(.+)", line)
+        if heading and not in_code:
+            anchors.add(re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower()).replace(" ", "-"))
+    return anchors

@@ -1,0 +1,110 @@
+"""deploy/iam: well-formed, least-privilege policies whose actions exist and whose resources are the
+tables, stream and domain the manifests configure.
+
+There is no offline IAM validator: actions are checked against botocore's service models (for
+DynamoDB, KMS, SQS and S3 an IAM action is named after its API operation), resources by ARN shape.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+
+import botocore.session
+import pytest
+
+from tests.deploy.helpers import DEPLOY, json_file, manifest
+
+POLICIES = sorted((DEPLOY / "iam").glob("*.json"))
+POLICY = DEPLOY / "iam" / "policy.json"
+# IAM prefix → botocore service models whose operation names are the IAM action names.
+SERVICES = {"dynamodb": ["dynamodb", "dynamodbstreams"], "kms": ["kms"], "sqs": ["sqs"], "s3": ["s3"]}
+OPENSEARCH_HTTP_ACTIONS = {f"es:ESHttp{verb}" for verb in ("Get", "Head", "Post", "Put", "Delete", "Patch")}
+ARN = re.compile(r"^arn:aws:(?P<service>[\w-]+):(?P<region>[\w-]*):(?P<account>\d{12}|):(?P<resource>.+)$")
+
+
+def _statements(path) -> list[dict]:
+    return json_file(path)["Statement"]
+
+
+def _actions(statement: dict) -> list[str]:
+    return [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+
+
+@cache
+def _operations(prefix: str) -> set[str]:
+    session = botocore.session.get_session()
+    return {name for model in SERVICES[prefix] for name in session.get_service_model(model).operation_names}
+
+
+@pytest.mark.parametrize("path", POLICIES, ids=lambda path: path.name)
+def test_policy_is_well_formed(path):
+    policy = json_file(path)
+    assert policy["Version"] == "2012-10-17"
+    sids = [statement["Sid"] for statement in policy["Statement"]]
+    assert len(sids) == len(set(sids)) and all(re.fullmatch(r"[A-Za-z0-9]+", sid) for sid in sids)
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow" and set(statement) <= {"Sid", "Effect", "Action", "Resource", "Condition"}
+
+
+@pytest.mark.parametrize("path", POLICIES, ids=lambda path: path.name)
+def test_every_action_exists_and_none_is_a_wildcard(path):
+    for statement in _statements(path):
+        for action in _actions(statement):
+            prefix, _, name = action.partition(":")
+            assert "*" not in action
+            assert action in OPENSEARCH_HTTP_ACTIONS or name in _operations(prefix), action
+
+
+@pytest.mark.parametrize("path", POLICIES, ids=lambda path: path.name)
+def test_only_list_streams_is_granted_on_every_resource(path):
+    for statement in _statements(path):
+        resources = [statement["Resource"]] if isinstance(statement["Resource"], str) else statement["Resource"]
+        if resources == ["*"]:
+            assert _actions(statement) == ["dynamodb:ListStreams"]
+        else:
+            assert all(ARN.match(resource) for resource in resources), resources
+
+
+def test_resources_are_the_configured_tables_and_region():
+    config = manifest("ConfigMap")["data"]
+    by_sid = {statement["Sid"]: statement for statement in _statements(POLICY)}
+    table = f"arn:aws:dynamodb:{config['AWS_REGION']}:123456789012:table/{config['CDC_TABLE_NAME']}"
+    assert by_sid["DescribeSourceTable"]["Resource"] == table
+    assert by_sid["ReadSourceStream"]["Resource"] == f"{table}/stream/*"
+    lease_table = f"arn:aws:dynamodb:{config['AWS_REGION']}:123456789012:table/{config['CDC_LEASE_TABLE']}"
+    assert by_sid["LeaseTableReadWrite"]["Resource"] == lease_table
+    assert ARN.match(by_sid["WriteOpenSearchDomain"]["Resource"])["region"] == config["AWS_REGION"]
+
+
+def test_the_worker_can_do_what_the_code_calls():
+    granted = {action for statement in _statements(POLICY) for action in _actions(statement)}
+    assert granted >= {
+        "dynamodb:DescribeTable",
+        "dynamodb:DescribeStream",
+        "dynamodb:GetShardIterator",
+        "dynamodb:GetRecords",
+        "dynamodb:ListStreams",
+        "dynamodb:CreateTable",
+        "dynamodb:Scan",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "es:ESHttpPost",
+        "es:ESHttpPut",
+        "es:ESHttpGet",
+        "es:ESHttpHead",
+        "es:ESHttpDelete",
+    }
+
+
+def test_kms_decrypt_only_through_dynamodb():
+    (statement,) = [s for s in _statements(POLICY) if "kms:Decrypt" in _actions(s)]
+    region = manifest("ConfigMap")["data"]["AWS_REGION"]
+    assert statement["Condition"] == {"StringEquals": {"kms:ViaService": f"dynamodb.{region}.amazonaws.com"}}
+
+
+def test_future_dead_letter_permissions_stay_out_of_the_main_policy():
+    granted = {action for statement in _statements(POLICY) for action in _actions(statement)}
+    assert not granted & {"sqs:SendMessage", "s3:PutObject"}

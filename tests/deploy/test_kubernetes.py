@@ -1,0 +1,160 @@
+"""deploy/kubernetes: every manifest is schema-valid and says what the operations guide promises.
+
+Core kinds (Deployment, ConfigMap, ServiceAccount, PodDisruptionBudget) are validated by
+kubernetes-validate in strict mode (unknown fields rejected). PodMonitor and PrometheusRule are
+CRDs that kubernetes-validate has no schema for: they are validated against the Prometheus
+Operator's own CRD schemas, vendored in tests/deploy/schemas (see its README), made strict the
+same way; beyond apiVersion/kind/required fields, that checks every field name and type.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+from kubernetes_validate.utils import latest_version
+
+from tests.deploy.helpers import (
+    ALERTS,
+    KUBERNETES,
+    SCHEMAS,
+    consumer_container,
+    kubernetes_manifests,
+    manifest,
+    yaml_file,
+)
+
+CRD_SCHEMAS = {
+    "PodMonitor": SCHEMAS / "monitoring.coreos.com_podmonitors.yaml",
+    "PrometheusRule": SCHEMAS / "monitoring.coreos.com_prometheusrules.yaml",
+}
+# The oldest Kubernetes these manifests claim to support, and the newest kubernetes-validate knows.
+KUBERNETES_VERSIONS = ["1.29", latest_version()]
+
+CORE = [(path, doc) for path, doc in kubernetes_manifests() if doc["kind"] not in CRD_SCHEMAS]
+CUSTOM = [(path, doc) for path, doc in kubernetes_manifests() if doc["kind"] in CRD_SCHEMAS]
+
+
+def _ids(items: list) -> list[str]:
+    return [f"{path.name}:{doc['kind']}" for path, doc in items]
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize(("path", "resource"), CORE, ids=_ids(CORE))
+def test_core_manifest_is_valid_in_strict_mode(path, resource, version):
+    # SchemaNotFoundError (an unknown kind or apiVersion) fails the test too: no silent pass.
+    kubernetes_validate.validate(resource, version, strict=True)
+
+
+def _strict(schema: Any) -> Any:
+    """Reject unknown fields wherever the CRD lists its fields (what `kubectl --validate=strict` does)."""
+    if isinstance(schema, dict):
+        schema = {key: _strict(value) for key, value in schema.items()}
+        lists_fields = "properties" in schema and not schema.get("x-kubernetes-preserve-unknown-fields")
+        if lists_fields and "additionalProperties" not in schema:
+            schema["additionalProperties"] = False
+    elif isinstance(schema, list):
+        schema = [_strict(item) for item in schema]
+    return schema
+
+
+@pytest.mark.parametrize(("path", "resource"), CUSTOM, ids=_ids(CUSTOM))
+def test_custom_resource_matches_its_crd_schema(path, resource):
+    crd = yaml_file(CRD_SCHEMAS[resource["kind"]])
+    group, version = resource["apiVersion"].split("/")
+    assert group == crd["spec"]["group"]
+    (served,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
+    jsonschema.Draft7Validator(_strict(served["schema"]["openAPIV3Schema"])).validate(resource)
+    assert resource["metadata"]["name"]
+
+
+def test_both_validators_reject_a_misspelled_field():
+    # GIVEN a Deployment and a PodMonitor, each with one field name misspelled
+    deployment = copy.deepcopy(manifest("Deployment"))
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
+    monitor = copy.deepcopy(manifest("PodMonitor"))
+    monitor["spec"]["podMetricEndpoints"] = monitor["spec"].pop("podMetricsEndpoints")
+    # THEN both checks above refuse them
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, latest_version(), strict=True)
+    with pytest.raises(jsonschema.ValidationError):
+        test_custom_resource_matches_its_crd_schema(KUBERNETES / "podmonitor.yaml", monitor)
+
+
+def test_kustomization_lists_every_manifest():
+    listed = yaml_file(KUBERNETES / "kustomization.yaml")["resources"]
+    assert sorted(listed) == sorted({path.name for path, _ in kubernetes_manifests()})
+
+
+def test_prometheus_rule_spec_is_the_rules_file():
+    assert manifest("PrometheusRule")["spec"] == yaml_file(ALERTS), (
+        "deploy/kubernetes/prometheusrule.yaml's spec must be deploy/prometheus/alerts.yaml verbatim"
+    )
+
+
+def test_every_manifest_carries_the_app_label():
+    for path, resource in kubernetes_manifests():
+        assert resource["metadata"]["labels"]["app.kubernetes.io/name"] == "cdc-consumer", path.name
+
+
+def test_deployment_runs_three_locked_down_workers():
+    deployment = manifest("Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    container = consumer_container()
+    assert deployment["spec"]["replicas"] == 3
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert set(container["resources"]) == {"requests", "limits"}
+
+
+def test_writable_paths_are_empty_dirs():
+    pod = manifest("Deployment")["spec"]["template"]["spec"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    mounts = {mount["mountPath"]: mount["name"] for mount in consumer_container()["volumeMounts"]}
+    assert set(mounts) == {"/var/lib/cdc", "/tmp"}
+    assert all("emptyDir" in volumes[name] for name in mounts.values())
+    dead_letters = manifest("ConfigMap")["data"]["CDC_DEAD_LETTER_PATH"]
+    assert dead_letters.startswith("/var/lib/cdc/")
+
+
+def test_worker_id_is_the_pod_name():
+    env = {item["name"]: item for item in consumer_container()["env"]}
+    assert env["CDC_WORKER_ID"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    (source,) = consumer_container()["envFrom"]
+    assert source == {"configMapRef": {"name": manifest("ConfigMap")["metadata"]["name"]}}
+
+
+def test_production_config_signs_opensearch_requests():
+    assert manifest("ConfigMap")["data"]["CDC_OPENSEARCH_AUTH"] == "sigv4"
+
+
+def test_disruption_budget_and_identity_select_the_workers():
+    deployment = manifest("Deployment")
+    selector = deployment["spec"]["selector"]
+    budget = manifest("PodDisruptionBudget")["spec"]
+    assert budget == {"maxUnavailable": 1, "selector": selector}
+    account = manifest("ServiceAccount")
+    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith("arn:aws:iam::")
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == account["metadata"]["name"]
+
+
+def test_pod_monitor_scrapes_the_metrics_port():
+    monitor = manifest("PodMonitor")["spec"]
+    (endpoint,) = monitor["podMetricsEndpoints"]
+    ports = {port["name"] for port in consumer_container()["ports"]}
+    assert endpoint["port"] in ports and endpoint["path"] == "/metrics"
+    assert monitor["selector"] == manifest("Deployment")["spec"]["selector"]
+    # job="cdc-consumer" in the alert rules comes from this pod label.
+    assert monitor["jobLabel"] == "app.kubernetes.io/name"
