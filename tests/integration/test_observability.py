@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import subprocess
+import urllib.request
 
 import pytest
 
@@ -117,3 +119,19 @@ def test_bulk_requests_carry_the_configured_auth(
             assert all("/us-east-1/es/aws4_request" in value for value in authorizations)
     finally:
         proxy.stop()
+
+
+def test_a_live_scrape_passes_promtool_check_metrics(ddb, table_name, worker_env, start_worker):
+    # GIVEN a worker that has applied changes, so every metric family has samples
+    create_table(ddb, table_name)
+    write_random_history(ddb, table_name, changes=10, seed=94)
+    worker = start_worker(worker_env)
+    wait_until(lambda: worker.metric("cdc_records_processed_total") > 0, timeout=60, what="records applied")
+
+    # WHEN its exposition is linted by promtool
+    with urllib.request.urlopen(f"http://127.0.0.1:{worker.port}/metrics", timeout=5) as response:
+        exposition = response.read()
+    lint = subprocess.run(["promtool", "check", "metrics"], input=exposition, capture_output=True, timeout=60)
+
+    # THEN it follows the Prometheus naming conventions
+    assert lint.returncode == 0, (lint.stdout + lint.stderr).decode()
