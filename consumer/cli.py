@@ -1,7 +1,11 @@
-"""Command line: ``consumer run`` starts a worker; ``consumer leases`` prints the lease table.
+"""Command line: ``consumer run`` starts a worker; ``consumer leases`` prints the lease table;
+``consumer audit`` compares the table with the index (``--repair`` fixes the drift); ``consumer
+redrive`` applies dead-lettered items again from their current state in the table.
 
-Exit codes: 0 after a clean stop (SIGTERM / SIGINT) or a printed table, 2 for a configuration or
-stream set-up error or a missing lease table (the message says what to change), 1 for anything else.
+Exit codes: 0 after a clean stop (SIGTERM / SIGINT), a printed table, an audit without drift or a
+redrive of every entry; 3 when an audit found drift or a redrive left entries needing attention
+(unreadable keys, still rejected); 2 for a configuration or set-up error (the message says what to
+change); 130 when interrupted (Ctrl-C); 1 for anything else.
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import structlog
 
 from consumer import __version__
 from consumer.app import run_worker
+from consumer.audit import audit_command
 from consumer.clients import aws_clients
 from consumer.config import Settings, load_settings
 from consumer.errors import ConfigError, ConsumerError
@@ -25,25 +31,71 @@ from consumer.leases.model import Lease
 from consumer.leases.report import lease_rows, render_json, render_table
 from consumer.leases.table import LeaseTable
 from consumer.observability.logging import configure_logging
+from consumer.redrive import redrive_command
 
 log = structlog.get_logger("consumer")
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_ATTENTION, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+_AUDIT_EPILOG = (
+    "Exit codes: 0 no drift; 3 drift found (with --repair too: run audit again to confirm the repair); "
+    "2 configuration error; 1 other failure. A repair writes each document with the external version "
+    "(floor(read time) << 31) - 1, below that of any change made after the table was read, so it never "
+    "overwrites a newer change (docs/versioning.md)."
+)
+_REDRIVE_EPILOG = (
+    "Exit codes: 0 every entry planned (dry run) or applied / stale; 3 some entries need attention "
+    "(unreadable keys, still rejected); 2 configuration error or no such file; 1 other failure. "
+    "The dead-letter file is only read, never rewritten or truncated: archive it once redriven."
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        return run_command()
+    if args.command == "leases":
+        return leases_command(as_json=args.json)
+    if args.command == "audit":
+        return operator_command(lambda settings: audit_command(settings, args.json, args.repair, args.limit))
+    if args.command == "redrive":
+        return operator_command(lambda settings: redrive_command(settings, args.file, args.apply))
+    return EXIT_FAILED
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="consumer", description="DynamoDB Streams → OpenSearch consumer.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="run one worker until SIGTERM/SIGINT (configured by CDC_* variables)")
     leases = commands.add_parser("leases", help="print the lease table: owner, checkpoint, age and lag of each shard")
     leases.add_argument("--json", action="store_true", help="print a JSON array of leases instead of a table")
-    args = parser.parse_args(argv)
-    if args.command == "run":
-        return run_command()
-    if args.command == "leases":
-        return leases_command(as_json=args.json)
-    return EXIT_FAILED
+    audit = commands.add_parser(
+        "audit",
+        help="compare the table with the index: missing, extra and different documents",
+        description="Scan the table (consistent reads) and the whole index, and report the documents missing "
+        "for an item, extra (no item) and different, with examples. --repair writes the table's state for each.",
+        epilog=_AUDIT_EPILOG,
+    )
+    audit.add_argument("--json", action="store_true", help="print a JSON object instead of text")
+    audit.add_argument("--repair", action="store_true", help="fix the drift from the table's state (safe: see below)")
+    audit.add_argument("--limit", type=_count, default=10, metavar="N", help="examples shown per kind (default 10)")
+    redrive = commands.add_parser(
+        "redrive",
+        help="apply dead-lettered items again from their current state in the table (dry run unless --apply)",
+        description="For each entry of the dead-letter file, read the item's current state from the table "
+        "(consistent GetItem) and index it, or delete its document when the item is gone. Without --apply, "
+        "only print what would be done.",
+        epilog=_REDRIVE_EPILOG,
+    )
+    redrive.add_argument("--apply", action="store_true", help="write to the index (default: print the plan only)")
+    redrive.add_argument("--file", type=Path, metavar="PATH", help="dead-letter file (default: CDC_DEAD_LETTER_PATH)")
+    return parser
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 0, got {text!r}")
+    return int(text)
 
 
 def run_command() -> int:
@@ -85,6 +137,27 @@ def leases_command(as_json: bool) -> int:
     rows = lease_rows(leases, now=time.time(), failover_seconds=settings.failover_seconds)
     sys.stdout.write(render_json(rows) if as_json else render_table(rows))
     return EXIT_OK
+
+
+def operator_command(body: Callable[[Settings], bool]) -> int:
+    """Run an operator command with the workers' settings (OpenSearch included): ``body`` prints its
+    report and says whether it found something needing attention (exit 3)."""
+    try:
+        settings, warnings = load_settings(os.environ)
+        for warning in warnings:
+            print(f"consumer: warning: {warning}", file=sys.stderr)
+        configure_logging(settings.log_level, settings.log_format)  # on stderr: stdout is the report's
+        attention = body(settings)
+    except ConfigError as exc:
+        print(f"consumer: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ConsumerError as exc:
+        print(f"consumer: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("consumer: interrupted; writes already made are safe to keep, run the command again", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_ATTENTION if attention else EXIT_OK
 
 
 def read_leases(settings: Settings) -> list[Lease]:

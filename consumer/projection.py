@@ -71,13 +71,14 @@ def to_bulk_action(
     image = record.new_image if record.event_name != "REMOVE" else record.old_image
     if image is None:
         raise RecordError("TTL delete to mark has no OldImage: the stream must be NEW_AND_OLD_IMAGES")
-    document = _shape(item_to_json(image), rules)
+    document = shape_document(item_to_json(image), rules)
     if record.event_name == "REMOVE":
         document[TTL_MARK_FIELD] = True
     return BulkAction(record, doc_id, version, "index", document)
 
 
-def _shape(document: dict[str, Any], rules: ProjectionRules) -> dict[str, Any]:
+def shape_document(document: dict[str, Any], rules: ProjectionRules) -> dict[str, Any]:
+    """Drop and mask fields of a JSON document (in place) as the rules say; returns it."""
     for path in rules.drop_fields:
         _edit(document, path.split("."), lambda parent, key: parent.pop(key))
     for path in rules.mask_fields:

@@ -151,24 +151,24 @@ def _decide(reconciler: Reconciler, entry: Entry) -> Step:
         document = None if item is None else project_item(reconciler.schema, item, reconciler.shaping)[1]
     except RecordError as exc:
         return Step(entry, None, f"unreadable: {exc}", needs_attention=True)
+    action = restore(entry.doc_id, document, repair_version(read_at))
     if document is None:
-        return Step(entry, restore(entry.doc_id, None, repair_version(read_at)), "no longer in the table: delete")
-    return Step(entry, restore(entry.doc_id, document, repair_version(read_at)), "in the table: index its state")
+        return Step(entry, action, "not in the table: delete its document")
+    return Step(entry, action, "in the table: index its current state")
 
 
 def apply(reconciler: Reconciler, steps: list[Step], stop: threading.Event) -> list[Step]:
     """Write each item's action once; every step then notes its outcome."""
     actions = list({step.action.doc_id: step.action for step in steps if step.action is not None}.values())
-    outcomes = {
-        action.doc_id: _outcome(outcome, error)
-        for action, (outcome, error) in zip(actions, reconciler.apply(actions, stop), strict=True)
-    }
-    return [
-        replace(step, note=outcomes[step.action.doc_id][0], needs_attention=outcomes[step.action.doc_id][1])
-        if step.action is not None
-        else step
-        for step in steps
-    ]
+    results = reconciler.apply(actions, stop)
+    outcomes = {action.doc_id: _outcome(*result) for action, result in zip(actions, results, strict=True)}
+    applied = []
+    for step in steps:
+        if step.action is not None:
+            note, needs_attention = outcomes[step.action.doc_id]
+            step = replace(step, note=note, needs_attention=needs_attention)
+        applied.append(step)
+    return applied
 
 
 def _outcome(outcome: Outcome, error: str | None) -> tuple[str, bool]:
@@ -187,7 +187,9 @@ def render(steps: list[Step], path: Path, applied: bool) -> str:
         action = step.action.op if step.action is not None else "-"
         rows.append((str(step.entry.line), step.entry.doc_id or "-", action, note))
     widths = [max(len(row[column]) for row in rows) for column in range(3)]
-    lines = ["  ".join([*(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)), row[3]]) for row in rows]
+    lines = [
+        "  ".join([*(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)), row[3]]) for row in rows
+    ]
     return "\n".join(lines) + "\n\n" + _summary(steps, path, applied) + "\n"
 
 

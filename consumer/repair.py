@@ -15,10 +15,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from consumer.doc_ids import KeySchema
-from consumer.errors import RecordError
-from consumer.projection import PROJECT_ALL, ProjectionRules, to_bulk_action
-from consumer.records import StreamRecord
+from consumer.attributes import item_to_json
+from consumer.doc_ids import KeySchema, document_id
+from consumer.projection import PROJECT_ALL, ProjectionRules, shape_document
 from consumer.versioning import COUNTER_BITS, MAX_SECOND
 
 Document = dict[str, Any]
@@ -52,24 +51,14 @@ def repair_version(read_at: float) -> int:
 
 
 def project_item(schema: KeySchema, item: Item, shaping: ProjectionRules = PROJECT_ALL) -> tuple[str, Document]:
-    """The document id and document a worker writes when a change leaves the item in this state.
-
-    The item goes through ``consumer.projection`` as the NewImage of a MODIFY, so dropped and masked
-    fields are shaped exactly as the worker shapes them. ``shaping`` must not filter (only
-    ``drop_fields`` and ``mask_fields`` are meaningful for a table state).
+    """The document id and document a worker writes when a change leaves the item in this state,
+    with fields dropped and masked exactly as the worker does (``shaping``'s filters do not apply
+    to a table state).
 
     Raises:
         RecordError: when the item lacks a key attribute or holds an unusable value.
     """
-    keys = {attribute.name: item[attribute.name] for attribute in schema.attributes if attribute.name in item}
-    change = {
-        "eventName": "MODIFY",
-        "dynamodb": {"Keys": keys, "NewImage": item, "SequenceNumber": "0", "ApproximateCreationDateTime": 0},
-    }
-    action = to_bulk_action(StreamRecord.from_wire(change), schema, 0, shaping)
-    if action is None or action.document is None:
-        raise RecordError("the projection rules filter table states out: audit and repair cannot apply them")
-    return action.doc_id, action.document
+    return document_id(schema, item), shape_document(item_to_json(item), shaping)
 
 
 @dataclass(frozen=True)
