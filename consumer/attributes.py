@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import decimal
-import re
 from typing import Any
 
 from consumer.errors import RecordError
@@ -31,13 +30,8 @@ from consumer.errors import RecordError
 _LONG_MIN = -(2**63)
 _LONG_MAX = 2**63 - 1
 _DECIMAL_CONTEXT = decimal.Context(prec=60)
-# Most N values are plain decimals ("42", "-7", "19.99"). For those the policy can be read off the
-# text without Decimal arithmetic: up to 18 integer digits always fit a long, and a decimal of at
-# most 15 digits always survives a round trip through a double (DBL_DIG), so its shortest float
-# text denotes the same value. Every other spelling takes the exact path.
-_PLAIN_NUMBER = re.compile(r"-?([0-9]+)(?:\.([0-9]+))?")
-_LONG_SAFE_DIGITS = 18
-_DOUBLE_SAFE_DIGITS = 15
+_LONG_SAFE_DIGITS = 18  # any integer of up to 18 digits fits a long
+_DOUBLE_SAFE_DIGITS = 15  # any decimal of up to 15 digits survives a round trip through a double
 
 
 def parse_number(text: str) -> decimal.Decimal:
@@ -53,9 +47,9 @@ def parse_number(text: str) -> decimal.Decimal:
 
 def canonical_number(text: str) -> str:
     """The canonical text of an ``N`` value: equal numbers ("1.50", "1.5", "15E-1") → equal text."""
-    plain = _PLAIN_NUMBER.fullmatch(text) if isinstance(text, str) else None
-    if plain is not None and plain[2] is None and len(plain[1]) <= _LONG_SAFE_DIGITS:
-        return str(int(text))
+    plain = _plain_number(text)
+    if isinstance(plain, int):
+        return str(plain)
     value = parse_number(text)
     if value == 0:
         return "0"
@@ -67,13 +61,9 @@ def canonical_number(text: str) -> str:
 
 def number_to_json(text: str) -> int | float | str:
     """Apply the number policy in this module's docstring to one ``N`` string."""
-    plain = _PLAIN_NUMBER.fullmatch(text) if isinstance(text, str) else None
+    plain = _plain_number(text)
     if plain is not None:
-        whole, fraction = plain.groups()
-        if fraction is None and len(whole) <= _LONG_SAFE_DIGITS:
-            return int(text)
-        if fraction is not None and fraction.strip("0") and len(whole) + len(fraction) <= _DOUBLE_SAFE_DIGITS:
-            return float(text)
+        return plain
     value = parse_number(text)
     if value == value.to_integral_value():
         as_int = int(value)
@@ -86,6 +76,25 @@ def number_to_json(text: str) -> int | float | str:
     return canonical_number(text)
 
 
+def _plain_number(text: str) -> int | float | None:
+    """The policy's value of a plainly spelt number ("42", "-7", "19.99"), read off the text; else None.
+
+    Most ``N`` values look like this, and this avoids Decimal arithmetic for them: a plain integer
+    of at most 18 digits fits a long, and a plain decimal of at most 15 digits is exactly the
+    shortest text of its double (DBL_DIG). Any other spelling returns None and takes the exact path.
+    ``isascii`` because ``isdigit`` alone also accepts digits such as "²".
+    """
+    if not isinstance(text, str) or not text.isascii():
+        return None
+    digits = text[1:] if text.startswith("-") else text
+    if digits.isdigit():
+        return int(text) if len(digits) <= _LONG_SAFE_DIGITS else None
+    whole, _, fraction = digits.partition(".")
+    if whole.isdigit() and fraction.isdigit() and fraction.strip("0"):
+        return float(text) if len(whole) + len(fraction) <= _DOUBLE_SAFE_DIGITS else None
+    return None
+
+
 def attribute_to_json(attribute: dict[str, Any]) -> Any:
     """Convert one DynamoDB AttributeValue (``{"S": "x"}``) to its JSON value."""
     if not isinstance(attribute, dict):
@@ -93,8 +102,11 @@ def attribute_to_json(attribute: dict[str, Any]) -> Any:
     if len(attribute) != 1:
         raise RecordError(f"attribute value must have exactly one type tag, got {sorted(attribute)}")
     ((tag, value),) = attribute.items()
-    if tag == "S":  # the most frequent type, by far: skip the dispatch
+    # The most frequent types first, skipping the dispatch; any other value is checked below.
+    if tag == "S" and isinstance(value, str):
         return value
+    if tag == "N" and isinstance(value, str):
+        return number_to_json(value)
     converter = _CONVERTERS.get(tag)
     if converter is None:
         raise RecordError(f"unknown DynamoDB attribute type {tag!r}")
