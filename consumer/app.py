@@ -26,7 +26,7 @@ from consumer.projection import ProjectionRules
 from consumer.shards.api import Boto3StreamApi
 from consumer.shards.consumer import ReaderSettings
 from consumer.sink.dlq import DeadLetterFile
-from consumer.sink.opensearch import OpenSearchSink
+from consumer.sink.opensearch import OpenSearchSink, RetryLimits
 from consumer.source import StreamSource, resolve_stream
 from consumer.worker import Worker, WorkerTimings
 
@@ -104,6 +104,10 @@ def _processor(settings: Settings, source: StreamSource, metrics: Metrics) -> Ba
         metrics,
         settings.retry_base_seconds,
         settings.retry_max_delay_seconds,
+        limits=RetryLimits(
+            max_attempts=settings.max_retry_attempts if settings.max_retry_attempts >= 0 else None,
+            max_record_age_seconds=settings.max_record_age_seconds if settings.max_record_age_seconds >= 0 else None,
+        ),
     )
     return BatchProcessor(
         source.key_schema,

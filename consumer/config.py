@@ -62,6 +62,8 @@ class Settings(BaseModel):
     shutdown_timeout_seconds: float = Field(20.0, gt=0, le=600)
     retry_base_seconds: float = Field(0.1, gt=0, le=60)
     retry_max_delay_seconds: float = Field(10.0, gt=0, le=600)
+    max_retry_attempts: int = Field(-1, ge=-1, le=100_000)
+    max_record_age_seconds: int = Field(-1, ge=-1, le=604_800)
     dead_letter_path: Path = Path("cdc-dead-letters.jsonl")
     event_names: tuple[Literal["INSERT", "MODIFY", "REMOVE"], ...] = ("INSERT", "MODIFY", "REMOVE")
     filter_patterns: tuple[dict[str, Any], ...] = ()

@@ -89,7 +89,8 @@ class BatchProcessor:
         for action, (outcome, error) in zip(actions, self._apply(actions, stop), strict=True):
             record = action.record
             if outcome is Outcome.POISON:
-                letters.append(DeadLetter(shard_id, record.sequence_number, error or "rejected", record.raw))
+                attempts = getattr(error, "attempts", 1)  # GaveUp errors say how many tries were made
+                letters.append(DeadLetter(shard_id, record.sequence_number, error or "rejected", record.raw, attempts))
                 continue
             outcomes[(record.event_name, outcome.value)] += 1
             if outcome is Outcome.STALE:

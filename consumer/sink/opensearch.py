@@ -3,8 +3,10 @@
 ``OpenSearchSink.apply`` returns one ``(Outcome, error)`` per action and only returns when every
 action is APPLIED, STALE or POISON: retriable failures (connection errors, 429, 5xx — for the
 whole request or single items) are sent again after a jittered exponential backoff until they
-succeed or the caller's stop event is set (then ``Interrupted``). A request rejected as a whole with
-another 4xx is bisected until the offending actions are isolated as POISON.
+succeed, the caller's stop event is set (then ``Interrupted``), or the ``RetryLimits`` are
+reached (then the remaining actions end POISON with a ``GaveUp`` error, to be dead-lettered). A
+request rejected as a whole with another 4xx is bisected until the offending actions are
+isolated as POISON.
 
 Thread-safe: shard consumers share one sink; opensearch-py's connection pool is thread-safe.
 """
@@ -14,7 +16,8 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -39,6 +42,31 @@ class _RequestRejectedError(Exception):
     """The whole request was refused with a non-retriable status (e.g. 400 on a malformed body)."""
 
 
+class GaveUp(str):
+    """The error text of actions whose retries were exhausted; ``attempts`` says how many were made.
+
+    A ``str``, so results keep their ``(outcome, error)`` shape everywhere.
+    """
+
+    attempts: int
+
+    def __new__(cls, text: str, attempts: int) -> GaveUp:
+        error = super().__new__(cls, text)
+        error.attempts = attempts
+        return error
+
+
+@dataclass(frozen=True)
+class RetryLimits:
+    """Lambda's MaximumRetryAttempts and MaximumRecordAgeInSeconds; None: retry until stopped."""
+
+    max_attempts: int | None = None
+    max_record_age_seconds: float | None = None
+
+
+NO_LIMITS = RetryLimits()
+
+
 class OpenSearchSink:
     """Applies bulk actions to one index with external versioning."""
 
@@ -50,6 +78,8 @@ class OpenSearchSink:
         retry_base_seconds: float = 0.1,
         retry_cap_seconds: float = 10.0,
         rng: random.Random | None = None,
+        limits: RetryLimits = NO_LIMITS,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
         self._index = index
@@ -57,6 +87,8 @@ class OpenSearchSink:
         self._retry_base = retry_base_seconds
         self._retry_cap = retry_cap_seconds
         self._rng = rng or random.Random()
+        self._limits = limits
+        self._clock = clock
 
     @property
     def index(self) -> str:
@@ -69,15 +101,34 @@ class OpenSearchSink:
         """
         results: list[Result | None] = [None] * len(actions)
         pending = list(range(len(actions)))
-        attempt = 0
+        attempts = 0
         while pending:
-            retry = self._apply_once(actions, pending, results)
-            if not retry:
+            pending = self._apply_once(actions, pending, results)
+            attempts += 1
+            if pending and self._exhausted(attempts, [actions[i] for i in pending]):
+                self._give_up(pending, results, attempts)
                 break
-            pending = retry
-            self._wait_before_retry(attempt, len(pending), stop)
-            attempt += 1
+            if pending:
+                self._wait_before_retry(attempts - 1, len(pending), stop)
         return [r for r in results if r is not None]
+
+    def _exhausted(self, attempts: int, pending: list[BulkOperation]) -> bool:
+        limits = self._limits
+        if limits.max_attempts is not None and attempts >= limits.max_attempts:
+            return True
+        if limits.max_record_age_seconds is None:
+            return False
+        seconds = [record.approximate_second for a in pending if (record := getattr(a, "record", None)) is not None]
+        return bool(seconds) and self._clock() - min(seconds) > limits.max_record_age_seconds
+
+    def _give_up(self, pending: list[int], results: list[Result | None], attempts: int) -> None:
+        text = (
+            f"OpenSearch kept failing with retriable errors (429/5xx/connection); gave up after {attempts} attempts "
+            "(CDC_MAX_RETRY_ATTEMPTS / CDC_MAX_RECORD_AGE_SECONDS)"
+        )
+        log.warning("bulk_retries_exhausted", attempts=attempts, actions=len(pending))
+        for i in pending:
+            results[i] = (Outcome.POISON, GaveUp(text, attempts))
 
     def _apply_once(
         self, actions: Sequence[BulkOperation], pending: list[int], results: list[Result | None]

@@ -22,7 +22,7 @@ from consumer.leases.model import TRIM_HORIZON, Lease
 from consumer.observability.metrics import Metrics
 from consumer.processor import BatchProcessor
 from consumer.sink.dlq import DeadLetterFile
-from consumer.sink.opensearch import OpenSearchSink
+from consumer.sink.opensearch import NO_LIMITS, OpenSearchSink, RetryLimits
 from tests.support.factories import stream_record
 from tests.support.tables import create_table, index_documents, table_documents, write_random_history
 from tests.support.worker_process import wait_until
@@ -31,16 +31,20 @@ pytestmark = pytest.mark.integration
 SCHEMA = KeySchema((KeyAttribute("pk", "S"),))
 
 
-@pytest.fixture
-def pipeline(proxy, table_name, tmp_path):
+def make_pipeline(proxy, table_name, tmp_path, limits=NO_LIMITS):
     """A processor writing through the proxy into index ``table_name``, with fast retries."""
     settings, _ = load_settings({"CDC_TABLE_NAME": table_name, "CDC_OPENSEARCH_URL": proxy.url})
     metrics = Metrics(CollectorRegistry())
     sink = OpenSearchSink(
-        opensearch_client(settings), table_name, metrics, retry_base_seconds=0.01, retry_cap_seconds=0.05
+        opensearch_client(settings), table_name, metrics, retry_base_seconds=0.01, retry_cap_seconds=0.05, limits=limits
     )
     dead_letters = DeadLetterFile(tmp_path / "dead-letters.jsonl")
     return BatchProcessor(SCHEMA, sink, dead_letters, metrics), metrics, dead_letters.path
+
+
+@pytest.fixture
+def pipeline(proxy, table_name, tmp_path):
+    return make_pipeline(proxy, table_name, tmp_path)
 
 
 def records(count, prefix="item"):
@@ -135,3 +139,29 @@ def test_worker_never_checkpoints_past_unacknowledged_writes(ddb, osmem, proxy, 
         timeout=60,
         what="index to equal table",
     )
+
+
+@pytest.mark.parametrize(
+    ("limits", "attempts"),
+    [(RetryLimits(max_attempts=3), 3), (RetryLimits(max_record_age_seconds=60), 1)],
+    ids=["max-attempts", "max-record-age"],
+)
+def test_exhausted_retries_dead_letter_the_batch_and_the_shard_moves_on(
+    proxy, osmem, table_name, tmp_path, limits, attempts
+):
+    # GIVEN OpenSearch failing every request, and retry limits (the factory's records are from 2023: old)
+    processor, metrics, dead_letter_path = make_pipeline(proxy, table_name, tmp_path, limits)
+    proxy.fail_requests(503)
+    batch = records(4)
+
+    # WHEN the batch is processed
+    result = processor.process("shard-1", batch, 0, threading.Event())
+
+    # THEN after exactly the allowed attempts its records are dead-lettered with that count, and the
+    # batch settles (the shard's checkpoint may move past it)
+    assert proxy.failed_requests == attempts
+    letters = [json.loads(line) for line in dead_letter_path.read_text().splitlines()]
+    assert [letter["attempts"] for letter in letters] == [attempts] * 4
+    assert all("gave up after" in letter["error"] for letter in letters)
+    assert result.last_sequence_number == batch[-1]["dynamodb"]["SequenceNumber"]
+    assert metrics.registry.get_sample_value("cdc_records_dead_lettered_total") == 4
