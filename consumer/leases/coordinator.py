@@ -34,7 +34,7 @@ class HeldLease:
         self._table = table
         self._clock = clock
         self._lock = threading.Lock()
-        self.last_renewed = clock()
+        self.last_renewed = clock()  # of the last successful write: renewals and checkpoints both bump the counter
         self.lost = threading.Event()
 
     @property
@@ -49,7 +49,6 @@ class HeldLease:
     def renew(self) -> None:
         """Bump the counter. Raises LeaseLostError (and sets ``lost``) if the lease is gone."""
         self._write(self._table.renew)
-        self.last_renewed = self._clock()
 
     def checkpoint(self, checkpoint: str, version: int, record_second: int | None = None) -> None:
         """Conditionally record progress. Raises LeaseLostError (and sets ``lost``) if not ours."""
@@ -74,6 +73,7 @@ class HeldLease:
             except LeaseLostError:
                 self.lost.set()
                 raise
+            self.last_renewed = self._clock()
 
 
 class ExpiryTracker:
