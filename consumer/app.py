@@ -8,13 +8,14 @@ crash-looping the container; a set-up error (missing table, no stream) still fai
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import structlog
 from prometheus_client import CollectorRegistry
 
 from consumer import __version__
 from consumer.backoff import backoff_delay
-from consumer.clients import AwsClients, aws_clients, opensearch_client
+from consumer.clients import AwsClients, aws_clients, dead_letter_client, opensearch_client
 from consumer.config import Settings
 from consumer.errors import ConfigError, ConsumerError
 from consumer.leases.table import LeaseTable
@@ -25,7 +26,7 @@ from consumer.processor import BatchProcessor
 from consumer.projection import ProjectionRules
 from consumer.shards.api import Boto3StreamApi
 from consumer.shards.consumer import ReaderSettings
-from consumer.sink.dlq import DeadLetterFile
+from consumer.sink.dlq import DeadLetterFile, DeadLetterObjects, DeadLetterQueue, DeadLetterSink
 from consumer.sink.opensearch import OpenSearchSink, RetryLimits
 from consumer.source import StreamSource, resolve_stream
 from consumer.worker import Worker, WorkerTimings
@@ -112,11 +113,26 @@ def _processor(settings: Settings, source: StreamSource, metrics: Metrics) -> Ba
     return BatchProcessor(
         source.key_schema,
         sink,
-        DeadLetterFile(settings.dead_letter_path),
+        _dead_letters(settings, metrics),
         metrics,
         settings.parallelization_factor,
         _rules(settings, source),
     )
+
+
+def _dead_letters(settings: Settings, metrics: Metrics) -> DeadLetterSink:
+    """The configured destination; a missing queue or bucket raises ConfigError naming it."""
+    destination = settings.dead_letters
+    if destination.kind == "sqs":
+        client = dead_letter_client("sqs", settings.aws_region)
+        sink: DeadLetterSink = DeadLetterQueue.connect(client, destination.location, metrics.observe_aws)
+    elif destination.kind == "s3":
+        client = dead_letter_client("s3", settings.aws_region)
+        sink = DeadLetterObjects.connect(client, destination.location, destination.prefix, metrics.observe_aws)
+    else:
+        sink = DeadLetterFile(Path(destination.location))
+    log.info("dead_letter_destination", destination=str(destination))
+    return sink
 
 
 def _worker(

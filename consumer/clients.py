@@ -1,15 +1,16 @@
-"""Vendor clients built from settings: boto3 for DynamoDB and Streams, opensearch-py for the sink.
+"""Vendor clients built from settings: boto3 for DynamoDB, Streams and the SQS / S3 dead-letter
+destinations, opensearch-py for the sink.
 
 Endpoints, region and credentials come from the standard AWS variables (``AWS_ENDPOINT_URL``,
 ``AWS_ENDPOINT_URL_DYNAMODB``, ``AWS_ENDPOINT_URL_DYNAMODB_STREAMS`` or its alias
-``AWS_ENDPOINT_URL_DYNAMODBSTREAMS``, ``AWS_REGION``), so the same
+``AWS_ENDPOINT_URL_DYNAMODBSTREAMS``, ``AWS_ENDPOINT_URL_SQS``, ``AWS_ENDPOINT_URL_S3``, ``AWS_REGION``), so the same
 image runs against AWS and against the emulators.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 from botocore.config import Config
@@ -47,6 +48,25 @@ def aws_clients(region: str | None, streams_endpoint_url: str | None = None, poo
         session.client("dynamodb", config=table_config),
         session.client("dynamodbstreams", config=stream_config, endpoint_url=streams_endpoint_url),
     )
+
+
+def dead_letter_client(service: Literal["sqs", "s3"], region: str | None, pool_size: int = 32) -> Any:
+    """An SQS or S3 client for a dead-letter destination, created only when one is configured.
+
+    Its endpoint comes from ``AWS_ENDPOINT_URL_SQS`` / ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``
+    (botocore reads them). botocore's standard retries absorb throttling and 5xx before the
+    destination reports a failure (and the shard consumer retries the batch).
+    """
+    session = boto3.session.Session(region_name=region)
+    if session.region_name is None:
+        raise ConfigError("no AWS region: set AWS_REGION (e.g. AWS_REGION=eu-west-1)")
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 5},
+        connect_timeout=5,
+        read_timeout=30,
+        max_pool_connections=pool_size,
+    )
+    return session.client(service, config=config)
 
 
 def opensearch_client(settings: Settings, pool_size: int = 32) -> OpenSearch:

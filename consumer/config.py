@@ -15,6 +15,7 @@ import os
 import re
 import socket
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +28,55 @@ ENV_PREFIX = "CDC_"
 _STREAM_ARN = re.compile(r"^arn:aws[\w-]*:dynamodb:[\w-]+:\d{12}:table/(?P<table>[\w.-]+)/stream/.+$")
 _INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _MISSING_SOURCE = "set CDC_TABLE_NAME (the table whose stream to read) or CDC_STREAM_ARN"
+
+
+_SQS_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+_SQS_QUEUE_URL = re.compile(r"^https?://[^\s/]+/\d{12}/[A-Za-z0-9_-]{1,80}$")
+_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_DESTINATION_FORMS = (
+    "expected file, file://<path>, sqs:<queue URL or name> or s3://<bucket>[/<prefix>], e.g. "
+    "sqs:orders-cdc-dead-letters or s3://example-cdc-dead-letters/orders"
+)
+
+
+@dataclass(frozen=True)
+class DeadLetterDestination:
+    """Where dead letters go: ``kind`` file (``location`` a path), sqs (a queue URL or name) or s3 (a bucket)."""
+
+    kind: Literal["file", "sqs", "s3"]
+    location: str
+    prefix: str = ""
+
+    def __str__(self) -> str:
+        if self.kind == "file":
+            return f"file://{self.location}"
+        return f"sqs:{self.location}" if self.kind == "sqs" else f"s3://{self.location}/{self.prefix}".rstrip("/")
+
+
+def parse_dead_letter_destination(text: str) -> DeadLetterDestination | None:
+    """``CDC_DEAD_LETTER_DESTINATION`` parsed; None for ``file`` or empty (the file at CDC_DEAD_LETTER_PATH).
+
+    Raises:
+        ValueError: naming the accepted forms.
+    """
+    text = text.strip()
+    if text in ("", "file"):
+        return None
+    if text.startswith("file://") and len(text) > len("file://"):
+        return DeadLetterDestination("file", text[len("file://") :])
+    if text.startswith("sqs:"):
+        queue = text[len("sqs:") :]
+        if queue.endswith(".fifo"):
+            raise ValueError("FIFO queues are not supported: use a standard SQS queue")
+        if _SQS_QUEUE_NAME.match(queue) or _SQS_QUEUE_URL.match(queue):
+            return DeadLetterDestination("sqs", queue)
+        raise ValueError(f"not an SQS queue URL or name (letters, digits, - and _, ≤ 80); {_DESTINATION_FORMS}")
+    if text.startswith("s3://"):
+        bucket, _, prefix = text[len("s3://") :].partition("/")
+        if not _S3_BUCKET.match(bucket):
+            raise ValueError(f"{bucket!r} is not an S3 bucket name; {_DESTINATION_FORMS}")
+        return DeadLetterDestination("s3", bucket, prefix.strip("/"))
+    raise ValueError(_DESTINATION_FORMS)
 
 
 def _default_worker_id() -> str:
@@ -65,6 +115,7 @@ class Settings(BaseModel):
     max_retry_attempts: int = Field(-1, ge=-1, le=100_000)
     max_record_age_seconds: int = Field(-1, ge=-1, le=604_800)
     dead_letter_path: Path = Path("cdc-dead-letters.jsonl")
+    dead_letter_destination: DeadLetterDestination | None = None
     event_names: tuple[Literal["INSERT", "MODIFY", "REMOVE"], ...] = ("INSERT", "MODIFY", "REMOVE")
     filter_patterns: tuple[dict[str, Any], ...] = ()
     ttl_deletes: Literal["delete", "skip", "mark"] = "delete"
@@ -83,6 +134,11 @@ class Settings(BaseModel):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("dead_letter_destination", mode="before")
+    @classmethod
+    def _destination(cls, value: Any) -> Any:
+        return parse_dead_letter_destination(value) if isinstance(value, str) else value
 
     @field_validator("filter_patterns", mode="before")
     @classmethod
@@ -128,6 +184,11 @@ class Settings(BaseModel):
     @property
     def index_name(self) -> str:
         return self.opensearch_index or self.source_table.lower()
+
+    @property
+    def dead_letters(self) -> DeadLetterDestination:
+        """CDC_DEAD_LETTER_DESTINATION, or the file at CDC_DEAD_LETTER_PATH when it is unset or ``file``."""
+        return self.dead_letter_destination or DeadLetterDestination("file", str(self.dead_letter_path))
 
     @property
     def renew_interval_seconds(self) -> float:

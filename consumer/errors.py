@@ -67,6 +67,13 @@ class SinkError(ConsumerError):
     retriable = True
 
 
+class DeadLetterError(SinkError):
+    """A dead-letter destination (SQS, S3) refused or failed a write: the batch must not be checkpointed.
+
+    A SinkError, so the shard consumer retries the whole batch as it does an OpenSearch failure.
+    """
+
+
 class RecordError(ConsumerError):
     """A stream record cannot be turned into an index action: malformed or unrepresentable.
 

@@ -105,6 +105,6 @@ def test_kms_decrypt_only_through_dynamodb():
     assert statement["Condition"] == {"StringEquals": {"kms:ViaService": f"dynamodb.{region}.amazonaws.com"}}
 
 
-def test_future_dead_letter_permissions_stay_out_of_the_main_policy():
+def test_dead_letter_destination_permissions_stay_out_of_the_main_policy():
     granted = {action for statement in _statements(POLICY) for action in _actions(statement)}
     assert not granted & {"sqs:SendMessage", "s3:PutObject"}

@@ -175,3 +175,51 @@ def test_the_streams_endpoint_alias_is_honoured_unless_the_sdk_variable_is_set()
     assert settings.streams_endpoint_url == "http://streams:1" and warnings == []
     both = {**alias, "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": "http://sdk:2"}
     assert load_settings(both)[0].streams_endpoint_url is None  # botocore reads its own variable
+
+
+def test_dead_letters_default_to_the_file_at_cdc_dead_letter_path():
+    # GIVEN no CDC_DEAD_LETTER_DESTINATION (or `file`) WHEN settings load THEN the file at CDC_DEAD_LETTER_PATH is used
+    for extra in ({}, {"CDC_DEAD_LETTER_DESTINATION": "file"}, {"CDC_DEAD_LETTER_DESTINATION": ""}):
+        settings, _ = load_settings(environ(CDC_DEAD_LETTER_PATH="/var/lib/cdc/dl.jsonl", **extra))
+        assert (settings.dead_letters.kind, settings.dead_letters.location) == ("file", "/var/lib/cdc/dl.jsonl")
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "location", "prefix"),
+    [
+        ("file:///var/lib/cdc/dead-letters.jsonl", "file", "/var/lib/cdc/dead-letters.jsonl", ""),
+        ("sqs:orders-dlq", "sqs", "orders-dlq", ""),
+        (
+            "sqs:https://sqs.eu-west-1.amazonaws.com/123456789012/orders-dlq",
+            "sqs",
+            "https://sqs.eu-west-1.amazonaws.com/123456789012/orders-dlq",
+            "",
+        ),
+        ("s3://example-cdc-dead-letters", "s3", "example-cdc-dead-letters", ""),
+        ("s3://example-cdc-dead-letters/orders/dlq/", "s3", "example-cdc-dead-letters", "orders/dlq"),
+    ],
+)
+def test_a_dead_letter_destination_is_parsed(value, kind, location, prefix):
+    # GIVEN CDC_DEAD_LETTER_DESTINATION WHEN settings load THEN it names the destination, whatever the path says
+    settings, _ = load_settings(environ(CDC_DEAD_LETTER_DESTINATION=value, CDC_DEAD_LETTER_PATH="ignored.jsonl"))
+    destination = settings.dead_letters
+    assert (destination.kind, destination.location, destination.prefix) == (kind, location, prefix)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("sqs://orders-dlq", "not an SQS queue URL or name"),
+        ("sqs:", "not an SQS queue URL or name"),
+        ("sqs:orders-dlq.fifo", "FIFO queues are not supported"),
+        ("s3://Bad_Bucket/x", "'Bad_Bucket' is not an S3 bucket name"),
+        ("s3://", "is not an S3 bucket name"),
+        ("file://", "expected file, file://<path>"),
+        ("kafka://topic", "expected file, file://<path>, sqs:<queue URL or name> or s3://<bucket>[/<prefix>]"),
+    ],
+)
+def test_a_bad_dead_letter_destination_is_named_with_the_accepted_forms(value, expected):
+    # GIVEN a malformed CDC_DEAD_LETTER_DESTINATION WHEN settings load THEN the error names it and what is expected
+    message = config_error(environ(CDC_DEAD_LETTER_DESTINATION=value))
+    assert f"CDC_DEAD_LETTER_DESTINATION={value!r}: " in message
+    assert expected in message

@@ -1,0 +1,129 @@
+"""Dead-letter destinations against fake clients: one serialisation, SQS batching and limits,
+failed entries resent, S3 keys that make a retried batch overwrite its own object."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from structlog.testing import capture_logs
+
+from consumer.errors import DeadLetterError, SinkError
+from consumer.sink.dlq import (
+    SQS_MAX_MESSAGE_BYTES,
+    DeadLetter,
+    DeadLetterObjects,
+    DeadLetterQueue,
+    to_json,
+)
+from tests.support.factories import stream_record
+
+
+class FakeSqs:
+    """Records SendMessageBatch calls; ``fail`` maps an entry id to how many times it is refused."""
+
+    def __init__(self, fail: dict[str, int] | None = None) -> None:
+        self.calls: list[list[dict]] = []
+        self.fail = dict(fail or {})
+
+    def send_message_batch(self, QueueUrl, Entries):  # noqa: N803 (boto3's spelling)
+        self.calls.append(Entries)
+        failed = []
+        for entry in Entries:
+            if self.fail.get(entry["Id"], 0) > 0:
+                self.fail[entry["Id"]] -= 1
+                failed.append({"Id": entry["Id"], "SenderFault": False, "Code": "InternalError"})
+        ok = [{"Id": e["Id"]} for e in Entries if e["Id"] not in {f["Id"] for f in failed}]
+        return {"Successful": ok, "Failed": failed}
+
+
+class FakeS3:
+    def __init__(self) -> None:
+        self.objects: dict[str, dict] = {}
+
+    def put_object(self, **kwargs):
+        self.objects[kwargs["Key"]] = kwargs
+        return {}
+
+
+def letter(seq: str | None = "100", shard: str = "shard-1", **record_fields) -> DeadLetter:
+    record = stream_record("INSERT", keys={"pk": {"S": f"k{seq}"}}, **record_fields)
+    return DeadLetter(shard, seq, "400 mapper_parsing_exception", record, attempts=2)
+
+
+def test_to_json_holds_the_whole_letter():
+    # GIVEN a letter with binary values and a datetime WHEN serialised THEN everything is kept, losslessly
+    data = orjson.loads(to_json(letter(new_image={"b": {"B": b"\x00\xff"}}), "2024-01-01T00:00:00+00:00"))
+    assert data["shard_id"] == "shard-1" and data["sequence_number"] == "100" and data["attempts"] == 2
+    assert data["error"] == "400 mapper_parsing_exception"
+    assert data["record"]["dynamodb"]["NewImage"]["b"] == {"B": "AP8="}
+    assert data["dead_lettered_at"] == "2024-01-01T00:00:00+00:00"
+
+
+def test_sqs_sends_at_most_ten_messages_per_call_one_letter_each():
+    # GIVEN 23 letters WHEN written THEN three calls of 10, 10 and 3 carry one letter per message
+    sqs = FakeSqs()
+    DeadLetterQueue(sqs, "https://q").write([letter(str(100 + i)) for i in range(23)])
+    assert [len(call) for call in sqs.calls] == [10, 10, 3]
+    sent = [orjson.loads(entry["MessageBody"])["sequence_number"] for call in sqs.calls for entry in call]
+    assert sent == [str(100 + i) for i in range(23)]
+
+
+def test_sqs_batches_stay_under_the_total_payload_limit():
+    # GIVEN letters of ~100 KiB each WHEN written THEN no call carries more than 256 KiB of bodies
+    sqs = FakeSqs()
+    big = {"blob": {"S": "x" * 100_000}}
+    DeadLetterQueue(sqs, "https://q").write([letter(str(i), new_image=big) for i in range(5)])
+    assert all(sum(len(e["MessageBody"].encode()) for e in call) <= SQS_MAX_MESSAGE_BYTES for call in sqs.calls)
+    assert sum(len(call) for call in sqs.calls) == 5
+
+
+def test_an_oversize_letter_is_sent_cut_down_to_its_keys_and_logged():
+    # GIVEN a letter whose JSON is over 256 KiB WHEN written THEN its record keeps only identity and a note
+    sqs = FakeSqs()
+    huge = letter("7", new_image={"blob": {"S": "x" * 300_000}})
+    with capture_logs() as logs:
+        DeadLetterQueue(sqs, "https://q").write([huge])
+    (entry,) = sqs.calls[0]
+    assert len(entry["MessageBody"].encode()) <= SQS_MAX_MESSAGE_BYTES
+    sent = orjson.loads(entry["MessageBody"])
+    assert sent["sequence_number"] == "7" and sent["error"] == huge.error
+    assert sent["record"]["dynamodb"]["Keys"] == {"pk": {"S": "k7"}}
+    assert "left out" in sent["record"]["note"]
+    assert [event["event"] for event in logs] == ["dead_letter_truncated"]
+
+
+def test_failed_entries_are_resent_until_accepted():
+    # GIVEN SQS refusing entry 1 twice WHEN written THEN only that entry is sent again, until accepted
+    sqs = FakeSqs(fail={"1": 2})
+    DeadLetterQueue(sqs, "https://q").write([letter("1"), letter("2"), letter("3")])
+    assert [[e["Id"] for e in call] for call in sqs.calls] == [["0", "1", "2"], ["1"], ["1"]]
+
+
+def test_persistently_failed_entries_raise_a_retriable_sink_error():
+    # GIVEN SQS refusing an entry every time WHEN written THEN DeadLetterError (a SinkError: the batch is retried)
+    sqs = FakeSqs(fail={"0": 99})
+    with pytest.raises(DeadLetterError) as caught:
+        DeadLetterQueue(sqs, "https://q", attempts=3).write([letter("1")])
+    assert isinstance(caught.value, SinkError) and caught.value.retriable
+    assert len(sqs.calls) == 3
+
+
+def test_s3_key_is_the_shards_sequence_range_so_a_retry_overwrites():
+    # GIVEN letters out of sequence order WHEN written twice THEN one object named by the range, as JSON lines
+    s3 = FakeS3()
+    objects = DeadLetterObjects(s3, "bucket", "orders/dlq/")
+    batch = [letter("300"), letter("20"), letter(None)]
+    objects.write(batch)
+    objects.write(batch)
+    (key,) = s3.objects
+    assert key == "orders/dlq/shard-1/20-300.jsonl"
+    put = s3.objects[key]
+    assert put["ContentType"] == "application/x-ndjson" and put["Bucket"] == "bucket"
+    assert [orjson.loads(line)["sequence_number"] for line in put["Body"].splitlines()] == ["300", "20", None]
+
+
+def test_s3_letters_without_sequence_numbers_get_a_stable_digest_key():
+    objects = DeadLetterObjects(FakeS3(), "bucket")
+    batch = [letter(None), letter(None, shard="shard-1")]
+    assert objects.key("shard-1", batch) == objects.key("shard-1", batch)
+    assert objects.key("shard-1", batch).startswith("shard-1/unsequenced-")
