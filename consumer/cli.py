@@ -123,30 +123,32 @@ def run_command() -> int:
 
 def leases_command(as_json: bool) -> int:
     """Print the lease table read with the worker's settings; OpenSearch settings are not needed."""
-    try:
-        settings, warnings = load_settings(os.environ, require_opensearch=False)
-        for warning in warnings:
-            print(f"consumer: warning: {warning}", file=sys.stderr)
-        leases = read_leases(settings)
-    except ConfigError as exc:
-        print(f"consumer: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except ConsumerError as exc:
-        print(f"consumer: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    rows = lease_rows(leases, now=time.time(), failover_seconds=settings.failover_seconds)
-    sys.stdout.write(render_json(rows) if as_json else render_table(rows))
-    return EXIT_OK
+
+    def body(settings: Settings) -> bool:
+        rows = lease_rows(read_leases(settings), now=time.time(), failover_seconds=settings.failover_seconds)
+        sys.stdout.write(render_json(rows) if as_json else render_table(rows))
+        return False
+
+    return _run_command(body, require_opensearch=False)
 
 
 def operator_command(body: Callable[[Settings], bool]) -> int:
     """Run an operator command with the workers' settings (OpenSearch included): ``body`` prints its
     report and says whether it found something needing attention (exit 3)."""
+
+    def logged(settings: Settings) -> bool:
+        configure_logging(settings.log_level, settings.log_format)  # on stderr: stdout is the report's
+        return body(settings)
+
+    return _run_command(logged, require_opensearch=True)
+
+
+def _run_command(body: Callable[[Settings], bool], require_opensearch: bool) -> int:
+    """Load settings, run ``body``, and map its outcome and errors to the documented exit codes."""
     try:
-        settings, warnings = load_settings(os.environ)
+        settings, warnings = load_settings(os.environ, require_opensearch=require_opensearch)
         for warning in warnings:
             print(f"consumer: warning: {warning}", file=sys.stderr)
-        configure_logging(settings.log_level, settings.log_format)  # on stderr: stdout is the report's
         attention = body(settings)
     except ConfigError as exc:
         print(f"consumer: {exc}", file=sys.stderr)

@@ -29,24 +29,14 @@ class AwsClients:
 def aws_clients(region: str | None, streams_endpoint_url: str | None = None, pool_size: int = 32) -> AwsClients:
     """DynamoDB with botocore's standard retries. Streams without: shard consumers back off
     themselves, through one throttle gate per worker, and count every throttle they see."""
-    session = boto3.session.Session(region_name=region)
-    if session.region_name is None:
-        raise ConfigError("no AWS region: set AWS_REGION (e.g. AWS_REGION=eu-west-1)")
-    table_config = Config(
-        retries={"mode": "standard", "max_attempts": 5},
-        connect_timeout=5,
-        read_timeout=10,
-        max_pool_connections=pool_size,
-    )
-    stream_config = Config(
-        retries={"mode": "standard", "total_max_attempts": 1},
-        connect_timeout=5,
-        read_timeout=10,
-        max_pool_connections=pool_size,
-    )
+    session = _session(region)
     return AwsClients(
-        session.client("dynamodb", config=table_config),
-        session.client("dynamodbstreams", config=stream_config, endpoint_url=streams_endpoint_url),
+        session.client("dynamodb", config=_config(pool_size, {"mode": "standard", "max_attempts": 5})),
+        session.client(
+            "dynamodbstreams",
+            config=_config(pool_size, {"mode": "standard", "total_max_attempts": 1}),
+            endpoint_url=streams_endpoint_url,
+        ),
     )
 
 
@@ -57,16 +47,19 @@ def dead_letter_client(service: Literal["sqs", "s3"], region: str | None, pool_s
     (botocore reads them). botocore's standard retries absorb throttling and 5xx before the
     destination reports a failure (and the shard consumer retries the batch).
     """
+    retries = {"mode": "standard", "max_attempts": 5}
+    return _session(region).client(service, config=_config(pool_size, retries, read_timeout=30))
+
+
+def _session(region: str | None) -> boto3.session.Session:
     session = boto3.session.Session(region_name=region)
     if session.region_name is None:
         raise ConfigError("no AWS region: set AWS_REGION (e.g. AWS_REGION=eu-west-1)")
-    config = Config(
-        retries={"mode": "standard", "max_attempts": 5},
-        connect_timeout=5,
-        read_timeout=30,
-        max_pool_connections=pool_size,
-    )
-    return session.client(service, config=config)
+    return session
+
+
+def _config(pool_size: int, retries: dict[str, Any], read_timeout: float = 10) -> Config:
+    return Config(retries=retries, connect_timeout=5, read_timeout=read_timeout, max_pool_connections=pool_size)
 
 
 def opensearch_client(settings: Settings, pool_size: int = 32) -> OpenSearch:
