@@ -2,7 +2,9 @@
 
 The probe server starts first, so ``/healthz`` answers from the first second. Resolving the
 stream is retried while DynamoDB is unreachable (``/readyz`` says why it is not ready) instead of
-crash-looping the container; a set-up error (missing table, no stream) still fails at once.
+crash-looping the container; a set-up error (missing table, no stream) still fails at once. Then the
+index and its filtered read alias are set up (``consumer.sink.index_setup``), retried the same way
+while OpenSearch is unreachable.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from consumer.projection import ProjectionRules
 from consumer.shards.api import Boto3StreamApi
 from consumer.shards.consumer import ReaderSettings
 from consumer.sink.dlq import DeadLetterFile, DeadLetterObjects, DeadLetterQueue, DeadLetterSink
+from consumer.sink.index_setup import ensure_index
 from consumer.sink.opensearch import OpenSearchSink, RetryLimits
+from consumer.sink.reaper import Reaper
 from consumer.source import StreamSource, resolve_stream
 from consumer.worker import Worker, WorkerTimings
 
@@ -52,7 +56,7 @@ def run_worker(settings: Settings, stop: threading.Event) -> None:
     try:
         aws = aws_clients(settings.aws_region, settings.streams_endpoint_url)
         source = _resolve_until_stopped(aws, settings, stop, health)
-        if source is None:
+        if source is None or not _index_ready_until_stopped(settings, stop, health):
             return
         processor = _processor(settings, source, metrics)
         _worker(settings, aws, source, processor, metrics, timings, stop, health).run()
@@ -81,6 +85,25 @@ def _resolve_until_stopped(
             attempt += 1
             stop.wait(delay)
     return None
+
+
+def _index_ready_until_stopped(settings: Settings, stop: threading.Event, health: Health) -> bool:
+    """Set up the index and read alias; transient failures are retried with backoff, set-up errors raised."""
+    client = opensearch_client(settings)
+    attempt = 0
+    while not stop.is_set():
+        try:
+            ensure_index(client, settings.index_name, settings.read_alias_name)
+            return True
+        except ConfigError:
+            raise
+        except ConsumerError as exc:
+            delay = backoff_delay(attempt, settings.retry_base_seconds, settings.retry_max_delay_seconds)
+            health.beat(f"index not set up yet: {exc}")
+            log.warning("index_setup_failed", error=str(exc), retry_in_seconds=round(delay, 3))
+            attempt += 1
+            stop.wait(delay)
+    return False
 
 
 def _rules(settings: Settings, source: StreamSource) -> ProjectionRules:
@@ -145,6 +168,7 @@ def _worker(
     stop: threading.Event,
     health: Health,
 ) -> Worker:
+    reaper = Reaper(opensearch_client(settings), settings.index_name, settings.tombstone_retention_seconds)
     reader = ReaderSettings(
         settings.max_records_per_read,
         settings.poll_interval_seconds,
@@ -163,4 +187,6 @@ def _worker(
         initial_position=settings.initial_position,
         stop_event=stop,
         health=health,
+        reap=lambda: reaper.reap_once().more,
+        reap_interval=settings.tombstone_reap_interval_seconds,
     )

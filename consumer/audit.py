@@ -3,7 +3,8 @@
 The table is scanned with consistent reads and every item projected as a worker would write it
 (``consumer.repair.project_item``); the index is scrolled in full. Drift is a document *missing*
 for an item, an *extra* document without an item, or a *different* document. ``--repair`` writes
-the table's state for each drifted id (index, or delete for an extra one) with the external
+the table's state for each drifted id (index, or a tombstone for an extra one; tombstones in the
+index count as absent items) with the external
 version ``repair_version(read time of the scan)``: a change made after the scan always wins over
 it, so a repair racing the workers is safe, and one that lost is reported *stale*.
 

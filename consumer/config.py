@@ -27,6 +27,7 @@ from consumer.filtering import PatternError, validate_pattern
 ENV_PREFIX = "CDC_"
 _STREAM_ARN = re.compile(r"^arn:aws[\w-]*:dynamodb:[\w-]+:\d{12}:table/(?P<table>[\w.-]+)/stream/.+$")
 _INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_STREAM_RETENTION_SECONDS = 86_400
 _MISSING_SOURCE = "set CDC_TABLE_NAME (the table whose stream to read) or CDC_STREAM_ARN"
 
 
@@ -94,6 +95,9 @@ class Settings(BaseModel):
     initial_position: Literal["TRIM_HORIZON", "LATEST"] = "TRIM_HORIZON"
     opensearch_url: str | None = Field(None, pattern=r"^https?://[^\s/]+(/.*)?$")
     opensearch_index: str | None = Field(None, max_length=255, pattern=_INDEX_NAME.pattern)
+    opensearch_read_alias: str | None = Field(None, max_length=255, pattern=_INDEX_NAME.pattern)
+    tombstone_retention_seconds: int = Field(172_800, le=31_536_000)
+    tombstone_reap_interval_seconds: float = Field(3600.0, ge=1, le=604_800)
     opensearch_timeout_seconds: float = Field(30.0, gt=0, le=600)
     opensearch_auth: Literal["none", "basic", "sigv4"] = "none"
     opensearch_username: str | None = None
@@ -135,6 +139,17 @@ class Settings(BaseModel):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    @field_validator("tombstone_retention_seconds")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        if value < _STREAM_RETENTION_SECONDS:
+            raise ValueError(
+                f"must be ≥ {_STREAM_RETENTION_SECONDS} (24 h): a tombstone must outlive the stream's 24 h retention "
+                "(plus the longest pause of a zombie worker), or a late replay of a record still in the stream "
+                "would resurrect the deleted item once its tombstone is reaped"
+            )
+        return value
+
     @field_validator("dead_letter_destination", mode="before")
     @classmethod
     def _destination(cls, value: Any) -> Any:
@@ -166,6 +181,11 @@ class Settings(BaseModel):
                 f"the index name {self.index_name!r} derived from the table name is not a valid OpenSearch "
                 "index name: set CDC_OPENSEARCH_INDEX"
             )
+        if self.read_alias_name == self.index_name:
+            raise ValueError(
+                f"CDC_OPENSEARCH_READ_ALIAS must differ from the index name {self.index_name!r}: "
+                "the alias hides the tombstones the index holds"
+            )
         return self
 
     @property
@@ -184,6 +204,11 @@ class Settings(BaseModel):
     @property
     def index_name(self) -> str:
         return self.opensearch_index or self.source_table.lower()
+
+    @property
+    def read_alias_name(self) -> str:
+        """The filtered alias applications search: CDC_OPENSEARCH_READ_ALIAS, or ``<index>-live``."""
+        return self.opensearch_read_alias or f"{self.index_name}-live"
 
     @property
     def dead_letters(self) -> DeadLetterDestination:

@@ -1,8 +1,13 @@
 """A stream record → the OpenSearch operation that projects it (pure, thread-safe).
 
-INSERT and MODIFY index the record's NewImage as the whole document; REMOVE deletes. Both carry
-the external version, so whatever order or number of times they arrive, the index ends at the
-highest version of each document.
+INSERT and MODIFY index the record's NewImage as the whole document; REMOVE indexes a *tombstone*
+(``tombstone``: ``"_cdc_deleted": true``, the deletion time and the item's key attributes), never a
+``_bulk`` delete: OpenSearch forgets a delete's version after ``index.gc_deletes`` (60 s), after
+which a stale replay would resurrect the item, whereas a tombstone is a document that keeps its
+version until ``consumer.sink.reaper`` removes it after the retention (docs/versioning.md,
+"Deletes"). Applications search the filtered read alias, which hides tombstones
+(``consumer.sink.index_setup``). Every operation carries the external version, so whatever order or
+number of times they arrive, the index ends at the highest version of each document.
 
 ``ProjectionRules`` shape what is projected (all configured by ``CDC_*`` variables):
 
@@ -32,6 +37,8 @@ from consumer.sink.bulk import BulkAction
 
 TtlMode = Literal["delete", "skip", "mark"]
 TTL_MARK_FIELD = "_ttl_expired"
+DELETED_FIELD = "_cdc_deleted"
+DELETED_AT_FIELD = "_cdc_deleted_at"
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,8 @@ def to_bulk_action(
         return None
     doc_id = document_id(schema, record.keys)
     if record.event_name == "REMOVE" and not (record.is_ttl_delete and rules.ttl_deletes == "mark"):
-        return BulkAction(record, doc_id, version, "delete", None)
+        keys = shape_document(item_to_json(record.keys), rules)
+        return BulkAction(record, doc_id, version, "index", tombstone(keys, record.approximate_second))
     image = record.new_image if record.event_name != "REMOVE" else record.old_image
     if image is None:
         raise RecordError("TTL delete to mark has no OldImage: the stream must be NEW_AND_OLD_IMAGES")
@@ -75,6 +83,17 @@ def to_bulk_action(
     if record.event_name == "REMOVE":
         document[TTL_MARK_FIELD] = True
     return BulkAction(record, doc_id, version, "index", document)
+
+
+def tombstone(keys: dict[str, Any], deleted_at: int) -> dict[str, Any]:
+    """The document that stands for a deleted item: its key attributes (JSON), the deletion flag and
+    the deletion time in Unix seconds (the record's ApproximateCreationDateTime)."""
+    return {**keys, DELETED_FIELD: True, DELETED_AT_FIELD: int(deleted_at)}
+
+
+def is_tombstone(document: dict[str, Any] | None) -> bool:
+    """Whether a document (a ``_source``) is a tombstone."""
+    return isinstance(document, dict) and document.get(DELETED_FIELD) is True
 
 
 def shape_document(document: dict[str, Any], rules: ProjectionRules) -> dict[str, Any]:

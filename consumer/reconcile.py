@@ -26,6 +26,7 @@ from consumer.observability.metrics import Metrics
 from consumer.projection import ProjectionRules
 from consumer.records import EVENT_NAMES
 from consumer.repair import Document, Item, RepairAction, project_item
+from consumer.sink.index_setup import LIVE_FILTER
 from consumer.sink.opensearch import OpenSearchSink, Result
 from consumer.source import read_key_schema
 
@@ -129,13 +130,14 @@ class Reconciler:
         return read_at, response.get("Item")
 
     def scroll_index(self) -> Iterator[tuple[str, Document]]:
-        """Every document of the index (id, source), however many; nothing when the index does not exist."""
+        """Every live document of the index (id, source), however many, tombstones left out (a
+        tombstone is an absent item); nothing when the index does not exist."""
         try:
             if not self.search.indices.exists(index=self.index):
                 return
             self.search.indices.refresh(index=self.index)  # documents written in the last second count too
             hits = helpers.scan(
-                self.search, index=self.index, query={"query": {"match_all": {}}}, size=SCROLL_PAGE_SIZE, scroll="5m"
+                self.search, index=self.index, query={"query": LIVE_FILTER}, size=SCROLL_PAGE_SIZE, scroll="5m"
             )
             for hit in hits:
                 yield hit["_id"], hit.get("_source") or {}

@@ -2,9 +2,9 @@
 
 A dead letter holds the stream record that could not be applied (``consumer.sink.dlq``). Its image
 is out of date by the time anyone redrives it, so only its keys are used: redrive reads the item's
-current state with a consistent GetItem and indexes it (or deletes the document when the item is
-gone) with the external version ``repair_version(read time)``, which every change made after the
-read beats (docs/versioning.md, "Repairs"). Entries of one item share one read and one write.
+current state with a consistent GetItem and indexes it (or a tombstone when the item is gone, see
+docs/versioning.md, "Deletes") with the external version ``repair_version(read time)``, which every
+change made after the read beats (docs/versioning.md, "Repairs"). Entries of one item share one read and one write.
 
 A dry run (the default) prints, per entry, the document id, the action and why; ``--apply`` writes
 and prints each outcome: applied, stale (a newer change is already indexed) or poison (still
@@ -25,10 +25,11 @@ from typing import Any
 
 import orjson
 
-from consumer.attributes import canonical_number
+from consumer.attributes import canonical_number, item_to_json
 from consumer.config import Settings
 from consumer.doc_ids import KeySchema, document_id
 from consumer.errors import ConfigError, RecordError
+from consumer.projection import is_tombstone, shape_document
 from consumer.reconcile import Reconciler
 from consumer.repair import Item, RepairAction, project_item, repair_version, restore
 from consumer.sink.bulk import Outcome
@@ -151,7 +152,8 @@ def _decide(reconciler: Reconciler, entry: Entry) -> Step:
         document = None if item is None else project_item(reconciler.schema, item, reconciler.shaping)[1]
     except RecordError as exc:
         return Step(entry, None, f"unreadable: {exc}", needs_attention=True)
-    action = restore(entry.doc_id, document, repair_version(read_at))
+    keys = None if document is not None else shape_document(item_to_json(entry.key), reconciler.shaping)
+    action = restore(entry.doc_id, document, repair_version(read_at), keys)
     if document is None:
         return Step(entry, action, "not in the table: delete its document")
     return Step(entry, action, "in the table: index its current state")
@@ -184,7 +186,7 @@ def render(steps: list[Step], path: Path, applied: bool) -> str:
     rows = [("LINE", "DOC ID", "ACTION", "OUTCOME" if applied else "REASON")]
     for step in steps:
         note = step.note if applied or not step.entry.error else f"{step.note} (was: {_shorten(step.entry.error)})"
-        action = step.action.op if step.action is not None else "-"
+        action = action_name(step.action) if step.action is not None else "-"
         rows.append((str(step.entry.line), step.entry.doc_id or "-", action, note))
     widths = [max(len(row[column]) for row in rows) for column in range(3)]
     lines = [
@@ -193,14 +195,19 @@ def render(steps: list[Step], path: Path, applied: bool) -> str:
     return "\n".join(lines) + "\n\n" + _summary(steps, path, applied) + "\n"
 
 
+def action_name(action: RepairAction) -> str:
+    """``delete`` for a tombstone write, else the operation."""
+    return "delete" if is_tombstone(action.document) else action.op
+
+
 def _summary(steps: list[Step], path: Path, applied: bool) -> str:
     def count(prefix: str) -> int:
         return sum(1 for step in steps if step.note.startswith(prefix))
 
     unreadable = count("unreadable")
     if not applied:
-        index = sum(1 for step in steps if step.action is not None and step.action.op == "index")
-        delete = sum(1 for step in steps if step.action is not None and step.action.op == "delete")
+        names = [action_name(step.action) for step in steps if step.action is not None]
+        index, delete = names.count("index"), names.count("delete")
         return (
             f"dry run: {len(steps)} dead letters in {path}: {index} to index, {delete} to delete, "
             f"{unreadable} unreadable; nothing was written (--apply redrives them)"

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from consumer.attributes import item_to_json
 from consumer.doc_ids import KeySchema, document_id
-from consumer.projection import PROJECT_ALL, ProjectionRules, shape_document
+from consumer.projection import PROJECT_ALL, ProjectionRules, shape_document, tombstone
 from consumer.versioning import COUNTER_BITS, MAX_SECOND
 
 Document = dict[str, Any]
@@ -137,13 +137,15 @@ class RepairAction:
     document: Document | None = None
 
 
-def restore(doc_id: str, document: Document | None, version: int) -> RepairAction:
-    """Index ``document`` under ``doc_id``, or delete the document when the item is gone (None)."""
+def restore(doc_id: str, document: Document | None, version: int, keys: Document | None = None) -> RepairAction:
+    """Index ``document`` under ``doc_id``, or, when the item is gone (None), a tombstone (with the
+    item's JSON ``keys`` when known) deleted at the read time that ``version`` was derived from."""
     if document is None:
-        return RepairAction(doc_id, version, "delete")
+        deleted_at = (version + 1) >> COUNTER_BITS  # floor(read_at): see repair_version
+        return RepairAction(doc_id, version, "index", tombstone(keys or {}, deleted_at))
     return RepairAction(doc_id, version, "index", document)
 
 
 def plan_repair(drift: Drift, expected: Mapping[str, Document], version: int) -> list[RepairAction]:
-    """Index missing and different documents from the table's state, delete the extra ones."""
+    """Index missing and different documents from the table's state, tombstone the extra ones."""
     return [restore(doc_id, expected.get(doc_id), version) for doc_id in drift.ids]

@@ -2,10 +2,12 @@
 
 Lifecycle: ``run()`` resolves the stream, ensures the lease table, syncs shards to leases, then
 loops every ``failover / 3`` seconds: renew held leases, scan the table, take leases, start a
-consumer for every held shard whose parents are done, reap finished consumers, and sync shards
-again when due. When the stop event is set (SIGTERM), it stops the consumers (each finishes or
-abandons its batch and keeps what it checkpointed), keeps renewing until they are done or the
-shutdown deadline passes, then releases its leases so other workers take them at once.
+consumer for every held shard whose parents are done, reap finished consumers, sync shards again
+when due, and start a tombstone reaping pass when due (on its own thread, so a slow OpenSearch
+never delays lease renewal; ``consumer.sink.reaper``). When the stop event is set (SIGTERM), it
+stops the consumers (each finishes or abandons its batch and keeps what it checkpointed), keeps
+renewing until they are done or the shutdown deadline passes, then releases its leases so other
+workers take them at once.
 
 Runs on the caller's thread; the shard consumers run on their own threads.
 """
@@ -65,6 +67,8 @@ class Worker:
         stop_event: threading.Event,
         health: Health,
         clock: Callable[[], float] = time.monotonic,
+        reap: Callable[[], bool] | None = None,
+        reap_interval: float = 3600.0,
     ) -> None:
         self._worker_id = worker_id
         self._source = source
@@ -82,6 +86,10 @@ class Worker:
         self._consumers: dict[str, ShardConsumer] = {}
         self._throttle = ThrottleGate(reader_settings.retry_base_seconds, reader_settings.retry_max_delay_seconds)
         self._next_sync = 0.0
+        self._reap = reap
+        self._reap_interval = reap_interval
+        self._next_reap = 0.0
+        self._reaping: threading.Thread | None = None
 
     def run(self) -> None:
         structlog.contextvars.bind_contextvars(worker_id=self._worker_id)
@@ -109,8 +117,27 @@ class Worker:
             self._start_ready_consumers(leases)
         except ConsumerError as exc:
             problem = self._tick_failed("lease_taking", exc)
+        self._maybe_reap()
         self._health.beat(problem)
         self._metrics.loop_heartbeat.set_to_current_time()
+
+    def _maybe_reap(self) -> None:
+        """Start one reaping pass when due and none is running; never blocks the loop."""
+        if self._reap is None or self._clock() < self._next_reap:
+            return
+        if self._reaping is not None and self._reaping.is_alive():
+            return
+        self._next_reap = self._clock() + self._reap_interval
+        self._reaping = threading.Thread(target=self._reap_pass, name="tombstone-reaper", daemon=True)
+        self._reaping.start()
+
+    def _reap_pass(self) -> None:
+        assert self._reap is not None
+        try:
+            if self._reap():
+                self._next_reap = 0.0  # the page was full: go on at the next tick
+        except Exception as exc:  # noqa: BLE001 - OpenSearch failing, or an odd answer: the next pass tries again
+            log.warning("tombstone_reaping_failed", error=str(exc), error_type=type(exc).__name__)
 
     def _tick_failed(self, step: str, exc: ConsumerError) -> str:
         log.warning("worker_tick_failed", step=step, error=str(exc), error_type=type(exc).__name__)

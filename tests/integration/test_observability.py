@@ -61,15 +61,13 @@ def test_healthz_stays_up_while_opensearch_is_unreachable(ddb, table_name, worke
     env = {**worker_env, "CDC_OPENSEARCH_URL": f"http://127.0.0.1:{free_port()}", "CDC_RETRY_MAX_DELAY_SECONDS": "0.5"}
     worker = start_worker(env)
 
-    # WHEN the worker keeps failing to write
-    wait_until(
-        lambda: worker.metric('cdc_bulk_requests_total{outcome="connection_error"}') >= 3,
-        timeout=60,
-        what="failed bulk requests",
-    )
+    # WHEN the worker keeps failing to set up the index and read alias (the first OpenSearch calls)
+    wait_until(lambda: len(worker.events("index_setup_failed")) >= 3, timeout=60, what="index set-up retries")
 
-    # THEN liveness stays 200 (no restart storm) while nothing is acknowledged or checkpointed
+    # THEN liveness stays 200 (no restart storm), readiness says why, nothing is acknowledged or checkpointed
     assert worker.probe("/healthz")[0] == 200
+    status, reason = worker.probe("/readyz")
+    assert status == 503 and "index not set up yet" in reason
     assert worker.metric("cdc_records_processed_total") == 0
     assert worker.metric('cdc_checkpoints_total{outcome="ok"}') == 0
 

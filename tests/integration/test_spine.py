@@ -165,3 +165,5 @@ def test_metrics_show_per_shard_lag_and_records_by_outcome(ddb, moto, osmem, tab
     assert len(age) == 1 and len(since) == 1
     assert_index_equals_table(ddb, table_name, osmem.url)
     assert samples["cdc_leases_held"] == 1
+    # AND the worker set up the filtered read alias applications search: it shows the table, no tombstones
+    assert index_documents(osmem.url, f"{table_name}-live") == table_documents(ddb, table_name)

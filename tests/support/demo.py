@@ -141,7 +141,7 @@ def _report_until_stopped(
     deadline = None if seconds is None else time.monotonic() + seconds
     shown_sample = False
     while not stop.wait(2.0):
-        table, index = table_documents(ddb, TABLE, KEY_SCHEMA), index_documents(osmem_url, TABLE)
+        table, index = table_documents(ddb, TABLE, KEY_SCHEMA), index_documents(osmem_url, f"{TABLE}-live")
         samples = _scrape(port)
         applied = sum(v for k, v in samples.items() if k.startswith("cdc_records_processed_total"))
         lag = max((v for k, v in samples.items() if k.startswith("cdc_shard_iterator_age_seconds")), default=0.0)

@@ -168,10 +168,11 @@ def _rejected_items(body: bytes, status: int) -> bytes:
 def assert_versions_follow_write_order(ledger: list[LedgerEntry]) -> None:
     """For every document, ordering its index operations by version orders them by write
     (``revision``, the writer's counter): whatever reached OpenSearch, in whatever order, the
-    higher version is always the later change."""
+    higher version is always the later change. Tombstones (deletes, which carry no ``revision``)
+    are left out, as ``_bulk`` deletes were."""
     by_doc = defaultdict(list)
     for entry in ledger:
-        if entry.op == "index":
+        if entry.op == "index" and entry.revision is not None:
             by_doc[entry.doc_id].append((entry.version, entry.revision))
     for doc_id, writes in by_doc.items():
         revisions = [revision for _, revision in sorted(set(writes))]

@@ -101,14 +101,18 @@ def table_documents(ddb: Any, table: str, schema: KeySchema = COMPOSITE_KEY) -> 
 
 
 def index_documents(opensearch_url: str, index: str) -> dict[str, dict[str, Any]]:
-    """Every document of the index: id → source (scrolling, so the count is not capped)."""
+    """Every live document of the index, as applications see it through the read alias (tombstones of
+    deleted items hidden): id → source (scrolling, so the count is not capped). Searches the physical
+    index with the read alias's filter, so indexes written without the worker's bootstrap work too."""
     from opensearchpy import OpenSearch
     from opensearchpy.exceptions import NotFoundError
+
+    from consumer.sink.index_setup import LIVE_FILTER
 
     client = OpenSearch(hosts=[opensearch_url])
     try:
         client.indices.refresh(index=index)
-        page = client.search(index=index, body={"query": {"match_all": {}}}, size=1000, scroll="1m")
+        page = client.search(index=index, body={"query": LIVE_FILTER}, size=1000, scroll="1m")
     except NotFoundError:
         return {}
     documents = {}

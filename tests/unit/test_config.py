@@ -223,3 +223,20 @@ def test_a_bad_dead_letter_destination_is_named_with_the_accepted_forms(value, e
     message = config_error(environ(CDC_DEAD_LETTER_DESTINATION=value))
     assert f"CDC_DEAD_LETTER_DESTINATION={value!r}: " in message
     assert expected in message
+
+
+def test_tombstone_settings_default_to_a_live_alias_two_days_and_an_hourly_reap():
+    settings, _ = load_settings(environ())
+    assert settings.read_alias_name == "orders-live"
+    assert (settings.tombstone_retention_seconds, settings.tombstone_reap_interval_seconds) == (172_800, 3600.0)
+    custom, _ = load_settings(environ(CDC_OPENSEARCH_READ_ALIAS="orders-search"))
+    assert custom.read_alias_name == "orders-search"
+
+
+def test_tombstones_must_outlive_the_stream_retention_and_the_alias_must_not_be_the_index():
+    # GIVEN a retention shorter than the stream's 24 h WHEN settings load THEN the error says why it matters
+    message = config_error(environ(CDC_TOMBSTONE_RETENTION_SECONDS="3600"))
+    assert "CDC_TOMBSTONE_RETENTION_SECONDS='3600'" in message
+    assert "must be ≥ 86400 (24 h)" in message and "resurrect" in message
+    assert load_settings(environ(CDC_TOMBSTONE_RETENTION_SECONDS="86400"))[0].tombstone_retention_seconds == 86400
+    assert "must differ from the index name" in config_error(environ(CDC_OPENSEARCH_READ_ALIAS="orders"))

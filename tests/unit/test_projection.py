@@ -6,7 +6,13 @@ import pytest
 
 from consumer.doc_ids import KeyAttribute, KeySchema
 from consumer.errors import RecordError
-from consumer.projection import to_bulk_action
+from consumer.projection import (
+    DELETED_AT_FIELD,
+    DELETED_FIELD,
+    ProjectionRules,
+    is_tombstone,
+    to_bulk_action,
+)
 from consumer.records import StreamRecord
 from tests.support.factories import stream_record
 
@@ -30,11 +36,30 @@ def test_an_upsert_indexes_the_new_image_as_the_whole_document(event):
 
 
 @pytest.mark.parametrize("ttl", [False, True])
-def test_a_remove_deletes_the_document_with_its_version(ttl):
-    # GIVEN a REMOVE (user delete or TTL expiry) WHEN projected THEN a delete of that id, no document
+def test_a_remove_indexes_a_tombstone_with_its_version(ttl):
+    # GIVEN a REMOVE (user delete or TTL expiry)
     record = StreamRecord.from_wire(stream_record("REMOVE", keys=KEYS, ttl=ttl))
+
+    # WHEN projected at version 43
     action = to_bulk_action(record, SCHEMA, 43)
-    assert (action.op, action.doc_id, action.version, action.document) == ("delete", "customer-1|2.5", 43, None)
+
+    # THEN it indexes a tombstone of that id at that version (a document OpenSearch never garbage-collects,
+    # unlike a delete's version): the keys, the flag the read alias filters on, and the deletion second
+    assert (action.op, action.doc_id, action.version) == ("index", "customer-1|2.5", 43)
+    assert action.document == {
+        "pk": "customer-1",
+        "sk": 2.5,
+        DELETED_FIELD: True,
+        DELETED_AT_FIELD: record.approximate_second,
+    }
+    assert is_tombstone(action.document)
+
+
+def test_a_tombstone_hides_masked_and_dropped_key_attributes_like_documents_do():
+    record = StreamRecord.from_wire(stream_record("REMOVE", keys=KEYS))
+    action = to_bulk_action(record, SCHEMA, 43, ProjectionRules(drop_fields=("sk",), mask_fields=("pk",)))
+    assert "sk" not in action.document and action.document["pk"].startswith("sha256:")
+    assert not is_tombstone({"pk": "x"}) and not is_tombstone(None)
 
 
 def test_a_record_whose_keys_do_not_fit_the_schema_is_poison():

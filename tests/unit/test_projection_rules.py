@@ -9,7 +9,7 @@ import pytest
 
 from consumer.doc_ids import KeyAttribute, KeySchema
 from consumer.errors import RecordError
-from consumer.projection import TTL_MARK_FIELD, ProjectionRules, to_bulk_action
+from consumer.projection import TTL_MARK_FIELD, ProjectionRules, is_tombstone, to_bulk_action
 from consumer.records import StreamRecord
 from tests.support.factories import stream_record
 
@@ -33,7 +33,7 @@ def ttl_delete(old_image=IMAGE):
 
 def test_by_default_everything_is_projected_as_it_is():
     assert action(stream_record("INSERT", keys=KEYS, new_image=IMAGE)).document["card"]["number"] == "4111"
-    assert action(ttl_delete()).op == "delete"
+    assert is_tombstone(action(ttl_delete()).document)
 
 
 def test_event_names_and_patterns_filter_records():
@@ -47,10 +47,11 @@ def test_event_names_and_patterns_filter_records():
 def test_ttl_deletes_can_be_skipped_or_marked_while_user_deletes_still_delete():
     user_delete = stream_record("REMOVE", keys=KEYS, old_image=IMAGE)
     assert action(ttl_delete(), ttl_deletes="skip") is None
-    assert action(user_delete, ttl_deletes="skip").op == "delete"
+    assert is_tombstone(action(user_delete, ttl_deletes="skip").document)
     marked = action(ttl_delete(), ttl_deletes="mark")
     assert (marked.op, marked.document[TTL_MARK_FIELD], marked.document["email"]) == ("index", True, "a@example.com")
-    assert action(user_delete, ttl_deletes="mark").op == "delete"
+    assert is_tombstone(action(user_delete, ttl_deletes="mark").document)
+    assert not is_tombstone(marked.document)
 
 
 def test_marking_a_ttl_delete_without_its_old_image_is_poison():

@@ -10,7 +10,7 @@ import pytest
 
 from consumer.doc_ids import KeyAttribute, KeySchema, document_id
 from consumer.projection import ProjectionRules
-from consumer.redrive import Entry, apply, parse_entry, plan, read_entries, render
+from consumer.redrive import Entry, action_name, apply, parse_entry, plan, read_entries, render
 from consumer.repair import repair_version
 from consumer.sink.bulk import Outcome
 from consumer.sink.dlq import DeadLetter, DeadLetterFile
@@ -100,13 +100,16 @@ def test_each_item_is_read_once_and_restored_to_its_current_state():
     # THEN the item is read once and indexed from its current state, the deleted one's document is deleted,
     # and the unreadable entry is kept in the report, needing attention
     assert reconciler.reads == 2
-    assert [(s.entry.line, s.action and s.action.op, s.needs_attention) for s in steps] == [
+    assert [(s.entry.line, s.action and action_name(s.action), s.needs_attention) for s in steps] == [
         (1, "index", False),
         (2, "delete", False),
         (3, None, True),
         (4, "index", False),
     ]
     assert steps[0].action.document == {"id": "AP98", "sk": 1.5, "n": 5}
+    # the deleted item's document is replaced by a tombstone with its keys, at the read time
+    assert steps[1].action.op == "index"
+    assert steps[1].action.document == {"id": "Zw==", "sk": 2, "_cdc_deleted": True, "_cdc_deleted_at": int(NOW)}
     assert {s.action.version for s in steps if s.action} == {repair_version(NOW + 0.5)}
 
 

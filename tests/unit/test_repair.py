@@ -163,24 +163,27 @@ def test_values_of_another_json_type_differ():
     assert differing_fields({"a": 1, "b": 2, "c": 3}, {"a": 1, "b": 2.0, "d": 3}) == ("b", "c", "d")
 
 
-def test_the_plan_indexes_missing_and_different_documents_and_deletes_extra_ones():
+def test_the_plan_indexes_missing_and_different_documents_and_tombstones_extra_ones():
     # GIVEN drift in every kind
     expected = {"m": {"x": 1}, "d": {"x": 2}, "same": {"x": 3}}
     drift = Drift(missing=("m",), extra=("e",), different=(("d", ("x",)),))
 
     # WHEN a repair is planned at one version
-    actions = plan_repair(drift, expected, 99)
-
-    # THEN each drifted id gets the table's state at that version
+    # THEN each drifted id gets the table's state at that version; a gone item a tombstone deleted at
+    # the read second the version stands for (repair_version(t) + 1 = t · 2³¹)
+    read_second = 1_700_000_000
+    version = repair_version(read_second + 0.25)
+    actions = plan_repair(drift, expected, version)
     assert actions == [
-        RepairAction("m", 99, "index", {"x": 1}),
-        RepairAction("d", 99, "index", {"x": 2}),
-        RepairAction("e", 99, "delete"),
+        RepairAction("m", version, "index", {"x": 1}),
+        RepairAction("d", version, "index", {"x": 2}),
+        RepairAction("e", version, "index", {"_cdc_deleted": True, "_cdc_deleted_at": read_second}),
     ]
     assert encode_bulk("orders", actions[1:]).splitlines() == [
-        b'{"index":{"_index":"orders","_id":"d","version":99,"version_type":"external"}}',
+        b'{"index":{"_index":"orders","_id":"d","version":%d,"version_type":"external"}}' % version,
         b'{"x":2}',
-        b'{"delete":{"_index":"orders","_id":"e","version":99,"version_type":"external"}}',
+        b'{"index":{"_index":"orders","_id":"e","version":%d,"version_type":"external"}}' % version,
+        b'{"_cdc_deleted":true,"_cdc_deleted_at":%d}' % read_second,
     ]
 
 
