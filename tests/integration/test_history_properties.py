@@ -1,0 +1,160 @@
+"""The index equals the table whatever the delivery history — property-tested against osmem-server.
+
+Hypothesis draws a history of changes to a few items (puts, deletes, re-inserts, many within one
+second) on a stream whose shard may split mid-history (children routed by key), and a delivery
+schedule over it, as the real service could experience it:
+
+* batches of random sizes, each applied by the real ``BatchProcessor`` with the version clock
+  threaded through, children only after their parent, starting from the parent's final clock;
+* restarts at random batch boundaries: the shard is re-read from an earlier checkpoint with the
+  clock stored with it (duplicates);
+* zombie writes: an earlier batch applied again, late, from its original checkpoint;
+* late replays after tombstone GC: ``index.gc_deletes`` is 0 s, so OpenSearch has forgotten every
+  delete's version by the time the zombies write.
+
+Whatever was drawn, the index seen through the read alias must equal the final table state.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import zlib
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opensearchpy import OpenSearch
+from prometheus_client import CollectorRegistry
+
+from consumer.doc_ids import KeyAttribute, KeySchema
+from consumer.observability.metrics import Metrics
+from consumer.processor import BatchProcessor
+from consumer.sink.dlq import DeadLetterFile
+from consumer.sink.index_setup import ensure_index
+from consumer.sink.opensearch import OpenSearchSink
+from tests.support.factories import stream_record
+from tests.support.tables import index_documents
+
+pytestmark = pytest.mark.integration
+SCHEMA = KeySchema((KeyAttribute("pk", "S"),))
+KEYS = [f"item-{i}" for i in range(5)]
+_indices = itertools.count()
+
+
+@dataclass(frozen=True)
+class Change:
+    key: str
+    deleted: bool
+    second: int
+    revision: int
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> list[Change]:
+    """Changes in write order; seconds never go backwards and often repeat."""
+    second = 1_800_000_000
+    changes = []
+    for revision in range(draw(st.integers(1, 40))):
+        second += draw(st.sampled_from([0, 0, 0, 1]))
+        changes.append(Change(draw(st.sampled_from(KEYS)), draw(st.booleans()), second, revision))
+    return changes
+
+
+def child_of(key: str) -> int:
+    return zlib.crc32(key.encode()) % 2
+
+
+def records_of(changes: list[Change]) -> list[dict]:
+    records = []
+    for change in changes:
+        keys = {"pk": {"S": change.key}}
+        if change.deleted:
+            records.append(stream_record("REMOVE", keys=keys, second=change.second))
+        else:
+            image = {**keys, "revision": {"N": str(change.revision)}}
+            records.append(stream_record("MODIFY", keys=keys, new_image=image, second=change.second))
+    return records
+
+
+def shards_of(changes: list[Change], split_at: int | None) -> list[list[dict]]:
+    """[parent] or [parent, left child, right child], each a list of records in shard order."""
+    if split_at is None:
+        return [records_of(changes)]
+    after = changes[split_at:]
+    return [
+        records_of(changes[:split_at]),
+        records_of([c for c in after if child_of(c.key) == 0]),
+        records_of([c for c in after if child_of(c.key) == 1]),
+    ]
+
+
+def final_table(changes: list[Change]) -> dict[str, dict]:
+    state: dict[str, dict] = {}
+    for change in changes:
+        if change.deleted:
+            state.pop(change.key, None)
+        else:
+            state[change.key] = {"pk": change.key, "revision": change.revision}
+    return state
+
+
+@pytest.fixture(scope="module")
+def client(osmem) -> OpenSearch:
+    return OpenSearch(hosts=[osmem.url])
+
+
+@given(
+    changes=histories(),
+    split=st.floats(0, 1) | st.none(),
+    data=st.data(),
+)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_the_index_equals_the_table_whatever_the_delivery_history(client, osmem, tmp_path, changes, split, data):
+    # GIVEN a fresh index whose delete tombstones OpenSearch forgets at once (gc_deletes 0 s)
+    index = f"history-{next(_indices)}"
+    client.indices.create(index=index, body={"settings": {"index": {"gc_deletes": "0s"}}})
+    ensure_index(client, index, f"{index}-live")
+    metrics = Metrics(CollectorRegistry())
+    processor = BatchProcessor(
+        SCHEMA, OpenSearchSink(client, index, metrics), DeadLetterFile(tmp_path / f"{index}.jsonl"), metrics
+    )
+    split_at = None if split is None else int(split * len(changes))
+    parent, *children = shards_of(changes, split_at)
+    stop = threading.Event()
+    zombies: list[tuple[list[dict], int]] = []
+
+    def deliver(records: list[dict], start_version: int) -> int:
+        """Deliver a shard in random batches with random restarts; returns its final clock."""
+        checkpoints = [(0, start_version)]  # (records settled, clock) after each batch
+        position, version, restarts = 0, start_version, 0
+        while position < len(records):
+            size = data.draw(st.integers(1, 8), label="batch size")
+            batch = records[position : position + size]
+            zombies.append((batch, version))
+            version = processor.process("shard", batch, version, stop).version
+            position += len(batch)
+            checkpoints.append((position, version))
+            if restarts < 3 and data.draw(st.booleans(), label="crash here?"):  # resume from an older checkpoint
+                position, version = data.draw(st.sampled_from(checkpoints), label="restart from")
+                restarts += 1
+        return version
+
+    # WHEN the lineage is delivered: the parent, then each child from the parent's final clock,
+    # and then some earlier batches are replayed late by zombies, after the tombstones' GC
+    parent_end = deliver(parent, 0)
+    for child in children:
+        deliver(child, parent_end)
+    for batch, version in data.draw(st.lists(st.sampled_from(zombies), max_size=4), label="zombies") if zombies else []:
+        processor.process("shard", batch, version, stop)
+
+    # THEN the index, as applications read it, equals the table
+    try:
+        documents = index_documents(osmem.url, index)
+        assert {doc_id: {k: doc[k] for k in ("pk", "revision")} for doc_id, doc in documents.items()} == final_table(
+            changes
+        )
+    finally:
+        processor.close()
+        client.indices.delete(index=index)
