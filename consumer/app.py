@@ -10,7 +10,9 @@ while OpenSearch is unreachable.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -36,6 +38,7 @@ from consumer.source import StreamSource, resolve_stream
 from consumer.worker import Worker, WorkerTimings
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 
 def run_worker(settings: Settings, stop: threading.Event) -> None:
@@ -55,55 +58,53 @@ def run_worker(settings: Settings, stop: threading.Event) -> None:
     processor = None
     try:
         aws = aws_clients(settings.aws_region, settings.streams_endpoint_url)
-        source = _resolve_until_stopped(aws, settings, stop, health)
-        if source is None or not _index_ready_until_stopped(settings, stop, health):
+        source = _until_stopped(
+            lambda: resolve_stream(aws.dynamodb, aws.streams, settings.source_table, settings.stream_arn),
+            "stream not resolved",
+            settings,
+            stop,
+            health,
+        )
+        if source is None:
+            return
+        log.info("stream_resolved", stream_arn=source.stream_arn, table=source.table_name)
+        client = opensearch_client(settings)
+        index_created = _until_stopped(
+            lambda: ensure_index(client, settings.index_name, settings.read_alias_name),
+            "index not set up",
+            settings,
+            stop,
+            health,
+        )
+        if index_created is None:
             return
         processor = _processor(settings, source, metrics)
-        _worker(settings, aws, source, processor, metrics, timings, stop, health).run()
+        worker = _worker(settings, aws, source, processor, metrics, timings, stop, health)
+        worker.run(index_preexisted=not index_created)
     finally:
         server.stop()
         if processor is not None:
             processor.close()
 
 
-def _resolve_until_stopped(
-    aws: AwsClients, settings: Settings, stop: threading.Event, health: Health
-) -> StreamSource | None:
-    """The stream to read; transient failures are retried with backoff, set-up errors raised."""
+def _until_stopped(
+    step: Callable[[], T], what: str, settings: Settings, stop: threading.Event, health: Health
+) -> T | None:
+    """Run a start-up step until it succeeds (None if stopped first): transient failures are retried
+    with backoff while ``/readyz`` says what is missing; set-up errors (ConfigError) are raised."""
     attempt = 0
     while not stop.is_set():
         try:
-            source = resolve_stream(aws.dynamodb, aws.streams, settings.source_table, settings.stream_arn)
-            log.info("stream_resolved", stream_arn=source.stream_arn, table=source.table_name)
-            return source
+            return step()
         except ConfigError:
             raise
         except ConsumerError as exc:
             delay = backoff_delay(attempt, settings.retry_base_seconds, settings.retry_max_delay_seconds)
-            health.beat(f"stream not resolved yet: {exc}")
-            log.warning("stream_resolution_failed", error=str(exc), retry_in_seconds=round(delay, 3))
+            health.beat(f"{what} yet: {exc}")
+            log.warning("startup_step_failed", step=what, error=str(exc), retry_in_seconds=round(delay, 3))
             attempt += 1
             stop.wait(delay)
     return None
-
-
-def _index_ready_until_stopped(settings: Settings, stop: threading.Event, health: Health) -> bool:
-    """Set up the index and read alias; transient failures are retried with backoff, set-up errors raised."""
-    client = opensearch_client(settings)
-    attempt = 0
-    while not stop.is_set():
-        try:
-            ensure_index(client, settings.index_name, settings.read_alias_name)
-            return True
-        except ConfigError:
-            raise
-        except ConsumerError as exc:
-            delay = backoff_delay(attempt, settings.retry_base_seconds, settings.retry_max_delay_seconds)
-            health.beat(f"index not set up yet: {exc}")
-            log.warning("index_setup_failed", error=str(exc), retry_in_seconds=round(delay, 3))
-            attempt += 1
-            stop.wait(delay)
-    return False
 
 
 def _rules(settings: Settings, source: StreamSource) -> ProjectionRules:

@@ -91,10 +91,19 @@ class Worker:
         self._next_reap = 0.0
         self._reaping: threading.Thread | None = None
 
-    def run(self) -> None:
+    def run(self, index_preexisted: bool = False) -> None:
+        """Work until the stop event is set, then hand off. ``index_preexisted``: the index held data
+        before this start (a new lease table then means a reset, which earns a warning)."""
         structlog.contextvars.bind_contextvars(worker_id=self._worker_id)
         log.info("worker_started", stream_arn=self._source.stream_arn, lease_table=self._leases.name)
-        self._leases.ensure_table(self._stop)
+        if self._leases.ensure_table(self._stop) and index_preexisted:
+            # The version clocks restart with a new lease table (docs/versioning.md): changes made in
+            # the same second as the index's last change of an item may lose to it. Audit repairs that.
+            log.warning(
+                "lease_table_created_for_existing_index",
+                lease_table=self._leases.name,
+                action="once the workers have caught up, run `consumer audit --repair`",
+            )
         while not self._stop.is_set():
             self._do_tick()
             self._stop.wait(self._timings.tick)

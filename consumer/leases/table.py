@@ -40,8 +40,12 @@ class LeaseTable:
     def name(self) -> str:
         return self._name
 
-    def ensure_table(self, stop_event: threading.Event, timeout_seconds: float = 60.0) -> None:
-        """Create the lease table (on-demand billing) if missing and wait until it is ACTIVE."""
+    def ensure_table(self, stop_event: threading.Event, timeout_seconds: float = 60.0) -> bool:
+        """Create the lease table (on-demand billing) if missing and wait until it is ACTIVE.
+
+        Returns whether this call created it.
+        """
+        created = True
         try:
             self._client.create_table(
                 TableName=self._name,
@@ -52,12 +56,14 @@ class LeaseTable:
         except ClientError as exc:
             if _code(exc) != "ResourceInUseException":  # already there: fine
                 raise LeaseTableError(f"cannot create lease table {self._name}: {exc}") from exc
+            created = False
         deadline = time.monotonic() + timeout_seconds
         while self._status() != "ACTIVE":
             if time.monotonic() > deadline:
                 raise LeaseTableError(f"lease table {self._name} not ACTIVE after {timeout_seconds} s")
             if stop_event.wait(0.5):
                 raise Interrupted(f"stop requested while waiting for lease table {self._name}")
+        return created
 
     def exists(self) -> bool:
         """Whether the lease table exists (in any status). Raises LeaseTableError if unknowable."""

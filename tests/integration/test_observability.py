@@ -37,6 +37,10 @@ EXPECTED_METRICS = {
 }
 
 
+def startup_retries(worker, step: str) -> list[dict]:
+    return [event for event in worker.events("startup_step_failed") if event["step"] == step]
+
+
 def names(samples: dict[str, float]) -> set[str]:
     return {name.split("{", 1)[0] for name in samples}
 
@@ -62,7 +66,7 @@ def test_healthz_stays_up_while_opensearch_is_unreachable(ddb, table_name, worke
     worker = start_worker(env)
 
     # WHEN the worker keeps failing to set up the index and read alias (the first OpenSearch calls)
-    wait_until(lambda: len(worker.events("index_setup_failed")) >= 3, timeout=60, what="index set-up retries")
+    wait_until(lambda: len(startup_retries(worker, "index not set up")) >= 3, timeout=60, what="index set-up retries")
 
     # THEN liveness stays 200 (no restart storm), readiness says why, nothing is acknowledged or checkpointed
     assert worker.probe("/healthz")[0] == 200
@@ -78,7 +82,7 @@ def test_readyz_is_503_until_the_stream_is_resolved(table_name, worker_env, star
     worker = start_worker(env)
 
     # WHEN the worker keeps retrying
-    wait_until(lambda: len(worker.events("stream_resolution_failed")) >= 2, timeout=60, what="resolution retries")
+    wait_until(lambda: len(startup_retries(worker, "stream not resolved")) >= 2, timeout=60, what="resolution retries")
 
     # THEN it is alive but not ready, says why, and does not exit
     assert worker.probe("/healthz")[0] == 200

@@ -167,3 +167,27 @@ def test_metrics_show_per_shard_lag_and_records_by_outcome(ddb, moto, osmem, tab
     assert samples["cdc_leases_held"] == 1
     # AND the worker set up the filtered read alias applications search: it shows the table, no tombstones
     assert index_documents(osmem.url, f"{table_name}-live") == table_documents(ddb, table_name)
+
+
+def test_a_new_lease_table_for_an_existing_index_is_warned_about(
+    ddb, moto, osmem, table_name, worker_env, start_worker
+):
+    # GIVEN an index built by a worker whose lease table is then deleted (a reset)
+    create_table(ddb, table_name)
+    write_random_history(ddb, table_name, changes=30, seed=8)
+    first = start_worker(worker_env, "first")
+    wait_until(lambda: converged(ddb, table_name, osmem.url), timeout=60, what="index to equal table")
+    assert first.terminate() == 0
+    assert not first.events("lease_table_created_for_existing_index")  # a first start is no reset
+    ddb.delete_table(TableName=f"{table_name}-cdc-leases")
+
+    # WHEN a worker starts again
+    second = start_worker(worker_env, "second")
+    wait_until(lambda: second.events("shard_consumer_started"), timeout=60, what="reading to start")
+
+    # THEN it warns and says what to do, and replaying the whole stream leaves the index as it was
+    (warning,) = second.events("lease_table_created_for_existing_index")
+    assert "consumer audit --repair" in warning["action"]
+    records = stream_records(moto.url, table_name)
+    wait_until(lambda: second.metric("cdc_records_read_total") == len(records), timeout=60, what="full replay")
+    assert_index_equals_table(ddb, table_name, osmem.url)
