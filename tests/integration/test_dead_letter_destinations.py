@@ -24,7 +24,7 @@ from consumer.processor import BatchProcessor
 from consumer.sink.dlq import SQS_MAX_MESSAGE_BYTES, DeadLetterObjects, DeadLetterQueue
 from consumer.sink.opensearch import OpenSearchSink
 from tests.support.emulators import aws_env
-from tests.support.factories import stream_record
+from tests.support.factories import poison_batch, stream_record
 from tests.support.tables import create_table, index_documents
 from tests.support.worker_process import wait_until
 
@@ -93,20 +93,8 @@ def read_objects(s3, bucket, prefix=""):
     }
 
 
-def mapping_conflict_batch():
-    """A good record, one OpenSearch refuses (mapping conflict), one malformed, and a good one after."""
-    good = stream_record("INSERT", keys={"pk": {"S": "a"}}, new_image={"pk": {"S": "a"}, "n": {"N": "1"}})
-    conflicting = stream_record(
-        "INSERT", keys={"pk": {"S": "b"}}, new_image={"pk": {"S": "b"}, "n": {"M": {"x": {"S": "not a number"}}}}
-    )
-    malformed = stream_record("INSERT", keys={"pk": {"S": "c"}})
-    malformed["eventName"] = "UPSERT"
-    later = stream_record("INSERT", keys={"pk": {"S": "d"}})
-    return [good, conflicting, malformed, later]
-
-
 def expected_letters(batch):
-    """(sequence number, key) of the dead letters of mapping_conflict_batch, in the order written."""
+    """(sequence number, key) of the dead letters of a poison_batch, in the order written."""
     return [batch[2]["dynamodb"]["SequenceNumber"], batch[1]["dynamodb"]["SequenceNumber"]]
 
 
@@ -125,7 +113,7 @@ def test_poison_records_arrive_whole_in_sqs(sqs, queue_name, osmem, table_name):
     observed = []
     queue = DeadLetterQueue.connect(sqs, queue_name, lambda operation, outcome: observed.append((operation, outcome)))
     processor_, _ = processor(osmem, table_name, queue)
-    batch = mapping_conflict_batch()
+    batch = poison_batch()
 
     # WHEN the batch is processed
     result = processor_.process("shard-1", batch, 0, threading.Event())
@@ -182,7 +170,7 @@ def test_poison_records_arrive_whole_in_s3_and_a_retry_overwrites(s3, bucket, os
     s3.create_bucket(Bucket=bucket)
     objects = DeadLetterObjects.connect(s3, bucket, "orders/dlq")
     processor_, _ = processor(osmem, table_name, objects)
-    batch = mapping_conflict_batch()
+    batch = poison_batch()
 
     # WHEN the same batch is processed twice (a retry after a failed checkpoint)
     processor_.process("shard-1", batch, 0, threading.Event())

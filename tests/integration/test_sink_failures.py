@@ -23,7 +23,7 @@ from consumer.observability.metrics import Metrics
 from consumer.processor import BatchProcessor
 from consumer.sink.dlq import DeadLetterFile
 from consumer.sink.opensearch import NO_LIMITS, OpenSearchSink, RetryLimits
-from tests.support.factories import stream_record
+from tests.support.factories import poison_batch, stream_record
 from tests.support.tables import create_table, index_documents, table_documents, write_random_history
 from tests.support.worker_process import wait_until
 
@@ -85,13 +85,7 @@ def test_stop_during_retries_abandons_the_batch(pipeline, proxy, osmem, table_na
 def test_a_poison_record_is_dead_lettered_and_its_batch_still_applies(pipeline, osmem, table_name):
     # GIVEN a batch where one document's field type conflicts with the mapping, and one malformed record
     processor, metrics, dead_letter_path = pipeline
-    good = stream_record("INSERT", keys={"pk": {"S": "a"}}, new_image={"pk": {"S": "a"}, "n": {"N": "1"}})
-    conflicting = stream_record(
-        "INSERT", keys={"pk": {"S": "b"}}, new_image={"pk": {"S": "b"}, "n": {"M": {"x": {"S": "not a number"}}}}
-    )
-    malformed = stream_record("INSERT", keys={"pk": {"S": "c"}})
-    malformed["eventName"] = "UPSERT"
-    later = stream_record("INSERT", keys={"pk": {"S": "d"}})
+    good, conflicting, malformed, later = poison_batch()
 
     # WHEN it is processed
     result = processor.process("shard-1", [good, conflicting, malformed, later], 0, threading.Event())

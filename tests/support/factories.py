@@ -142,3 +142,16 @@ def lease(
 def _approximate_size(body: dict[str, Any]) -> int:
     images = (body.get("Keys"), body.get("NewImage"), body.get("OldImage"))
     return sum(len(repr(image)) for image in images if image is not None)
+
+
+def poison_batch() -> list[dict[str, Any]]:
+    """A good record, one OpenSearch refuses (its field ``n`` conflicts with the mapping the first
+    record creates), one malformed (unknown eventName), and a good one after them."""
+    good = stream_record("INSERT", keys={"pk": {"S": "a"}}, new_image={"pk": {"S": "a"}, "n": {"N": "1"}})
+    conflicting = stream_record(
+        "INSERT", keys={"pk": {"S": "b"}}, new_image={"pk": {"S": "b"}, "n": {"M": {"x": {"S": "not a number"}}}}
+    )
+    malformed = stream_record("INSERT", keys={"pk": {"S": "c"}})
+    malformed["eventName"] = "UPSERT"
+    later = stream_record("INSERT", keys={"pk": {"S": "d"}})
+    return [good, conflicting, malformed, later]
