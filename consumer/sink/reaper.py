@@ -4,7 +4,8 @@ A tombstone (``consumer.projection.tombstone``) keeps a deleted item's external 
 replay answers 409. Once it is removed, OpenSearch's own delete tombstone protects the id only for
 ``index.gc_deletes`` (60 s), so a tombstone may be reaped only when no stale write of its item can
 still arrive: after the stream's 24 h retention plus the longest pause of a zombie writer
-(docs/versioning.md, "Deletes"). Hence ``CDC_TOMBSTONE_RETENTION_SECONDS`` ≥ 86400, 172800 by default.
+(docs/versioning.md, "Deletes"). consumer.config enforces that rule on
+``CDC_TOMBSTONE_RETENTION_SECONDS`` and holds its default.
 
 One pass (``Reaper.reap_once``) searches up to ``page_size`` tombstones whose ``_cdc_deleted_at`` is
 at most ``now − retention`` and deletes them with ``if_seq_no`` / ``if_primary_term`` from the
@@ -31,8 +32,6 @@ from consumer.projection import DELETED_AT_FIELD, DELETED_FIELD
 
 log = structlog.get_logger(__name__)
 
-STREAM_RETENTION_SECONDS = 86_400
-DEFAULT_RETENTION_SECONDS = 172_800
 PAGE_SIZE = 1000
 
 
@@ -128,7 +127,7 @@ class Reaper:
         self,
         client: OpenSearch,
         index: str,
-        retention_seconds: int = DEFAULT_RETENTION_SECONDS,
+        retention_seconds: int,
         clock: Callable[[], float] = time.time,
         page_size: int = PAGE_SIZE,
     ) -> None:
