@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv deploy-tools test unit integration lint demo bench clean
+.PHONY: venv deploy-tools java-tools test unit integration lint demo bench clean
 
 venv: $(STAMP)
 
@@ -28,9 +28,18 @@ deploy-tools:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	@promtool --version | head -n 1 && command -v promtool >/dev/null
 
+## Java 17 and Maven build the real OpenSearch node the tests start (tests/opensearch_node) and the
+## KCL launcher (deploy/kcl); Maven's ~/.m2 caches their jars. Installed from Debian only when missing.
+java-tools:
+	@command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1 || { \
+	  echo "installing Java 17 and Maven (Debian packages openjdk-17-jdk-headless, maven)"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jdk-headless maven >/dev/null; }
+	@java -version 2>&1 | head -n 1 && mvn -v 2>/dev/null | head -n 1
+
 ## The whole suite: unit, contract, integration and deploy/ validation tests. The session fixtures
-## start moto server and osmem-server on loopback and stop them at the end.
-test: venv deploy-tools lint
+## start moto server, osmem-server and a real OpenSearch node on loopback and stop them at the end.
+test: venv deploy-tools java-tools lint
 	$(PY) -m pytest
 
 unit: venv

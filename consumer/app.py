@@ -21,18 +21,21 @@ from consumer import __version__
 from consumer.backoff import backoff_delay
 from consumer.clients import AwsClients, aws_clients, dead_letter_client, opensearch_client
 from consumer.config import Settings
+from consumer.doc_ids import KeySchema
 from consumer.errors import ConfigError, ConsumerError
 from consumer.leases.table import LeaseTable
 from consumer.observability.health import Health
 from consumer.observability.http import ObservabilityServer
 from consumer.observability.metrics import Metrics
 from consumer.processor import BatchProcessor
-from consumer.projection import ProjectionRules
+from consumer.projection import SERVICE_FIELDS, ProjectionRules
+from consumer.rules import projection_rules
 from consumer.shards.api import Boto3StreamApi
 from consumer.shards.consumer import ReaderSettings
 from consumer.sink.dlq import DeadLetterFile, DeadLetterObjects, DeadLetterQueue, DeadLetterSink
 from consumer.sink.index_setup import ensure_index
-from consumer.sink.opensearch import OpenSearchSink, RetryLimits
+from consumer.sink.mapping import NO_TEMPLATE
+from consumer.sink.opensearch import NO_LIMITS, OpenSearchSink, RetryLimits
 from consumer.sink.reaper import Reaper
 from consumer.source import StreamSource, resolve_stream
 from consumer.worker import Worker, WorkerTimings
@@ -70,7 +73,14 @@ def run_worker(settings: Settings, stop: threading.Event) -> None:
         log.info("stream_resolved", stream_arn=source.stream_arn, table=source.table_name)
         client = opensearch_client(settings)
         index_created = _until_stopped(
-            lambda: ensure_index(client, settings.index_name, settings.read_alias_name),
+            lambda: ensure_index(
+                client,
+                settings.index_name,
+                settings.read_alias_name,
+                source.key_schema,
+                settings.mapping_mode,
+                settings.index_template or NO_TEMPLATE,
+            ),
             "index not set up",
             settings,
             stop,
@@ -78,7 +88,7 @@ def run_worker(settings: Settings, stop: threading.Event) -> None:
         )
         if index_created is None:
             return
-        processor = _processor(settings, source, metrics)
+        processor = _processor(settings, source, metrics, health)
         worker = _worker(settings, aws, source, processor, metrics, timings, stop, health)
         worker.run(index_preexisted=not index_created)
     finally:
@@ -113,26 +123,20 @@ def _rules(settings: Settings, source: StreamSource) -> ProjectionRules:
             f"CDC_TTL_DELETES=mark keeps the OldImage of expired items, but stream {source.stream_arn} is "
             f"{source.view_type}: use NEW_AND_OLD_IMAGES, or CDC_TTL_DELETES=delete or skip"
         )
-    return ProjectionRules(
-        event_names=frozenset(settings.event_names),
-        patterns=settings.filter_patterns,
-        ttl_deletes=settings.ttl_deletes,
-        drop_fields=settings.drop_fields,
-        mask_fields=settings.mask_fields,
-    )
+    return projection_rules(settings, source.key_schema)
 
 
-def _processor(settings: Settings, source: StreamSource, metrics: Metrics) -> BatchProcessor:
+def _processor(settings: Settings, source: StreamSource, metrics: Metrics, health: Health) -> BatchProcessor:
     sink = OpenSearchSink(
         opensearch_client(settings),
         settings.index_name,
         metrics,
         settings.retry_base_seconds,
         settings.retry_max_delay_seconds,
-        limits=RetryLimits(
-            max_attempts=settings.max_retry_attempts if settings.max_retry_attempts >= 0 else None,
-            max_record_age_seconds=settings.max_record_age_seconds if settings.max_record_age_seconds >= 0 else None,
-        ),
+        limits=retry_limits(settings),
+        max_request_bytes=settings.bulk_max_bytes,
+        protected_fields=protected_fields(source.key_schema),
+        health=health,
     )
     return BatchProcessor(
         source.key_schema,
@@ -141,7 +145,25 @@ def _processor(settings: Settings, source: StreamSource, metrics: Metrics) -> Ba
         metrics,
         settings.parallelization_factor,
         _rules(settings, source),
+        keep_raw_letters=settings.dead_letter_raw_records,
+        health=health,
     )
+
+
+def retry_limits(settings: Settings) -> RetryLimits:
+    """The limits that end an outage, only when the user opted in (CDC_DEAD_LETTER_ON_OUTAGE)."""
+    if not settings.dead_letter_on_outage:
+        return NO_LIMITS
+    return RetryLimits(
+        max_attempts=settings.max_retry_attempts if settings.max_retry_attempts >= 0 else None,
+        max_record_age_seconds=settings.max_record_age_seconds if settings.max_record_age_seconds >= 0 else None,
+    )
+
+
+def protected_fields(schema: KeySchema) -> frozenset[str]:
+    """Top-level fields never diverted to the typed form: the keys (the document's identity, mapped
+    explicitly) and the service's own fields."""
+    return frozenset(attribute.name for attribute in schema.attributes) | frozenset(SERVICE_FIELDS)
 
 
 def _dead_letters(settings: Settings, metrics: Metrics) -> DeadLetterSink:

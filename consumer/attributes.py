@@ -1,20 +1,23 @@
-"""DynamoDB attribute values → JSON values, with a written number policy.
+"""DynamoDB attribute values → JSON values, with a written number policy (docs/mapping.md).
 
-Number policy (``N``, and each member of ``NS``):
+Number policy (``N``, and each member of ``NS``): every number is a JSON *number* whose text is
+exact. Nothing is ever rounded and no number becomes a string.
 
-* An integer that fits a signed 64-bit long is emitted as a JSON integer (OpenSearch ``long``
-  holds it exactly).
-* A non-integer whose shortest float text denotes exactly the same decimal value is emitted as a
-  JSON float (``19.99``, ``1.5``, ``1e-7``). The JSON text is exact; OpenSearch reads it as a
-  ``double``.
-* Everything else — every integer beyond 64 bits (even one a double holds, such as ``1E+20``),
-  and decimals with more significant digits than a double keeps — is emitted as a JSON *string*
-  holding the exact decimal, e.g. ``"12345678901234567890123"``.
-  Nothing is ever rounded silently; a field that mixes such values with plain numbers is rejected
-  by OpenSearch's mapping and dead-lettered, never truncated.
+* An integer that fits a Java long is a Python ``int``.
+* A decimal of at most 15 digits, at least 1e-5 in magnitude (``19.99``), is a Python ``float``:
+  its shortest text is the same decimal, so the JSON text is exact.
+* Every other value (a longer integer, a longer or smaller decimal) is a ``decimal.Decimal`` in
+  canonical form: no exponent, no trailing zeros (``12345678901234567890123``, ``0.0000001``).
+  ``dumps_json`` writes it as a JSON number with exactly those digits (orjson cannot write a
+  Decimal or an int beyond 64 bits by itself).
 
-Binary (``B``, ``BS``) is emitted as standard base64 text. Sets become JSON arrays, sorted so
-that equal sets give equal documents. ``NULL`` becomes ``null``.
+The Python type depends on the number, never on how it was spelt (``1E-2`` and ``0.010`` are the
+float ``0.01``), so a document read back from the index equals the one written.
+
+So a number's JSON text is always its canonical decimal: equal numbers give equal text, which
+is what an exact (keyword) search of a number matches. Binary (``B``, ``BS``) is emitted as
+standard base64 text. Sets become JSON arrays, sorted so that equal sets give equal documents.
+``NULL`` becomes ``null``.
 
 All functions here are pure and thread-safe.
 """
@@ -24,6 +27,8 @@ from __future__ import annotations
 import base64
 import decimal
 from typing import Any
+
+import orjson
 
 from consumer.errors import RecordError
 
@@ -50,7 +55,41 @@ def canonical_number(text: str) -> str:
     plain = _plain_number(text)
     if isinstance(plain, int):
         return str(plain)
-    value = parse_number(text)
+    return canonical_decimal_text(parse_number(text))
+
+
+def number_to_json(text: str) -> int | float | decimal.Decimal:
+    """Apply the number policy in this module's docstring to one ``N`` string.
+
+    The result depends on the number only, never on its spelling: any other spelling is first
+    brought to its canonical text, which then gets the plain-spelling rules.
+    """
+    plain = _plain_number(text)
+    if plain is not None:
+        return plain
+    canonical = canonical_decimal_text(parse_number(text))
+    plain = _plain_number(canonical)
+    if plain is not None:
+        return plain
+    as_int = int(canonical) if "." not in canonical else None
+    if as_int is not None and _LONG_MIN <= as_int <= _LONG_MAX:
+        return as_int
+    return decimal.Decimal(canonical)
+
+
+def dumps_json(value: Any, option: int = 0) -> bytes:
+    """orjson's ``dumps`` that also writes the policy's ``Decimal`` numbers, as exact JSON numbers."""
+    return orjson.dumps(value, default=_exact_number, option=option)
+
+
+def _exact_number(value: Any) -> orjson.Fragment:
+    if isinstance(value, decimal.Decimal) and value.is_finite():
+        return orjson.Fragment(canonical_decimal_text(value))
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def canonical_decimal_text(value: decimal.Decimal) -> str:
+    """The canonical text of a finite Decimal: no exponent, no trailing zeros, ``0`` for zero."""
     if value == 0:
         return "0"
     normalized = value.normalize(_DECIMAL_CONTEXT)
@@ -59,30 +98,14 @@ def canonical_number(text: str) -> str:
     return format(normalized, "f")
 
 
-def number_to_json(text: str) -> int | float | str:
-    """Apply the number policy in this module's docstring to one ``N`` string."""
-    plain = _plain_number(text)
-    if plain is not None:
-        return plain
-    value = parse_number(text)
-    if value == value.to_integral_value():
-        as_int = int(value)
-        if _LONG_MIN <= as_int <= _LONG_MAX:
-            return as_int
-        return canonical_number(text)
-    as_float = float(value)
-    if decimal.Decimal(repr(as_float)) == value:
-        return as_float
-    return canonical_number(text)
-
-
 def _plain_number(text: str) -> int | float | None:
     """The policy's value of a plainly spelt number ("42", "-7", "19.99"), read off the text; else None.
 
     Most ``N`` values look like this, and this avoids Decimal arithmetic for them: a plain integer
     of at most 18 digits fits a long, and a plain decimal of at most 15 digits is exactly the
-    shortest text of its double (DBL_DIG). Any other spelling returns None and takes the exact path.
-    ``isascii`` because ``isdigit`` alone also accepts digits such as "²".
+    shortest text of its double (DBL_DIG), which orjson writes without an exponent from 1e-5 up.
+    Any other spelling returns None and takes the exact path. ``isascii`` because ``isdigit``
+    alone also accepts digits such as "²".
     """
     if not isinstance(text, str) or not text.isascii():
         return None
@@ -90,9 +113,11 @@ def _plain_number(text: str) -> int | float | None:
     if digits.isdigit():
         return int(text) if len(digits) <= _LONG_SAFE_DIGITS else None
     whole, _, fraction = digits.partition(".")
-    if whole.isdigit() and fraction.isdigit() and fraction.strip("0"):
-        return float(text) if len(whole) + len(fraction) <= _DOUBLE_SAFE_DIGITS else None
-    return None
+    if not (whole.isdigit() and fraction.isdigit() and fraction.strip("0")):
+        return None
+    if len(whole) + len(fraction) > _DOUBLE_SAFE_DIGITS or (not whole.strip("0") and fraction.startswith("00000")):
+        return None  # too many digits for a double, or below 1e-5 (orjson would write an exponent)
+    return float(text)
 
 
 def attribute_to_json(attribute: dict[str, Any]) -> Any:

@@ -44,8 +44,9 @@ _AUDIT_EPILOG = (
 )
 _REDRIVE_EPILOG = (
     "Exit codes: 0 every entry planned (dry run) or applied / stale; 3 some entries need attention "
-    "(unreadable keys, still rejected); 2 configuration error or no such file; 1 other failure. "
-    "The dead-letter file is only read, never rewritten or truncated: archive it once redriven."
+    "(unreadable keys, still rejected); 2 configuration error or no such source; 1 other failure. "
+    "Files and S3 objects are only read, never changed: archive them once redriven. An SQS message is "
+    "deleted once its entry is applied or stale; the others stay in the queue."
 )
 
 
@@ -58,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "audit":
         return operator_command(lambda settings: audit_command(settings, args.json, args.repair, args.limit))
     if args.command == "redrive":
-        return operator_command(lambda settings: redrive_command(settings, args.file, args.apply))
+        source = args.source or (str(args.file) if args.file else None)
+        return operator_command(lambda settings: redrive_command(settings, source, args.apply, args.visibility_timeout))
     return EXIT_FAILED
 
 
@@ -82,13 +84,27 @@ def _parser() -> argparse.ArgumentParser:
     redrive = commands.add_parser(
         "redrive",
         help="apply dead-lettered items again from their current state in the table (dry run unless --apply)",
-        description="For each entry of the dead-letter file, read the item's current state from the table "
-        "(consistent GetItem) and index it, or delete its document when the item is gone. Without --apply, "
-        "only print what would be done.",
+        description="For each dead letter, read the item's current state from the table (consistent GetItem) and "
+        "index it, or delete its document when the item is gone. Without --apply, only print what would be done.",
         epilog=_REDRIVE_EPILOG,
     )
-    redrive.add_argument("--apply", action="store_true", help="write to the index (default: print the plan only)")
-    redrive.add_argument("--file", type=Path, metavar="PATH", help="dead-letter file (default: CDC_DEAD_LETTER_PATH)")
+    redrive.add_argument(
+        "source",
+        nargs="?",
+        help="where the dead letters are: a file path, file://PATH, s3://BUCKET[/PREFIX or /KEY] or sqs:QUEUE "
+        "(a name or URL); default: CDC_DEAD_LETTER_DESTINATION (or CDC_DEAD_LETTER_PATH)",
+    )
+    mode = redrive.add_mutually_exclusive_group()
+    mode.add_argument("--apply", action="store_true", help="write to the index (default: print the plan only)")
+    mode.add_argument("--dry-run", action="store_true", help="print the plan only, change nothing (the default)")
+    redrive.add_argument("--file", type=Path, metavar="PATH", help="a dead-letter file (same as giving its path)")
+    redrive.add_argument(
+        "--visibility-timeout",
+        type=_count,
+        default=300,
+        metavar="SECONDS",
+        help="SQS: how long received messages stay hidden while redrive settles them (default 300)",
+    )
     return parser
 
 

@@ -9,13 +9,16 @@ image runs against AWS and against the emulators.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import boto3
 from botocore.config import Config
 from opensearchpy import OpenSearch, Urllib3AWSV4SignerAuth
+from opensearchpy.serializer import JSONSerializer
 
+from consumer.attributes import number_to_json
 from consumer.config import Settings
 from consumer.errors import ConfigError
 
@@ -62,8 +65,18 @@ def _config(pool_size: int, retries: dict[str, Any], read_timeout: float = 10) -
     return Config(retries=retries, connect_timeout=5, read_timeout=read_timeout, max_pool_connections=pool_size)
 
 
-def opensearch_client(settings: Settings, pool_size: int = 32) -> OpenSearch:
+class ExactJSONSerializer(JSONSerializer):
+    """Reads JSON numbers exactly, into the Python types of the number policy
+    (``consumer.attributes.number_to_json``), so a document read back equals the item it was written
+    from (docs/mapping.md)."""
+
+    def loads(self, s: str) -> Any:
+        return json.loads(s, parse_float=number_to_json, parse_int=number_to_json)
+
+
+def opensearch_client(settings: Settings, pool_size: int = 32, exact_numbers: bool = False) -> OpenSearch:
     """A client that never retries by itself: the sink owns retries, backoff and their metrics.
+    ``exact_numbers``: read documents with ``ExactJSONSerializer`` (audit, redrive).
 
     Auth: none, basic (username/password) or SigV4 for Amazon OpenSearch Service (``es``) or
     Serverless (``aoss``), signed with the default AWS credential chain, refreshed as it rotates.
@@ -85,6 +98,7 @@ def opensearch_client(settings: Settings, pool_size: int = 32) -> OpenSearch:
         pool_maxsize=pool_size,
         verify_certs=settings.opensearch_verify_certs,
         ssl_show_warn=settings.opensearch_verify_certs,
+        serializer=ExactJSONSerializer() if exact_numbers else JSONSerializer(),
         **options,
     )
 

@@ -23,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from consumer.errors import ConfigError
 from consumer.filtering import PatternError, validate_pattern
+from consumer.shaping import FieldPath
+from consumer.sink.mapping import IndexTemplate
 
 ENV_PREFIX = "CDC_"
 _STREAM_ARN = re.compile(r"^arn:aws[\w-]*:dynamodb:[\w-]+:\d{12}:table/(?P<table>[\w.-]+)/stream/.+$")
@@ -80,6 +82,18 @@ def parse_dead_letter_destination(text: str) -> DeadLetterDestination | None:
     raise ValueError(_DESTINATION_FORMS)
 
 
+def _state_pattern_problem(pattern: dict[str, Any]) -> str | None:
+    """Why a pattern cannot judge an item's state, or None."""
+    unknown = sorted(set(pattern) - {"dynamodb"})
+    if unknown:
+        return f"it names {', '.join(unknown)}, which an item's state does not have"
+    inner = pattern["dynamodb"]
+    others = sorted(set(inner) - {"NewImage", "Keys"}) if isinstance(inner, dict) else ["dynamodb"]
+    if others:
+        return f"it names dynamodb.{', dynamodb.'.join(others)}, which an item's state does not have"
+    return None
+
+
 def _default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -96,6 +110,9 @@ class Settings(BaseModel):
     opensearch_url: str | None = Field(None, pattern=r"^https?://[^\s/]+(/.*)?$")
     opensearch_index: str | None = Field(None, max_length=255, pattern=_INDEX_NAME.pattern)
     opensearch_read_alias: str | None = Field(None, max_length=255, pattern=_INDEX_NAME.pattern)
+    mapping_mode: Literal["managed", "dynamic"] = "managed"
+    index_template: IndexTemplate | None = None
+    bulk_max_bytes: int = Field(5 * 1024 * 1024, ge=64 * 1024, le=1024 * 1024 * 1024)
     tombstone_retention_seconds: int = Field(172_800, le=31_536_000)
     tombstone_reap_interval_seconds: float = Field(3600.0, ge=1, le=604_800)
     opensearch_timeout_seconds: float = Field(30.0, gt=0, le=600)
@@ -118,13 +135,20 @@ class Settings(BaseModel):
     retry_max_delay_seconds: float = Field(10.0, gt=0, le=600)
     max_retry_attempts: int = Field(-1, ge=-1, le=100_000)
     max_record_age_seconds: int = Field(-1, ge=-1, le=604_800)
+    dead_letter_on_outage: bool = False
     dead_letter_path: Path = Path("cdc-dead-letters.jsonl")
     dead_letter_destination: DeadLetterDestination | None = None
     event_names: tuple[Literal["INSERT", "MODIFY", "REMOVE"], ...] = ("INSERT", "MODIFY", "REMOVE")
     filter_patterns: tuple[dict[str, Any], ...] = ()
+    filter_mode: Literal["state", "events"] = "state"
     ttl_deletes: Literal["delete", "skip", "mark"] = "delete"
+    include_fields: tuple[str, ...] = ()
     drop_fields: tuple[str, ...] = ()
     mask_fields: tuple[str, ...] = ()
+    mask_key: str | None = Field(None, repr=False)
+    mask_key_file: Path | None = None
+    mask_unkeyed: bool = False
+    dead_letter_raw_records: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
     # Not CDC_ variables: AWS_REGION (or AWS_DEFAULT_REGION), which the AWS SDKs also read; and
@@ -132,11 +156,18 @@ class Settings(BaseModel):
     aws_region: str | None = Field(None, exclude=True)
     streams_endpoint_url: str | None = Field(None, exclude=True)
 
-    @field_validator("event_names", "drop_fields", "mask_fields", mode="before")
+    @field_validator("event_names", "include_fields", "drop_fields", "mask_fields", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("include_fields", "drop_fields", "mask_fields")
+    @classmethod
+    def _field_paths(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for text in value:
+            FieldPath.parse(text)  # raises ValueError naming the bad path
         return value
 
     @field_validator("tombstone_retention_seconds")
@@ -149,6 +180,26 @@ class Settings(BaseModel):
                 "would resurrect the deleted item once its tombstone is reaped"
             )
         return value
+
+    @field_validator("index_template", mode="before")
+    @classmethod
+    def _template(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if not text.startswith("{"):
+            try:
+                text = Path(text).read_text()
+            except OSError as exc:
+                raise ValueError(f"neither JSON nor a readable file: {exc.strerror or exc}") from None
+        try:
+            body = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f'not JSON ({exc}); expected {{"settings": …, "mappings": …}}') from None
+        try:
+            return IndexTemplate.from_json(body)
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("CDC_INDEX_TEMPLATE: ")) from None
 
     @field_validator("dead_letter_destination", mode="before")
     @classmethod
@@ -173,6 +224,41 @@ class Settings(BaseModel):
         return tuple(patterns)
 
     @model_validator(mode="after")
+    def _check_masking(self) -> Settings:
+        if not self.mask_fields:
+            return self
+        if self.mask_key is not None and self.mask_key_file is not None:
+            raise ValueError("set CDC_MASK_KEY or CDC_MASK_KEY_FILE, not both")
+        if self.mask_key is None and self.mask_key_file is None and not self.mask_unkeyed:
+            raise ValueError(
+                "CDC_MASK_FIELDS needs a secret key: set CDC_MASK_KEY_FILE (a file holding at least 16 bytes, e.g. a "
+                "mounted Kubernetes/ECS secret) or CDC_MASK_KEY; without a key a dictionary of likely values (emails, "
+                "phone numbers) undoes the masking. CDC_MASK_UNKEYED=true accepts that risk explicitly"
+            )
+        if (self.mask_key is not None or self.mask_key_file is not None) and len(self.mask_secret or b"") < 16:
+            raise ValueError("the masking key (CDC_MASK_KEY or CDC_MASK_KEY_FILE) must be at least 16 bytes long")
+        return self
+
+    @model_validator(mode="after")
+    def _check_filters(self) -> Settings:
+        if self.filter_mode != "state":
+            return self
+        if set(self.event_names) != {"INSERT", "MODIFY", "REMOVE"}:
+            raise ValueError(
+                "CDC_EVENT_NAMES drops events, which keeps the index from following the table's state: "
+                "set CDC_FILTER_MODE=events to filter events (Lambda's behaviour), or unset CDC_EVENT_NAMES"
+            )
+        for index, pattern in enumerate(self.filter_patterns):
+            problem = _state_pattern_problem(pattern)
+            if problem:
+                raise ValueError(
+                    f"CDC_FILTER_PATTERNS pattern {index}: {problem}; with CDC_FILTER_MODE=state (the default) a "
+                    "pattern judges an item's state: name only dynamodb.NewImage and dynamodb.Keys, or set "
+                    "CDC_FILTER_MODE=events to filter events as Lambda does"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _check_source(self) -> Settings:
         if not self.table_name and not self.stream_arn:
             raise ValueError(_MISSING_SOURCE)
@@ -180,6 +266,12 @@ class Settings(BaseModel):
             raise ValueError(
                 f"the index name {self.index_name!r} derived from the table name is not a valid OpenSearch "
                 "index name: set CDC_OPENSEARCH_INDEX"
+            )
+        if not self.dead_letter_on_outage and (self.max_retry_attempts >= 0 or self.max_record_age_seconds >= 0):
+            raise ValueError(
+                "CDC_MAX_RETRY_ATTEMPTS / CDC_MAX_RECORD_AGE_SECONDS only end an OpenSearch outage (every retriable "
+                "failure is one: the records themselves are fine) and then dead-letter healthy records: set "
+                "CDC_DEAD_LETTER_ON_OUTAGE=true to opt in, or unset them to wait out outages (the default)"
             )
         if self.read_alias_name == self.index_name:
             raise ValueError(
@@ -214,6 +306,20 @@ class Settings(BaseModel):
     def dead_letters(self) -> DeadLetterDestination:
         """CDC_DEAD_LETTER_DESTINATION, or the file at CDC_DEAD_LETTER_PATH when it is unset or ``file``."""
         return self.dead_letter_destination or DeadLetterDestination("file", str(self.dead_letter_path))
+
+    @property
+    def mask_secret(self) -> bytes | None:
+        """The masking key (CDC_MASK_KEY, or the contents of CDC_MASK_KEY_FILE), or None (unkeyed)."""
+        if self.mask_key is not None:
+            return self.mask_key.encode()
+        if self.mask_key_file is not None:
+            try:
+                return self.mask_key_file.read_bytes().strip()
+            except OSError as exc:
+                raise ValueError(
+                    f"CDC_MASK_KEY_FILE={str(self.mask_key_file)!r} cannot be read: {exc.strerror}"
+                ) from None
+        return None
 
     @property
     def renew_interval_seconds(self) -> float:

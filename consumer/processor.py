@@ -1,10 +1,12 @@
 """One batch of stream records → versions → OpenSearch → outcomes.
 
 ``BatchProcessor.process`` is what a shard consumer calls for every GetRecords page. It never
-loses a record: each one ends APPLIED, STALE (a newer or equal version is indexed) or
-dead-lettered; a transient failure raises instead, and the caller retries the same batch from
-the same starting version, which yields the same versions (consumer.versioning). Thread-safe:
-one processor serves all shard consumers.
+loses a record: each one ends APPLIED, STALE (a newer or equal version is indexed), filtered, or
+durably dead-lettered; a failure to get there raises instead, and the caller retries the same batch
+from the same starting version, which yields the same versions (consumer.versioning). A record that
+makes decoding or projection fail in any way, a bug included, is dead-lettered with the exception's
+class and message, so no record can stall its shard. Thread-safe: one processor serves all shard
+consumers.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ import structlog
 
 from consumer.doc_ids import KeySchema
 from consumer.errors import RecordError
+from consumer.observability.health import Health
 from consumer.observability.metrics import Metrics
 from consumer.projection import PROJECT_ALL, ProjectionRules, to_bulk_action
 from consumer.records import StreamRecord, is_sequence_number
 from consumer.sink.bulk import BulkAction, Outcome
-from consumer.sink.dlq import DeadLetter, DeadLetterSink
+from consumer.sink.dlq import DeadLetterSink, DurableDeadLetters
+from consumer.sink.letters import DeadLetter, letter_for
 from consumer.sink.opensearch import OpenSearchSink, Result
 from consumer.versioning import next_version
 
@@ -59,12 +63,15 @@ class BatchProcessor:
         metrics: Metrics,
         parallelism: int = 1,
         rules: ProjectionRules = PROJECT_ALL,
+        keep_raw_letters: bool = False,
+        health: Health | None = None,
     ) -> None:
         if not 1 <= parallelism <= 10:
             raise ValueError(f"parallelism must be within 1 … 10, got {parallelism}")
         self._schema = key_schema
         self._sink = sink
-        self._dead_letters = dead_letters
+        self._dead_letters = DurableDeadLetters(dead_letters, metrics, health)
+        self._keep_raw = keep_raw_letters
         self._metrics = metrics
         self._parallelism = parallelism
         self._rules = rules
@@ -90,14 +97,14 @@ class BatchProcessor:
             record = action.record
             if outcome is Outcome.POISON:
                 attempts = getattr(error, "attempts", 1)  # GaveUp errors say how many tries were made
-                letters.append(DeadLetter(shard_id, record.sequence_number, error or "rejected", record.raw, attempts))
+                letters.append(self._letter(shard_id, record.raw, error or "rejected", attempts))
                 continue
             outcomes[(record.event_name, outcome.value)] += 1
             if outcome is Outcome.STALE:
                 log.debug(
                     "record_stale", shard_id=shard_id, sequence_number=record.sequence_number, doc_id=action.doc_id
                 )
-        self._dead_letter(letters, outcomes)
+        self._dead_letter(letters, outcomes, stop)
         for (event, outcome), count in outcomes.items():
             self._metrics.records_processed.labels(event=event, outcome=outcome).inc(count)
         last = _sequence_number(raw_records[-1]) if raw_records else None
@@ -133,7 +140,11 @@ class BatchProcessor:
                 version = next_version(version, record.approximate_second)
                 action = to_bulk_action(record, self._schema, version, self._rules)
             except RecordError as exc:
-                letters.append(DeadLetter(shard_id, _sequence_number(raw), str(exc), raw))
+                letters.append(self._letter(shard_id, raw, str(exc)))
+                continue
+            except Exception as exc:  # noqa: BLE001 - a bug must cost one record, never stall the shard
+                log.exception("record_processing_crashed", shard_id=shard_id, sequence_number=_sequence_number(raw))
+                letters.append(self._letter(shard_id, raw, f"{type(exc).__name__}: {exc}"))
                 continue
             if action is None:
                 outcomes[(record.event_name, "filtered")] += 1
@@ -141,10 +152,15 @@ class BatchProcessor:
                 actions.append(action)
         return actions, letters, version
 
-    def _dead_letter(self, letters: list[DeadLetter], outcomes: Counter[tuple[str, str]]) -> None:
+    def _letter(self, shard_id: str, raw: dict[str, Any], error: str, attempts: int = 1) -> DeadLetter:
+        return letter_for(shard_id, raw, error, self._rules, self._keep_raw, attempts)
+
+    def _dead_letter(
+        self, letters: list[DeadLetter], outcomes: Counter[tuple[str, str]], stop: threading.Event
+    ) -> None:
         if not letters:
             return
-        self._dead_letters.write(letters)
+        self._dead_letters.write(letters, stop)
         self._metrics.dead_lettered.inc(len(letters))
         for letter in letters:
             outcomes[(str(letter.record.get("eventName", "UNKNOWN")), "dead_lettered")] += 1

@@ -11,34 +11,50 @@ number of times they arrive, the index ends at the highest version of each docum
 
 ``ProjectionRules`` shape what is projected (all configured by ``CDC_*`` variables):
 
-* event names to apply, and FilterCriteria-style patterns (consumer.filtering); a record that
-  does not pass is *filtered*: not written, but still checkpointed past;
+* FilterCriteria-style patterns (consumer.filtering), in one of two modes:
+
+  - ``state`` (the default): the index holds exactly the items whose *current state* matches.
+    Patterns may only name ``dynamodb.NewImage`` and ``dynamodb.Keys``, and are judged on an item
+    state. A change whose new state matches indexes it; one whose new state does not match writes a
+    tombstone with its version, unless the item did not match before either (its OldImage, when the
+    stream has one) or did not exist (INSERT): then nothing of it can be in the index. A REMOVE is
+    judged on its OldImage the same way. So, whatever the order of delivery, the index converges to
+    the filtered table (docs/operations.md, "Filters"); ``consumer audit`` applies the same filter.
+  - ``events``: Lambda's behaviour: a record that does not match is dropped, nothing else.
+
+  A record that writes nothing is *filtered*: checkpointed past, not written. Event names to apply
+  (``CDC_EVENT_NAMES``) are an event-style filter, for the ``events`` mode;
 * TTL deletes (REMOVE by the DynamoDB service principal): ``delete`` like any other (default),
   ``skip`` (keep the document), or ``mark`` (index the OldImage with ``"_ttl_expired": true``;
   needs NEW_AND_OLD_IMAGES);
-* fields to drop, or to mask (replaced by ``"sha256:<hex>"`` of their JSON value, so masked
-  values can still be matched for equality), as dotted paths into maps (``customer.email``).
+* the fields to index (``include_fields``, an allow-list; the keys always), to drop, and to mask
+  (``consumer.shaping``: keyed digests), as field paths into maps and lists (``items[].email``).
+
+An attribute whose name OpenSearch reserves (``_id``, ``_source``, ...) or the service uses
+(``_cdc_deleted``, ...) is written in the typed form (``consumer.sink.drift``), so no item can pose
+as a tombstone and none is refused for a name.
 """
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
-
-import orjson
 
 from consumer.attributes import item_to_json
 from consumer.doc_ids import KeySchema, document_id
 from consumer.errors import RecordError
 from consumer.filtering import matches_any
 from consumer.records import EVENT_NAMES, StreamRecord
+from consumer.shaping import FieldPath, drop, include_only, mask
 from consumer.sink.bulk import BulkAction
+from consumer.sink.drift import TYPED_FIELD, divert, reserved_attributes
 
 TtlMode = Literal["delete", "skip", "mark"]
+FilterMode = Literal["state", "events"]
 TTL_MARK_FIELD = "_ttl_expired"
 DELETED_FIELD = "_cdc_deleted"
 DELETED_AT_FIELD = "_cdc_deleted_at"
+SERVICE_FIELDS = (DELETED_FIELD, DELETED_AT_FIELD, TTL_MARK_FIELD, TYPED_FIELD)
 
 
 @dataclass(frozen=True)
@@ -47,17 +63,26 @@ class ProjectionRules:
 
     event_names: frozenset[str] = frozenset(EVENT_NAMES)
     patterns: tuple[dict[str, Any], ...] = ()
+    filter_mode: FilterMode = "state"
     ttl_deletes: TtlMode = "delete"
-    drop_fields: tuple[str, ...] = ()
-    mask_fields: tuple[str, ...] = ()
+    include_fields: tuple[FieldPath, ...] = ()
+    drop_fields: tuple[FieldPath, ...] = ()
+    mask_fields: tuple[FieldPath, ...] = ()
+    mask_key: bytes | None = field(default=None, repr=False)
+    key_names: frozenset[str] = frozenset()  # kept by include_fields whatever it lists
 
-    def admits(self, record: StreamRecord) -> bool:
-        """Whether the record passes the event-name filter, the patterns and the TTL rule."""
-        if record.event_name not in self.event_names:
-            return False
-        if record.is_ttl_delete and self.ttl_deletes == "skip":
-            return False
-        return matches_any(self.patterns, record.raw)
+    def __post_init__(self) -> None:
+        for name in ("include_fields", "drop_fields", "mask_fields"):  # paths may be given as text
+            paths = tuple(FieldPath.parse(p) if isinstance(p, str) else p for p in getattr(self, name))
+            object.__setattr__(self, name, paths)
+
+    def state_matches(self, keys: dict[str, Any], image: dict[str, Any]) -> bool:
+        """Whether an item state (AttributeValues) passes the patterns, as the ``state`` mode judges it."""
+        return matches_any(self.patterns, {"dynamodb": {"Keys": keys, "NewImage": image}})
+
+    @property
+    def filters_state(self) -> bool:
+        return self.filter_mode == "state" and bool(self.patterns)
 
 
 PROJECT_ALL = ProjectionRules()
@@ -70,19 +95,47 @@ def to_bulk_action(
 
     Raises RecordError for an unusable record.
     """
-    if not rules.admits(record):
+    if record.event_name not in rules.event_names or (record.is_ttl_delete and rules.ttl_deletes == "skip"):
+        return None
+    if rules.filter_mode == "events" and not matches_any(rules.patterns, record.raw):
         return None
     doc_id = document_id(schema, record.keys)
+    if rules.filters_state and not _new_state_matches(record, rules):
+        if not _may_be_indexed(record, rules):
+            return None  # neither the new state nor the one before it can be in the index
+        return BulkAction(record, doc_id, version, "index", _tombstone_of(record, rules))
     if record.event_name == "REMOVE" and not (record.is_ttl_delete and rules.ttl_deletes == "mark"):
-        keys = shape_document(item_to_json(record.keys), rules)
-        return BulkAction(record, doc_id, version, "index", tombstone(keys, record.approximate_second))
+        return BulkAction(record, doc_id, version, "index", _tombstone_of(record, rules))
     image = record.new_image if record.event_name != "REMOVE" else record.old_image
     if image is None:
         raise RecordError("TTL delete to mark has no OldImage: the stream must be NEW_AND_OLD_IMAGES")
-    document = shape_document(item_to_json(image), rules)
+    document = indexable(shape_document(item_to_json(image), rules))
     if record.event_name == "REMOVE":
         document[TTL_MARK_FIELD] = True
     return BulkAction(record, doc_id, version, "index", document)
+
+
+def _new_state_matches(record: StreamRecord, rules: ProjectionRules) -> bool:
+    """Whether the item's state after the change passes the filter (a deleted item does not, unless
+    a TTL delete is kept as a marked document: then its last state counts)."""
+    if record.event_name != "REMOVE":
+        return record.new_image is not None and rules.state_matches(record.keys, record.new_image)
+    if record.is_ttl_delete and rules.ttl_deletes == "mark" and record.old_image is not None:
+        return rules.state_matches(record.keys, record.old_image)
+    return False
+
+
+def _may_be_indexed(record: StreamRecord, rules: ProjectionRules) -> bool:
+    """Whether the index may hold the item from before this change: not after an INSERT (it did not
+    exist), nor when the state before (the OldImage) did not match; yes when that is unknown."""
+    if record.event_name == "INSERT":
+        return False
+    return record.old_image is None or rules.state_matches(record.keys, record.old_image)
+
+
+def _tombstone_of(record: StreamRecord, rules: ProjectionRules) -> dict[str, Any]:
+    keys = shape_document(item_to_json(record.keys), rules)
+    return tombstone(indexable(keys), record.approximate_second)
 
 
 def tombstone(keys: dict[str, Any], deleted_at: int) -> dict[str, Any]:
@@ -97,22 +150,18 @@ def is_tombstone(document: dict[str, Any] | None) -> bool:
 
 
 def shape_document(document: dict[str, Any], rules: ProjectionRules) -> dict[str, Any]:
-    """Drop and mask fields of a JSON document (in place) as the rules say; returns it."""
+    """Keep, drop and mask fields of a JSON document as the rules say; returns it (the same
+    document, edited in place, unless an allow-list made a new one)."""
+    if rules.include_fields:
+        document = include_only(document, rules.include_fields, rules.key_names)
     for path in rules.drop_fields:
-        _edit(document, path.split("."), lambda parent, key: parent.pop(key))
+        drop(document, path)
     for path in rules.mask_fields:
-        _edit(document, path.split("."), _mask)
+        mask(document, path, rules.mask_key)
     return document
 
 
-def _edit(document: dict[str, Any], path: list[str], change: Any) -> None:
-    parent: Any = document
-    for key in path[:-1]:
-        parent = parent.get(key) if isinstance(parent, dict) else None
-    if isinstance(parent, dict) and path[-1] in parent:
-        change(parent, path[-1])
-
-
-def _mask(parent: dict[str, Any], key: str) -> None:
-    digest = hashlib.sha256(orjson.dumps(parent[key], option=orjson.OPT_SORT_KEYS)).hexdigest()
-    parent[key] = f"sha256:{digest}"
+def indexable(document: dict[str, Any]) -> dict[str, Any]:
+    """The document to write: attributes with reserved names diverted to the typed form."""
+    reserved = reserved_attributes(document, SERVICE_FIELDS)
+    return divert(document, reserved) if reserved else document

@@ -26,6 +26,8 @@ from consumer.observability.metrics import Metrics
 from consumer.projection import ProjectionRules
 from consumer.records import EVENT_NAMES
 from consumer.repair import Document, Item, RepairAction, project_item
+from consumer.rules import projection_rules
+from consumer.sink.drift import natural_document
 from consumer.sink.index_setup import LIVE_FILTER
 from consumer.sink.opensearch import OpenSearchSink, Result
 from consumer.source import read_key_schema
@@ -38,28 +40,27 @@ SCROLL_PAGE_SIZE = 1000
 WRITE_CHUNK_SIZE = 250
 
 
-def shaping_rules(settings: Settings) -> ProjectionRules:
-    """The document shaping the workers apply (CDC_DROP_FIELDS, CDC_MASK_FIELDS).
+def audit_rules(settings: Settings, schema: KeySchema) -> ProjectionRules:
+    """The workers' rules, for a table state: the filter (CDC_FILTER_MODE=state) and the fields kept,
+    dropped and masked.
 
     Raises:
-        ConfigError: when filtering rules are set: the index then is not a function of the table's
-            current state, so an audit would report filtered items as drift and a repair would undo
-            the filters.
+        ConfigError: when the rules make the index something other than a function of the table's
+            current state (event filters, TTL deletes skipped or marked): an audit would report
+            their effect as drift, and a repair would undo it.
     """
-    filtering = []
-    if set(settings.event_names) != set(EVENT_NAMES):
-        filtering.append(f"CDC_EVENT_NAMES={','.join(settings.event_names)}")
-    if settings.filter_patterns:
-        filtering.append("CDC_FILTER_PATTERNS")
+    diverging = []
+    if settings.filter_mode == "events" and (settings.filter_patterns or set(settings.event_names) != set(EVENT_NAMES)):
+        diverging.append("CDC_FILTER_MODE=events")
     if settings.ttl_deletes != "delete":
-        filtering.append(f"CDC_TTL_DELETES={settings.ttl_deletes}")
-    if filtering:
+        diverging.append(f"CDC_TTL_DELETES={settings.ttl_deletes}")
+    if diverging:
         raise ConfigError(
-            f"{', '.join(filtering)}: with filtering rules the index is not a copy of the table's current state, "
-            "so audit would report the filtered items as drift and a repair would undo the filters; "
-            "audit and redrive support CDC_DROP_FIELDS and CDC_MASK_FIELDS only"
+            f"{', '.join(diverging)}: with these rules the index is not a function of the table's current state, "
+            "so audit would report their effect as drift and a repair would undo it; audit and redrive support "
+            "state filters (CDC_FILTER_MODE=state, the default) and the field rules"
         )
-    return ProjectionRules(drop_fields=settings.drop_fields, mask_fields=settings.mask_fields)
+    return projection_rules(settings, schema)
 
 
 @dataclass
@@ -77,10 +78,10 @@ class Reconciler:
     @classmethod
     def from_settings(cls, settings: Settings) -> Reconciler:
         """Clients from the workers' settings. Raises ConfigError for a set-up it cannot work with."""
-        shaping = shaping_rules(settings)
         dynamodb = aws_clients(settings.aws_region, settings.streams_endpoint_url).dynamodb
         schema = read_key_schema(dynamodb, settings.source_table)
-        search = opensearch_client(settings)
+        shaping = audit_rules(settings, schema)
+        search = opensearch_client(settings, exact_numbers=True)
         sink = OpenSearchSink(
             search,
             settings.index_name,
@@ -107,7 +108,8 @@ class Reconciler:
             for page in pages:
                 for item in page["Items"]:
                     doc_id, document = project_item(self.schema, item, self.shaping)
-                    documents[doc_id] = document
+                    if document is not None:  # an item the filter leaves out is expected absent
+                        documents[doc_id] = document
         except (ClientError, BotoCoreError) as exc:
             raise self._table_error("Scan", exc) from exc
         return read_at, documents
@@ -130,8 +132,9 @@ class Reconciler:
         return read_at, response.get("Item")
 
     def scroll_index(self) -> Iterator[tuple[str, Document]]:
-        """Every live document of the index (id, source), however many, tombstones left out (a
-        tombstone is an absent item); nothing when the index does not exist."""
+        """Every live document of the index (id, source as the item has it: diverted attributes put
+        back, numbers exact), however many, tombstones left out (a tombstone is an absent item);
+        nothing when the index does not exist."""
         try:
             if not self.search.indices.exists(index=self.index):
                 return
@@ -140,7 +143,7 @@ class Reconciler:
                 self.search, index=self.index, query={"query": LIVE_FILTER}, size=SCROLL_PAGE_SIZE, scroll="5m"
             )
             for hit in hits:
-                yield hit["_id"], hit.get("_source") or {}
+                yield hit["_id"], natural_document(hit.get("_source") or {})
         except (TransportError, helpers.ScanError) as exc:
             raise SinkError(f"reading index {self.index!r} failed: {exc}") from exc
 

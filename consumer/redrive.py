@@ -1,15 +1,19 @@
 """``consumer redrive``: apply dead-lettered items again, from their current state in the table.
 
-A dead letter holds the stream record that could not be applied (``consumer.sink.dlq``). Its image
-is out of date by the time anyone redrives it, so only its keys are used: redrive reads the item's
-current state with a consistent GetItem and indexes it (or a tombstone when the item is gone, see
-docs/versioning.md, "Deletes") with the external version ``repair_version(read time)``, which every
-change made after the read beats (docs/versioning.md, "Repairs"). Entries of one item share one read and one write.
+A dead letter names a change that could not be applied (``consumer.sink.letters``). Its image is out
+of date by the time anyone redrives it, so only its keys are used: redrive reads the item's current
+state with a consistent GetItem and indexes it (or a tombstone when the item is gone, or when the
+state filter leaves it out; see docs/versioning.md, "Deletes") with the external version
+``repair_version(read time)``, which every change made after the read beats (docs/versioning.md,
+"Repairs"). Entries of one item share one read and one write.
 
-A dry run (the default) prints, per entry, the document id, the action and why; ``--apply`` writes
-and prints each outcome: applied, stale (a newer change is already indexed) or poison (still
-rejected, with OpenSearch's error). An entry whose keys cannot be read is reported, never dropped.
-The file is only read, never rewritten: the operator archives it once its entries are redriven.
+Letters come from a file, an S3 prefix or an SQS queue (``consumer.letter_sources``), in chunks:
+memory stays flat whatever their number. A dry run (the default) prints, per entry, the document id,
+the action and why; ``--apply`` writes and prints each outcome: applied, stale (a newer change is
+already indexed) or poison (still rejected, with OpenSearch's error). An entry whose keys cannot be
+read is reported, never dropped. On a terminal a progress line shows on stderr; a summary ends the
+run. Running it twice changes nothing more (the same states are written again; SQS messages are
+deleted once settled).
 """
 
 from __future__ import annotations
@@ -18,9 +22,8 @@ import base64
 import binascii
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -28,7 +31,8 @@ import orjson
 from consumer.attributes import canonical_number, item_to_json
 from consumer.config import Settings
 from consumer.doc_ids import KeySchema, document_id
-from consumer.errors import ConfigError, RecordError
+from consumer.errors import RecordError
+from consumer.letter_sources import open_source, source_for
 from consumer.projection import is_tombstone, shape_document
 from consumer.reconcile import Reconciler
 from consumer.repair import Item, RepairAction, project_item, repair_version, restore
@@ -39,17 +43,17 @@ _SHOWN_ERROR_CHARS = 100
 
 @dataclass(frozen=True)
 class Entry:
-    """One line of the dead-letter file: the item it names, or why it names none.
+    """One dead letter: the item it names, or why it names none.
 
     Attributes:
-        line: 1-based line number in the file.
+        origin: where it was read (``file.jsonl:3``, ``s3://bucket/key:3``, ``sqs:<message id>``).
         error: why the record was dead-lettered.
         key: the item's key as boto3 takes it (binary values as bytes); None when unreadable.
         doc_id: the item's document id; None when unreadable.
         problem: why the keys cannot be read; None when they can.
     """
 
-    line: int
+    origin: str
     error: str
     key: Item | None = None
     doc_id: str | None = None
@@ -66,20 +70,20 @@ class Step:
     needs_attention: bool = False
 
 
-def parse_entry(line: int, text: bytes | str, schema: KeySchema) -> Entry:
-    """Read one line of the dead-letter file. Never raises: a bad line is an Entry with a problem."""
+def parse_entry(origin: str, text: bytes | str, schema: KeySchema) -> Entry:
+    """Read one dead letter. Never raises: a bad one is an Entry with a problem."""
     try:
         letter = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        return Entry(line, "", problem=f"not a JSON line ({exc})")
+        return Entry(origin, "", problem=f"not a JSON line ({exc})")
     if not isinstance(letter, dict):
-        return Entry(line, "", problem="not a dead-letter object")
+        return Entry(origin, "", problem="not a dead-letter object")
     error = str(letter.get("error") or "")
     try:
         key = decode_key(schema, letter.get("record"))
-        return Entry(line, error, key, document_id(schema, key))
+        return Entry(origin, error, key, document_id(schema, key))
     except RecordError as exc:
-        return Entry(line, error, problem=str(exc))
+        return Entry(origin, error, problem=str(exc))
 
 
 def decode_key(schema: KeySchema, record: Any) -> Item:
@@ -118,22 +122,10 @@ def _decode_value(name: str, type_: str, text: str) -> str | bytes:
     return text
 
 
-def read_entries(path: Path, schema: KeySchema) -> Iterator[Entry]:
-    """Every non-blank line of the dead-letter file, in order. Raises ConfigError when it cannot be read."""
-    try:
-        with open(path, "rb") as file:
-            for number, text in enumerate(file, start=1):
-                if text.strip():
-                    yield parse_entry(number, text, schema)
-    except FileNotFoundError:
-        raise ConfigError(f"dead-letter file {path} does not exist: pass --file or set CDC_DEAD_LETTER_PATH") from None
-    except OSError as exc:
-        raise ConfigError(f"dead-letter file {path} cannot be read: {exc}") from exc
-
-
-def plan(reconciler: Reconciler, entries: Iterator[Entry]) -> list[Step]:
-    """What to do for each entry, from its item's current state (one consistent read per item)."""
-    decided: dict[str, Step] = {}
+def plan(reconciler: Reconciler, entries: Iterable[Entry], decided: dict[str, Step] | None = None) -> list[Step]:
+    """What to do for each entry, from its item's current state (one consistent read per item;
+    ``decided`` carries the decisions of earlier chunks)."""
+    decided = {} if decided is None else decided
     steps = []
     for entry in entries:
         if entry.problem is not None or entry.doc_id is None or entry.key is None:
@@ -181,18 +173,15 @@ def _outcome(outcome: Outcome, error: str | None) -> tuple[str, bool]:
     return f"poison: still rejected: {error}", True
 
 
-def render(steps: list[Step], path: Path, applied: bool) -> str:
-    """One line per entry and a summary; the dry run also shows why each record was dead-lettered."""
-    rows = [("LINE", "DOC ID", "ACTION", "OUTCOME" if applied else "REASON")]
+def render_rows(steps: list[Step], applied: bool) -> str:
+    """One line per entry: where it came from, its document id, the action, and its outcome (or,
+    in a dry run, why the record was dead-lettered)."""
+    lines = []
     for step in steps:
         note = step.note if applied or not step.entry.error else f"{step.note} (was: {_shorten(step.entry.error)})"
         action = action_name(step.action) if step.action is not None else "-"
-        rows.append((str(step.entry.line), step.entry.doc_id or "-", action, note))
-    widths = [max(len(row[column]) for row in rows) for column in range(3)]
-    lines = [
-        "  ".join([*(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)), row[3]]) for row in rows
-    ]
-    return "\n".join(lines) + "\n\n" + _summary(steps, path, applied) + "\n"
+        lines.append(f"{step.entry.origin}  {step.entry.doc_id or '-'}  {action}  {note}")
+    return "".join(line + "\n" for line in lines)
 
 
 def action_name(action: RepairAction) -> str:
@@ -200,22 +189,42 @@ def action_name(action: RepairAction) -> str:
     return "delete" if is_tombstone(action.document) else action.op
 
 
-def _summary(steps: list[Step], path: Path, applied: bool) -> str:
-    def count(prefix: str) -> int:
-        return sum(1 for step in steps if step.note.startswith(prefix))
+@dataclass
+class Tally:
+    """Counts of a run, by what became of each entry."""
 
-    unreadable = count("unreadable")
-    if not applied:
-        names = [action_name(step.action) for step in steps if step.action is not None]
-        index, delete = names.count("index"), names.count("delete")
+    entries: int = 0
+    to_index: int = 0
+    to_delete: int = 0
+    applied: int = 0
+    stale: int = 0
+    poison: int = 0
+    unreadable: int = 0
+
+    def add(self, steps: list[Step]) -> None:
+        for step in steps:
+            self.entries += 1
+            if step.note.startswith("unreadable"):
+                self.unreadable += 1
+            elif step.action is not None:
+                if action_name(step.action) == "index":
+                    self.to_index += 1
+                else:
+                    self.to_delete += 1
+            for kind in ("applied", "stale", "poison"):
+                if step.note.startswith(kind):
+                    setattr(self, kind, getattr(self, kind) + 1)
+
+    def summary(self, source: str, applied: bool) -> str:
+        if not applied:
+            return (
+                f"dry run: {self.entries} dead letters in {source}: {self.to_index} to index, {self.to_delete} to "
+                f"delete, {self.unreadable} unreadable; nothing was written (--apply redrives them)"
+            )
         return (
-            f"dry run: {len(steps)} dead letters in {path}: {index} to index, {delete} to delete, "
-            f"{unreadable} unreadable; nothing was written (--apply redrives them)"
+            f"{self.entries} dead letters in {source}: {self.applied} applied, {self.stale} stale, "
+            f"{self.poison} poison, {self.unreadable} unreadable"
         )
-    return (
-        f"{len(steps)} dead letters in {path}: {count('applied')} applied, {count('stale')} stale, "
-        f"{count('poison')} poison, {unreadable} unreadable; the file is left as it is: archive it"
-    )
 
 
 def _shorten(text: str) -> str:
@@ -223,12 +232,33 @@ def _shorten(text: str) -> str:
     return text if len(text) <= _SHOWN_ERROR_CHARS else text[: _SHOWN_ERROR_CHARS - 1] + "…"
 
 
-def redrive_command(settings: Settings, path: Path | None, apply_changes: bool) -> bool:
+def redrive_command(settings: Settings, source_text: str | None, apply_changes: bool, visibility_timeout: int) -> bool:
     """Run ``consumer redrive`` and print what it does; True when an entry needs attention."""
     reconciler = Reconciler.from_settings(settings)
-    path = path or settings.dead_letter_path
-    steps = plan(reconciler, read_entries(path, reconciler.schema))
-    if apply_changes:
-        steps = apply(reconciler, steps, threading.Event())
-    sys.stdout.write(render(steps, path, apply_changes))
-    return any(step.needs_attention for step in steps)
+    if source_text is None:
+        source = source_for(settings.dead_letters, settings.aws_region, visibility_timeout)
+    else:
+        source = open_source(source_text, settings.aws_region, visibility_timeout)
+    tally, decided = Tally(), {}
+    progress = sys.stderr.isatty()
+    attention = False
+    stop = threading.Event()
+    try:
+        for chunk in source.chunks():
+            entries = [parse_entry(letter.origin, letter.text, reconciler.schema) for letter in chunk]
+            steps = plan(reconciler, entries, decided)
+            if apply_changes:
+                steps = apply(reconciler, steps, stop)
+            settled = [letter for letter, step in zip(chunk, steps, strict=True) if not step.needs_attention]
+            source.settle(settled, apply_changes)
+            attention = attention or any(step.needs_attention for step in steps)
+            tally.add(steps)
+            sys.stdout.write(render_rows(steps, apply_changes))
+            if progress:
+                sys.stderr.write(f"\r{tally.entries} dead letters, {tally.poison + tally.unreadable} need attention ")
+    finally:
+        source.finish()
+    if progress:
+        sys.stderr.write("\n")
+    sys.stdout.write("\n" + tally.summary(source.description, apply_changes) + "\n")
+    return attention

@@ -10,6 +10,7 @@ Pure and thread-safe.
 
 from __future__ import annotations
 
+import decimal
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any, Literal
 
 from consumer.attributes import item_to_json
 from consumer.doc_ids import KeySchema, document_id
-from consumer.projection import PROJECT_ALL, ProjectionRules, shape_document, tombstone
+from consumer.projection import PROJECT_ALL, ProjectionRules, indexable, shape_document, tombstone
 from consumer.versioning import COUNTER_BITS, MAX_SECOND
 
 Document = dict[str, Any]
@@ -50,15 +51,20 @@ def repair_version(read_at: float) -> int:
     return (second << COUNTER_BITS) - 1
 
 
-def project_item(schema: KeySchema, item: Item, shaping: ProjectionRules = PROJECT_ALL) -> tuple[str, Document]:
+def project_item(schema: KeySchema, item: Item, shaping: ProjectionRules = PROJECT_ALL) -> tuple[str, Document | None]:
     """The document id and document a worker writes when a change leaves the item in this state,
-    with fields dropped and masked exactly as the worker does (``shaping``'s filters do not apply
-    to a table state).
+    shaped exactly as the worker shapes it; the document is None when the state filter
+    (``CDC_FILTER_MODE=state``) leaves the item out of the index.
 
     Raises:
         RecordError: when the item lacks a key attribute or holds an unusable value.
     """
-    return document_id(schema, item), shape_document(item_to_json(item), shaping)
+    doc_id = document_id(schema, item)
+    if shaping.filters_state:
+        keys = {attribute.name: item[attribute.name] for attribute in schema.attributes}
+        if not shaping.state_matches(keys, item):
+            return doc_id, None
+    return doc_id, shape_document(item_to_json(item), shaping)
 
 
 @dataclass(frozen=True)
@@ -117,7 +123,11 @@ def differing_fields(expected: Document, actual: Document) -> tuple[str, ...]:
 
 
 def same_json(a: Any, b: Any) -> bool:
-    """JSON equality that tells types apart: ``True`` is not ``1``, and ``1`` is not ``1.0``."""
+    """JSON equality that tells types apart (``True`` is not ``1``, ``"1"`` is not ``1``) and compares
+    numbers by their exact decimal value (``12.5``, ``Decimal("12.5")``: a float is read as its
+    shortest text, which the number policy makes exact)."""
+    if _is_number(a) and _is_number(b):
+        return _decimal(a) == _decimal(b)
     if type(a) is not type(b):
         return False
     if isinstance(a, dict):
@@ -125,6 +135,14 @@ def same_json(a: Any, b: Any) -> bool:
     if isinstance(a, list):
         return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
     return bool(a == b)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, decimal.Decimal)) and not isinstance(value, bool)
+
+
+def _decimal(value: int | float | decimal.Decimal) -> decimal.Decimal:
+    return decimal.Decimal(repr(value)) if isinstance(value, float) else decimal.Decimal(value)
 
 
 @dataclass(frozen=True)
@@ -142,8 +160,8 @@ def restore(doc_id: str, document: Document | None, version: int, keys: Document
     item's JSON ``keys`` when known) deleted at the read time that ``version`` was derived from."""
     if document is None:
         deleted_at = (version + 1) >> COUNTER_BITS  # floor(read_at): see repair_version
-        return RepairAction(doc_id, version, "index", tombstone(keys or {}, deleted_at))
-    return RepairAction(doc_id, version, "index", document)
+        return RepairAction(doc_id, version, "index", tombstone(indexable(keys or {}), deleted_at))
+    return RepairAction(doc_id, version, "index", indexable(dict(document)))
 
 
 def plan_repair(drift: Drift, expected: Mapping[str, Document], version: int) -> list[RepairAction]:

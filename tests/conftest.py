@@ -1,5 +1,10 @@
-"""Session fixtures: the emulators start once, on loopback, only when a test needs them, and
-stop at the end of the session."""
+"""Session fixtures: the emulators and the real OpenSearch node start once, on loopback, only when a
+test needs them, and stop at the end of the session.
+
+The sink: tests take ``search_engine`` (anything with a ``url``). It is osmem-server, unless the test
+is marked ``engines``: then it runs once per engine, on osmem-server and on a real OpenSearch node
+(``tests/support/opensearch_node.py``), so everything the sink relies on is checked on both.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import boto3
 import pytest
 
 from tests.support.emulators import MotoServer, aws_env, start_osmem
+from tests.support.opensearch_node import OpenSearchNode
 from tests.support.stream_server import StreamServer
 from tests.support.worker_process import WorkerProcess
 
@@ -32,6 +38,28 @@ def osmem() -> Iterator[Any]:
     server.close()
 
 
+@pytest.fixture(scope="session")
+def opensearch() -> Iterator[OpenSearchNode]:
+    """A real OpenSearch node (2.19, 512 MiB heap), built on first use and cached between runs."""
+    node = OpenSearchNode.start()
+    yield node
+    node.stop()
+
+
+ENGINES = ("osmem", "opensearch")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "search_engine" in metafunc.fixturenames and metafunc.definition.get_closest_marker("engines"):
+        metafunc.parametrize("search_engine", ENGINES, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def search_engine(request: pytest.FixtureRequest) -> Any:
+    """The OpenSearch the test writes to: osmem, or each engine in turn for tests marked ``engines``."""
+    return request.getfixturevalue(getattr(request, "param", "osmem"))
+
+
 @pytest.fixture
 def ddb(moto: MotoServer) -> Any:
     return boto3.client(
@@ -50,12 +78,12 @@ def table_name() -> str:
 
 
 @pytest.fixture
-def worker_env(moto: MotoServer, osmem: Any, table_name: str, tmp_path: Path) -> dict[str, str]:
+def worker_env(moto: MotoServer, search_engine: Any, table_name: str, tmp_path: Path) -> dict[str, str]:
     """The environment of a worker reading ``table_name`` into the index of the same name."""
     return {
         **aws_env(moto.url),
         "CDC_TABLE_NAME": table_name,
-        "CDC_OPENSEARCH_URL": osmem.url,
+        "CDC_OPENSEARCH_URL": search_engine.url,
         "CDC_FAILOVER_SECONDS": "3",
         "CDC_POLL_INTERVAL_SECONDS": "0.2",
         "CDC_DEAD_LETTER_PATH": str(tmp_path / "dead-letters.jsonl"),

@@ -3,7 +3,8 @@
 * Liveness (``/healthz``): this process's own loops are ticking. It never depends on DynamoDB or
   OpenSearch being up — an outage of either must not turn into a restart storm.
 * Readiness (``/readyz``): configuration loaded, stream resolved, lease table reachable at the
-  last tick, and the first shard sync done.
+  last tick, the first shard sync done, and no named condition failing (``set_condition``: the
+  sink unavailable, the dead-letter destination refusing writes).
 
 The worker (and the start-up loop) report into one ``Health``; the probe server reads it.
 Thread-safe.
@@ -26,12 +27,21 @@ class Health:
         self._last_beat = clock()
         self._synced = False
         self._problem: str | None = "starting"
+        self._conditions: dict[str, str] = {}
 
     def beat(self, problem: str | None = None) -> None:
         """A loop completed a step; ``problem`` says what keeps the worker from being ready, if anything."""
         with self._lock:
             self._last_beat = self._clock()
             self._problem = problem
+
+    def set_condition(self, name: str, problem: str | None) -> None:
+        """Set (or clear, with None) a named condition that keeps the worker from being ready."""
+        with self._lock:
+            if problem is None:
+                self._conditions.pop(name, None)
+            else:
+                self._conditions[name] = problem
 
     def mark_synced(self) -> None:
         with self._lock:
@@ -48,6 +58,8 @@ class Health:
         with self._lock:
             if self._problem:
                 return False, self._problem
+            if self._conditions:
+                return False, "; ".join(self._conditions[name] for name in sorted(self._conditions))
             if not self._synced:
                 return False, "first shard sync not done"
             return True, "ok"

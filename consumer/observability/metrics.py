@@ -111,8 +111,19 @@ class Metrics:
         )
         self.bulk_requests = Counter(
             "cdc_bulk_requests_total",
-            "OpenSearch _bulk requests by outcome (ok, retriable_error, connection_error, rejected).",
+            "OpenSearch _bulk requests by outcome (ok, outage, throttled, too_large, rejected).",
             ["outcome"],
+            registry=registry,
+        )
+        self.sink_available = Gauge(
+            "cdc_sink_available",
+            "1 while OpenSearch takes writes; 0 during an outage (unreachable, 5xx, credentials, write block).",
+            registry=registry,
+        )
+        self.sink_available.set(1)
+        self.documents_diverted = Counter(
+            "cdc_documents_diverted_total",
+            "Documents sent again with attributes diverted to the typed form (_cdc_typed) after a mapping conflict.",
             registry=registry,
         )
         self.bulk_duration = Histogram(
@@ -152,6 +163,13 @@ class Metrics:
         self.dead_lettered = Counter(
             "cdc_records_dead_lettered_total",
             "Records written to the dead-letter destination.",
+            registry=registry,
+        )
+        self.dead_letter_writes = Counter(
+            "cdc_dead_letter_writes_total",
+            "Writes to the dead-letter destination by destination (file, sqs, s3) and outcome (ok, error); "
+            "while they fail, the shard waits.",
+            ["destination", "outcome"],
             registry=registry,
         )
         self.aws_requests = Counter(

@@ -1,38 +1,41 @@
 """Dead-letter destinations for records that cannot be indexed (poison records).
 
-A dead letter holds everything needed to understand and redrive a record: the whole stream record,
-its shard id and sequence number, the error, the attempts and when it happened, serialised by
-``to_json`` — one JSON object, the same for every destination:
+A dead letter (``consumer.sink.letters``) holds what is needed to understand and redrive a record:
+its identity and keys, its shaped image, its shard id and sequence number, the error, the attempts
+and when it happened, serialised by ``to_json`` — one JSON object, the same for every destination:
 
 * ``DeadLetterFile``: appended to a local JSON-lines file, flushed and fsync'ed;
 * ``DeadLetterQueue``: one SQS message per letter (SendMessageBatch, at most 10 per call);
 * ``DeadLetterObjects``: one S3 object of JSON lines per write, under an idempotent key.
 
 ``write`` returns only once every letter is durable, because the shard's checkpoint moves past the
-records right after; otherwise it raises (OSError, DeadLetterError), which the shard consumer
-retries with the whole batch. Delivery is at least once: a retried batch may send a letter to SQS
+records right after; otherwise it raises (OSError, DeadLetterError), and the batch processor writes
+them again until they are durable: the shard waits, it never moves past a record that is neither
+applied nor dead-lettered. Delivery is at least once: a retried batch may send a letter to SQS
 again (S3 overwrites the same key). All destinations are thread-safe.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import os
+import random
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
-import orjson
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.aws_calls import Observer, observed_call
 from consumer.backoff import backoff_delay
-from consumer.errors import ConfigError, DeadLetterError
+from consumer.errors import ConfigError, DeadLetterError, Interrupted
+from consumer.observability.health import Health
+from consumer.observability.metrics import Metrics
+from consumer.sink.letters import DeadLetter, to_json
 
 log = structlog.get_logger(__name__)
 
@@ -41,34 +44,57 @@ SQS_MAX_BATCH_ENTRIES = 10
 _KEPT_ERROR_CHARS = 2000
 
 
-@dataclass(frozen=True)
-class DeadLetter:
-    """A record that could not be applied, and why."""
-
-    shard_id: str
-    sequence_number: str | None
-    error: str
-    record: dict[str, Any]
-    attempts: int = 1
-
-
 class DeadLetterSink(Protocol):
+    """A destination: ``kind`` names it in metrics (file, sqs, s3)."""
+
+    kind: str
+
     def write(self, letters: list[DeadLetter]) -> None: ...
 
 
-def to_json(letter: DeadLetter, now: str) -> bytes:
-    """The one serialisation of a dead letter (no trailing newline); ``now`` is ISO 8601 UTC."""
-    return orjson.dumps(
-        {
-            "dead_lettered_at": now,
-            "shard_id": letter.shard_id,
-            "sequence_number": letter.sequence_number,
-            "error": letter.error,
-            "attempts": letter.attempts,
-            "record": letter.record,
-        },
-        default=_json_default,
-    )
+class DurableDeadLetters:
+    """Writes dead letters to a destination until they are durable: a refusal (S3 down, queue gone,
+    disk full) is retried with backoff while ``cdc_dead_letter_writes_total{outcome="error"}`` counts
+    it and readiness says why, so the shard waits instead of moving past its records. Thread-safe."""
+
+    def __init__(
+        self,
+        destination: DeadLetterSink,
+        metrics: Metrics,
+        health: Health | None = None,
+        retry_base_seconds: float = 0.1,
+        retry_cap_seconds: float = 10.0,
+    ) -> None:
+        self._destination = destination
+        self._kind = destination.kind
+        self._metrics = metrics
+        self._health = health
+        self._retry_base = retry_base_seconds
+        self._retry_cap = retry_cap_seconds
+        self._rng = random.Random()
+
+    def write(self, letters: list[DeadLetter], stop: threading.Event) -> None:
+        """Return once ``letters`` are durable. Raises Interrupted when ``stop`` is set first."""
+        attempt = 0
+        while True:
+            try:
+                self._destination.write(letters)
+            except (OSError, DeadLetterError) as exc:
+                self._metrics.dead_letter_writes.labels(destination=self._kind, outcome="error").inc()
+                self._set_problem(f"dead-letter destination {self._kind} refuses writes: {exc}")
+                delay = backoff_delay(attempt, self._retry_base, self._retry_cap, self._rng)
+                log.error("dead_letter_write_failed", destination=self._kind, letters=len(letters), error=str(exc))
+                attempt += 1
+                if stop.wait(delay):
+                    raise Interrupted(f"stop requested while {len(letters)} dead letters awaited a retry") from exc
+                continue
+            self._metrics.dead_letter_writes.labels(destination=self._kind, outcome="ok").inc()
+            self._set_problem(None)
+            return
+
+    def _set_problem(self, problem: str | None) -> None:
+        if self._health is not None:
+            self._health.set_condition("dead_letters", problem)
 
 
 def _now() -> str:
@@ -77,6 +103,8 @@ def _now() -> str:
 
 class DeadLetterFile:
     """Appends dead letters to a local JSON-lines file."""
+
+    kind = "file"
 
     def __init__(self, path: Path) -> None:
         self._path = path
@@ -108,6 +136,8 @@ class DeadLetterQueue:
     again up to ``attempts`` times; then DeadLetterError. Whole-call failures are retried by botocore
     (standard mode) and then raised as DeadLetterError. Thread-safe (stateless besides the client).
     """
+
+    kind = "sqs"
 
     def __init__(self, client: Any, queue_url: str, observe: Observer | None = None, attempts: int = 5) -> None:
         self._client = client
@@ -190,6 +220,8 @@ class DeadLetterObjects:
     object instead of duplicating it. Thread-safe (stateless besides the client).
     """
 
+    kind = "s3"
+
     def __init__(self, client: Any, bucket: str, prefix: str = "", observe: Observer | None = None) -> None:
         self._client = client
         self._bucket = bucket
@@ -243,16 +275,13 @@ class DeadLetterObjects:
 
 
 def _cut_down(letter: DeadLetter, size: int) -> DeadLetter:
-    """``letter`` with only the record's identity and a note, small enough for SQS."""
-    body = letter.record.get("dynamodb") if isinstance(letter.record.get("dynamodb"), dict) else {}
+    """``letter`` with only the record's identity (its keys) and a note, small enough for SQS."""
     record = {
-        "eventID": letter.record.get("eventID"),
-        "eventName": letter.record.get("eventName"),
-        "dynamodb": {"Keys": body.get("Keys"), "SequenceNumber": body.get("SequenceNumber")},
-        "note": f"record of {size} bytes left out: over SQS's {SQS_MAX_MESSAGE_BYTES}-byte message limit; "
+        **letter.record,
+        "note": f"image of {size} bytes left out: over SQS's {SQS_MAX_MESSAGE_BYTES}-byte message limit; "
         "redrive reads the item from the table by its keys",
     }
-    return replace(letter, record=record, error=letter.error[:_KEPT_ERROR_CHARS])
+    return replace(letter, record=record, document=None, raw_record=None, error=letter.error[:_KEPT_ERROR_CHARS])
 
 
 def _chunks(entries: list[tuple[str, str]]) -> Iterator[list[tuple[str, str]]]:
@@ -283,14 +312,3 @@ def _queue_name_and_owner(queue: str) -> tuple[str, str | None]:
         return queue, None
     parts = queue.rstrip("/").split("/")
     return parts[-1], parts[-2] if len(parts) >= 5 and parts[-2].isdigit() else None
-
-
-def _json_default(value: Any) -> Any:
-    """boto3 hands records with bytes (B, BS), datetimes and Decimals; keep them lossless."""
-    if isinstance(value, (bytes, bytearray)):
-        return base64.b64encode(value).decode("ascii")
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    if isinstance(value, set):
-        return sorted(value)
-    return str(value)

@@ -1,11 +1,14 @@
-"""Index bootstrap: the physical index, the tombstone fields' mapping and the filtered read alias.
+"""Index bootstrap: the physical index with the mapping policy, and the filtered read alias.
 
 Deletes are written as tombstone documents (``consumer.projection.tombstone``), so the physical index
 holds deleted items too. Applications search the *read alias* (``CDC_OPENSEARCH_READ_ALIAS``,
-default ``<index>-live``), whose filter hides every tombstone. ``ensure_index`` is idempotent and
-safe to run from every worker at once: it creates the index when missing (with ``_cdc_deleted`` as
-a boolean and ``_cdc_deleted_at`` as a date in epoch seconds, so the filter and the reaper's range
-query work), otherwise puts the mapping of those two fields, then adds the alias (adding an alias
+default ``<index>-live``), whose filter hides every tombstone.
+
+``ensure_index`` is idempotent and safe to run from every worker at once, before any worker writes:
+it creates the index when missing with the settings and mappings of ``consumer.sink.mapping``
+(so no document depends on which one arrives first); on an index that exists it adds what is
+missing (the service's fields, the key attributes, the dynamic templates) and warns about key
+attributes mapped with a type that cannot hold every key; then it adds the alias (adding an alias
 that exists already changes nothing).
 
 Raises SinkError for failures worth retrying (connection, 429, 5xx) and ConfigError for the others
@@ -14,6 +17,7 @@ Raises SinkError for failures worth retrying (connection, 429, 5xx) and ConfigEr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -21,31 +25,42 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import TransportError
 
+from consumer.doc_ids import KeySchema
 from consumer.errors import ConfigError, SinkError
-from consumer.projection import DELETED_AT_FIELD, DELETED_FIELD
+from consumer.projection import DELETED_FIELD
+from consumer.sink.mapping import (
+    NO_TEMPLATE,
+    IndexTemplate,
+    MappingMode,
+    existing_index_mapping,
+    index_body,
+    key_mapping_problems,
+)
 
 log = structlog.get_logger(__name__)
 
-TOMBSTONE_MAPPING: dict[str, Any] = {
-    "properties": {
-        DELETED_FIELD: {"type": "boolean"},
-        DELETED_AT_FIELD: {"type": "date", "format": "epoch_second"},
-    }
-}
 LIVE_FILTER: dict[str, Any] = {"bool": {"must_not": {"term": {DELETED_FIELD: True}}}}
 
 
-def ensure_index(client: OpenSearch, index: str, read_alias: str) -> bool:
-    """Create ``index`` if missing, map the tombstone fields, add the filtered ``read_alias``.
+def ensure_index(
+    client: OpenSearch,
+    index: str,
+    read_alias: str,
+    schema: KeySchema,
+    mode: MappingMode = "managed",
+    template: IndexTemplate = NO_TEMPLATE,
+) -> bool:
+    """Create or update ``index`` as the module docstring says and add the filtered ``read_alias``.
 
     Returns True when this call created the index.
     """
+    body = index_body(schema, mode, template)  # raises ConfigError before anything is written
     created = False
     try:
         if not client.indices.exists(index=index):
-            created = _create(client, index)
+            created = _create(client, index, body)
         if not created:
-            client.indices.put_mapping(index=index, body=TOMBSTONE_MAPPING)
+            _update(client, index, schema, mode, template)
         client.indices.update_aliases(
             body={"actions": [{"add": {"index": index, "alias": read_alias, "filter": LIVE_FILTER}}]}
         )
@@ -57,15 +72,45 @@ def ensure_index(client: OpenSearch, index: str, read_alias: str) -> bool:
         if status == 0 or status == 429 or status >= 500:
             raise SinkError(text) from exc
         raise ConfigError(text) from exc
-    log.info("index_ready", index=index, read_alias=read_alias, created=created)
+    log.info("index_ready", index=index, read_alias=read_alias, created=created, mapping_mode=mode)
     return created
 
 
-def _create(client: OpenSearch, index: str) -> bool:
+def read_mapping(client: OpenSearch, index: str) -> Mapping[str, Any]:
+    """The index's current ``mappings`` (``properties``, ``dynamic``, ...).
+
+    Raises:
+        SinkError: when OpenSearch cannot answer (the caller retries its batch).
+    """
     try:
-        client.indices.create(index=index, body={"mappings": TOMBSTONE_MAPPING})
+        answer = client.indices.get_mapping(index=index)
+    except (OpenSearchConnectionError, TransportError) as exc:
+        raise SinkError(f"reading the mapping of index {index!r} failed: {exc}") from exc
+    # The answer is keyed by the concrete index name (the one asked for, or the one an alias names).
+    for body in answer.values():
+        if isinstance(body, dict):
+            return body.get("mappings") or {}
+    return {}
+
+
+def _create(client: OpenSearch, index: str, body: dict[str, Any]) -> bool:
+    try:
+        client.indices.create(index=index, body=body)
     except TransportError as exc:
         if exc.status_code == 400 and exc.error == "resource_already_exists_exception":
             return False  # another worker created it in between
         raise
     return True
+
+
+def _update(client: OpenSearch, index: str, schema: KeySchema, mode: MappingMode, template: IndexTemplate) -> None:
+    current = read_mapping(client, index)
+    for problem in key_mapping_problems(schema, current.get("properties") or {}):
+        log.warning(
+            "index_key_mapping_inexact",
+            index=index,
+            problem=problem,
+            action="keys that the mapped type cannot hold are dead-lettered: reindex into a new index created by "
+            "the service and move the read alias to it (docs/mapping.md, 'Migrating an existing index')",
+        )
+    client.indices.put_mapping(index=index, body=existing_index_mapping(schema, current, mode, template))

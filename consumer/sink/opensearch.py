@@ -1,12 +1,21 @@
-"""OpenSearch ``_bulk`` writer with retries, backoff and poison isolation.
+"""OpenSearch ``_bulk`` writer: byte-bounded requests, outages waited out, drift diverted, poison isolated.
 
-``OpenSearchSink.apply`` returns one ``(Outcome, error)`` per action and only returns when every
-action is APPLIED, STALE or POISON: retriable failures (connection errors, 429, 5xx — for the
-whole request or single items) are sent again after a jittered exponential backoff until they
-succeed, the caller's stop event is set (then ``Interrupted``), or the ``RetryLimits`` are
-reached (then the remaining actions end POISON with a ``GaveUp`` error, to be dead-lettered). A
-request rejected as a whole with another 4xx is bisected until the offending actions are
-isolated as POISON.
+``OpenSearchSink.apply`` returns one ``(Outcome, error)`` per action, each APPLIED, STALE or
+POISON, and only once every action is one of those:
+
+* Requests carry at most ``max_request_bytes`` of NDJSON (one larger action goes alone); a 413
+  splits the request in halves, down to one action, which is then POISON (too large to index).
+* A failure of the sink — unreachable, 5xx, 401/403/404 for the request or an item (credentials,
+  permissions, write blocks, a missing index), 429 — is an *outage*: the actions are sent again
+  after a jittered exponential backoff until they succeed or the caller's stop event is set
+  (``Interrupted``). While the sink is failing, ``cdc_sink_available`` is 0 and readiness says why.
+  Only when ``RetryLimits`` are given (``CDC_DEAD_LETTER_ON_OUTAGE``) does an outage end: the
+  actions still pending then become POISON with a ``GaveUp`` error.
+* A document OpenSearch refuses (400) because an attribute's shape conflicts with the mapping is
+  sent again with that attribute diverted to the typed form (``consumer.sink.drift``), judged
+  against the index's current mapping (or sent again as it is when it fits that mapping: another
+  writer changed it meanwhile); a refusal nothing explains is POISON. A request
+  refused as a whole with another 4xx is bisected until the actions at fault are isolated.
 
 Thread-safe: shard consumers share one sink; opensearch-py's connection pool is thread-safe.
 """
@@ -16,8 +25,9 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -26,9 +36,19 @@ from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import TransportError
 
 from consumer.backoff import backoff_delay
-from consumer.errors import Interrupted, SinkError
+from consumer.errors import Interrupted
+from consumer.observability.health import Health
 from consumer.observability.metrics import Metrics
-from consumer.sink.bulk import BulkOperation, Outcome, classify_item, encode_bulk
+from consumer.sink.bulk import (
+    BulkOperation,
+    Outcome,
+    RequestFailure,
+    classify_item,
+    classify_request_failure,
+    encode_action,
+)
+from consumer.sink.drift import conflicting_attributes, divert, named_attributes
+from consumer.sink.index_setup import read_mapping
 
 log = structlog.get_logger(__name__)
 
@@ -36,10 +56,8 @@ Result = tuple[Outcome, str | None]
 # classify_item reads only each item's status and error: asking for just those shrinks the answer
 # (and its decoding) from ~200 to ~25 bytes per successful item.
 _BULK_RESPONSE_FILTER = "items.*.status,items.*.error"
-
-
-class _RequestRejectedError(Exception):
-    """The whole request was refused with a non-retriable status (e.g. 400 on a malformed body)."""
+DEFAULT_MAX_REQUEST_BYTES = 5 * 1024 * 1024
+_MAX_RESENDS = 3  # per refused action: the mapping may change between attempts (other writers)
 
 
 class GaveUp(str):
@@ -58,13 +76,20 @@ class GaveUp(str):
 
 @dataclass(frozen=True)
 class RetryLimits:
-    """Lambda's MaximumRetryAttempts and MaximumRecordAgeInSeconds; None: retry until stopped."""
+    """Lambda's MaximumRetryAttempts and MaximumRecordAgeInSeconds, applied to outages only when the
+    user opted in (CDC_DEAD_LETTER_ON_OUTAGE); None: wait until the sink is back."""
 
     max_attempts: int | None = None
     max_record_age_seconds: float | None = None
 
 
 NO_LIMITS = RetryLimits()
+
+
+class _RequestFailedError(Exception):
+    def __init__(self, failure: RequestFailure, text: str) -> None:
+        super().__init__(text)
+        self.failure = failure
 
 
 class OpenSearchSink:
@@ -80,6 +105,9 @@ class OpenSearchSink:
         rng: random.Random | None = None,
         limits: RetryLimits = NO_LIMITS,
         clock: Callable[[], float] = time.time,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        protected_fields: Collection[str] = (),
+        health: Health | None = None,
     ) -> None:
         self._client = client
         self._index = index
@@ -89,6 +117,11 @@ class OpenSearchSink:
         self._rng = rng or random.Random()
         self._limits = limits
         self._clock = clock
+        self._max_request_bytes = max_request_bytes
+        self._protected = frozenset(protected_fields)
+        self._health = health
+        self._available = True
+        self._availability_lock = threading.Lock()
 
     @property
     def index(self) -> str:
@@ -99,92 +132,176 @@ class OpenSearchSink:
 
         ``stop`` is the caller's stop event: setting it ends retries with ``Interrupted``.
         """
-        results: list[Result | None] = [None] * len(actions)
+        batch = _Batch(list(actions), [None] * len(actions), [encode_action(self._index, a) for a in actions])
         pending = list(range(len(actions)))
-        attempts = 0
+        rounds = 0
         while pending:
-            pending = self._apply_once(actions, pending, results)
-            attempts += 1
-            if pending and self._exhausted(attempts, [actions[i] for i in pending]):
-                self._give_up(pending, results, attempts)
+            pending = self._apply_round(batch, pending)
+            rounds += 1
+            if pending and self._exhausted(rounds, [batch.actions[i] for i in pending]):
+                self._give_up(batch, pending, rounds)
                 break
             if pending:
-                self._wait_before_retry(attempts - 1, len(pending), stop)
-        return [r for r in results if r is not None]
+                self._wait_before_retry(rounds - 1, len(pending), stop)
+        return [r for r in batch.results if r is not None]
 
-    def _exhausted(self, attempts: int, pending: list[BulkOperation]) -> bool:
+    def _apply_round(self, batch: _Batch, pending: list[int]) -> list[int]:
+        """Send the pending actions once (splitting, bisecting and diverting as needed); returns those
+        to send again after a pause."""
+        later: list[int] = []
+        requests = deque(self._requests(batch, pending))
+        mapping: dict[str, Mapping[str, Any]] = {}  # the index's mapping, read at most once a round
+        while requests:
+            chunk = requests.popleft()
+            try:
+                items = self._send(b"".join(batch.encoded[i] for i in chunk), len(chunk))
+            except _RequestFailedError as exc:
+                if exc.failure in (RequestFailure.OUTAGE, RequestFailure.THROTTLED):
+                    later += chunk + [i for rest in requests for i in rest]  # the rest would fail alike
+                    break
+                requests.extendleft(reversed(self._split(batch, chunk, exc)))
+                continue
+            resend = self._settle_items(batch, chunk, items, later, mapping)
+            if resend:
+                requests.append(resend)
+        return sorted(later)
+
+    def _settle_items(
+        self,
+        batch: _Batch,
+        chunk: list[int],
+        items: list[dict[str, Any]],
+        later: list[int],
+        mapping: dict[str, Mapping[str, Any]],
+    ) -> list[int]:
+        """Record each item's outcome; returns the actions to send again at once (diverted)."""
+        resend: list[int] = []
+        blocked = None
+        for i, item in zip(chunk, items, strict=True):
+            outcome, error = classify_item(item)
+            if outcome in (Outcome.RETRY, Outcome.BLOCKED):
+                later.append(i)
+                blocked = error if outcome is Outcome.BLOCKED else blocked
+            elif outcome is Outcome.REFUSED and self._maybe_divert(batch, i, error or "", mapping):
+                resend.append(i)
+            else:
+                batch.results[i] = (Outcome.POISON if outcome is Outcome.REFUSED else outcome, error)
+        self._set_available(blocked is None, blocked)
+        return resend
+
+    def _maybe_divert(self, batch: _Batch, i: int, error: str, mapping: dict[str, Mapping[str, Any]]) -> bool:
+        """Prepare action ``i``, which OpenSearch refused, to be sent again: with the attributes that
+        conflict with the index's current mapping diverted; unchanged, once, when it fits that mapping
+        (a concurrent writer changed the mapping between our request and its parsing); else with the
+        attributes the error names diverted. False when nothing explains the refusal: poison."""
+        action = batch.actions[i]
+        if action.document is None or batch.resends.get(i, 0) >= _MAX_RESENDS:
+            return False
+        if "current" not in mapping:
+            mapping["current"] = read_mapping(self._client, self._index)
+        names = conflicting_attributes(action.document, mapping["current"], self._protected)
+        if not names and i not in batch.sent_as_is:
+            batch.sent_as_is.add(i)
+            names_text = "none: it fits the mapping now"
+        else:
+            names = names or named_attributes(action.document, error, self._protected)
+            if not names:
+                return False
+            batch.actions[i] = replace(action, document=divert(action.document, names))  # type: ignore[type-var]
+            batch.encoded[i] = encode_action(self._index, batch.actions[i])
+            self._metrics.documents_diverted.inc()
+            names_text = ", ".join(sorted(names))
+        batch.resends[i] = batch.resends.get(i, 0) + 1
+        log.info("refused_document_resent", doc_id=action.doc_id, diverted=names_text, error=error[:300])
+        return True
+
+    def _split(self, batch: _Batch, chunk: list[int], exc: _RequestFailedError) -> list[list[int]]:
+        """Halves of a request that was too large or rejected; a single action is POISON."""
+        if len(chunk) == 1:
+            reason = str(exc)
+            if exc.failure is RequestFailure.TOO_LARGE:
+                reason = f"a single document is larger than OpenSearch accepts (http.max_content_length): {exc}"
+            batch.results[chunk[0]] = (Outcome.POISON, reason)
+            return []
+        middle = len(chunk) // 2
+        return [chunk[:middle], chunk[middle:]]
+
+    def _requests(self, batch: _Batch, pending: list[int]) -> list[list[int]]:
+        """The pending actions grouped into requests of at most ``max_request_bytes``."""
+        requests: list[list[int]] = []
+        current: list[int] = []
+        size = 0
+        for i in pending:
+            length = len(batch.encoded[i])
+            if current and size + length > self._max_request_bytes:
+                requests.append(current)
+                current, size = [], 0
+            current.append(i)
+            size += length
+        if current:
+            requests.append(current)
+        return requests
+
+    def _send(self, body: bytes, count: int) -> list[dict[str, Any]]:
+        started = time.perf_counter()
+        try:
+            response = self._client.bulk(body=body, filter_path=_BULK_RESPONSE_FILTER)
+        except OpenSearchConnectionError as exc:
+            raise self._request_failed(RequestFailure.OUTAGE, f"OpenSearch unreachable: {exc}") from exc
+        except TransportError as exc:
+            status = exc.status_code if isinstance(exc.status_code, int) else None
+            failure = classify_request_failure(status)
+            text = f"OpenSearch bulk answered {exc.status_code} {exc.error}: {exc.info}"
+            raise self._request_failed(failure, text) from exc
+        finally:
+            self._metrics.bulk_duration.observe(time.perf_counter() - started)
+        self._metrics.bulk_requests.labels(outcome="ok").inc()
+        self._metrics.bulk_bytes.inc(len(body))
+        items = response.get("items") if isinstance(response, dict) else None
+        if not isinstance(items, list) or len(items) != count:
+            raise self._request_failed(
+                RequestFailure.OUTAGE, f"bulk answer has no item for each of the {count} actions: {str(response)[:200]}"
+            )
+        return items
+
+    def _request_failed(self, failure: RequestFailure, text: str) -> _RequestFailedError:
+        self._metrics.bulk_requests.labels(outcome=failure.value).inc()
+        if failure is RequestFailure.OUTAGE:
+            self._set_available(False, text)
+        log.warning("bulk_request_failed", failure=failure.value, error=text[:500])
+        return _RequestFailedError(failure, text)
+
+    def _set_available(self, available: bool, reason: str | None) -> None:
+        """Track the sink's availability for ``cdc_sink_available`` and readiness; log changes only."""
+        with self._availability_lock:
+            changed = available != self._available
+            self._available = available
+        self._metrics.sink_available.set(1 if available else 0)
+        if self._health is not None:
+            self._health.set_condition("sink", None if available else f"OpenSearch unavailable: {reason}")
+        if changed:
+            if available:
+                log.info("sink_available", index=self._index)
+            else:
+                log.error("sink_unavailable", index=self._index, reason=(reason or "")[:500])
+
+    def _exhausted(self, rounds: int, pending: list[BulkOperation]) -> bool:
         limits = self._limits
-        if limits.max_attempts is not None and attempts >= limits.max_attempts:
+        if limits.max_attempts is not None and rounds >= limits.max_attempts:
             return True
         if limits.max_record_age_seconds is None:
             return False
         seconds = [record.approximate_second for a in pending if (record := getattr(a, "record", None)) is not None]
         return bool(seconds) and self._clock() - min(seconds) > limits.max_record_age_seconds
 
-    def _give_up(self, pending: list[int], results: list[Result | None], attempts: int) -> None:
+    def _give_up(self, batch: _Batch, pending: list[int], attempts: int) -> None:
         text = (
-            f"OpenSearch kept failing with retriable errors (429/5xx/connection); gave up after {attempts} attempts "
-            "(CDC_MAX_RETRY_ATTEMPTS / CDC_MAX_RECORD_AGE_SECONDS)"
+            f"OpenSearch kept failing (outage, throttling or write block); gave up after {attempts} attempts "
+            "(CDC_DEAD_LETTER_ON_OUTAGE with CDC_MAX_RETRY_ATTEMPTS / CDC_MAX_RECORD_AGE_SECONDS)"
         )
         log.warning("bulk_retries_exhausted", attempts=attempts, actions=len(pending))
         for i in pending:
-            results[i] = (Outcome.POISON, GaveUp(text, attempts))
-
-    def _apply_once(
-        self, actions: Sequence[BulkOperation], pending: list[int], results: list[Result | None]
-    ) -> list[int]:
-        """One pass over the pending actions; returns those to send again."""
-        try:
-            items = self._send([actions[i] for i in pending])
-        except SinkError as exc:
-            log.warning("bulk_request_failed", error=str(exc), actions=len(pending))
-            return pending
-        except _RequestRejectedError as exc:
-            return self._bisect(actions, pending, results, str(exc))
-        retry = []
-        for i, item in zip(pending, items, strict=True):
-            outcome, error = classify_item(item)
-            if outcome is Outcome.RETRY:
-                retry.append(i)
-            else:
-                results[i] = (outcome, error)
-        return retry
-
-    def _bisect(
-        self, actions: Sequence[BulkOperation], pending: list[int], results: list[Result | None], error: str
-    ) -> list[int]:
-        if len(pending) == 1:
-            results[pending[0]] = (Outcome.POISON, error)
-            return []
-        middle = len(pending) // 2
-        retry = []
-        for half in (pending[:middle], pending[middle:]):
-            retry += self._apply_once(actions, half, results)
-        return retry
-
-    def _send(self, actions: list[BulkOperation]) -> list[dict[str, Any]]:
-        body = encode_bulk(self._index, actions)
-        started = time.perf_counter()
-        try:
-            response = self._client.bulk(body=body, filter_path=_BULK_RESPONSE_FILTER)
-        except OpenSearchConnectionError as exc:
-            self._metrics.bulk_requests.labels(outcome="connection_error").inc()
-            raise SinkError(f"OpenSearch unreachable: {exc}") from exc
-        except TransportError as exc:
-            status = exc.status_code if isinstance(exc.status_code, int) else 0
-            retriable = status == 429 or status >= 500 or status == 0
-            self._metrics.bulk_requests.labels(outcome="retriable_error" if retriable else "rejected").inc()
-            if retriable:
-                raise SinkError(f"OpenSearch bulk answered {exc.status_code}: {exc.error}") from exc
-            raise _RequestRejectedError(f"{exc.status_code} {exc.error}: {exc.info}") from exc
-        finally:
-            self._metrics.bulk_duration.observe(time.perf_counter() - started)
-        self._metrics.bulk_requests.labels(outcome="ok").inc()
-        self._metrics.bulk_bytes.inc(len(body))
-        items = response.get("items") if isinstance(response, dict) else None
-        if not isinstance(items, list) or len(items) != len(actions):
-            raise SinkError(f"bulk answer has no item for each of the {len(actions)} actions: {str(response)[:200]}")
-        return items
+            batch.results[i] = (Outcome.POISON, GaveUp(text, attempts))
 
     def _wait_before_retry(self, attempt: int, pending: int, stop: threading.Event) -> None:
         delay = backoff_delay(attempt, self._retry_base, self._retry_cap, self._rng)
@@ -192,3 +309,14 @@ class OpenSearchSink:
         log.info("bulk_retry_scheduled", attempt=attempt + 1, actions=pending, delay_seconds=round(delay, 3))
         if stop.wait(delay):
             raise Interrupted(f"stop requested while {pending} actions awaited a retry")
+
+
+@dataclass
+class _Batch:
+    """One ``apply`` call's actions (diverted ones replaced), results and encoded lines, by position."""
+
+    actions: list[BulkOperation]
+    results: list[Result | None]
+    encoded: list[bytes]
+    resends: dict[int, int] = field(default_factory=dict)
+    sent_as_is: set[int] = field(default_factory=set)

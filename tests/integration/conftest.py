@@ -15,9 +15,9 @@ from tests.support.tables import COMPOSITE_KEY_SCHEMA, create_table
 
 
 @pytest.fixture
-def proxy(osmem) -> Iterator[FaultProxy]:
-    """A fault-injecting, recording proxy in front of osmem-server."""
-    proxy = FaultProxy(osmem.url)
+def proxy(search_engine) -> Iterator[FaultProxy]:
+    """A fault-injecting, recording proxy in front of the test's OpenSearch."""
+    proxy = FaultProxy(search_engine.url)
     yield proxy
     proxy.stop()
 

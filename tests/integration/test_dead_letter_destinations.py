@@ -1,31 +1,40 @@
-"""Dead letters sent to SQS and S3 (moto server), from the real BatchProcessor and from a worker.
+"""Dead letters sent to SQS and S3 (moto server), from the real BatchProcessor and from a worker,
+read back by ``consumer redrive``; and a destination that refuses writes makes the shard wait.
 
 What was dead-lettered is read back from the queue or the bucket and must be exactly what the file
-destination writes: the whole record, shard id, sequence number, error and attempts.
+destination writes: the record's identity and keys, its shaped image, shard id, sequence number,
+error and attempts.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import uuid
+from dataclasses import replace
 
 import boto3
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
+from consumer.attributes import item_to_json
 from consumer.clients import opensearch_client
 from consumer.config import load_settings
 from consumer.doc_ids import KeyAttribute, KeySchema
 from consumer.errors import ConfigError
 from consumer.leases.model import Lease
+from consumer.observability.health import Health
 from consumer.observability.metrics import Metrics
 from consumer.processor import BatchProcessor
 from consumer.sink.dlq import SQS_MAX_MESSAGE_BYTES, DeadLetterObjects, DeadLetterQueue
+from consumer.sink.letters import letter_for
 from consumer.sink.opensearch import OpenSearchSink
 from tests.support.emulators import aws_env
-from tests.support.factories import poison_batch, stream_record
-from tests.support.tables import create_table, index_documents
+from tests.support.factories import poison_batch, stream_record, unindexable_image
+from tests.support.tables import create_table, index_documents, table_documents
 from tests.support.worker_process import wait_until
 
 pytestmark = pytest.mark.integration
@@ -103,8 +112,9 @@ def assert_whole_letters(letters, batch):
     assert all(letter["shard_id"] == "shard-1" and letter["attempts"] == 1 for letter in letters)
     assert "eventName 'UPSERT'" in letters[0]["error"] and letters[1]["error"].startswith("400 ")
     assert letters[0]["record"]["eventName"] == "UPSERT"
-    assert letters[1]["record"]["dynamodb"]["NewImage"] == batch[1]["dynamodb"]["NewImage"]
-    assert letters[1]["record"]["eventID"] == batch[1]["eventID"]
+    assert letters[1]["document"] == item_to_json(batch[1]["dynamodb"]["NewImage"])
+    assert letters[1]["record"]["dynamodb"]["Keys"] == batch[1]["dynamodb"]["Keys"]
+    assert letters[1]["record"]["eventID"] == batch[1]["eventID"] and "raw_record" not in letters[1]
 
 
 def test_poison_records_arrive_whole_in_sqs(sqs, queue_name, osmem, table_name):
@@ -196,11 +206,11 @@ def test_a_missing_queue_or_bucket_is_a_config_error_naming_it(sqs, s3):
 def test_a_worker_dead_letters_to_s3_and_checkpoints_past_the_letter(
     ddb, s3, bucket, osmem, table_name, worker_env, start_worker
 ):
-    # GIVEN a bucket as the destination, and a table whose second item conflicts with the first's mapping
+    # GIVEN a bucket as the destination, and a table whose second item no index can hold
     s3.create_bucket(Bucket=bucket)
     create_table(ddb, table_name)
     ddb.put_item(TableName=table_name, Item={"pk": {"S": "a"}, "sk": {"N": "1"}, "n": {"N": "1"}})
-    ddb.put_item(TableName=table_name, Item={"pk": {"S": "b"}, "sk": {"N": "1"}, "n": {"M": {"x": {"S": "y"}}}})
+    ddb.put_item(TableName=table_name, Item=unindexable_image({"pk": {"S": "b"}, "sk": {"N": "1"}}))
     ddb.put_item(TableName=table_name, Item={"pk": {"S": "c"}, "sk": {"N": "1"}, "n": {"N": "3"}})
     env = {**worker_env, "CDC_DEAD_LETTER_DESTINATION": f"s3://{bucket}/cdc"}
     env.pop("CDC_DEAD_LETTER_PATH")
@@ -215,7 +225,7 @@ def test_a_worker_dead_letters_to_s3_and_checkpoints_past_the_letter(
     (letter,) = letters
     assert key == f"cdc/{letter['shard_id']}/{letter['sequence_number']}-{letter['sequence_number']}.jsonl"
     assert letter["record"]["dynamodb"]["Keys"]["pk"] == {"S": "b"} and letter["error"].startswith("400 ")
-    assert letter["record"]["dynamodb"]["NewImage"]["n"] == {"M": {"x": {"S": "y"}}}
+    assert letter["document"]["attribute_0"] == "x"
 
     def checkpoint():
         (lease,) = [Lease.from_item(i) for i in ddb.scan(TableName=f"{table_name}-cdc-leases")["Items"]]
@@ -250,3 +260,127 @@ def test_a_worker_with_a_missing_queue_or_bucket_exits_2_naming_it(
     # THEN it exits 2 and the message names the queue or bucket
     assert code == 2
     assert named in worker.log_path.read_text()
+
+
+def consumer(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "consumer", *args],
+        env={"PATH": os.environ.get("PATH", ""), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def table_with_letters(ddb, table_name, count):
+    """A table of ``count`` items and their dead letters (as a worker writes them), one per item."""
+    create_table(ddb, table_name)
+    letters = []
+    for i in range(count):
+        key = {"pk": {"S": f"item-{i}"}, "sk": {"N": "1"}}
+        ddb.put_item(TableName=table_name, Item={**key, "n": {"N": str(i)}})
+        letters.append(letter_for("shard-1", stream_record("INSERT", keys=key), "400 refused"))
+    return letters
+
+
+def test_redrive_reads_an_sqs_queue_and_deletes_only_settled_messages(
+    ddb, sqs, queue_name, table_name, worker_env, search_engine
+):
+    # GIVEN 25 dead letters in a queue, for items the table holds, plus one message no one can read
+    url = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+    DeadLetterQueue.connect(sqs, queue_name).write(table_with_letters(ddb, table_name, 25))
+    sqs.send_message(QueueUrl=url, MessageBody="{not a letter")
+    env = {**worker_env, "CDC_DEAD_LETTER_DESTINATION": f"sqs:{queue_name}"}
+
+    # WHEN redrive runs as a dry run THEN it plans every letter and leaves the queue as it was
+    dry = consumer(env, "redrive", "--dry-run")
+    assert dry.returncode == 3, dry.stderr  # the unreadable message needs attention
+    assert "dry run: 26 dead letters" in dry.stdout and "25 to index" in dry.stdout
+    assert index_documents(search_engine.url, table_name) == {}
+
+    # WHEN it applies (reading the configured destination)
+    applied = consumer(env, "redrive", "--apply", "--visibility-timeout", "60")
+
+    # THEN every item is indexed from the table, settled messages are deleted, the unreadable one stays
+    assert applied.returncode == 3, applied.stderr
+    assert "26 dead letters" in applied.stdout and "25 applied" in applied.stdout and "1 unreadable" in applied.stdout
+    assert index_documents(search_engine.url, table_name) == table_documents(ddb, table_name)
+    assert [orjson.loads(m["Body"]) if m["Body"].startswith('{"') else m["Body"] for m in receive_raw(sqs, url)] == [
+        "{not a letter"
+    ]
+
+
+def receive_raw(sqs, url):
+    messages = []
+    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", []):
+        messages += batch
+        for message in batch:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return messages
+
+
+def test_redrive_reads_every_object_under_an_s3_prefix_or_one_key(
+    ddb, s3, bucket, table_name, worker_env, search_engine
+):
+    # GIVEN dead letters written to S3 as workers write them, in two objects of two shards
+    s3.create_bucket(Bucket=bucket)
+    letters = table_with_letters(ddb, table_name, 6)
+    objects = DeadLetterObjects.connect(s3, bucket, "cdc")
+    objects.write(letters[:4])
+    objects.write([replace(letter, shard_id="shard-2") for letter in letters[4:]])
+    (one_key,) = [key for key in read_objects(s3, bucket, "cdc/") if "/shard-2/" in key]
+
+    # WHEN redrive reads one key THEN only its letters are redriven
+    single = consumer(worker_env, "redrive", f"s3://{bucket}/{one_key}", "--apply")
+    assert single.returncode == 0, single.stderr
+    assert sorted(index_documents(search_engine.url, table_name)) == ["item-4|1", "item-5|1"]
+
+    # WHEN it reads the prefix, twice THEN every item is indexed, and the second run changes nothing
+    for _ in range(2):
+        whole = consumer(worker_env, "redrive", f"s3://{bucket}/cdc", "--apply")
+        assert whole.returncode == 0 and "6 dead letters" in whole.stdout and "6 applied" in whole.stdout
+        assert index_documents(search_engine.url, table_name) == table_documents(ddb, table_name)
+    assert len(read_objects(s3, bucket, "cdc/")) == 2  # S3 is only read
+
+    # AND a prefix without objects is a clear error
+    missing = consumer(worker_env, "redrive", f"s3://{bucket}/nothing-here")
+    assert missing.returncode == 2 and "no dead-letter objects under" in missing.stderr
+
+
+def test_a_destination_that_refuses_writes_makes_the_shard_wait_until_it_takes_them(s3, bucket, osmem, table_name):
+    # GIVEN an S3 destination whose bucket does not exist (yet), and a batch with poison records
+    settings, _ = load_settings({"CDC_TABLE_NAME": table_name, "CDC_OPENSEARCH_URL": osmem.url})
+    metrics = Metrics(CollectorRegistry())
+    health = Health(stall_after_seconds=60)
+    health.mark_synced()
+    health.beat()
+    sink = OpenSearchSink(opensearch_client(settings), table_name, metrics, 0.01, 0.05)
+    processor_ = BatchProcessor(SCHEMA, sink, DeadLetterObjects(s3, bucket, "cdc"), metrics, health=health)
+    batch = poison_batch()
+    results = []
+    thread = threading.Thread(target=lambda: results.append(processor_.process("shard-1", batch, 0, threading.Event())))
+
+    # WHEN the batch is processed
+    thread.start()
+
+    # THEN it does not settle: the writes fail and are counted, readiness says why
+    errors = 'cdc_dead_letter_writes_total{destination="s3",outcome="error"}'
+    wait_until(lambda: sample(metrics, errors) >= 3, timeout=30, what="failed dead-letter writes")
+    assert thread.is_alive() and results == []
+    ready, reason = health.readiness()
+    assert not ready and "dead-letter destination s3 refuses writes" in reason
+
+    # WHEN the bucket appears THEN the letters are written, the batch settles and readiness recovers
+    s3.create_bucket(Bucket=bucket)
+    thread.join(timeout=30)
+    assert results and results[0].last_sequence_number == batch[-1]["dynamodb"]["SequenceNumber"]
+    assert_whole_letters(next(iter(read_objects(s3, bucket, "cdc/").values())), batch)
+    assert health.readiness() == (True, "ok")
+    assert sample(metrics, 'cdc_dead_letter_writes_total{destination="s3",outcome="ok"}') == 1
+
+
+def sample(metrics, text):
+    name, _, labels = text.partition("{")
+    pairs = dict(part.split("=") for part in labels.rstrip("}").split(",")) if labels else {}
+    return metrics.registry.get_sample_value(name, {k: v.strip('"') for k, v in pairs.items()}) or 0

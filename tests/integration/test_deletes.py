@@ -1,5 +1,5 @@
 """Deletes that cannot be resurrected: tombstone documents, the filtered read alias and the reaper,
-against osmem-server (docs/versioning.md, "Deletes").
+against osmem-server and a real OpenSearch node (docs/versioning.md, "Deletes").
 
 OpenSearch forgets a delete's version after ``index.gc_deletes`` (60 s); these tests set it to 0 s
 on their index, so "a stale replay after the GC" needs no waiting.
@@ -22,24 +22,24 @@ from consumer.sink.opensearch import OpenSearchSink
 from consumer.sink.reaper import Reaper, ReapResult
 from consumer.versioning import COUNTER_BITS
 from tests.support.factories import stream_record
-from tests.support.tables import index_documents
+from tests.support.tables import forget_deletes, index_documents
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.engines]
 SCHEMA = KeySchema((KeyAttribute("pk", "S"),))
 T0 = 1_700_000_000
 DAY = 86_400
 
 
 @pytest.fixture
-def client(osmem) -> OpenSearch:
-    return OpenSearch(hosts=[osmem.url])
+def client(search_engine) -> OpenSearch:
+    return OpenSearch(hosts=[search_engine.url])
 
 
 @pytest.fixture
 def index(client, table_name) -> str:
     """The index, created with ``index.gc_deletes`` 0 s, then bootstrapped as a worker does."""
     client.indices.create(index=table_name, body={"settings": {"index": {"gc_deletes": "0s"}}})
-    ensure_index(client, table_name, f"{table_name}-live")
+    ensure_index(client, table_name, f"{table_name}-live", SCHEMA)
     return table_name
 
 
@@ -73,6 +73,7 @@ def test_a_stale_replay_after_the_delete_gc_cannot_resurrect_a_deleted_item(clie
     apply(processor, insert("a", T0), remove("a", T0 + 1))
 
     # WHEN the INSERT is replayed after OpenSearch's delete GC (gc_deletes 0 s on this index)
+    forget_deletes(client, index)
     apply(processor, insert("a", T0))
 
     # THEN the item stays deleted through the read alias; the tombstone holds the higher version
@@ -94,6 +95,7 @@ def test_contrast_a_plain_bulk_delete_is_resurrected_by_the_same_late_replay(cli
     client.bulk(body=[{"delete": {**meta, "version": version + 1}}])
 
     # WHEN the stale index arrives after the delete's GC
+    forget_deletes(client, index)
     answer = client.bulk(body=[{"index": {**meta, "version": version}}, {"pk": "b"}])
 
     # THEN it is accepted: the deleted document is back (what tombstones prevent)
@@ -120,7 +122,7 @@ def test_the_read_alias_never_shows_deleted_items_while_the_index_keeps_their_to
 
 
 def test_bootstrap_is_idempotent(client, index):
-    assert ensure_index(client, index, f"{index}-live") is False
+    assert ensure_index(client, index, f"{index}-live", SCHEMA) is False
     aliases = client.indices.get_alias(index=index)[index]["aliases"]
     assert aliases[f"{index}-live"]["filter"] == {"bool": {"must_not": {"term": {"_cdc_deleted": True}}}}
     mapping = client.indices.get_mapping(index=index)[index]["mappings"]["properties"]

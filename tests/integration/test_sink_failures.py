@@ -1,4 +1,4 @@
-"""OpenSearch failures, injected at the HTTP level by a proxy in front of osmem-server.
+"""OpenSearch failures, injected at the HTTP level by a proxy in front of OpenSearch (osmem-server and a real node).
 
 Retriable failures (5xx, 429, for a whole request or single items) are retried until applied;
 a poison record is dead-lettered whole and the rest of its batch still applies; a stop during
@@ -27,7 +27,7 @@ from tests.support.factories import poison_batch, stream_record
 from tests.support.tables import create_table, index_documents, table_documents, write_random_history
 from tests.support.worker_process import wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.engines]
 SCHEMA = KeySchema((KeyAttribute("pk", "S"),))
 
 
@@ -53,37 +53,38 @@ def records(count, prefix="item"):
     ]
 
 
-def test_whole_request_5xx_is_retried_until_applied(pipeline, proxy, osmem, table_name):
+def test_whole_request_5xx_is_retried_until_applied(pipeline, proxy, search_engine, table_name):
     processor, metrics, _ = pipeline
     proxy.fail_requests(503, count=2)
     result = processor.process("shard-1", records(20), 0, threading.Event())
     assert result.outcomes[("INSERT", "applied")] == 20
     assert proxy.failed_requests == 2
     assert metrics.registry.get_sample_value("cdc_sink_retries_total") == 40
-    assert len(index_documents(osmem.url, table_name)) == 20
+    assert len(index_documents(search_engine.url, table_name)) == 20
 
 
-def test_item_level_429_is_retried_until_applied(pipeline, proxy, osmem, table_name):
+def test_item_level_429_is_retried_until_applied(pipeline, proxy, search_engine, table_name):
     processor, _, _ = pipeline
     proxy.fail_items(429, count=1)
     result = processor.process("shard-1", records(10), 0, threading.Event())
     assert result.outcomes[("INSERT", "applied")] == 10
     assert proxy.bulk_requests == 2
-    assert len(index_documents(osmem.url, table_name)) == 10
+    assert len(index_documents(search_engine.url, table_name)) == 10
 
 
-def test_stop_during_retries_abandons_the_batch(pipeline, proxy, osmem, table_name):
+def test_stop_during_retries_abandons_the_batch(pipeline, proxy, search_engine, table_name):
     processor, _, _ = pipeline
     proxy.fail_requests(503)
     stop = threading.Event()
     threading.Timer(0.3, stop.set).start()
     with pytest.raises(Interrupted):
         processor.process("shard-1", records(5), 0, stop)
-    assert index_documents(osmem.url, table_name) == {}
+    assert index_documents(search_engine.url, table_name) == {}
 
 
-def test_a_poison_record_is_dead_lettered_and_its_batch_still_applies(pipeline, osmem, table_name):
-    # GIVEN a batch where one document's field type conflicts with the mapping, and one malformed record
+def test_a_poison_record_is_dead_lettered_and_its_batch_still_applies(pipeline, search_engine, table_name):
+    # GIVEN a batch where OpenSearch refuses one document (more fields than the index takes), and one
+    # malformed record
     processor, metrics, dead_letter_path = pipeline
     good, conflicting, malformed, later = poison_batch()
 
@@ -91,7 +92,7 @@ def test_a_poison_record_is_dead_lettered_and_its_batch_still_applies(pipeline, 
     result = processor.process("shard-1", [good, conflicting, malformed, later], 0, threading.Event())
 
     # THEN the good records apply, the others are dead-lettered whole, and the batch position moves on
-    assert sorted(index_documents(osmem.url, table_name)) == ["a", "d"]
+    assert sorted(index_documents(search_engine.url, table_name)) == ["a", "d"]
     letters = [json.loads(line) for line in dead_letter_path.read_text().splitlines()]
     assert [letter["sequence_number"] for letter in letters] == [
         malformed["dynamodb"]["SequenceNumber"],
@@ -99,12 +100,15 @@ def test_a_poison_record_is_dead_lettered_and_its_batch_still_applies(pipeline, 
     ]
     assert all(letter["shard_id"] == "shard-1" for letter in letters)
     assert "eventName 'UPSERT'" in letters[0]["error"]
-    assert letters[1]["error"].startswith("400 ") and letters[1]["record"]["dynamodb"]["NewImage"]["n"]["M"]
+    assert letters[1]["error"].startswith("400 ") and "Limit of total fields" in letters[1]["error"]
+    assert letters[1]["document"]["attribute_0"] == "x"
     assert result.last_sequence_number == later["dynamodb"]["SequenceNumber"]
     assert metrics.registry.get_sample_value("cdc_records_dead_lettered_total") == 2
 
 
-def test_worker_never_checkpoints_past_unacknowledged_writes(ddb, osmem, proxy, table_name, worker_env, start_worker):
+def test_worker_never_checkpoints_past_unacknowledged_writes(
+    ddb, search_engine, proxy, table_name, worker_env, start_worker
+):
     # GIVEN OpenSearch answering 503 to every bulk request, and a history to apply
     create_table(ddb, table_name)
     write_random_history(ddb, table_name, changes=100, seed=11)
@@ -129,7 +133,7 @@ def test_worker_never_checkpoints_past_unacknowledged_writes(ddb, osmem, proxy, 
     proxy.heal()
     start_worker(env, "healed")
     wait_until(
-        lambda: index_documents(osmem.url, table_name) == table_documents(ddb, table_name),
+        lambda: index_documents(search_engine.url, table_name) == table_documents(ddb, table_name),
         timeout=60,
         what="index to equal table",
     )
@@ -141,7 +145,7 @@ def test_worker_never_checkpoints_past_unacknowledged_writes(ddb, osmem, proxy, 
     ids=["max-attempts", "max-record-age"],
 )
 def test_exhausted_retries_dead_letter_the_batch_and_the_shard_moves_on(
-    proxy, osmem, table_name, tmp_path, limits, attempts
+    proxy, search_engine, table_name, tmp_path, limits, attempts
 ):
     # GIVEN OpenSearch failing every request, and retry limits (the factory's records are from 2023: old)
     processor, metrics, dead_letter_path = make_pipeline(proxy, table_name, tmp_path, limits)

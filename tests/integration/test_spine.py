@@ -1,4 +1,4 @@
-"""The spine, end to end: a worker process streams a moto table into osmem-server.
+"""The spine, end to end: a worker process streams a moto table into OpenSearch (osmem-server and a real node).
 
 Every test ends by comparing the whole index with the whole table: same ids, same documents,
 nothing extra.
@@ -16,7 +16,7 @@ from consumer.leases.model import Lease
 from tests.support.tables import create_table, index_documents, table_documents, write_random_history
 from tests.support.worker_process import wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.engines]
 
 
 def converged(ddb: Any, table: str, opensearch_url: str) -> bool:
@@ -61,7 +61,7 @@ def stream_records(moto_url: str, table: str) -> list[dict[str, Any]]:
 
 
 def test_index_converges_to_table_and_sigterm_hands_the_lease_back(
-    ddb, moto, osmem, table_name, worker_env, start_worker
+    ddb, moto, search_engine, table_name, worker_env, start_worker
 ):
     # GIVEN a table with thousands of mixed changes: repeats, deletes, re-inserts, every type
     create_table(ddb, table_name)
@@ -70,10 +70,10 @@ def test_index_converges_to_table_and_sigterm_hands_the_lease_back(
 
     # WHEN one worker runs until it has caught up
     worker = start_worker(worker_env)
-    wait_until(lambda: converged(ddb, table_name, osmem.url), timeout=120, what="index to equal table")
+    wait_until(lambda: converged(ddb, table_name, search_engine.url), timeout=120, what="index to equal table")
 
     # THEN the index equals the table, and SIGTERM exits 0 with the lease released at the last record
-    assert_index_equals_table(ddb, table_name, osmem.url)
+    assert_index_equals_table(ddb, table_name, search_engine.url)
     records = stream_records(moto.url, table_name)
     wait_until(
         lambda: worker.metric("cdc_records_processed_total") == len(records),
@@ -87,7 +87,7 @@ def test_index_converges_to_table_and_sigterm_hands_the_lease_back(
     assert lease.checkpoint_version > 0
 
 
-def test_sigkill_mid_stream_then_a_new_worker_converges(ddb, osmem, table_name, worker_env, start_worker):
+def test_sigkill_mid_stream_then_a_new_worker_converges(ddb, search_engine, table_name, worker_env, start_worker):
     # GIVEN a worker applying a history while a writer keeps writing
     create_table(ddb, table_name)
     write_random_history(ddb, table_name, changes=1500, seed=2)
@@ -103,14 +103,14 @@ def test_sigkill_mid_stream_then_a_new_worker_converges(ddb, osmem, table_name, 
     second = start_worker(worker_env, "second")
 
     # THEN the second worker takes the expired lease and the index converges: nothing lost or stale
-    wait_until(lambda: converged(ddb, table_name, osmem.url), timeout=120, what="index to equal table")
-    assert_index_equals_table(ddb, table_name, osmem.url)
+    wait_until(lambda: converged(ddb, table_name, search_engine.url), timeout=120, what="index to equal table")
+    assert_index_equals_table(ddb, table_name, search_engine.url)
     (lease,) = leases(ddb, table_name)
     assert lease.owner == "second-1"
     assert second.terminate() == 0
 
 
-def test_restart_resumes_after_the_checkpoint(ddb, moto, osmem, table_name, worker_env, start_worker):
+def test_restart_resumes_after_the_checkpoint(ddb, moto, search_engine, table_name, worker_env, start_worker):
     # GIVEN a worker that applied a history and stopped cleanly
     create_table(ddb, table_name)
     write_random_history(ddb, table_name, changes=400, seed=5)
@@ -130,10 +130,10 @@ def test_restart_resumes_after_the_checkpoint(ddb, moto, osmem, table_name, work
     assert second.metric("cdc_records_read_total") == new_records
     (acquired, *_) = second.events("shard_iterator_acquired")
     assert acquired["position"] == stopped.checkpoint
-    assert_index_equals_table(ddb, table_name, osmem.url)
+    assert_index_equals_table(ddb, table_name, search_engine.url)
 
 
-def test_initial_position_latest_skips_the_past(ddb, osmem, table_name, worker_env, start_worker):
+def test_initial_position_latest_skips_the_past(ddb, search_engine, table_name, worker_env, start_worker):
     # GIVEN changes made before the consumer ever ran
     create_table(ddb, table_name)
     ddb.put_item(TableName=table_name, Item={"pk": {"S": "old"}, "sk": {"N": "1"}})
@@ -144,11 +144,13 @@ def test_initial_position_latest_skips_the_past(ddb, osmem, table_name, worker_e
     ddb.put_item(TableName=table_name, Item={"pk": {"S": "new"}, "sk": {"N": "1"}})
 
     # THEN only the new change is indexed
-    wait_until(lambda: index_documents(osmem.url, table_name), timeout=30, what="the new change indexed")
-    assert sorted(index_documents(osmem.url, table_name)) == ["new|1"]
+    wait_until(lambda: index_documents(search_engine.url, table_name), timeout=30, what="the new change indexed")
+    assert sorted(index_documents(search_engine.url, table_name)) == ["new|1"]
 
 
-def test_metrics_show_per_shard_lag_and_records_by_outcome(ddb, moto, osmem, table_name, worker_env, start_worker):
+def test_metrics_show_per_shard_lag_and_records_by_outcome(
+    ddb, moto, search_engine, table_name, worker_env, start_worker
+):
     # GIVEN a worker that applied a small history
     create_table(ddb, table_name)
     write_random_history(ddb, table_name, changes=50, seed=7)
@@ -163,20 +165,20 @@ def test_metrics_show_per_shard_lag_and_records_by_outcome(ddb, moto, osmem, tab
     age = [name for name in samples if name.startswith("cdc_shard_iterator_age_seconds{shard_id=")]
     since = [name for name in samples if name.startswith("cdc_shard_time_since_last_read_seconds{shard_id=")]
     assert len(age) == 1 and len(since) == 1
-    assert_index_equals_table(ddb, table_name, osmem.url)
+    assert_index_equals_table(ddb, table_name, search_engine.url)
     assert samples["cdc_leases_held"] == 1
     # AND the worker set up the filtered read alias applications search: it shows the table, no tombstones
-    assert index_documents(osmem.url, f"{table_name}-live") == table_documents(ddb, table_name)
+    assert index_documents(search_engine.url, f"{table_name}-live") == table_documents(ddb, table_name)
 
 
 def test_a_new_lease_table_for_an_existing_index_is_warned_about(
-    ddb, moto, osmem, table_name, worker_env, start_worker
+    ddb, moto, search_engine, table_name, worker_env, start_worker
 ):
     # GIVEN an index built by a worker whose lease table is then deleted (a reset)
     create_table(ddb, table_name)
     write_random_history(ddb, table_name, changes=30, seed=8)
     first = start_worker(worker_env, "first")
-    wait_until(lambda: converged(ddb, table_name, osmem.url), timeout=60, what="index to equal table")
+    wait_until(lambda: converged(ddb, table_name, search_engine.url), timeout=60, what="index to equal table")
     assert first.terminate() == 0
     assert not first.events("lease_table_created_for_existing_index")  # a first start is no reset
     ddb.delete_table(TableName=f"{table_name}-cdc-leases")
@@ -190,4 +192,4 @@ def test_a_new_lease_table_for_an_existing_index_is_warned_about(
     assert "consumer audit --repair" in warning["action"]
     records = stream_records(moto.url, table_name)
     wait_until(lambda: second.metric("cdc_records_read_total") == len(records), timeout=60, what="full replay")
-    assert_index_equals_table(ddb, table_name, osmem.url)
+    assert_index_equals_table(ddb, table_name, search_engine.url)

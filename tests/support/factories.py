@@ -144,13 +144,22 @@ def _approximate_size(body: dict[str, Any]) -> int:
     return sum(len(repr(image)) for image in images if image is not None)
 
 
+# More attributes than any index takes: OpenSearch's default total fields limit is 1000, the
+# service's 3000 (three fields per attribute in the managed policy), so this refuses everywhere.
+UNINDEXABLE_ATTRIBUTES = 1100
+
+
+def unindexable_image(keys: dict[str, Any]) -> dict[str, Any]:
+    """A valid item image that no index can hold: too many fields (a document OpenSearch cannot
+    take at all, the one kind of refusal that is the record's, not the mapping's)."""
+    return {**keys, **{f"attribute_{i}": {"S": "x"} for i in range(UNINDEXABLE_ATTRIBUTES)}}
+
+
 def poison_batch() -> list[dict[str, Any]]:
-    """A good record, one OpenSearch refuses (its field ``n`` conflicts with the mapping the first
-    record creates), one malformed (unknown eventName), and a good one after them."""
+    """A good record, one OpenSearch refuses (more fields than an index takes), one malformed
+    (unknown eventName), and a good one after them."""
     good = stream_record("INSERT", keys={"pk": {"S": "a"}}, new_image={"pk": {"S": "a"}, "n": {"N": "1"}})
-    conflicting = stream_record(
-        "INSERT", keys={"pk": {"S": "b"}}, new_image={"pk": {"S": "b"}, "n": {"M": {"x": {"S": "not a number"}}}}
-    )
+    conflicting = stream_record("INSERT", keys={"pk": {"S": "b"}}, new_image=unindexable_image({"pk": {"S": "b"}}))
     malformed = stream_record("INSERT", keys={"pk": {"S": "c"}})
     malformed["eventName"] = "UPSERT"
     later = stream_record("INSERT", keys={"pk": {"S": "d"}})

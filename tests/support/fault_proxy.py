@@ -1,12 +1,16 @@
-"""An HTTP proxy in front of osmem-server that injects OpenSearch failures on ``_bulk``.
+"""An HTTP proxy in front of OpenSearch that injects failures on ``_bulk``.
 
 osmem-server keeps its index in memory, so an outage cannot be simulated by restarting it;
 instead the proxy answers in its place. Faults are scripted per test:
 
-* ``fail_requests(status, count)``: the next ``count`` bulk requests are answered ``status``
-  (count=None: until ``heal()``), without reaching the server;
-* ``fail_items(status, count)``: the next ``count`` bulk requests are answered 200 with every
-  item rejected with ``status`` and not applied (what a busy node's 429 items look like).
+* ``fail_requests(status, count, error_type)``: the next ``count`` bulk requests are answered
+  ``status`` (count=None: until ``heal()``), without reaching the server;
+* ``fail_items(status, count, error_type)``: the next ``count`` bulk requests are answered 200 with
+  every item rejected with ``status`` and not applied (a busy node's 429 items, a write block's 403);
+* ``reset_connections(count)``: bulk requests are answered by closing the connection;
+* ``stall(seconds, count)``: bulk requests are answered only after ``seconds`` (a client timeout);
+* ``limit_body(max_bytes)``: bulk bodies over ``max_bytes`` get 413, as ``http.max_content_length``;
+* ``refuse()``: the proxy stops listening (connection refused) until ``heal()``.
 
 Other requests pass through untouched. Every bulk item that reached the server is appended to
 ``ledger`` as a ``LedgerEntry`` (document id, op, version, the document's ``revision`` attribute,
@@ -17,7 +21,9 @@ in. Thread-safe; ``stop()`` shuts it down.
 from __future__ import annotations
 
 import json
+import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections import defaultdict
@@ -39,50 +45,94 @@ class FaultProxy:
     def __init__(self, upstream: str) -> None:
         self._upstream = upstream.rstrip("/")
         self._lock = threading.Lock()
-        self._request_faults: tuple[int, int | None] | None = None
-        self._item_faults: tuple[int, int] | None = None
+        self._request_faults: tuple[int, int | None, str] | None = None
+        self._item_faults: tuple[int, int | None, str] | None = None
+        self._resets: int | None = 0
+        self._stall: tuple[float, int | None] | None = None
+        self._max_body: int | None = None
+        self.too_large = 0
         self.bulk_requests = 0
         self.failed_requests = 0
         self.ledger: list[LedgerEntry] = []
         self.bulk_headers: list[dict[str, str]] = []  # lower-cased headers of every bulk request
-        self._server = QuietHTTPServer(("127.0.0.1", 0), self._handler())
+        self._port = 0
+        self._server: QuietHTTPServer | None = None
+        self._listen()
+
+    def _listen(self) -> None:
+        self._server = QuietHTTPServer(("127.0.0.1", self._port), self._handler())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self._port}"
 
-    def fail_requests(self, status: int, count: int | None = None) -> None:
+    def fail_requests(self, status: int, count: int | None = None, error_type: str = "injected") -> None:
         with self._lock:
-            self._request_faults = (status, count)
+            self._request_faults = (status, count, error_type)
 
-    def fail_items(self, status: int, count: int) -> None:
+    def fail_items(self, status: int, count: int | None, error_type: str = "injected") -> None:
         with self._lock:
-            self._item_faults = (status, count)
+            self._item_faults = (status, count, error_type)
+
+    def reset_connections(self, count: int | None = None) -> None:
+        with self._lock:
+            self._resets = count
+
+    def stall(self, seconds: float, count: int | None = None) -> None:
+        with self._lock:
+            self._stall = (seconds, count)
+
+    def limit_body(self, max_bytes: int | None) -> None:
+        with self._lock:
+            self._max_body = max_bytes
+
+    def refuse(self) -> None:
+        """Stop listening: connections are refused until ``heal()`` listens again on the same port."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
 
     def heal(self) -> None:
         with self._lock:
             self._request_faults = None
             self._item_faults = None
+            self._resets = 0
+            self._stall = None
+        if self._server is None:
+            self._listen()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self.refuse()
 
-    def _take_fault(self) -> tuple[str, int] | None:
+    def _take_fault(self, size: int) -> tuple[str, int, str] | None:
         with self._lock:
             self.bulk_requests += 1
-            if self._request_faults:
-                status, count = self._request_faults
-                self._request_faults = None if count == 1 else (status, None if count is None else count - 1)
+            if self._resets is None or self._resets > 0:
+                self._resets = None if self._resets is None else self._resets - 1
                 self.failed_requests += 1
-                return "request", status
+                return "reset", 0, ""
+            if self._stall is not None:
+                seconds, count = self._stall
+                self._stall = None if count == 1 else (seconds, None if count is None else count - 1)
+                return "stall", int(seconds * 1000), ""
+            if self._max_body is not None and size > self._max_body:
+                self.too_large += 1
+                return "request", 413, "content_too_long"
+            if self._request_faults:
+                status, count, error_type = self._request_faults
+                left = None if count is None else count - 1
+                self._request_faults = None if left == 0 else (status, left, error_type)
+                self.failed_requests += 1
+                return "request", status, error_type
             if self._item_faults:
-                status, count = self._item_faults
-                self._item_faults = None if count == 1 else (status, count - 1)
-                return "items", status
+                status, count, error_type = self._item_faults
+                left = None if count is None else count - 1
+                self._item_faults = None if left == 0 else (status, left, error_type)
+                return "items", status, error_type
             return None
 
     def _record(self, body: bytes, payload: bytes) -> None:
@@ -105,12 +155,18 @@ class FaultProxy:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if "/_bulk" in self.path:
                     proxy.bulk_headers.append({name.lower(): value for name, value in self.headers.items()})
-                fault = proxy._take_fault() if "/_bulk" in self.path else None
+                fault = proxy._take_fault(len(body)) if "/_bulk" in self.path else None
+                if fault and fault[0] == "reset":
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return None
+                if fault and fault[0] == "stall":
+                    time.sleep(fault[1] / 1000)
                 if fault and fault[0] == "request":
-                    error = {"error": {"type": "injected", "reason": "fault proxy"}, "status": fault[1]}
+                    error = {"error": {"type": fault[2], "reason": "fault proxy"}, "status": fault[1]}
                     return self._reply(fault[1], json.dumps(error).encode())
                 if fault and fault[0] == "items":
-                    return self._reply(200, _rejected_items(body, fault[1]))
+                    return self._reply(200, _rejected_items(body, fault[1], fault[2]))
                 status, payload = self._upstream(body)
                 if "/_bulk" in self.path and status == 200:
                     proxy._record(body, payload)
@@ -155,9 +211,9 @@ def _actions(body: bytes) -> list[tuple[str, dict[str, Any], dict[str, Any] | No
     return actions
 
 
-def _rejected_items(body: bytes, status: int) -> bytes:
+def _rejected_items(body: bytes, status: int, error_type: str = "injected") -> bytes:
     """A bulk answer rejecting every action of ``body`` with ``status``."""
-    error = {"type": "es_rejected_execution_exception", "reason": "injected"}
+    error = {"type": error_type, "reason": "injected by the fault proxy"}
     items = [
         {op: {"_index": meta.get("_index"), "_id": meta.get("_id"), "status": status, "error": error}}
         for op, meta, _ in _actions(body)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import time
 from typing import Any
 
 from consumer.attributes import item_to_json
@@ -102,14 +103,17 @@ def table_documents(ddb: Any, table: str, schema: KeySchema = COMPOSITE_KEY) -> 
 
 def index_documents(opensearch_url: str, index: str) -> dict[str, dict[str, Any]]:
     """Every live document of the index, as applications see it through the read alias (tombstones of
-    deleted items hidden): id → source (scrolling, so the count is not capped). Searches the physical
-    index with the read alias's filter, so indexes written without the worker's bootstrap work too."""
+    deleted items hidden): id → source as the item has it (numbers exact, diverted attributes put back;
+    scrolling, so the count is not capped). Searches the physical index with the read alias's filter,
+    so indexes written without the worker's bootstrap work too."""
     from opensearchpy import OpenSearch
     from opensearchpy.exceptions import NotFoundError
 
+    from consumer.clients import ExactJSONSerializer
+    from consumer.sink.drift import natural_document
     from consumer.sink.index_setup import LIVE_FILTER
 
-    client = OpenSearch(hosts=[opensearch_url])
+    client = OpenSearch(hosts=[opensearch_url], serializer=ExactJSONSerializer())
     try:
         client.indices.refresh(index=index)
         page = client.search(index=index, body={"query": LIVE_FILTER}, size=1000, scroll="1m")
@@ -118,6 +122,16 @@ def index_documents(opensearch_url: str, index: str) -> dict[str, dict[str, Any]
     documents = {}
     while page["hits"]["hits"]:
         for hit in page["hits"]["hits"]:
-            documents[hit["_id"]] = hit["_source"]
+            documents[hit["_id"]] = natural_document(hit["_source"])
         page = client.scroll(scroll_id=page["_scroll_id"], scroll="1m")
     return documents
+
+
+def forget_deletes(client: Any, index: str) -> None:
+    """Make OpenSearch forget the versions of deletes on an index with ``index.gc_deletes`` 0 s.
+
+    osmem forgets at once; a real node prunes delete versions only when it refreshes, judged on a
+    clock it updates every 200 ms: wait past that, then refresh.
+    """
+    time.sleep(0.5)
+    client.indices.refresh(index=index)

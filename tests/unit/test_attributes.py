@@ -6,24 +6,25 @@ import base64
 import decimal
 from decimal import Decimal
 
-import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.attributes import attribute_to_json, canonical_number, item_to_json, number_to_json
+from consumer.attributes import attribute_to_json, canonical_number, dumps_json, item_to_json, number_to_json
 from consumer.errors import RecordError
 from tests.support.strategies import LONG_MAX, LONG_MIN, dynamo_decimals, number_texts, same_number, spelling_of
 
 EXACT = decimal.Context(prec=100)
 
 
-def denoted(json_value: int | float | str) -> Decimal:
-    """The decimal number a JSON value denotes once serialised as the sink does (orjson)."""
-    text = orjson.dumps(json_value).decode()
-    if isinstance(json_value, str):
-        text = orjson.loads(text)
-    return EXACT.create_decimal(text)
+def emitted(json_value: int | float | Decimal) -> str:
+    """The JSON text of a value as the sink serialises it."""
+    return dumps_json(json_value).decode()
+
+
+def denoted(json_value: int | float | Decimal) -> Decimal:
+    """The decimal number a JSON value denotes once serialised as the sink does."""
+    return EXACT.create_decimal(emitted(json_value))
 
 
 # --- every type ------------------------------------------------------------------------------
@@ -73,15 +74,17 @@ def test_nested_maps_and_lists_convert_recursively():
     # WHEN the item is converted
     document = item_to_json(item)
 
-    # THEN every level is converted, and the number that no double holds stays an exact string
+    # THEN every level is converted, and the number that no double holds is an exact Decimal,
+    # written as a JSON number with all its digits
     assert document == {
         "pk": "order-1",
         "lines": [
             {"sku": "a", "qty": 2, "tags": ["y", "z"]},
-            {"sku": "b", "price": "12345678901234567890.5", "blob": "AQ=="},
+            {"sku": "b", "price": Decimal("12345678901234567890.5"), "blob": "AQ=="},
             [[None, True]],
         ],
     }
+    assert b'"price":12345678901234567890.5' in dumps_json(document)
 
 
 @given(st.lists(st.text(max_size=5), unique=True, min_size=1, max_size=6), st.randoms(use_true_random=False))
@@ -108,23 +111,27 @@ def test_equal_sets_give_equal_documents_whatever_their_order(members, rng):
         ("1E+3", 1000),
         (str(LONG_MAX), LONG_MAX),
         (str(LONG_MIN), LONG_MIN),
-        (str(LONG_MAX + 1), str(LONG_MAX + 1)),
-        (str(LONG_MIN - 1), str(LONG_MIN - 1)),
+        (str(LONG_MAX + 1), Decimal(str(LONG_MAX + 1))),
+        (str(LONG_MIN - 1), Decimal(str(LONG_MIN - 1))),
         ("19.99", 19.99),
-        ("1e-7", 1e-7),
+        ("19.90", 19.9),
+        ("0.00001", 0.00001),
+        ("0.000001", Decimal("0.000001")),  # orjson would write a float this small as 1e-6
+        ("1e-7", Decimal("0.0000001")),
         ("0.1", 0.1),
-        ("0.30000000000000004", 0.30000000000000004),
-        ("1.00000000000000000001", "1.00000000000000000001"),
-        ("1.0000000000000001", "1.0000000000000001"),  # 17 digits: the nearest double is 1.0
-        ("123456789012345.67", 123456789012345.67),  # 17 digits, yet its shortest double text is exact
+        ("0.30000000000000004", Decimal("0.30000000000000004")),
+        ("1.00000000000000000001", Decimal("1.00000000000000000001")),
+        ("1.0000000000000001", Decimal("1.0000000000000001")),  # 17 digits: the nearest double is 1.0
+        ("123456789012345.67", Decimal("123456789012345.67")),
         ("12345678901234.5", 12345678901234.5),
-        ("3.14159265358979323846264338327950288", "3.14159265358979323846264338327950288"),
-        ("12345678901234567890123", "12345678901234567890123"),
-        ("1E+20", "100000000000000000000"),
+        ("3.14159265358979323846264338327950288", Decimal("3.14159265358979323846264338327950288")),
+        ("12345678901234567890123", Decimal("12345678901234567890123")),
+        ("1E+20", Decimal("100000000000000000000")),
     ],
 )
 def test_number_policy_examples(text, expected):
-    # GIVEN an N value WHEN it is converted THEN long → int, exact-as-double → float, else exact string
+    # GIVEN an N value WHEN it is converted
+    # THEN a plain long is an int, a plain decimal of ≤ 15 digits a float, anything else a Decimal
     result = number_to_json(text)
     assert result == expected
     assert type(result) is type(expected)
@@ -152,15 +159,14 @@ def test_number_policy_picks_the_documented_json_type(value_and_text):
     # WHEN it is converted
     result = number_to_json(text)
 
-    # THEN an integer within a Java long is an int; a non-integer whose shortest double text is the
-    # same decimal is a float; everything else is a string
+    # THEN an integer within a Java long is an int; anything else is a float or Decimal, and in
+    # every case the JSON text is the canonical decimal (so an exact keyword search matches it)
     integral = value == value.to_integral_value()
     if integral and LONG_MIN <= value <= LONG_MAX:
         assert type(result) is int
-    elif not integral and EXACT.create_decimal(repr(float(value))) == value:
-        assert type(result) is float
     else:
-        assert type(result) is str
+        assert type(result) in (float, Decimal)
+    assert emitted(result) == canonical_number(text)
 
 
 def test_number_set_is_sorted_numerically_not_as_text():
@@ -172,7 +178,7 @@ def test_number_set_is_sorted_numerically_not_as_text():
         3,
         20,
         100,
-        "1000000000000000000000000000000",
+        Decimal("1000000000000000000000000000000"),
     ]
 
 

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from consumer.records import StreamRecord
-from consumer.sink.bulk import BulkAction, Outcome, classify_item, encode_bulk
+from consumer.sink.bulk import BulkAction, Outcome, RequestFailure, classify_item, classify_request_failure, encode_bulk
 from tests.support.factories import stream_record
 
 
@@ -61,15 +61,41 @@ def test_a_document_with_newlines_in_its_strings_stays_on_one_line():
         ({"index": {"status": 500, "error": {"type": "internal_server_error"}}}, Outcome.RETRY),
         ({"index": {"status": 503, "error": {"type": "unavailable_shards_exception"}}}, Outcome.RETRY),
         ({"index": {"error": "no status at all"}}, Outcome.RETRY),
-        ({"index": {"status": 400, "error": {"type": "mapper_parsing_exception"}}}, Outcome.POISON),
-        ({"index": {"status": 404, "error": {"type": "index_not_found_exception"}}}, Outcome.POISON),
+        ({"index": {"status": 400, "error": {"type": "mapper_parsing_exception"}}}, Outcome.REFUSED),
+        ({"index": {"status": 404, "error": {"type": "index_not_found_exception"}}}, Outcome.BLOCKED),
+        ({"delete": {"status": 404, "error": {"type": "index_not_found_exception"}}}, Outcome.BLOCKED),
+        ({"index": {"status": 403, "error": {"type": "cluster_block_exception"}}}, Outcome.BLOCKED),
+        ({"index": {"status": 403, "error": {"type": "security_exception"}}}, Outcome.BLOCKED),
+        ({"index": {"status": 401, "error": {"type": "security_exception"}}}, Outcome.BLOCKED),
+        ({"index": {"status": 422, "error": {"type": "something_else"}}}, Outcome.POISON),
     ],
 )
 def test_each_item_status_has_its_outcome(item, outcome):
     # GIVEN one item of a _bulk response WHEN classified
     # THEN 2xx and a delete's 404 are applied; 409 under external versioning is stale (an equal or
-    # newer version is there); 429 and 5xx are retried; any other 4xx is poison
+    # newer version is there); 429 and 5xx are retried; 401/403/404-index are the sink's outage
+    # (blocked), a 400 is a refusal of the document (diverted when drift explains it), the rest poison
     assert classify_item(item)[0] is outcome
+
+
+@pytest.mark.parametrize(
+    ("status", "failure"),
+    [
+        (None, RequestFailure.OUTAGE),
+        (500, RequestFailure.OUTAGE),
+        (503, RequestFailure.OUTAGE),
+        (401, RequestFailure.OUTAGE),
+        (403, RequestFailure.OUTAGE),
+        (404, RequestFailure.OUTAGE),
+        (429, RequestFailure.THROTTLED),
+        (413, RequestFailure.TOO_LARGE),
+        (400, RequestFailure.REJECTED),
+    ],
+)
+def test_each_request_failure_has_its_remedy(status, failure):
+    # GIVEN a _bulk request that failed as a whole WHEN classified
+    # THEN only a 413 (split) and other 4xx (bisect) are about the request's contents; the rest wait
+    assert classify_request_failure(status) is failure
 
 
 def test_a_poison_item_carries_the_error_type_and_reason_for_the_dead_letter():
@@ -81,7 +107,7 @@ def test_a_poison_item_carries_the_error_type_and_reason_for_the_dead_letter():
         }
     }
     assert classify_item(item) == (
-        Outcome.POISON,
+        Outcome.REFUSED,
         "400 mapper_parsing_exception: failed to parse field [price] of type [long]",
     )
 

@@ -240,3 +240,46 @@ def test_tombstones_must_outlive_the_stream_retention_and_the_alias_must_not_be_
     assert "must be ≥ 86400 (24 h)" in message and "resurrect" in message
     assert load_settings(environ(CDC_TOMBSTONE_RETENTION_SECONDS="86400"))[0].tombstone_retention_seconds == 86400
     assert "must differ from the index name" in config_error(environ(CDC_OPENSEARCH_READ_ALIAS="orders"))
+
+
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        ({"CDC_MAX_RECORD_AGE_SECONDS": "3600"}, "CDC_DEAD_LETTER_ON_OUTAGE=true to opt in"),
+        ({"CDC_MAX_RETRY_ATTEMPTS": "3"}, "CDC_DEAD_LETTER_ON_OUTAGE=true to opt in"),
+        ({"CDC_MASK_FIELDS": "email"}, "CDC_MASK_FIELDS needs a secret key"),
+        ({"CDC_MASK_FIELDS": "email", "CDC_MASK_KEY": "short"}, "at least 16 bytes"),
+        ({"CDC_MASK_FIELDS": "email", "CDC_MASK_KEY_FILE": "/no/such/key"}, "cannot be read"),
+        ({"CDC_MASK_FIELDS": "items[.email"}, "is not a field path"),
+        ({"CDC_INCLUDE_FIELDS": "a..b"}, "is not a field path"),
+        ({"CDC_EVENT_NAMES": "INSERT,MODIFY"}, "CDC_FILTER_MODE=events"),
+        ({"CDC_FILTER_PATTERNS": '{"eventName": ["INSERT"]}'}, "it names eventName"),
+        ({"CDC_FILTER_PATTERNS": '{"dynamodb": {"OldImage": {"a": {"S": ["x"]}}}}'}, "dynamodb.OldImage"),
+        ({"CDC_BULK_MAX_BYTES": "1000"}, "CDC_BULK_MAX_BYTES='1000'"),
+        ({"CDC_MAPPING_MODE": "strict"}, "CDC_MAPPING_MODE='strict'"),
+    ],
+)
+def test_settings_that_would_lose_or_leak_data_are_refused_with_what_to_do(variables, named):
+    # GIVEN a setting that would dead-letter healthy records, mask without a key, filter events while
+    # the index is meant to follow the table, or is simply malformed
+    # WHEN the settings load THEN start-up fails and the message says what is wrong and what to do
+    assert named in config_error(environ(**variables))
+
+
+def test_masking_takes_a_key_from_a_file_or_an_explicit_unkeyed_opt_in(tmp_path):
+    key_file = tmp_path / "mask.key"
+    key_file.write_text("a-secret-of-more-than-16-bytes\n")
+    settings, _ = load_settings(environ(CDC_MASK_FIELDS="email", CDC_MASK_KEY_FILE=str(key_file)))
+    assert settings.mask_secret == b"a-secret-of-more-than-16-bytes"
+    unkeyed, _ = load_settings(environ(CDC_MASK_FIELDS="email", CDC_MASK_UNKEYED="true"))
+    assert unkeyed.mask_secret is None
+    assert "a-secret" not in repr(load_settings(environ(CDC_MASK_FIELDS="e", CDC_MASK_KEY="a-secret-0123456789"))[0])
+
+
+def test_outage_limits_apply_when_opted_in_and_state_filters_are_the_default():
+    settings, _ = load_settings(environ(CDC_DEAD_LETTER_ON_OUTAGE="true", CDC_MAX_RECORD_AGE_SECONDS="3600"))
+    assert settings.max_record_age_seconds == 3600
+    assert settings.filter_mode == "state" and settings.mapping_mode == "managed"
+    assert settings.bulk_max_bytes == 5 * 1024 * 1024
+    events, _ = load_settings(environ(CDC_FILTER_MODE="events", CDC_EVENT_NAMES="INSERT"))
+    assert events.event_names == ("INSERT",)

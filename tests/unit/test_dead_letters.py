@@ -8,13 +8,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from consumer.errors import DeadLetterError, SinkError
-from consumer.sink.dlq import (
-    SQS_MAX_MESSAGE_BYTES,
-    DeadLetter,
-    DeadLetterObjects,
-    DeadLetterQueue,
-    to_json,
-)
+from consumer.projection import ProjectionRules
+from consumer.shaping import FieldPath
+from consumer.sink.dlq import SQS_MAX_MESSAGE_BYTES, DeadLetterObjects, DeadLetterQueue
+from consumer.sink.letters import DeadLetter, letter_for, to_json
 from tests.support.factories import stream_record
 
 
@@ -45,18 +42,42 @@ class FakeS3:
         return {}
 
 
-def letter(seq: str | None = "100", shard: str = "shard-1", **record_fields) -> DeadLetter:
-    record = stream_record("INSERT", keys={"pk": {"S": f"k{seq}"}}, **record_fields)
-    return DeadLetter(shard, seq, "400 mapper_parsing_exception", record, attempts=2)
+def letter(seq: str | None = "100", shard: str = "shard-1", keep_raw: bool = False, **record_fields) -> DeadLetter:
+    record = stream_record("INSERT", keys={"pk": {"S": f"k{seq}"}}, seq=seq, **record_fields)
+    if seq is None:
+        del record["dynamodb"]["SequenceNumber"]
+    return letter_for(shard, record, "400 mapper_parsing_exception", keep_raw=keep_raw, attempts=2)
 
 
-def test_to_json_holds_the_whole_letter():
-    # GIVEN a letter with binary values and a datetime WHEN serialised THEN everything is kept, losslessly
-    data = orjson.loads(to_json(letter(new_image={"b": {"B": b"\x00\xff"}}), "2024-01-01T00:00:00+00:00"))
+def test_a_letter_holds_the_changes_identity_and_its_image_as_it_would_be_indexed():
+    # GIVEN a record with binary values and a datetime WHEN its letter is serialised
+    data = orjson.loads(
+        to_json(letter(new_image={"pk": {"S": "k100"}, "b": {"B": b"\x00\xff"}}), "2024-01-01T00:00:00+00:00")
+    )
+    # THEN it names the shard, position, error and attempts, keeps the keys as the stream gave them
+    # (redrive reads the item by them) and the image as a document, losslessly
     assert data["shard_id"] == "shard-1" and data["sequence_number"] == "100" and data["attempts"] == 2
     assert data["error"] == "400 mapper_parsing_exception"
-    assert data["record"]["dynamodb"]["NewImage"]["b"] == {"B": "AP8="}
+    assert data["record"]["eventName"] == "INSERT" and data["record"]["dynamodb"]["Keys"] == {"pk": {"S": "k100"}}
+    assert data["document"] == {"pk": "k100", "b": "AP8="}
     assert data["dead_lettered_at"] == "2024-01-01T00:00:00+00:00"
+    assert "raw_record" not in data
+
+
+def test_a_letter_never_holds_what_the_index_would_not_hold_unless_raw_records_are_asked_for():
+    # GIVEN rules that mask the email and drop the card WHEN a record is dead-lettered
+    rules = ProjectionRules(
+        mask_fields=(FieldPath.parse("email"),), drop_fields=(FieldPath.parse("card"),), mask_key=b"k" * 16
+    )
+    image = {"pk": {"S": "a"}, "email": {"S": "a@example.com"}, "card": {"S": "4111"}}
+    record = stream_record("INSERT", keys={"pk": {"S": "a"}}, new_image=image)
+    data = orjson.loads(to_json(letter_for("s", record, "boom", rules), "now"))
+    # THEN the letter's image is masked and dropped as the document would be, and no raw record is kept
+    assert data["document"]["email"].startswith("hmac-sha256:") and "card" not in data["document"]
+    assert "a@example.com" not in to_json(letter_for("s", record, "boom", rules), "now").decode()
+    # AND only an explicit setting keeps the raw record
+    raw = orjson.loads(to_json(letter_for("s", record, "boom", rules, keep_raw=True), "now"))
+    assert raw["raw_record"]["dynamodb"]["NewImage"]["email"] == {"S": "a@example.com"}
 
 
 def test_sqs_sends_at_most_ten_messages_per_call_one_letter_each():
@@ -80,14 +101,14 @@ def test_sqs_batches_stay_under_the_total_payload_limit():
 def test_an_oversize_letter_is_sent_cut_down_to_its_keys_and_logged():
     # GIVEN a letter whose JSON is over 256 KiB WHEN written THEN its record keeps only identity and a note
     sqs = FakeSqs()
-    huge = letter("7", new_image={"blob": {"S": "x" * 300_000}})
+    huge = letter("7", keep_raw=True, new_image={"blob": {"S": "x" * 300_000}})
     with capture_logs() as logs:
         DeadLetterQueue(sqs, "https://q").write([huge])
     (entry,) = sqs.calls[0]
     assert len(entry["MessageBody"].encode()) <= SQS_MAX_MESSAGE_BYTES
     sent = orjson.loads(entry["MessageBody"])
     assert sent["sequence_number"] == "7" and sent["error"] == huge.error
-    assert sent["record"]["dynamodb"]["Keys"] == {"pk": {"S": "k7"}}
+    assert sent["record"]["dynamodb"]["Keys"] == {"pk": {"S": "k7"}} and sent["document"] is None
     assert "left out" in sent["record"]["note"]
     assert [event["event"] for event in logs] == ["dead_letter_truncated"]
 

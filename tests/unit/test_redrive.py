@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 
 from consumer.doc_ids import KeyAttribute, KeySchema, document_id
+from consumer.letter_sources import FileLetters
 from consumer.projection import ProjectionRules
-from consumer.redrive import Entry, action_name, apply, parse_entry, plan, read_entries, render
+from consumer.redrive import Entry, Tally, action_name, apply, parse_entry, plan, render_rows
 from consumer.repair import repair_version
 from consumer.sink.bulk import Outcome
-from consumer.sink.dlq import DeadLetter, DeadLetterFile
+from consumer.sink.dlq import DeadLetterFile
+from consumer.sink.letters import DeadLetter
 from tests.support.factories import stream_record
 
 SCHEMA = KeySchema((KeyAttribute("id", "B"), KeyAttribute("sk", "N")))
@@ -33,15 +35,15 @@ def test_keys_of_a_dead_letter_are_read_back_as_boto3_takes_them(tmp_path):
     assert b'"B":"AP98"' in line  # base64 text in the file
 
     # WHEN it is parsed
-    entry = parse_entry(1, line, SCHEMA)
+    entry = parse_entry("dlq.jsonl:1", line, SCHEMA)
 
     # THEN the key is back to bytes, and the id is the one the worker wrote the document under
-    assert entry == Entry(1, "400 mapper_parsing_exception", KEYS, document_id(SCHEMA, KEYS))
+    assert entry == Entry("dlq.jsonl:1", "400 mapper_parsing_exception", KEYS, document_id(SCHEMA, KEYS))
 
 
 def test_attributes_outside_the_key_are_left_out(tmp_path):
     record = stream_record("MODIFY", keys={**KEYS, "other": {"S": "x"}})
-    assert parse_entry(1, written_line(tmp_path, record), SCHEMA).key == KEYS
+    assert parse_entry("f:1", written_line(tmp_path, record), SCHEMA).key == KEYS
 
 
 @pytest.mark.parametrize(
@@ -57,7 +59,7 @@ def test_attributes_outside_the_key_are_left_out(tmp_path):
     ],
 )
 def test_a_line_whose_keys_cannot_be_read_says_why(text, problem):
-    entry = parse_entry(7, text, SCHEMA)
+    entry = parse_entry("f:7", text, SCHEMA)
     assert entry.key is None and entry.doc_id is None
     assert problem in entry.problem
 
@@ -65,7 +67,8 @@ def test_a_line_whose_keys_cannot_be_read_says_why(text, problem):
 def test_blank_lines_are_skipped_and_numbering_follows_the_file(tmp_path):
     path = tmp_path / "dlq.jsonl"
     path.write_text('\n{"record": {}}\n\n{bad\n')
-    assert [(entry.line, entry.problem is not None) for entry in read_entries(path, SCHEMA)] == [(2, True), (4, True)]
+    (chunk,) = FileLetters(path).chunks()
+    assert [letter.origin for letter in chunk] == ["dlq.jsonl:2", "dlq.jsonl:4"]
 
 
 class FakeReconciler:
@@ -84,14 +87,14 @@ class FakeReconciler:
 
 
 def entry(line, keys, error="400 boom"):
-    return Entry(line, error, keys, document_id(SCHEMA, keys))
+    return Entry(f"f:{line}", error, keys, document_id(SCHEMA, keys))
 
 
 def test_each_item_is_read_once_and_restored_to_its_current_state():
     # GIVEN two entries of one item still in the table, one of an item since deleted, and an unreadable one
     gone = {"id": {"B": b"g"}, "sk": {"N": "2"}}
     item = {**KEYS, "n": {"N": "5"}}
-    entries = [entry(1, KEYS), entry(2, gone), Entry(3, "", problem="record has no dynamodb.Keys"), entry(4, KEYS)]
+    entries = [entry(1, KEYS), entry(2, gone), Entry("f:3", "", problem="record has no dynamodb.Keys"), entry(4, KEYS)]
 
     # WHEN redrive plans them
     reconciler = FakeReconciler({document_id(SCHEMA, KEYS): item})
@@ -100,11 +103,11 @@ def test_each_item_is_read_once_and_restored_to_its_current_state():
     # THEN the item is read once and indexed from its current state, the deleted one's document is deleted,
     # and the unreadable entry is kept in the report, needing attention
     assert reconciler.reads == 2
-    assert [(s.entry.line, s.action and action_name(s.action), s.needs_attention) for s in steps] == [
-        (1, "index", False),
-        (2, "delete", False),
-        (3, None, True),
-        (4, "index", False),
+    assert [(s.entry.origin, s.action and action_name(s.action), s.needs_attention) for s in steps] == [
+        ("f:1", "index", False),
+        ("f:2", "delete", False),
+        ("f:3", None, True),
+        ("f:4", "index", False),
     ]
     assert steps[0].action.document == {"id": "AP98", "sk": 1.5, "n": 5}
     # the deleted item's document is replaced by a tombstone with its keys, at the read time
@@ -118,14 +121,16 @@ def test_the_dry_run_report_shows_each_entry_and_what_would_be_done():
     steps = plan(FakeReconciler({}), iter([entry(1, KEYS, error="400 mapper_parsing_exception: failed")]))
 
     # WHEN it is rendered as a dry run
-    # THEN a person sees the document, the action, why, and why it was dead-lettered
-    assert render(steps, Path("dlq.jsonl"), applied=False).splitlines() == [
-        "LINE  DOC ID    ACTION  REASON",
-        "1     AP98|1.5  delete  not in the table: delete its document (was: 400 mapper_parsing_exception: failed)",
-        "",
-        "dry run: 1 dead letters in dlq.jsonl: 0 to index, 1 to delete, 0 unreadable; nothing was written "
-        "(--apply redrives them)",
+    # THEN a person sees where it came from, the document, the action, why, and why it was dead-lettered
+    assert render_rows(steps, applied=False).splitlines() == [
+        "f:1  AP98|1.5  delete  not in the table: delete its document (was: 400 mapper_parsing_exception: failed)",
     ]
+    tally = Tally()
+    tally.add(steps)
+    assert tally.summary("dlq.jsonl", applied=False) == (
+        "dry run: 1 dead letters in dlq.jsonl: 0 to index, 1 to delete, 0 unreadable; nothing was written "
+        "(--apply redrives them)"
+    )
 
 
 class WritingReconciler(FakeReconciler):
@@ -164,6 +169,6 @@ def test_applying_writes_each_item_once_and_reports_every_entry():
         ("poison: still rejected: 400 mapper_parsing_exception: failed to parse", True),
         ("applied", False),
     ]
-    assert render(steps, Path("f"), applied=True).splitlines()[-1] == (
-        "4 dead letters in f: 2 applied, 1 stale, 1 poison, 0 unreadable; the file is left as it is: archive it"
-    )
+    tally = Tally()
+    tally.add(steps)
+    assert tally.summary("f", applied=True) == "4 dead letters in f: 2 applied, 1 stale, 1 poison, 0 unreadable"

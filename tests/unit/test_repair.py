@@ -4,6 +4,7 @@ read, so the index still converges to the table; drift is exactly what differs."
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 
 import orjson
 import pytest
@@ -158,9 +159,18 @@ def test_equal_documents_have_no_drift(expected):
 
 
 def test_values_of_another_json_type_differ():
-    assert not same_json(True, 1) and not same_json(1, 1.0) and not same_json([1], [True])
+    assert not same_json(True, 1) and not same_json("1", 1) and not same_json([1], [True])
     assert same_json({"a": [1, {"b": None}]}, {"a": [1, {"b": None}]})
-    assert differing_fields({"a": 1, "b": 2, "c": 3}, {"a": 1, "b": 2.0, "d": 3}) == ("b", "c", "d")
+    assert differing_fields({"a": 1, "b": 2, "c": 3}, {"a": 1, "b": 2.5, "d": 3}) == ("b", "c", "d")
+
+
+def test_numbers_compare_by_their_exact_decimal_value():
+    # GIVEN a number written from the table and read back from the index with exact parsing
+    # THEN equal values compare equal whatever the Python type; a precision loss is a difference
+    assert same_json(12.5, Decimal("12.5")) and same_json(7, Decimal("7")) and same_json(0.1, Decimal("0.1"))
+    big = Decimal("1.2345678901234567890123456789012345678")
+    assert same_json(big, Decimal("1.2345678901234567890123456789012345678"))
+    assert not same_json(big, float(big))
 
 
 def test_the_plan_indexes_missing_and_different_documents_and_tombstones_extra_ones():
