@@ -105,6 +105,12 @@ def test_kms_decrypt_only_through_dynamodb():
     assert statement["Condition"] == {"StringEquals": {"kms:ViaService": f"dynamodb.{region}.amazonaws.com"}}
 
 
-def test_dead_letter_destination_permissions_stay_out_of_the_main_policy():
+def test_the_worker_may_write_dead_letters_exactly_where_the_manifests_send_them():
+    # GIVEN the S3 destination the manifests configure WHEN the policy is read
+    destination = manifest("ConfigMap")["data"]["CDC_DEAD_LETTER_DESTINATION"]
+    bucket, _, prefix = destination.removeprefix("s3://").partition("/")
+    by_sid = {statement["Sid"]: statement for statement in _statements(POLICY)}
+    # THEN it grants PutObject under that prefix only, and nothing else of S3 or SQS
+    assert by_sid["WriteDeadLettersS3"]["Resource"] == f"arn:aws:s3:::{bucket}/{prefix}/*"
     granted = {action for statement in _statements(POLICY) for action in _actions(statement)}
-    assert not granted & {"sqs:SendMessage", "s3:PutObject"}
+    assert {action for action in granted if action.startswith(("s3:", "sqs:"))} == {"s3:PutObject"}

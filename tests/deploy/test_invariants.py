@@ -198,11 +198,19 @@ def test_ecs_and_kubernetes_configure_the_same_settings():
     assert ecs_environment() == manifest("ConfigMap")["data"]
 
 
+@pytest.mark.parametrize("name", ["kubernetes", "ecs"])
+def test_production_manifests_keep_dead_letters_off_pod_and_task_storage(name):
+    # A file destination dies with its pod or task (evictions, scale-downs, redeploys): the
+    # production manifests must send dead letters to S3 or SQS.
+    settings, _ = load_settings(ENVIRONMENTS[name]())
+    assert settings.dead_letters.kind in ("s3", "sqs"), settings.dead_letters
+
+
 # --- documentation links ------------------------------------------------------------------------
 
 
 def _links(pattern: str) -> set[str]:
-    texts = [path.read_text() for path in sorted(DEPLOY.rglob("*")) if path.is_file()]
+    texts = [path.read_text() for path in sorted(DEPLOY.rglob("*")) if path.is_file() and "target" not in path.parts]
     texts += [(REPO / "README.md").read_text(), OPERATIONS.read_text()]
     return {anchor for text in texts for anchor in re.findall(pattern, text)}
 

@@ -123,10 +123,8 @@ def test_writable_paths_are_empty_dirs():
     pod = manifest("Deployment")["spec"]["template"]["spec"]
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     mounts = {mount["mountPath"]: mount["name"] for mount in consumer_container()["volumeMounts"]}
-    assert set(mounts) == {"/var/lib/cdc", "/tmp"}
+    assert set(mounts) == {"/tmp"}  # dead letters go to S3, never to pod storage
     assert all("emptyDir" in volumes[name] for name in mounts.values())
-    dead_letters = manifest("ConfigMap")["data"]["CDC_DEAD_LETTER_PATH"]
-    assert dead_letters.startswith("/var/lib/cdc/")
 
 
 def test_worker_id_is_the_pod_name():

@@ -163,3 +163,25 @@ def test_exhausted_retries_dead_letter_the_batch_and_the_shard_moves_on(
     assert all("gave up after" in letter["error"] for letter in letters)
     assert result.last_sequence_number == batch[-1]["dynamodb"]["SequenceNumber"]
     assert metrics.registry.get_sample_value("cdc_records_dead_lettered_total") == 4
+
+
+def test_a_record_that_makes_processing_crash_is_dead_lettered_and_the_shard_moves_on(
+    pipeline, search_engine, table_name
+):
+    # GIVEN a record crafted to raise an unexpected exception in decoding (a stand-in for a bug):
+    # its SizeBytes is infinite, which int() refuses with OverflowError
+    processor, metrics, dead_letter_path = pipeline
+    crashing = stream_record("INSERT", keys={"pk": {"S": "boom"}})
+    crashing["dynamodb"]["SizeBytes"] = float("inf")
+    after = stream_record("INSERT", keys={"pk": {"S": "after"}})
+
+    # WHEN it is processed with a good record after it
+    result = processor.process("shard-1", [crashing, after], 0, threading.Event())
+
+    # THEN it is dead-lettered with the exception's class and message, and the batch still settles
+    (letter,) = [json.loads(line) for line in dead_letter_path.read_text().splitlines()]
+    assert letter["error"].startswith("OverflowError: ") and letter["record"]["dynamodb"]["Keys"] == {
+        "pk": {"S": "boom"}
+    }
+    assert sorted(index_documents(search_engine.url, table_name)) == ["after"]
+    assert result.last_sequence_number == after["dynamodb"]["SequenceNumber"]
