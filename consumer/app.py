@@ -1,4 +1,5 @@
-"""The composition root: build a worker from settings, with its probes, and run it.
+"""The composition root: start the probes, resolve the stream, set up the index, build a worker
+(``consumer.assembly``) and run it.
 
 The probe server starts first, so ``/healthz`` answers from the first second. Resolving the
 stream is retried while DynamoDB is unreachable (``/readyz`` says why it is not ready) instead of
@@ -11,34 +12,24 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
 import structlog
 from prometheus_client import CollectorRegistry
 
 from consumer import __version__
+from consumer.assembly import build_processor, build_worker
 from consumer.backoff import backoff_delay
-from consumer.clients import AwsClients, aws_clients, dead_letter_client, opensearch_client
+from consumer.clients import aws_clients, opensearch_client
 from consumer.config import Settings
-from consumer.doc_ids import KeySchema
 from consumer.errors import ConfigError, ConsumerError
-from consumer.leases.table import LeaseTable
 from consumer.observability.health import Health
 from consumer.observability.http import ObservabilityServer
 from consumer.observability.metrics import Metrics
-from consumer.processor import BatchProcessor
-from consumer.projection import SERVICE_FIELDS, ProjectionRules
-from consumer.rules import projection_rules
-from consumer.shards.api import Boto3StreamApi
-from consumer.shards.consumer import ReaderSettings
-from consumer.sink.dlq import DeadLetterFile, DeadLetterObjects, DeadLetterQueue, DeadLetterSink
 from consumer.sink.index_setup import ensure_index
 from consumer.sink.mapping import NO_TEMPLATE
-from consumer.sink.opensearch import NO_LIMITS, OpenSearchSink, RetryLimits
-from consumer.sink.reaper import Reaper
-from consumer.source import StreamSource, resolve_stream
-from consumer.worker import Worker, WorkerTimings
+from consumer.source import resolve_stream
+from consumer.worker import WorkerTimings
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -88,8 +79,8 @@ def run_worker(settings: Settings, stop: threading.Event) -> None:
         )
         if index_created is None:
             return
-        processor = _processor(settings, source, metrics, health)
-        worker = _worker(settings, aws, source, processor, metrics, timings, stop, health)
+        processor = build_processor(settings, source, metrics, health)
+        worker = build_worker(settings, aws, source, processor, metrics, timings, stop, health)
         worker.run(index_preexisted=not index_created)
     finally:
         server.stop()
@@ -115,101 +106,3 @@ def _until_stopped(
             attempt += 1
             stop.wait(delay)
     return None
-
-
-def _rules(settings: Settings, source: StreamSource) -> ProjectionRules:
-    if settings.ttl_deletes == "mark" and source.view_type != "NEW_AND_OLD_IMAGES":
-        raise ConfigError(
-            f"CDC_TTL_DELETES=mark keeps the OldImage of expired items, but stream {source.stream_arn} is "
-            f"{source.view_type}: use NEW_AND_OLD_IMAGES, or CDC_TTL_DELETES=delete or skip"
-        )
-    return projection_rules(settings, source.key_schema)
-
-
-def _processor(settings: Settings, source: StreamSource, metrics: Metrics, health: Health) -> BatchProcessor:
-    sink = OpenSearchSink(
-        opensearch_client(settings),
-        settings.index_name,
-        metrics,
-        settings.retry_base_seconds,
-        settings.retry_max_delay_seconds,
-        limits=retry_limits(settings),
-        max_request_bytes=settings.bulk_max_bytes,
-        protected_fields=protected_fields(source.key_schema),
-        health=health,
-    )
-    return BatchProcessor(
-        source.key_schema,
-        sink,
-        _dead_letters(settings, metrics),
-        metrics,
-        settings.parallelization_factor,
-        _rules(settings, source),
-        keep_raw_letters=settings.dead_letter_raw_records,
-        health=health,
-    )
-
-
-def retry_limits(settings: Settings) -> RetryLimits:
-    """The limits that end an outage, only when the user opted in (CDC_DEAD_LETTER_ON_OUTAGE)."""
-    if not settings.dead_letter_on_outage:
-        return NO_LIMITS
-    return RetryLimits(
-        max_attempts=settings.max_retry_attempts if settings.max_retry_attempts >= 0 else None,
-        max_record_age_seconds=settings.max_record_age_seconds if settings.max_record_age_seconds >= 0 else None,
-    )
-
-
-def protected_fields(schema: KeySchema) -> frozenset[str]:
-    """Top-level fields never diverted to the typed form: the keys (the document's identity, mapped
-    explicitly) and the service's own fields."""
-    return frozenset(attribute.name for attribute in schema.attributes) | frozenset(SERVICE_FIELDS)
-
-
-def _dead_letters(settings: Settings, metrics: Metrics) -> DeadLetterSink:
-    """The configured destination; a missing queue or bucket raises ConfigError naming it."""
-    destination = settings.dead_letters
-    if destination.kind == "sqs":
-        client = dead_letter_client("sqs", settings.aws_region)
-        sink: DeadLetterSink = DeadLetterQueue.connect(client, destination.location, metrics.observe_aws)
-    elif destination.kind == "s3":
-        client = dead_letter_client("s3", settings.aws_region)
-        sink = DeadLetterObjects.connect(client, destination.location, destination.prefix, metrics.observe_aws)
-    else:
-        sink = DeadLetterFile(Path(destination.location))
-    log.info("dead_letter_destination", destination=str(destination))
-    return sink
-
-
-def _worker(
-    settings: Settings,
-    aws: AwsClients,
-    source: StreamSource,
-    processor: BatchProcessor,
-    metrics: Metrics,
-    timings: WorkerTimings,
-    stop: threading.Event,
-    health: Health,
-) -> Worker:
-    reaper = Reaper(opensearch_client(settings), settings.index_name, settings.tombstone_retention_seconds)
-    reader = ReaderSettings(
-        settings.max_records_per_read,
-        settings.poll_interval_seconds,
-        settings.retry_base_seconds,
-        settings.retry_max_delay_seconds,
-    )
-    return Worker(
-        worker_id=settings.worker_id,
-        source=source,
-        lease_table=LeaseTable(aws.dynamodb, settings.lease_table_name, observe=metrics.observe_aws),
-        stream_api=Boto3StreamApi(aws.streams, observe=metrics.observe_aws),
-        processor=processor,
-        metrics=metrics,
-        reader_settings=reader,
-        timings=timings,
-        initial_position=settings.initial_position,
-        stop_event=stop,
-        health=health,
-        reap=lambda: reaper.reap_once().more,
-        reap_interval=settings.tombstone_reap_interval_seconds,
-    )

@@ -129,6 +129,10 @@ class Settings(BaseModel):
     max_records_per_read: int = Field(1000, ge=1, le=1000)
     parallelization_factor: int = Field(1, ge=1, le=10)
     poll_interval_seconds: float = Field(1.0, gt=0, le=60)
+    idle_poll_max_seconds: float | None = Field(None, gt=0, le=300)
+    shard_threads: int = Field(16, ge=1, le=256)
+    max_leases_per_worker: int | None = Field(None, ge=1, le=100_000)
+    max_buffered_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024, le=16 * 1024**3)
     shard_sync_interval_seconds: float = Field(60.0, ge=1, le=3600)
     shutdown_timeout_seconds: float = Field(20.0, gt=0, le=600)
     retry_base_seconds: float = Field(0.1, gt=0, le=60)
@@ -273,6 +277,10 @@ class Settings(BaseModel):
                 "failure is one: the records themselves are fine) and then dead-letter healthy records: set "
                 "CDC_DEAD_LETTER_ON_OUTAGE=true to opt in, or unset them to wait out outages (the default)"
             )
+        if self.idle_poll_max_seconds is not None and self.idle_poll_max_seconds < self.poll_interval_seconds:
+            raise ValueError(
+                "CDC_IDLE_POLL_MAX_SECONDS must be at least CDC_POLL_INTERVAL_SECONDS: it caps the backoff of idle polls"
+            )
         if self.read_alias_name == self.index_name:
             raise ValueError(
                 f"CDC_OPENSEARCH_READ_ALIAS must differ from the index name {self.index_name!r}: "
@@ -320,6 +328,12 @@ class Settings(BaseModel):
                     f"CDC_MASK_KEY_FILE={str(self.mask_key_file)!r} cannot be read: {exc.strerror}"
                 ) from None
         return None
+
+    @property
+    def idle_poll_ceiling_seconds(self) -> float:
+        """CDC_IDLE_POLL_MAX_SECONDS, or twice the poll interval (a new change on an idle shard is
+        then read within two poll intervals)."""
+        return self.idle_poll_max_seconds or 2 * self.poll_interval_seconds
 
     @property
     def renew_interval_seconds(self) -> float:

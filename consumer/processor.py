@@ -48,11 +48,14 @@ class BatchResult:
 class BatchProcessor:
     """Applies batches of one table's stream records to one index.
 
-    With ``parallelism`` > 1 (Lambda's ParallelizationFactor) a batch is split by document id into
-    that many partitions, sent as concurrent ``_bulk`` requests: all changes of one item stay in one
-    partition, in shard order, while different items go in parallel. The batch settles, and may be
-    checkpointed, only when every partition has, so the checkpoint never passes a record with an
-    unacknowledged predecessor. Call ``close()`` when done.
+    With ``parallelism`` > 1 (Lambda's ParallelizationFactor: concurrent requests *per shard*) a batch
+    is split by document id into that many partitions, sent as concurrent ``_bulk`` requests: all
+    changes of one item stay in one partition, in shard order, while different items go in parallel.
+    The caller's thread sends the first partition and a pool of ``concurrent_batches × (parallelism
+    − 1)`` threads the others, so as many shards as there are callers each get their ``parallelism``
+    without queueing behind one another. The batch settles, and may be checkpointed, only when every
+    partition has, so the checkpoint never passes a record with an unacknowledged predecessor. Call
+    ``close()`` when done.
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class BatchProcessor:
         rules: ProjectionRules = PROJECT_ALL,
         keep_raw_letters: bool = False,
         health: Health | None = None,
+        concurrent_batches: int = 1,
     ) -> None:
         if not 1 <= parallelism <= 10:
             raise ValueError(f"parallelism must be within 1 … 10, got {parallelism}")
@@ -76,7 +80,9 @@ class BatchProcessor:
         self._parallelism = parallelism
         self._rules = rules
         self._pool = (
-            ThreadPoolExecutor(max_workers=4 * parallelism, thread_name_prefix="bulk") if parallelism > 1 else None
+            ThreadPoolExecutor(max_workers=concurrent_batches * (parallelism - 1), thread_name_prefix="bulk")
+            if parallelism > 1
+            else None
         )
 
     def close(self) -> None:
@@ -118,10 +124,11 @@ class BatchProcessor:
         partitions: list[list[int]] = [[] for _ in range(self._parallelism)]
         for i, action in enumerate(actions):
             partitions[zlib.crc32(action.doc_id.encode()) % self._parallelism].append(i)
-        futures = [
-            (part, self._pool.submit(self._sink.apply, [actions[i] for i in part], stop)) for part in partitions if part
-        ]
+        parts = [part for part in partitions if part]
+        futures = [(part, self._pool.submit(self._sink.apply, [actions[i] for i in part], stop)) for part in parts[1:]]
         results: list[Result | None] = [None] * len(actions)
+        for i, result in zip(parts[0], self._sink.apply([actions[i] for i in parts[0]], stop), strict=True):
+            results[i] = result
         for part, future in futures:
             for i, result in zip(part, future.result(), strict=True):  # re-raises a partition's failure
                 results[i] = result

@@ -1,15 +1,20 @@
-"""The worker: one process of the pool, orchestrating leases, shard consumers and shutdown.
+"""The worker: one process of the pool, orchestrating leases, shard tasks and shutdown.
 
-Lifecycle: ``run()`` resolves the stream, ensures the lease table, syncs shards to leases, then
-loops every ``failover / 3`` seconds: renew held leases, scan the table, take leases, start a
-consumer for every held shard whose parents are done, reap finished consumers, sync shards again
-when due, and start a tombstone reaping pass when due (on its own thread, so a slow OpenSearch
-never delays lease renewal; ``consumer.sink.reaper``). When the stop event is set (SIGTERM), it
-stops the consumers (each finishes or abandons its batch and keeps what it checkpointed), keeps
-renewing until they are done or the shutdown deadline passes, then releases its leases so other
-workers take them at once.
+Lifecycle: ``run()`` ensures the lease table, then runs a *tick* every ``failover / 3`` seconds on a
+tick thread: one scan of the lease table, shared by every decision of the tick — follow a replaced
+stream and sync shards to leases (when due), take leases (``LeaseCoordinator``), start a task for
+every held shard whose parents are done, reap finished tasks, and start a tombstone reaping pass
+when due. Renewal runs on its own routine (``consumer.leases.renewal``) and the shard tasks on the
+``ShardScheduler``'s threads, so none of them waits for another.
 
-Runs on the caller's thread; the shard consumers run on their own threads.
+The main thread only supervises: while a tick runs longer than its period (DynamoDB slow or
+unreachable), it keeps ``/healthz`` alive and makes ``/readyz`` say why, so a slow AWS call never
+gets a healthy pod restarted; only a tick stuck past ``STUCK_TICK_SECONDS`` stops the liveness beat.
+
+When a shard ends, its children's leases are created, taken by this worker and started at once, so
+a rollover costs no tick. When the stop event is set (SIGTERM), the tasks finish or abandon their
+batch in flight and keep what they checkpointed, renewal goes on until they are done or the
+shutdown deadline passes, then every lease is released so other workers take them at once.
 """
 
 from __future__ import annotations
@@ -17,24 +22,30 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import structlog
 
-from consumer.errors import ConsumerError, LeaseLostError
+from consumer.errors import ConsumerError
 from consumer.leases.coordinator import HeldLease, LeaseCoordinator
 from consumer.leases.model import Lease
+from consumer.leases.renewal import RenewalRoutine
 from consumer.leases.table import LeaseTable
 from consumer.observability.health import Health
 from consumer.observability.metrics import Metrics
 from consumer.processor import BatchProcessor
 from consumer.shards.api import StreamApi
-from consumer.shards.consumer import ReaderSettings, ShardConsumer
-from consumer.shards.lineage import leases_to_delete, new_leases, start_version
+from consumer.shards.budget import ByteBudget
+from consumer.shards.lineage import start_version
+from consumer.shards.scheduler import ShardScheduler
+from consumer.shards.sync import ShardSync
+from consumer.shards.task import ReaderSettings, ShardTask, TaskContext
 from consumer.shards.throttle import ThrottleGate
-from consumer.source import StreamSource
 
 log = structlog.get_logger(__name__)
+
+STUCK_TICK_SECONDS = 600.0  # a tick running this long is hung, not slow: let liveness fail
 
 
 @dataclass(frozen=True)
@@ -50,215 +61,246 @@ class WorkerTimings:
         return self.failover / 3
 
 
-class Worker:
-    """One worker of the pool. ``run()`` blocks until ``stop_event`` is set and shutdown is done."""
+@dataclass(frozen=True)
+class WorkerParts:
+    """What a worker is built from (``consumer.assembly`` builds them from the settings)."""
 
-    def __init__(
-        self,
-        worker_id: str,
-        source: StreamSource,
-        lease_table: LeaseTable,
-        stream_api: StreamApi,
-        processor: BatchProcessor,
-        metrics: Metrics,
-        reader_settings: ReaderSettings,
-        timings: WorkerTimings,
-        initial_position: str,
-        stop_event: threading.Event,
-        health: Health,
-        clock: Callable[[], float] = time.monotonic,
-        reap: Callable[[], bool] | None = None,
-        reap_interval: float = 3600.0,
-    ) -> None:
-        self._worker_id = worker_id
-        self._source = source
-        self._leases = lease_table
-        self._api = stream_api
-        self._processor = processor
-        self._metrics = metrics
-        self._reader_settings = reader_settings
-        self._timings = timings
-        self._initial_position = initial_position
-        self._stop = stop_event
-        self._health = health
+    worker_id: str
+    leases: LeaseTable
+    sync: ShardSync
+    coordinator: LeaseCoordinator
+    lease_executor: Executor  # the lease table's writes: takes, renewals, releases
+    scheduler: ShardScheduler
+    api: StreamApi
+    processor: BatchProcessor
+    reader: ReaderSettings
+    throttle: ThrottleGate
+    budget: ByteBudget
+    prefetch: Executor
+    metrics: Metrics
+    health: Health
+    timings: WorkerTimings
+    stop: threading.Event
+    reap: Callable[[], bool] | None = None
+    reap_interval: float = 3600.0
+
+
+class Worker:
+    """One worker of the pool. ``run()`` blocks until the stop event is set and shutdown is done."""
+
+    def __init__(self, parts: WorkerParts, clock: Callable[[], float] = time.monotonic) -> None:
+        self._parts = parts
         self._clock = clock
-        self._coordinator = LeaseCoordinator(lease_table, worker_id, timings.failover, metrics, clock)
-        self._consumers: dict[str, ShardConsumer] = {}
-        self._throttle = ThrottleGate(reader_settings.retry_base_seconds, reader_settings.retry_max_delay_seconds)
+        self._renewal = RenewalRoutine(
+            parts.coordinator, parts.lease_executor, parts.timings.failover, parts.metrics, self.on_lease_lost, clock
+        )
+        self._tasks: dict[str, ShardTask] = {}
+        self._tasks_lock = threading.Lock()
+        self._tick_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tick")
         self._next_sync = 0.0
-        self._reap = reap
-        self._reap_interval = reap_interval
         self._next_reap = 0.0
         self._reaping: threading.Thread | None = None
 
     def run(self, index_preexisted: bool = False) -> None:
         """Work until the stop event is set, then hand off. ``index_preexisted``: the index held data
         before this start (a new lease table then means a reset, which earns a warning)."""
-        structlog.contextvars.bind_contextvars(worker_id=self._worker_id)
-        log.info("worker_started", stream_arn=self._source.stream_arn, lease_table=self._leases.name)
-        if self._leases.ensure_table(self._stop) and index_preexisted:
+        parts = self._parts
+        structlog.contextvars.bind_contextvars(worker_id=parts.worker_id)
+        log.info("worker_started", stream_arn=parts.sync.stream_arn, lease_table=parts.leases.name)
+        if parts.leases.ensure_table(parts.stop) and index_preexisted:
             # The version clocks restart with a new lease table (docs/versioning.md): changes made in
             # the same second as the index's last change of an item may lose to it. Audit repairs that.
             log.warning(
                 "lease_table_created_for_existing_index",
-                lease_table=self._leases.name,
+                lease_table=parts.leases.name,
                 action="once the workers have caught up, run `consumer audit --repair`",
             )
-        while not self._stop.is_set():
-            self._do_tick()
-            self._stop.wait(self._timings.tick)
-        self._shutdown()
+        bind = self._bind_context
+        parts.scheduler.start(bind)
+        self._renewal.start(bind)
+        try:
+            self._supervise()
+        finally:
+            self._shutdown()
         log.info("worker_stopped")
 
-    def _do_tick(self) -> None:
-        """One coordination step; transient AWS failures are logged and retried next tick."""
-        problem = None
-        self._stop_lost(self._coordinator.renew_held())  # handles its own failures, lease by lease
+    def _bind_context(self) -> None:
+        structlog.contextvars.bind_contextvars(worker_id=self._parts.worker_id)
+
+    # --- the tick ----------------------------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        """Run ticks on the tick thread; keep the probes honest while one is slow."""
+        parts = self._parts
+        tick: Future[str | None] | None = None
+        started = 0.0
+        while not parts.stop.is_set():
+            if tick is None:
+                started = self._clock()
+                tick = self._tick_thread.submit(self._do_tick)
+            try:
+                problem = tick.result(timeout=parts.timings.tick)
+            except TimeoutError:
+                running = self._clock() - started
+                if running < STUCK_TICK_SECONDS:
+                    parts.health.beat(
+                        f"coordination slow: a tick has run for {running:.0f} s (lease table or DynamoDB Streams slow)"
+                    )
+                continue
+            tick = None
+            parts.health.beat(problem)
+            parts.metrics.loop_heartbeat.set_to_current_time()
+            parts.metrics.tick_duration.observe(self._clock() - started)
+            parts.stop.wait(max(0.0, parts.timings.tick - (self._clock() - started)))
+        # A tick still in flight ends on its own (its calls are bounded); shutdown does not wait for it.
+
+    def _do_tick(self) -> str | None:
+        """One coordination step; returns what keeps the worker from being ready, if anything."""
+        parts = self._parts
         try:
-            self._maybe_sync_shards()
-        except ConsumerError as exc:  # the stream API failing must not stop renewing and taking
+            leases = parts.leases.list_leases(consistent=False)
+        except ConsumerError as exc:
+            return self._tick_failed("lease_scan", exc)
+        problem = None
+        try:
+            self._maybe_sync(leases)
+        except ConsumerError as exc:  # the stream API failing must not stop taking and reading
             problem = self._tick_failed("shard_sync", exc)
         try:
-            leases = self._leases.list_leases()
-            self._coordinator.take_leases(leases)
-            self._metrics.taker_cycles.inc()
-            self._reap_consumers()
-            self._start_ready_consumers(leases)
+            parts.coordinator.take_leases(leases)
+            parts.metrics.taker_cycles.inc()
         except ConsumerError as exc:
             problem = self._tick_failed("lease_taking", exc)
+        self._reap_tasks()
+        self._start_ready_tasks({lease.lease_key: lease for lease in leases})
+        self._observe_pool(leases)
         self._maybe_reap()
-        self._health.beat(problem)
-        self._metrics.loop_heartbeat.set_to_current_time()
-
-    def _maybe_reap(self) -> None:
-        """Start one reaping pass when due and none is running; never blocks the loop."""
-        if self._reap is None or self._clock() < self._next_reap:
-            return
-        if self._reaping is not None and self._reaping.is_alive():
-            return
-        self._next_reap = self._clock() + self._reap_interval
-        self._reaping = threading.Thread(target=self._reap_pass, name="tombstone-reaper", daemon=True)
-        self._reaping.start()
-
-    def _reap_pass(self) -> None:
-        assert self._reap is not None
-        try:
-            if self._reap():
-                self._next_reap = 0.0  # the page was full: go on at the next tick
-        except Exception as exc:  # noqa: BLE001 - OpenSearch failing, or an odd answer: the next pass tries again
-            log.warning("tombstone_reaping_failed", error=str(exc), error_type=type(exc).__name__)
+        return problem
 
     def _tick_failed(self, step: str, exc: ConsumerError) -> str:
         log.warning("worker_tick_failed", step=step, error=str(exc), error_type=type(exc).__name__)
         return f"{step} failing: {type(exc).__name__}: {exc}"
 
-    def _maybe_sync_shards(self) -> None:
+    def _maybe_sync(self, leases: list[Lease]) -> None:
         if self._clock() < self._next_sync:
             return
-        self._sync_shards()
-        self._delete_finished_leases()
-        self._next_sync = self._clock() + self._timings.shard_sync_interval
-        self._health.mark_synced()
+        sync = self._parts.sync
+        sync.follow_stream()
+        sync.sync(leases)
+        self._next_sync = self._clock() + self._parts.timings.shard_sync_interval
+        self._parts.health.mark_synced()
 
-    def _sync_shards(self) -> None:
-        """Create a lease for every shard that needs one. Safe from any thread, and idempotent."""
-        shards = self._api.list_shards(self._source.stream_arn)
-        for lease in new_leases(shards, self._leases.list_leases(), self._initial_position):
-            if self._leases.create_lease(lease):
-                self._metrics.lease_events.labels(event="created").inc()
-                log.info(
-                    "lease_created",
-                    shard_id=lease.lease_key,
-                    checkpoint=lease.checkpoint,
-                    parent_shard_ids=sorted(lease.parent_shard_ids),
-                )
-
-    def _delete_finished_leases(self) -> None:
-        for lease in leases_to_delete(self._leases.list_leases()):
-            try:
-                self._leases.delete(lease)
-            except LeaseLostError:
-                continue  # changed since the scan (another worker cleaned it up): fine
-            self._metrics.lease_events.labels(event="deleted").inc()
-            log.info("lease_deleted", shard_id=lease.lease_key, children_progressed=True)
-
-    def _on_shard_end(self, shard_id: str) -> None:
-        """Called by a consumer right after it checkpointed SHARD_END: lease the children now, so
-        the next taker cycle of any worker picks them up without waiting for the periodic sync."""
-        try:
-            self._sync_shards()
-        except ConsumerError as exc:
-            log.warning("child_lease_sync_failed", shard_id=shard_id, error=str(exc))
-            self._next_sync = 0.0  # the worker loop retries on its next tick
-
-    def _start_ready_consumers(self, leases: list[Lease]) -> None:
-        by_key = {lease.lease_key: lease for lease in leases}
-        for shard_id, held in self._coordinator.held.items():
-            if shard_id in self._consumers:
-                continue
-            version = start_version(held.lease, by_key)
+    def _start_ready_tasks(self, leases: dict[str, Lease]) -> None:
+        for held in self._parts.coordinator.holding():
+            with self._tasks_lock:
+                if held.shard_id in self._tasks:
+                    continue
+            version = start_version(held.lease, {**leases, held.shard_id: held.lease})
             if version is None:
                 continue  # a parent is still being read: children wait (DESIGN §3)
-            consumer = ShardConsumer(
-                held,
-                self._source.stream_arn,
-                self._api,
-                self._processor,
-                self._metrics,
-                self._reader_settings,
-                self._worker_id,
-                version,
-                self._throttle,
-                self._on_shard_end,
-            )
-            self._consumers[shard_id] = consumer
-            consumer.start()
+            self._start_task(held, version)
 
-    def _reap_consumers(self) -> None:
-        """Forget finished consumers; the lease of a shard that reached its end is released."""
-        for shard_id, consumer in list(self._consumers.items()):
-            if consumer.is_alive():
-                continue
-            del self._consumers[shard_id]
-            held = self._coordinator.held.get(shard_id)
-            if consumer.reached_shard_end and held is not None:
-                self._release(held)
+    def _start_task(self, held: HeldLease, version: int) -> None:
+        task = ShardTask(held, version, self._task_context(held.lease.stream_arn or self._parts.sync.stream_arn))
+        with self._tasks_lock:
+            if held.shard_id in self._tasks:
+                return
+            self._tasks[held.shard_id] = task
+        self._parts.scheduler.add(task)
 
-    def _release(self, held: HeldLease) -> None:
-        self._coordinator.held.pop(held.shard_id, None)
+    def _reap_tasks(self) -> None:
+        """Forget finished tasks; release the leases of ended shards so clean-up can delete them."""
+        with self._tasks_lock:
+            finished = [task for task in self._tasks.values() if task.finished.is_set()]
+            for task in finished:
+                del self._tasks[task.shard_id]
+        coordinator = self._parts.coordinator
+        for task in finished:
+            held = coordinator.held.get(task.shard_id)
+            if held is not None and task.reached_shard_end:
+                coordinator.release(held)
+            if held is None or task.reached_shard_end:
+                self._parts.metrics.shard_progress.forget(task.shard_id)
+
+    def _task_context(self, stream_arn: str) -> TaskContext:
+        parts = self._parts
+        return TaskContext(
+            stream_arn,
+            parts.api,
+            parts.processor,
+            parts.metrics,
+            parts.reader,
+            parts.throttle,
+            parts.budget,
+            parts.prefetch,
+            parts.stop,
+            self.on_shard_end,
+            self.confirm_vanished,
+        )
+
+    # --- shard end, lease loss, vanished shards -------------------------------------------------------
+
+    def on_shard_end(self, shard_id: str) -> None:
+        """A task checkpointed SHARD_END: lease its children, take them and start them now, so a
+        rollover costs no tick. Runs on the task's scheduler thread."""
+        parts = self._parts
         try:
-            held.release()
+            leases = parts.leases.list_leases(consistent=True)
+            created = parts.sync.children_of(shard_id, leases)
+            for held in parts.coordinator.take_specific(created):
+                version = start_version(held.lease, {lease.lease_key: lease for lease in leases})
+                if version is not None:
+                    self._start_task(held, version)
         except ConsumerError as exc:
-            log.warning("lease_release_failed", shard_id=held.shard_id, error=str(exc))
+            log.warning("child_lease_sync_failed", shard_id=shard_id, error=str(exc))
+            self._next_sync = 0.0  # the next tick syncs and takes them
 
-    def _stop_lost(self, lost: list[HeldLease]) -> None:
-        for held in lost:
-            consumer = self._consumers.pop(held.shard_id, None)
-            if consumer is not None:
-                consumer.stop()
+    def on_lease_lost(self, held: HeldLease) -> None:
+        """The renewal routine lost a lease: its task stops at its next step (``held.lost`` is set)."""
+        held.lost.set()
+
+    def confirm_vanished(self, shard_id: str) -> bool:
+        return self._parts.sync.confirm_vanished(shard_id)
+
+    # --- observation, reaping tombstones ------------------------------------------------------------
+
+    def _observe_pool(self, leases: list[Lease]) -> None:
+        parts = self._parts
+        parts.metrics.buffered_bytes.set(parts.budget.used)
+        parts.metrics.shard_tasks.set(len(self._tasks))
+        parts.metrics.leases_held.set(len(parts.coordinator.held))
+        parts.metrics.pool.observe(leases, parts.coordinator.last_expired, parts.worker_id)
+
+    def _maybe_reap(self) -> None:
+        """Start one reaping pass when due and none is running; never blocks the tick."""
+        parts = self._parts
+        if parts.reap is None or self._clock() < self._next_reap:
+            return
+        if self._reaping is not None and self._reaping.is_alive():
+            return
+        self._next_reap = self._clock() + parts.reap_interval
+        self._reaping = threading.Thread(target=self._reap_pass, name="tombstone-reaper", daemon=True)
+        self._reaping.start()
+
+    def _reap_pass(self) -> None:
+        self._bind_context()
+        assert self._parts.reap is not None
+        try:
+            if self._parts.reap():
+                self._next_reap = 0.0  # the page was full: go on at the next tick
+        except Exception as exc:  # noqa: BLE001 - OpenSearch failing, or an odd answer: the next pass tries again
+            log.warning("tombstone_reaping_failed", error=str(exc), error_type=type(exc).__name__)
+
+    # --- shutdown -----------------------------------------------------------------------------------
 
     def _shutdown(self) -> None:
-        """Graceful handoff: stop consumers, keep leases alive until they finish, release."""
-        log.info("worker_stopping", shards=sorted(self._consumers))
-        self._health.beat("stopping")
-        for consumer in self._consumers.values():
-            consumer.stop()
-        deadline = self._clock() + self._timings.shutdown_timeout
-        next_renew = self._clock() + self._timings.tick
-        while any(c.is_alive() for c in self._consumers.values()) and self._clock() < deadline:
-            for consumer in self._consumers.values():
-                consumer.join(timeout=0.05)
-            if self._clock() >= next_renew:
-                self._renew_during_shutdown()
-                self._health.beat("stopping")
-                next_renew = self._clock() + self._timings.tick
-        stuck = sorted(shard for shard, c in self._consumers.items() if c.is_alive())
-        if stuck:
-            log.warning("shard_consumers_abandoned", shards=stuck)
-        self._coordinator.release_all()
-
-    def _renew_during_shutdown(self) -> None:
-        try:
-            self._coordinator.renew_held()
-        except ConsumerError as exc:
-            log.warning("lease_renew_failed", error=str(exc))
+        """Graceful handoff: let tasks finish their step, keep leases renewed meanwhile, release."""
+        parts = self._parts
+        log.info("worker_stopping", shards=len(self._tasks))
+        parts.health.beat("stopping")
+        parts.scheduler.stop()
+        if not parts.scheduler.join(parts.timings.shutdown_timeout):
+            log.warning("shard_tasks_abandoned", running=parts.scheduler.busy)
+        parts.coordinator.release_all()
+        self._renewal.stop()
+        self._tick_thread.shutdown(wait=False, cancel_futures=True)

@@ -1,11 +1,14 @@
-"""Lease coordination for one worker: take, renew, lose and release leases.
+"""Lease coordination for one worker: take, hold, lose and release leases.
 
 Expiry is judged on this worker's monotonic clock, never on timestamps written by others: a
 lease whose ``leaseCounter`` has not moved for ``failover_seconds`` since this worker first saw
-that value is expired. Renewals bump the counter every ``failover / 3``.
+that value is expired. Renewals (``consumer.leases.renewal``) and checkpoints bump the counter.
 
-``LeaseCoordinator`` is driven by one thread (the worker's loop); ``HeldLease`` is shared by that
-thread and the lease's shard consumer and serialises their writes with a lock.
+``LeaseCoordinator`` is driven by one thread (the worker's tick), and runs its lease-table writes
+on a shared executor so that taking many leases does not serialise behind each call's latency.
+``HeldLease`` is shared by that thread, the renewal routine and the lease's shard task; it
+serialises their writes with a lock, and a renewal never waits for it (a checkpoint in flight is
+itself a proof of life).
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
 
 import structlog
 
@@ -34,7 +38,7 @@ class HeldLease:
         self._table = table
         self._clock = clock
         self._lock = threading.Lock()
-        self.last_renewed = clock()  # of the last successful write: renewals and checkpoints both bump the counter
+        self.last_written = clock()  # of the last successful write: renewals and checkpoints both bump the counter
         self.lost = threading.Event()
 
     @property
@@ -46,13 +50,28 @@ class HeldLease:
     def shard_id(self) -> str:
         return self._lease.lease_key
 
-    def renew(self) -> None:
-        """Bump the counter. Raises LeaseLostError (and sets ``lost``) if the lease is gone."""
-        self._write(self._table.renew)
+    def try_renew(self) -> bool:
+        """Bump the counter unless another write to this lease is in flight (which bumps it too).
 
-    def checkpoint(self, checkpoint: str, version: int, record_second: int | None = None) -> None:
+        Returns whether a renewal was written. Raises LeaseLostError (and sets ``lost``) if the
+        lease is gone, LeaseTableError on a transient failure.
+        """
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            self._write_locked(self._table.renew)
+        finally:
+            self._lock.release()
+        return True
+
+    def checkpoint(
+        self, checkpoint: str, version: int, record_second: int | None = None, vanished_after: str | None = None
+    ) -> None:
         """Conditionally record progress. Raises LeaseLostError (and sets ``lost``) if not ours."""
-        self._write(lambda lease: self._table.checkpoint(lease, checkpoint, version, record_second))
+        with self._lock:
+            self._write_locked(
+                lambda lease: self._table.checkpoint(lease, checkpoint, version, record_second, vanished_after)
+            )
 
     def release(self) -> None:
         """Give the lease up; a lease already lost is left alone."""
@@ -64,16 +83,15 @@ class HeldLease:
             finally:
                 self.lost.set()
 
-    def _write(self, write: Callable[[Lease], Lease | None]) -> None:
-        with self._lock:
-            if self.lost.is_set():
-                raise LeaseLostError(f"lease {self._lease.lease_key} is no longer held")
-            try:
-                self._lease = write(self._lease) or self._lease
-            except LeaseLostError:
-                self.lost.set()
-                raise
-            self.last_renewed = self._clock()
+    def _write_locked(self, write: Callable[[Lease], Lease | None]) -> None:
+        if self.lost.is_set():
+            raise LeaseLostError(f"lease {self._lease.lease_key} is no longer held")
+        try:
+            self._lease = write(self._lease) or self._lease
+        except LeaseLostError:
+            self.lost.set()
+            raise
+        self.last_written = self._clock()
 
 
 class ExpiryTracker:
@@ -96,7 +114,7 @@ class ExpiryTracker:
 
 
 class LeaseCoordinator:
-    """Takes and renews this worker's leases. Driven by a single thread."""
+    """Takes and holds this worker's leases. Driven by a single thread."""
 
     def __init__(
         self,
@@ -104,82 +122,96 @@ class LeaseCoordinator:
         worker_id: str,
         failover_seconds: float,
         metrics: Metrics,
+        executor: Executor,
         clock: Callable[[], float] = time.monotonic,
+        max_leases: int | None = None,
     ) -> None:
         self._table = table
         self._worker_id = worker_id
-        self._failover = failover_seconds
         self._metrics = metrics
+        self._executor = executor
         self._clock = clock
+        self._max_leases = max_leases
         self._expiry = ExpiryTracker(failover_seconds, clock)
         self._rng = random.Random()
+        self._lock = threading.Lock()
         self.held: dict[str, HeldLease] = {}
+        self.last_expired: dict[str, bool] = {}  # lease key → expired, as of the last scan
 
-    def renew_held(self) -> list[HeldLease]:
-        """Renew every held lease; returns (and forgets) those lost or expired locally."""
-        lost = []
-        for held in list(self.held.values()):
-            try:
-                held.renew()
-            except LeaseLostError:
-                lost.append(held)
-            except LeaseTableError as exc:
-                self._metrics.lease_events.labels(event="renew_failed").inc()
-                log.warning("lease_renew_failed", shard_id=held.shard_id, error=str(exc))
-                if self._clock() - held.last_renewed >= self._failover:
-                    held.lost.set()  # others may take it now: stop before they do
-                    lost.append(held)
-        for held in lost:
-            self._forget(held, reason="renew")
-        return lost
+    def holding(self) -> list[HeldLease]:
+        """A snapshot of the held leases (safe from any thread)."""
+        with self._lock:
+            return list(self.held.values())
 
     def take_leases(self, leases: list[Lease]) -> list[HeldLease]:
-        """Take free leases toward this worker's target, or steal one when none is free, given a
-        fresh scan of the table."""
+        """Take free leases toward this worker's target, or steal one when none is free, given one
+        scan of the table."""
         expired = self._expiry.observe(leases)
-        for key in [key for key, held in self.held.items() if held.lost.is_set()]:
-            self._forget(self.held[key], reason="checkpoint")
+        self.last_expired = expired
+        for held in [held for held in self.holding() if held.lost.is_set()]:
+            self.forget(held, reason="checkpoint")
         states = [
             LeaseState(lease.lease_key, lease.owner, expired[lease.lease_key], lease.is_ended) for lease in leases
         ]
         held_keys = frozenset(self.held)
-        keys = leases_to_take(states, self._worker_id, held_keys)
-        stolen = None if keys else lease_to_steal(states, self._worker_id, held_keys, self._rng)
+        keys = leases_to_take(states, self._worker_id, held_keys, self._max_leases)
+        stolen = None if keys else lease_to_steal(states, self._worker_id, held_keys, self._rng, self._max_leases)
         by_key = {lease.lease_key: lease for lease in leases}
-        taken = []
-        for key in keys + ([stolen] if stolen else []):
-            held = self._take(by_key[key], expired=expired[key], steal=key == stolen)
-            if held is not None:
-                taken.append(held)
+        wanted = [(by_key[key], expired[key], key == stolen) for key in keys + ([stolen] if stolen else [])]
+        return self._take_all(wanted)
+
+    def take_specific(self, leases: Iterable[Lease]) -> list[HeldLease]:
+        """Take these unowned leases now (a finished parent's children), within ``max_leases``."""
+        room = None if self._max_leases is None else max(0, self._max_leases - len(self.held))
+        wanted = [(lease, False, False) for lease in leases if lease.owner is None and lease.lease_key not in self.held]
+        return self._take_all(wanted[:room] if room is not None else wanted)
+
+    def _take_all(self, wanted: list[tuple[Lease, bool, bool]]) -> list[HeldLease]:
+        futures = [self._executor.submit(self._take, lease, expired, steal) for lease, expired, steal in wanted]
+        taken = [held for future in futures if (held := future.result()) is not None]
         self._metrics.leases_held.set(len(self.held))
         return taken
 
     def _take(self, lease: Lease, expired: bool, steal: bool) -> HeldLease | None:
+        table = self._table.for_stream(lease.stream_arn)  # a replaced stream's leases are still read to their end
         try:
-            taken = self._table.take(lease, self._worker_id)
+            taken = table.take(lease, self._worker_id)
         except LeaseLostError:
             return None  # another worker was faster: fine
-        held = HeldLease(taken, self._table, self._clock)
-        self.held[lease.lease_key] = held
+        except LeaseTableError as exc:
+            log.warning("lease_take_failed", shard_id=lease.lease_key, error=str(exc))
+            return None
+        held = HeldLease(taken, table, self._clock)
+        with self._lock:
+            self.held[lease.lease_key] = held
         how = "stolen" if steal else ("taken_expired" if expired and lease.owner else "taken")
         self._metrics.lease_events.labels(event=how).inc()
         log.info("lease_" + how, shard_id=lease.lease_key, previous_owner=lease.owner, checkpoint=taken.checkpoint)
         return held
 
+    def release(self, held: HeldLease) -> None:
+        """Give one lease up (its shard ended, or shutdown); failures only cost the failover delay."""
+        with self._lock:
+            self.held.pop(held.shard_id, None)
+        try:
+            held.release()
+            self._metrics.lease_events.labels(event="released").inc()
+            log.info("lease_released", shard_id=held.shard_id, checkpoint=held.lease.checkpoint)
+        except (LeaseLostError, LeaseTableError) as exc:
+            log.warning("lease_release_failed", shard_id=held.shard_id, error=str(exc))
+        self._metrics.leases_held.set(len(self.held))
+
     def release_all(self) -> None:
-        """Release every held lease (graceful shutdown); failures only cost the failover delay."""
-        for held in list(self.held.values()):
-            try:
-                held.release()
-                self._metrics.lease_events.labels(event="released").inc()
-                log.info("lease_released", shard_id=held.shard_id, checkpoint=held.lease.checkpoint)
-            except (LeaseLostError, LeaseTableError) as exc:
-                log.warning("lease_release_failed", shard_id=held.shard_id, error=str(exc))
-        self.held.clear()
+        """Release every held lease (graceful shutdown), concurrently."""
+        for future in [self._executor.submit(self.release, held) for held in self.holding()]:
+            future.result()
         self._metrics.leases_held.set(0)
 
-    def _forget(self, held: HeldLease, reason: str) -> None:
-        self.held.pop(held.shard_id, None)
+    def forget(self, held: HeldLease, reason: str) -> None:
+        """Stop holding a lease that was lost (to another worker, or to failed renewals)."""
+        with self._lock:
+            if self.held.pop(held.shard_id, None) is None:
+                return
         self._metrics.lease_events.labels(event="lost").inc()
         self._metrics.leases_held.set(len(self.held))
         log.warning("lease_lost", shard_id=held.shard_id, detected_by=reason)

@@ -2,8 +2,16 @@
 
 Attributes: ``leaseKey`` (shard id), ``leaseOwner``, ``leaseCounter``, ``checkpoint`` (a sequence
 number, or TRIM_HORIZON | LATEST | SHARD_END), ``ownerSwitchesSinceCheckpoint``,
-``parentShardId`` (SS), ``childShardIds`` (SS); and one of ours: ``checkpointVersion``, the
-version clock at the checkpoint (consumer.versioning), which a resumed or child shard starts from.
+``parentShardId`` (SS), ``childShardIds`` (SS); and ours:
+
+* ``checkpointVersion``: the version clock at the checkpoint (consumer.versioning), which a resumed
+  or child shard starts from;
+* ``streamArn``: the stream the shard belongs to. Every write is conditional on it, so leases of two
+  streams never mix in one table (a worker only touches its stream's leases, and retires the old
+  stream's when the table's stream is replaced);
+* ``endReason`` with ``vanishedAfter``: a shard that vanished (its records expired, or the stream is
+  gone) is ended with ``endReason = "vanished"`` and the last sequence number applied, so the loss is
+  on record and its children can proceed.
 
 Informational wall-clock attributes, for people reading the table (never used to judge expiry,
 which runs on each worker's monotonic clock): ``lastUpdatedAt`` (every write), ``checkpointedAt``
@@ -33,6 +41,9 @@ class Lease:
     owner_switches_since_checkpoint: int = 0
     parent_shard_ids: frozenset[str] = frozenset()
     child_shard_ids: frozenset[str] = frozenset()
+    stream_arn: str | None = None
+    end_reason: str | None = None
+    vanished_after: str | None = None
     last_updated_at: float | None = field(default=None, compare=False)
     checkpointed_at: float | None = field(default=None, compare=False)
     checkpoint_record_at: float | None = field(default=None, compare=False)
@@ -40,6 +51,10 @@ class Lease:
     @property
     def is_ended(self) -> bool:
         return self.checkpoint == SHARD_END
+
+    @property
+    def is_vanished(self) -> bool:
+        return self.end_reason == "vanished"
 
     @property
     def has_sequence_checkpoint(self) -> bool:
@@ -64,6 +79,8 @@ class Lease:
             item["parentShardId"] = {"SS": sorted(self.parent_shard_ids)}
         if self.child_shard_ids:
             item["childShardIds"] = {"SS": sorted(self.child_shard_ids)}
+        if self.stream_arn:
+            item["streamArn"] = {"S": self.stream_arn}
         return item
 
     @classmethod
@@ -77,6 +94,9 @@ class Lease:
             owner_switches_since_checkpoint=int(item.get("ownerSwitchesSinceCheckpoint", {}).get("N", "0")),
             parent_shard_ids=frozenset(item.get("parentShardId", {}).get("SS", [])),
             child_shard_ids=frozenset(item.get("childShardIds", {}).get("SS", [])),
+            stream_arn=item.get("streamArn", {}).get("S"),
+            end_reason=item.get("endReason", {}).get("S"),
+            vanished_after=item.get("vanishedAfter", {}).get("S"),
             last_updated_at=_optional_number(item, "lastUpdatedAt"),
             checkpointed_at=_optional_number(item, "checkpointedAt"),
             checkpoint_record_at=_optional_number(item, "checkpointRecordAt"),

@@ -30,15 +30,23 @@ class LeaseTable:
         table_name: str,
         clock: Callable[[], float] = time.time,
         observe: Observer | None = None,
+        stream_arn: str | None = None,
     ) -> None:
         self._client = client
         self._name = table_name
         self._observe = observe
         self._clock = clock  # wall clock, only for the informational *At attributes
+        self.stream_arn = stream_arn  # writes are conditional on it (None: the leases CLI, read only)
 
     @property
     def name(self) -> str:
         return self._name
+
+    def for_stream(self, stream_arn: str | None) -> LeaseTable:
+        """This table, writing the leases of ``stream_arn`` (the same client; None: this one's stream)."""
+        if stream_arn is None or stream_arn == self.stream_arn:
+            return self
+        return LeaseTable(self._client, self._name, self._clock, self._observe, stream_arn)
 
     def ensure_table(self, stop_event: threading.Event, timeout_seconds: float = 60.0) -> bool:
         """Create the lease table (on-demand billing) if missing and wait until it is ACTIVE.
@@ -77,10 +85,11 @@ class LeaseTable:
             raise LeaseTableError(f"describe_table on lease table {self._name} failed: {exc}") from exc
         return True
 
-    def list_leases(self) -> list[Lease]:
-        """Every lease, read consistently."""
+    def list_leases(self, consistent: bool = True) -> list[Lease]:
+        """Every lease. A worker's per-tick scan reads eventually consistently (half the read units):
+        every decision taken from it is a conditional write, which fails on a stale view."""
         leases: list[Lease] = []
-        kwargs: dict[str, Any] = {"TableName": self._name, "ConsistentRead": True}
+        kwargs: dict[str, Any] = {"TableName": self._name, "ConsistentRead": consistent}
         while True:
             page = self._call("scan", **kwargs)
             leases.extend(Lease.from_item(item) for item in page.get("Items", []))
@@ -107,7 +116,9 @@ class LeaseTable:
     #   worker B: read counter=7 ... take(expect 7) -> ok, counter=8
     #
     # Renew, checkpoint and release also require ``leaseOwner = :me``, so a worker that lost a
-    # lease can never checkpoint it again, even if the counter happened to be restored.
+    # lease can never checkpoint it again, even if the counter happened to be restored. All of them
+    # require the lease to be of this worker's stream (``streamArn``; a lease written before that
+    # attribute existed is adopted by the first write), so the leases of two streams never mix.
 
     def take(self, lease: Lease, owner: str) -> Lease:
         """Become the owner of ``lease`` as last seen. Raises LeaseLostError if it changed since."""
@@ -124,11 +135,20 @@ class LeaseTable:
         self._update(lease, {}, require_owner=lease.owner)
         return lease.bumped()
 
-    def checkpoint(self, lease: Lease, checkpoint: str, version: int, record_second: int | None = None) -> Lease:
+    def checkpoint(
+        self,
+        lease: Lease,
+        checkpoint: str,
+        version: int,
+        record_second: int | None = None,
+        vanished_after: str | None = None,
+    ) -> Lease:
         """Record that every record up to ``checkpoint`` is applied; ``version`` is the clock there.
 
         ``record_second`` (the checkpointed record's ApproximateCreationDateTime) and the write
         time are stored for people reading the table (``consumer leases`` shows the lag).
+        ``vanished_after``: the shard's data is gone; it ends (SHARD_END) with ``endReason`` vanished
+        and the last sequence number applied before, on record.
         """
         values = {
             "checkpoint": {"S": checkpoint},
@@ -138,8 +158,17 @@ class LeaseTable:
         }
         if record_second is not None:
             values["checkpointRecordAt"] = {"N": str(record_second)}
+        if vanished_after is not None:
+            values["endReason"] = {"S": "vanished"}
+            values["vanishedAfter"] = {"S": vanished_after}
         self._update(lease, values, require_owner=lease.owner)
-        return lease.bumped(checkpoint=checkpoint, checkpoint_version=version, owner_switches_since_checkpoint=0)
+        return lease.bumped(
+            checkpoint=checkpoint,
+            checkpoint_version=version,
+            owner_switches_since_checkpoint=0,
+            end_reason="vanished" if vanished_after is not None else lease.end_reason,
+            vanished_after=vanished_after or lease.vanished_after,
+        )
 
     def release(self, lease: Lease) -> None:
         """Give the lease up so another worker can take it at once (graceful handoff)."""
@@ -168,6 +197,8 @@ class LeaseTable:
             "leaseCounter": {"N": str(lease.counter + 1)},
             "lastUpdatedAt": {"N": _epoch(self._clock())},
         }
+        if self.stream_arn is not None:
+            values["streamArn"] = {"S": self.stream_arn}
         names = {f"#a{i}": name for i, name in enumerate([*values, *remove])}
         placeholders = {name: key for key, name in names.items()}
         update = "SET " + ", ".join(f"{placeholders[name]} = :v{i}" for i, name in enumerate(values))
@@ -176,6 +207,10 @@ class LeaseTable:
         expression_values = {f":v{i}": value for i, value in enumerate(values.values())}
         expression_values[":seen"] = {"N": str(lease.counter)}
         condition = f"attribute_exists(leaseKey) AND {placeholders['leaseCounter']} = :seen"
+        if self.stream_arn is not None:
+            stream = placeholders["streamArn"]
+            condition += f" AND (attribute_not_exists({stream}) OR {stream} = :stream)"
+            expression_values[":stream"] = {"S": self.stream_arn}
         if require_owner is not None:
             names["#owner"] = "leaseOwner"
             condition += " AND #owner = :me"

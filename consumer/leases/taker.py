@@ -2,8 +2,9 @@
 
 Rules (the KCL's, DESIGN §3): count only leases that still need an owner (not SHARD_END); the
 live workers are the owners of unexpired leases plus this worker; each worker aims at
-``target = ceil(active leases / live workers)`` and takes free leases — unowned or expired —
-until it holds ``target``. A worker never takes more than it needs to reach the target.
+``target = ceil(active leases / live workers)`` (never above ``max_leases``, CDC_MAX_LEASES_PER_WORKER)
+and takes free leases — unowned or expired — until it holds ``target``. A worker never takes more
+than it needs to reach the target.
 
 Only when nothing is free does it steal, one lease per cycle, from the most-loaded worker, and
 only if that worker holds more than the target, or holds exactly the target while the stealer
@@ -32,20 +33,23 @@ class LeaseState:
     ended: bool
 
 
-def target_per_worker(leases: Sequence[LeaseState], worker_id: str) -> int:
-    """ceil(active leases / live workers), this worker counted as live."""
+def target_per_worker(leases: Sequence[LeaseState], worker_id: str, max_leases: int | None = None) -> int:
+    """ceil(active leases / live workers), this worker counted as live, and at most ``max_leases``."""
     active = [lease for lease in leases if not lease.ended]
     live = {lease.owner for lease in active if lease.owner and not lease.expired} | {worker_id}
-    return math.ceil(len(active) / len(live))
+    target = math.ceil(len(active) / len(live))
+    return target if max_leases is None else min(target, max_leases)
 
 
-def leases_to_take(leases: Sequence[LeaseState], worker_id: str, held: frozenset[str]) -> list[str]:
+def leases_to_take(
+    leases: Sequence[LeaseState], worker_id: str, held: frozenset[str], max_leases: int | None = None
+) -> list[str]:
     """Keys of free leases to take now, in key order, so that this worker reaches its target.
 
     ``held`` are the keys this worker holds in memory. A lease that names this worker as owner
     but is not held (a restart that kept ``CDC_WORKER_ID``) is free: its holder is gone.
     """
-    target = target_per_worker(leases, worker_id)
+    target = target_per_worker(leases, worker_id, max_leases)
     free = [
         lease.lease_key
         for lease in sorted(leases, key=lambda lease: lease.lease_key)
@@ -55,7 +59,11 @@ def leases_to_take(leases: Sequence[LeaseState], worker_id: str, held: frozenset
 
 
 def lease_to_steal(
-    leases: Sequence[LeaseState], worker_id: str, held: frozenset[str], rng: random.Random | None = None
+    leases: Sequence[LeaseState],
+    worker_id: str,
+    held: frozenset[str],
+    rng: random.Random | None = None,
+    max_leases: int | None = None,
 ) -> str | None:
     """Key of one lease to steal now, or None. Call only when ``leases_to_take`` found nothing.
 
@@ -64,7 +72,7 @@ def lease_to_steal(
     active = [lease for lease in leases if not lease.ended]
     if any(_is_free(lease, worker_id, held) for lease in active):
         return None
-    target = target_per_worker(leases, worker_id)
+    target = target_per_worker(leases, worker_id, max_leases)
     needed = target - len(held)
     counts = Counter(lease.owner for lease in active if lease.owner and lease.owner != worker_id and not lease.expired)
     if needed <= 0 or not counts:

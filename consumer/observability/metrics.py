@@ -18,6 +18,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from consumer.observability.pool import PoolStateCollector
+
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -190,6 +192,44 @@ class Metrics:
             "Unix time of the coordinator loop's last completed tick.",
             registry=registry,
         )
+        self.tick_duration = Histogram(
+            "cdc_coordinator_tick_duration_seconds",
+            "One coordination tick: scan the lease table, sync shards when due, take leases, start tasks.",
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.renew_round_duration = Histogram(
+            "cdc_lease_renew_round_duration_seconds",
+            "One round renewing every held lease (concurrently).",
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.buffered_bytes = Gauge(
+            "cdc_buffered_bytes",
+            "Bytes of GetRecords pages read and not yet settled (CDC_MAX_BUFFERED_BYTES).",
+            registry=registry,
+        )
+        self.shard_tasks = Gauge(
+            "cdc_shard_tasks", "Shards this worker is reading (tasks on its scheduler).", registry=registry
+        )
+        self.shards_vanished = Counter(
+            "cdc_shards_vanished_total",
+            "Shards whose data was gone (ResourceNotFound, confirmed): ended as vanished, records may be missing.",
+            registry=registry,
+        )
+        self.stream_replaced = Counter(
+            "cdc_stream_replaced_total",
+            "Times the table's stream was found replaced (disabled and re-enabled, or the table recreated).",
+            registry=registry,
+        )
+        self.lineage_anomalies = Counter(
+            "cdc_lineage_anomalies_total",
+            "Corrupt DescribeStream answers by kind (cycle, bad_id, duplicate, held_by_old_stream).",
+            ["kind"],
+            registry=registry,
+        )
+        self.pool = PoolStateCollector()
+        registry.register(self.pool)
 
     def observe_aws(self, operation: str, outcome: str) -> None:
         """Observer for consumer.aws_calls.observed_call."""

@@ -20,6 +20,7 @@ from consumer.errors import (
     ThrottledError,
     TrimmedDataError,
 )
+from consumer.shards.raw_records import RawGetRecords
 
 TRIM_HORIZON = "TRIM_HORIZON"
 LATEST = "LATEST"
@@ -43,10 +44,11 @@ class Shard:
 
 @dataclass(frozen=True)
 class RecordsPage:
-    """One GetRecords answer; ``next_iterator`` is None at shard end."""
+    """One GetRecords answer; ``next_iterator`` is None at shard end; ``size_bytes`` of the answer."""
 
     records: list[dict[str, Any]]
     next_iterator: str | None
+    size_bytes: int = 0
 
 
 class StreamApi(Protocol):
@@ -69,11 +71,14 @@ _ERRORS = {
 
 
 class Boto3StreamApi:
-    """StreamApi over a boto3 ``dynamodbstreams`` client. Thread-safe (boto3 clients are)."""
+    """StreamApi over a boto3 ``dynamodbstreams`` client; GetRecords goes straight over the wire
+    (``consumer.shards.raw_records``) unless ``raw_get_records`` is False. Thread-safe (boto3
+    clients and urllib3 pools are)."""
 
-    def __init__(self, client: Any, observe: Observer | None = None) -> None:
+    def __init__(self, client: Any, observe: Observer | None = None, raw_get_records: bool = True) -> None:
         self._client = client
         self._observe = observe
+        self._raw = RawGetRecords(client, observe=observe) if raw_get_records else None
 
     def list_shards(self, stream_arn: str) -> list[Shard]:
         """Every shard of the stream, following DescribeStream pagination to the end."""
@@ -98,6 +103,8 @@ class Boto3StreamApi:
         return self._call("get_shard_iterator", **kwargs)["ShardIterator"]
 
     def get_records(self, iterator: str, limit: int) -> RecordsPage:
+        if self._raw is not None:
+            return RecordsPage(*self._raw.get_records(iterator, limit))
         answer = self._call("get_records", ShardIterator=iterator, Limit=limit)
         return RecordsPage(answer.get("Records", []), answer.get("NextShardIterator"))
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from opensearchpy import OpenSearch
 from prometheus_client import CollectorRegistry
 
-from consumer.app import protected_fields
+from consumer.assembly import protected_fields
 from consumer.attributes import item_to_json
 from consumer.doc_ids import KeyAttribute, KeySchema
 from consumer.observability.metrics import Metrics

@@ -15,7 +15,7 @@ import pytest
 from opensearchpy import OpenSearch
 from prometheus_client import CollectorRegistry
 
-from consumer.app import protected_fields
+from consumer.assembly import protected_fields
 from consumer.clients import opensearch_client
 from consumer.config import load_settings
 from consumer.doc_ids import KeyAttribute, KeySchema

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consumer.leases.model import LATEST, SHARD_END, TRIM_HORIZON
 from consumer.shards.api import Shard
-from consumer.shards.lineage import leases_to_delete, new_leases, parents_first, start_version
+from consumer.shards.lineage import leases_to_delete, new_leases, parents_first, plan_leases, start_version
 from consumer.versioning import VersionClock
 from tests.support.factories import lease, shard
+from tests.support.lineage_sim import HOUR, SimPool, SimStream
 
 
 @st.composite
@@ -265,3 +268,111 @@ def test_a_parent_whose_child_has_not_started_is_leased():
     shards = [shard("p", closed=True), shard("c", parent="p")]
     existing = [lease("c", parents=("p",))]
     assert [new.lease_key for new in new_leases(shards, existing, TRIM_HORIZON)] == ["p"]
+
+
+# --- production depth: generations, clean-ups, trimming listings, several workers -------------
+
+
+@given(
+    seed=st.integers(0, 2**32),
+    partitions=st.integers(1, 4),
+    generations=st.integers(1, 8),
+    initial_position=st.sampled_from([TRIM_HORIZON, LATEST]),
+    workers=st.integers(1, 3),
+)
+@settings(max_examples=150, deadline=None)
+def test_every_shard_is_leased_at_most_once_over_the_pools_life(
+    seed, partitions, generations, initial_position, workers
+):
+    # GIVEN partitions rolling over and splitting for up to 8 generations, records on some shards,
+    # listings that drop ancestors 24 h after they close, and a pool of workers that sync, read and
+    # clean up in random interleavings
+    rng = random.Random(seed)
+    stream = SimStream(rng)
+    pool = SimPool(stream, initial_position)
+    for _ in range(partitions):
+        stream.new_shard(None, 0)
+    now = 0.0
+    for _ in range(generations * 4):
+        now += rng.uniform(0.5, 3) * HOUR
+        for shard_id in stream.open_shards():
+            if rng.random() < 0.6:
+                stream.write(shard_id)
+            if rng.random() < 0.3:
+                stream.close(shard_id, now, children=rng.choice([1, 1, 1, 2]))
+        for _ in range(workers):  # each worker's coordination step, in a random order
+            for step in rng.sample(["sync", "read", "clean_up"], 3):
+                pool.sync(now) if step == "sync" else getattr(pool, step)()
+
+    # WHEN the pool catches up
+    for _ in range(generations * 2 + 2):
+        pool.sync(now)
+        pool.read()
+        pool.clean_up()
+
+    # THEN no shard was ever leased twice (each is read from its start at most once), every open
+    # shard has a lease, and the lease table holds at most two leases per open shard
+    assert max(pool.created.values(), default=1) == 1
+    open_shards = stream.open_shards()
+    assert set(open_shards) <= set(pool.table)
+    assert len(pool.table) <= 2 * len(open_shards)
+
+
+def test_a_day_of_rollovers_keeps_the_lease_table_small():
+    # GIVEN 50 partitions rolling over about every 4 h for 48 simulated hours, most of them busy,
+    # a shard sync and clean-up every minute
+    rng = random.Random(7)
+    stream = SimStream(rng)
+    pool = SimPool(stream)
+    for _ in range(50):
+        stream.new_shard(None, 0)
+    next_rollover = {shard_id: rng.uniform(0, 4) * HOUR for shard_id in stream.open_shards()}
+    largest, listed_most = 0, 0
+    for minute in range(48 * 60):
+        now = minute * 60.0
+        for shard_id in list(next_rollover):
+            if rng.random() < 0.8:
+                stream.write(shard_id)
+            if now >= next_rollover[shard_id]:
+                del next_rollover[shard_id]
+                for child in stream.close(shard_id, now):
+                    next_rollover[child] = now + rng.uniform(3.5, 4.5) * HOUR
+        pool.sync(now)
+        pool.read()
+        pool.clean_up()
+        largest = max(largest, len(pool.table))
+        listed_most = max(listed_most, len(stream.listing(now)))
+
+    # THEN DescribeStream lists about six generations, while the lease table never holds more than
+    # two leases per open shard, and no shard was leased twice
+    assert listed_most >= 5 * 50
+    assert largest <= 2 * 50
+    assert max(pool.created.values()) == 1
+
+
+@pytest.mark.parametrize(
+    ("shards", "kind"),
+    [
+        ([shard("shardId-a", parent="shardId-b"), shard("shardId-b", parent="shardId-a")], "cycle"),
+        ([shard(""), shard("shardId-ok")], "bad_id"),
+        ([shard("shardId-ok"), shard("shardId-ok")], "duplicate"),
+    ],
+)
+def test_a_corrupt_listing_is_reported_and_the_rest_still_decided(shards, kind):
+    # GIVEN a listing with a cycle in its parent links, an empty id, or a shard listed twice,
+    # next to an ordinary open shard
+    listing = [*shards, shard("shardId-00000000000000000001-0000abcd")]
+    # WHEN leases are planned THEN the anomaly is reported and the ordinary shard is still leased
+    plan = plan_leases(listing, [], TRIM_HORIZON)
+    assert kind in {anomaly.kind for anomaly in plan.anomalies}
+    assert "shardId-00000000000000000001-0000abcd" in {lease.lease_key for lease in plan.leases}
+    assert all(lease.lease_key not in ("shardId-a", "shardId-b", "") for lease in plan.leases)
+
+
+def test_a_grandparent_still_listed_after_two_clean_ups_is_never_leased_again():
+    # GIVEN grandparent and parent leases cleaned up after the grandchild progressed; all still listed
+    shards = [shard("g", closed=True), shard("p", parent="g", closed=True), shard("c", parent="p")]
+    existing = [lease("c", checkpoint="6200000000002513011398", parents=("p",))]
+    # WHEN leases are planned THEN neither old shard is leased (each would be read from its start again)
+    assert new_leases(shards, existing, TRIM_HORIZON) == []
+    assert new_leases(shards, existing, LATEST) == []

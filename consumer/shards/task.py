@@ -1,0 +1,374 @@
+"""The work of one held shard, as a task of the ``ShardScheduler``: read, apply, checkpoint.
+
+Each ``step()`` does one bounded unit of work and says when it wants to run again:
+
+* a page with records is applied and checkpointed, and the task asks to run again at once, while
+  the next page is already being read (a bounded prefetch of one page, so reading and writing
+  overlap during a catch-up);
+* an empty page makes the task wait before the next read: the poll interval, doubled on each
+  further empty read up to ``idle_poll_max_seconds``, and back to no wait as soon as a read returns
+  data (DynamoDB Streams bills non-Lambda readers per GetRecords call);
+* a read that fails waits as its kind requires (a throttle: the worker's shared gate; another error:
+  exponential backoff); an expired iterator is acquired again after the last settled record;
+* a shard whose data is gone (ResourceNotFound, confirmed by the worker against DescribeStream) is
+  ended as *vanished*: loudly (error log with the last applied sequence number, a metric), with
+  SHARD_END so its children proceed;
+* at shard end, SHARD_END is checkpointed and the worker told, so it leases the children at once.
+
+Guarantees (as before the scheduler): the checkpoint only ever names a record whose batch was
+settled, with the version clock there; SHARD_END only after every record is settled; a lost lease
+ends the task at its next step (its checkpoint writes fail by condition). Reads wait for room in the
+worker's ``ByteBudget`` (backpressure), and each page held is charged to it until settled.
+
+A task is stepped by one scheduler thread at a time; its fields are not shared otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from consumer.backoff import backoff_delay
+from consumer.errors import (
+    Interrupted,
+    IteratorExpiredError,
+    LeaseLostError,
+    LeaseTableError,
+    RecordError,
+    ShardNotFoundError,
+    SinkError,
+    StreamError,
+    ThrottledError,
+    TrimmedDataError,
+)
+from consumer.leases.coordinator import HeldLease
+from consumer.leases.model import LATEST, SHARD_END, TRIM_HORIZON
+from consumer.observability.metrics import Metrics
+from consumer.processor import BatchProcessor
+from consumer.records import StreamRecord
+from consumer.shards.api import AFTER_SEQUENCE_NUMBER, RecordsPage, StreamApi
+from consumer.shards.budget import ByteBudget
+from consumer.shards.throttle import ThrottleGate
+
+log = structlog.get_logger(__name__)
+
+VANISH_CONFIRMATIONS = 3  # a shard still listed but whose iterator keeps answering ResourceNotFound
+
+
+@dataclass(frozen=True)
+class ReaderSettings:
+    """How a shard task paces its reads."""
+
+    max_records_per_read: int = 1000
+    poll_interval_seconds: float = 1.0
+    retry_base_seconds: float = 0.1
+    retry_max_delay_seconds: float = 10.0
+    idle_poll_max_seconds: float = 2.0
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What every task of a worker shares."""
+
+    stream_arn: str
+    api: StreamApi
+    processor: BatchProcessor
+    metrics: Metrics
+    settings: ReaderSettings
+    throttle: ThrottleGate
+    budget: ByteBudget
+    prefetch: Executor
+    stop: threading.Event
+    on_shard_end: Callable[[str], None]
+    confirm_vanished: Callable[[str], bool]
+
+
+class ShardTask:
+    """Reads and applies one held shard, a step at a time."""
+
+    def __init__(self, held: HeldLease, start_version: int, context: TaskContext) -> None:
+        self._held = held
+        self._context = context
+        self._settings = context.settings
+        self._version = start_version
+        self._position = held.lease.checkpoint  # the last settled sequence number, or a sentinel
+        self._iterator: str | None = None  # None: get one after the last settled record
+        self._prefetched: Future[RecordsPage] | None = None
+        self._failures = 0
+        self._empty_reads = 0
+        self._not_found = 0
+        self._trimmed_after: str | None = None  # set while the first read after a trim is pending
+        self._read_failure_delay = 0.0  # how long to wait after the last failed read
+        self._rng = random.Random()
+        self._started = False
+        self.finished = threading.Event()
+        self.reached_shard_end = False
+
+    @property
+    def name(self) -> str:
+        return self._held.shard_id
+
+    @property
+    def shard_id(self) -> str:
+        return self._held.shard_id
+
+    def step(self) -> float | None:
+        """One unit of work; the monotonic time to run again, or None when the task is over."""
+        with structlog.contextvars.bound_contextvars(shard_id=self.shard_id):
+            if not self._started:
+                self._start()
+            if self._context.stop.is_set() or self._held.lost.is_set():
+                return self._finish("lease_lost" if self._held.lost.is_set() else "stopped")
+            if self._position == SHARD_END:
+                self.reached_shard_end = True
+                return self._finish("shard_end")
+            try:
+                return self._work()
+            except LeaseLostError:
+                return self._finish("lease_lost")
+            except Interrupted:
+                return self._finish("interrupted")
+
+    def _start(self) -> None:
+        self._started = True
+        log.info("shard_consumer_started", checkpoint=self._position, version=self._version)
+        self._context.metrics.shard_progress.record_checkpoint(self.shard_id)  # the age counts from the takeover
+
+    def _finish(self, why: str) -> float | None:
+        self._discard_prefetch()
+        log.info("shard_consumer_stopped", checkpoint=self._position, shard_end=self.reached_shard_end, reason=why)
+        self.finished.set()
+        return None
+
+    def _work(self) -> float | None:
+        now = time.monotonic()
+        wait = self._context.throttle.wait_time()
+        if wait > 0:
+            return now + wait
+        if not self._context.budget.has_room() and self._prefetched is None:
+            return now + 0.05  # backpressure: held pages wait to settle before more are read
+        page = self._read()
+        if page is None:
+            return None if self.finished.is_set() else time.monotonic() + self._read_failure_delay
+        self._failures = 0
+        self._not_found = 0
+        self._context.throttle.succeeded()
+        self._observe(page)
+        self._iterator = page.next_iterator
+        if page.records:
+            self._empty_reads = 0
+            self._maybe_prefetch()
+            self._settle(page)
+        else:
+            self._context.budget.release(page.size_bytes)
+        if page.next_iterator is None:
+            self._end_shard(vanished=False)
+            return None if self.finished.is_set() else time.monotonic()
+        if page.records:
+            return time.monotonic()
+        self._empty_reads += 1
+        return time.monotonic() + self._idle_delay()
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def _read(self) -> RecordsPage | None:
+        """The next page (prefetched, or read now), charged to the budget; None after a failure."""
+        if self._prefetched is not None:
+            future, self._prefetched = self._prefetched, None
+            try:
+                return future.result()
+            except StreamError as exc:
+                return self._failed(exc)
+        try:
+            self._iterator = self._iterator or self._acquire_iterator()
+            page = self._context.api.get_records(self._iterator, self._settings.max_records_per_read)
+        except StreamError as exc:
+            return self._failed(exc)
+        self._context.budget.charge(page.size_bytes)
+        return page
+
+    def _maybe_prefetch(self) -> None:
+        """Start reading the next page while this one is applied, when the budget has room."""
+        iterator = self._iterator
+        if iterator is None or not self._context.budget.has_room():
+            return
+
+        def read_next() -> RecordsPage:
+            page = self._context.api.get_records(iterator, self._settings.max_records_per_read)
+            self._context.budget.charge(page.size_bytes)
+            return page
+
+        self._prefetched = self._context.prefetch.submit(read_next)
+
+    def _discard_prefetch(self) -> None:
+        future, self._prefetched = self._prefetched, None
+        if future is not None:
+            with contextlib.suppress(Exception):
+                self._context.budget.release(future.result(timeout=30).size_bytes)
+
+    def _acquire_iterator(self) -> str:
+        """An iterator just after the last settled record (or at the initial position)."""
+        api, stream, shard = self._context.api, self._context.stream_arn, self.shard_id
+        if self._position in (TRIM_HORIZON, LATEST):
+            iterator = api.get_shard_iterator(stream, shard, self._position)
+        else:
+            iterator = api.get_shard_iterator(stream, shard, AFTER_SEQUENCE_NUMBER, self._position)
+        log.info("shard_iterator_acquired", position=self._position)
+        return iterator
+
+    def _failed(self, exc: StreamError) -> None:
+        """Count and log a failed read; sets how long to wait before the next one."""
+        if not isinstance(exc, ThrottledError):
+            self._iterator = None  # unusable after other failures (moto answers 500 for an unknown one)
+        if isinstance(exc, ShardNotFoundError):
+            self._read_failure_delay = self._shard_not_found(exc)
+            return None
+        if isinstance(exc, TrimmedDataError):
+            self._resume_after_trim(exc)
+            self._read_failure_delay = 0.0
+            return None
+        outcome = {IteratorExpiredError: "expired_iterator", ThrottledError: "throttled"}.get(type(exc), "error")
+        self._context.metrics.get_records.labels(outcome=outcome).inc()
+        if outcome == "expired_iterator":
+            log.info("shard_iterator_expired", position=self._position)
+            self._read_failure_delay = 0.0
+            return None
+        delay = self._context.throttle.throttled() if outcome == "throttled" else self._backoff()
+        self._failures += 1
+        log.warning("get_records_failed", outcome=outcome, error=str(exc), retry_in_seconds=round(delay, 3))
+        self._read_failure_delay = delay
+        return None
+
+    def _shard_not_found(self, exc: ShardNotFoundError) -> float:
+        """ResourceNotFound: ask the worker whether the shard is gone; end it as vanished if so, or
+        after it kept answering so while still listed (its records are gone)."""
+        self._not_found += 1
+        log.warning("shard_not_found", error=str(exc), attempt=self._not_found)
+        if self._context.confirm_vanished(self.shard_id) or self._not_found >= VANISH_CONFIRMATIONS:
+            self._end_shard(vanished=True)
+            return 0.0
+        self._failures += 1
+        return self._backoff()
+
+    def _resume_after_trim(self, exc: TrimmedDataError) -> None:
+        """Records past our position were trimmed (24 h retention): report the loss, go on.
+
+        Never silent: the loss is counted, logged now with the last settled position, and logged
+        again at the first record still available, so the lost records are exactly those with
+        sequence numbers strictly between ``after_sequence_number`` and that record's.
+        """
+        self._context.metrics.trimmed.inc()
+        self._trimmed_after = self._position
+        log.error("shard_data_trimmed", after_sequence_number=self._position, resume_from=TRIM_HORIZON, error=str(exc))
+        self._position = TRIM_HORIZON
+
+    def _backoff(self) -> float:
+        settings = self._settings
+        return backoff_delay(self._failures, settings.retry_base_seconds, settings.retry_max_delay_seconds, self._rng)
+
+    def _idle_delay(self) -> float:
+        base = self._settings.poll_interval_seconds
+        return min(self._settings.idle_poll_max_seconds, base * (2 ** min(self._empty_reads - 1, 16)))
+
+    def _observe(self, page: RecordsPage) -> None:
+        metrics = self._context.metrics
+        metrics.get_records.labels(outcome="records" if page.records else "empty").inc()
+        if not page.records:
+            metrics.shard_progress.record_read(self.shard_id, 0.0)
+            return
+        metrics.records_read.inc(len(page.records))
+        metrics.records_read_bytes.inc(sum(_size_of(r) for r in page.records))
+        if self._trimmed_after is not None:
+            first = page.records[0].get("dynamodb", {}).get("SequenceNumber")
+            log.error(
+                "shard_resumed_after_trim",
+                after_sequence_number=self._trimmed_after,
+                first_available_sequence_number=first,
+            )
+            self._trimmed_after = None
+        age = 0.0
+        with contextlib.suppress(RecordError):  # a malformed record is the processor's to report
+            age = time.time() - StreamRecord.from_wire(page.records[-1]).approximate_second
+        metrics.shard_progress.record_read(self.shard_id, age)
+
+    # --- applying ------------------------------------------------------------------------------
+
+    def _settle(self, page: RecordsPage) -> None:
+        """Apply one page, retrying what the sink could not settle, then checkpoint it."""
+        started = time.perf_counter()
+        try:
+            result = self._apply(page.records)
+        finally:
+            self._context.budget.release(page.size_bytes)
+        self._version = result.version
+        if result.last_sequence_number is not None:
+            self._checkpoint(result.last_sequence_number, result.last_record_second)
+        self._context.metrics.batch_duration.observe(time.perf_counter() - started)
+
+    def _apply(self, records: list[dict[str, Any]]) -> Any:
+        attempt = 0
+        while True:
+            try:
+                return self._context.processor.process(self.shard_id, records, self._version, self._context.stop)
+            except (SinkError, OSError) as exc:
+                delay = backoff_delay(
+                    attempt, self._settings.retry_base_seconds, self._settings.retry_max_delay_seconds, self._rng
+                )
+                log.warning("batch_failed", error=str(exc), records=len(records), retry_in_seconds=round(delay, 3))
+                attempt += 1
+                if self._context.stop.wait(delay) or self._held.lost.is_set():
+                    raise Interrupted("stop requested while a batch awaited a retry") from exc
+
+    def _end_shard(self, vanished: bool) -> None:
+        """Every record is settled (or the shard's data is gone): checkpoint SHARD_END, retrying until
+        it is written or stopped, then let the worker lease the children."""
+        last = self._position
+        failures = 0
+        while not self._checkpoint(SHARD_END, vanished_after=last if vanished else None):
+            if self._context.stop.wait(backoff_delay(failures, 0.1, 5.0, self._rng)):
+                raise Interrupted("stop requested before SHARD_END could be checkpointed")
+            failures += 1
+        self.reached_shard_end = True
+        if vanished:
+            self._context.metrics.shards_vanished.inc()
+            log.error(
+                "shard_vanished",
+                last_applied_sequence_number=last,
+                version=self._version,
+                action="records after the last applied one may be missing from the index: run `consumer audit`",
+            )
+        else:
+            log.info("shard_ended", version=self._version)
+        self.finished.set()
+        self._context.on_shard_end(self.shard_id)
+
+    def _checkpoint(self, position: str, record_second: int | None = None, vanished_after: str | None = None) -> bool:
+        """Checkpoint ``position``; False on a transient failure (the next checkpoint covers it)."""
+        metrics = self._context.metrics
+        self._position = position
+        try:
+            self._held.checkpoint(position, self._version, record_second, vanished_after)
+        except LeaseLostError:
+            metrics.checkpoints.labels(outcome="lease_lost").inc()
+            raise
+        except LeaseTableError as exc:
+            # A crash before the next checkpoint only replays settled records: harmless.
+            metrics.checkpoints.labels(outcome="error").inc()
+            log.warning("checkpoint_failed", checkpoint=position, error=str(exc))
+            return False
+        metrics.checkpoints.labels(outcome="ok").inc()
+        metrics.shard_progress.record_checkpoint(self.shard_id)
+        return True
+
+
+def _size_of(record: dict[str, Any]) -> int:
+    size = record.get("dynamodb", {}).get("SizeBytes", 0)
+    return size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else 0
