@@ -150,13 +150,23 @@ class LeaseCoordinator:
         self.last_expired = expired
         for held in [held for held in self.holding() if held.lost.is_set()]:
             self.forget(held, reason="checkpoint")
+        by_key = {lease.lease_key: lease for lease in leases}
+        # A child whose parent is still being read is left unowned: the worker that ends the parent
+        # takes it at once (consumer.worker.on_shard_end), so a rollover waits for no tick.
+        waiting = {
+            lease.lease_key
+            for lease in leases
+            if lease.owner is None and any(key in by_key and not by_key[key].is_ended for key in lease.parent_shard_ids)
+        }
         states = [
-            LeaseState(lease.lease_key, lease.owner, expired[lease.lease_key], lease.is_ended) for lease in leases
+            LeaseState(
+                lease.lease_key, lease.owner, expired[lease.lease_key], lease.is_ended or lease.lease_key in waiting
+            )
+            for lease in leases
         ]
         held_keys = frozenset(self.held)
         keys = leases_to_take(states, self._worker_id, held_keys, self._max_leases)
         stolen = None if keys else lease_to_steal(states, self._worker_id, held_keys, self._rng, self._max_leases)
-        by_key = {lease.lease_key: lease for lease in leases}
         wanted = [(by_key[key], expired[key], key == stolen) for key in keys + ([stolen] if stolen else [])]
         return self._take_all(wanted)
 

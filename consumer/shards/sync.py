@@ -84,7 +84,8 @@ class ShardSync:
             return SyncResult(created, deleted)
 
     def children_of(self, shard_id: str, leases: list[Lease]) -> list[Lease]:
-        """Create (when missing) the leases of ``shard_id``'s children; returns those this call created."""
+        """The leases of ``shard_id``'s children, created when missing: those this call created and
+        those ``leases`` (a fresh scan) shows unowned, ready to be taken."""
         with self._lock:
             if not any(shard.parent_shard_id == shard_id for shard in self._fresh_listing()):
                 self._list(force=True)
@@ -92,7 +93,9 @@ class ShardSync:
             children = [shard for shard in self._listing if shard.parent_shard_id == shard_id]
             plan = plan_leases(children, own, self._initial_position, self.stream_arn)
             blocked = {lease.lease_key for lease in others}
-            return [lease for lease in plan.leases if self._create(lease, blocked, 0)]
+            created = [lease for lease in plan.leases if self._create(lease, blocked, 0)]
+            ids = {shard.shard_id for shard in children}
+            return created + [lease for lease in own if lease.lease_key in ids and lease.owner is None]
 
     def confirm_vanished(self, shard_id: str) -> bool:
         """Whether a shard that answered ResourceNotFound is gone (unlisted, or its stream gone)."""

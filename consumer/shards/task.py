@@ -310,6 +310,8 @@ class ShardTask:
             self._context.budget.release(page.size_bytes)
         self._version = result.version
         if result.last_sequence_number is not None:
+            if self._position in (TRIM_HORIZON, LATEST):
+                log.info("shard_first_records_applied", sequence_number=result.last_sequence_number)
             self._checkpoint(result.last_sequence_number, result.last_record_second)
         self._context.metrics.batch_duration.observe(time.perf_counter() - started)
 

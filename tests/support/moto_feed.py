@@ -49,6 +49,11 @@ class MotoFeed:
         self._finished = False
         self._thread: threading.Thread | None = None
 
+    def redirect(self, arn: str) -> None:
+        """Append every record copied from now on to stream ``arn`` (a replacement stream)."""
+        with self._state:
+            self._arn = arn
+
     @property
     def copied(self) -> int:
         """Records appended to the server's stream so far."""
@@ -141,7 +146,9 @@ class MotoFeed:
         page = self._streams.get_records(ShardIterator=iterator, Limit=1000)
         records = page.get("Records", [])
         for record in records:
-            self._server.append(self._arn, record)
+            with self._state:
+                arn = self._arn
+            self._server.append(arn, record)
             with self._state:
                 self._copied += 1
         with self._state:

@@ -105,6 +105,9 @@ class _Shard:
     last_seq: int | None = None  # highest seq ever appended; trimming does not lower it
     trimmed_through: int | None = None  # highest seq trimmed away
     children: list[str] = field(default_factory=list)
+    vanished: bool = False  # its data is gone: ResourceNotFound on iterators and reads
+    first_seq: int | None = None  # the first record ever appended (trimming does not change it)
+    unlisted: bool = False  # DescribeStream no longer shows it
 
     def info(self) -> ShardInfo:
         return ShardInfo(
@@ -159,7 +162,7 @@ class StreamModel:
     def shards(self) -> list[ShardInfo]:
         """Every shard still listed, in creation (= shard id) order: parents before children."""
         with self._lock:
-            return [self._shards[key].info() for key in sorted(self._shards)]
+            return [self._shards[key].info() for key in sorted(self._shards) if not self._shards[key].unlisted]
 
     def shard(self, shard_id: str) -> ShardInfo:
         with self._lock:
@@ -190,6 +193,23 @@ class StreamModel:
         with self._lock:
             self._close(shard_id)
 
+    def first_sequence(self, shard_id: str) -> int | None:
+        """The sequence number of the shard's first record ever appended (None while it has none)."""
+        with self._lock:
+            shard = self._shards.get(shard_id)
+            return shard.first_seq if shard is not None else None
+
+    def vanish(self, shard_id: str, listed: bool = True) -> None:
+        """Make a closed shard's data gone: iterators and reads answer ResourceNotFound; with
+        ``listed`` DescribeStream still shows it (as DynamoDB can), otherwise it is dropped."""
+        with self._lock:
+            shard = self._get(shard_id)
+            if shard.ending is None:
+                raise ValueError(f"{shard_id} is open; only a closed shard's data can expire")
+            shard.vanished = True
+            if not listed:
+                shard.unlisted = True
+
     # -- records ----------------------------------------------------------------------------------
 
     def append(self, record: dict[str, Any]) -> Appended:
@@ -213,6 +233,8 @@ class StreamModel:
             shard.seqs.append(seq)
             shard.records.append((self._clock(), stored["dynamodb"]["SizeBytes"], stored))
             shard.last_seq = seq
+            if shard.first_seq is None:
+                shard.first_seq = seq
             return Appended(shard.shard_id, str(seq))
 
     def shard_for(self, keys: dict[str, Any]) -> str:
@@ -261,7 +283,7 @@ class StreamModel:
     def iterator_position(self, shard_id: str, iterator_type: str, sequence_number: str | None = None) -> int:
         """The read position GetShardIterator names, validated as DynamoDB Streams does."""
         with self._lock:
-            shard = self._get(shard_id)
+            shard = self._get(shard_id, readable=True)
             if iterator_type == "TRIM_HORIZON":
                 return _horizon(shard)
             if iterator_type == "LATEST":
@@ -283,7 +305,7 @@ class StreamModel:
     ) -> ReadResult:
         """Up to ``limit`` records (and ~``max_bytes``, at least one) from ``position`` on."""
         with self._lock:
-            shard = self._get(shard_id)
+            shard = self._get(shard_id, readable=True)
             _check_not_trimmed(shard, position)
             start = bisect.bisect_left(shard.seqs, position)
             records: list[dict[str, Any]] = []
@@ -299,9 +321,9 @@ class StreamModel:
 
     # -- internals --------------------------------------------------------------------------------
 
-    def _get(self, shard_id: str) -> _Shard:
+    def _get(self, shard_id: str, readable: bool = False) -> _Shard:
         shard = self._shards.get(shard_id)
-        if shard is None:
+        if shard is None or (readable and shard.vanished):
             raise ResourceNotFound(f"Requested resource not found: Shard: {shard_id} in Stream: {self.arn} not found")
         return shard
 

@@ -60,6 +60,7 @@ class ServerStats:
     calls: Mapping[str, int]
     get_records_by_shard: Mapping[str, int]
     records_by_shard: Mapping[str, int]
+    starts_by_shard: Mapping[str, int]  # answers that served the shard's first record: reads from its start
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class StreamProtocol:
         self._calls: Counter[tuple[str | None, str]] = Counter()
         self._reads: Counter[tuple[str, str]] = Counter()
         self._served: Counter[tuple[str, str]] = Counter()
+        self._starts: Counter[tuple[str, str]] = Counter()
         self._operations: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "DescribeStream": self._describe_stream,
             "ListStreams": self._list_streams,
@@ -136,7 +138,8 @@ class StreamProtocol:
                     calls[operation] += count
             reads = {shard: n for (stream, shard), n in self._reads.items() if arn in (None, stream)}
             served = {shard: n for (stream, shard), n in self._served.items() if arn in (None, stream)}
-            return ServerStats(dict(calls), reads, served)
+            starts = {shard: n for (stream, shard), n in self._starts.items() if arn in (None, stream)}
+            return ServerStats(dict(calls), reads, served, starts)
 
     # -- the wire ---------------------------------------------------------------------------------
 
@@ -220,11 +223,14 @@ class StreamProtocol:
         limit = _limit(body, MAX_READ_RECORDS)
         model = self.stream(token.arn)
         self._count(model.arn, "GetRecords")
-        model.shard(token.shard_id)  # ResourceNotFoundException for a shard that is gone
+        model.shard(token.shard_id)  # ResourceNotFoundException for a shard that is gone (or whose data is)
         self._check_faults(token)
         result = model.read(token.shard_id, token.position, limit, MAX_READ_BYTES)
+        first = model.first_sequence(token.shard_id)
         with self._lock:
             self._served[(token.arn, token.shard_id)] += len(result.records)
+            if result.records and first is not None and result.records[0]["dynamodb"]["SequenceNumber"] == str(first):
+                self._starts[(token.arn, token.shard_id)] += 1
         answer: dict[str, Any] = {"Records": result.records}
         if result.next_position is not None:
             answer["NextShardIterator"] = self._issue(token.arn, token.shard_id, result.next_position)

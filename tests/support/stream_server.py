@@ -129,6 +129,10 @@ class StreamServer:
     def rollover(self, arn: str, shard_id: str) -> str:
         return self.stream(arn).rollover(shard_id)
 
+    def vanish(self, arn: str, shard_id: str, listed: bool = True) -> None:
+        """A closed shard's data is gone (ResourceNotFound); ``listed``: DescribeStream still shows it."""
+        self._protocol.stream(arn).vanish(shard_id, listed)
+
     def close(self, arn: str, shard_id: str) -> None:
         self.stream(arn).close(shard_id)
 

@@ -1,0 +1,90 @@
+"""A DynamoDB endpoint in front of moto whose DescribeTable names a stream-server stream.
+
+moto cannot replace a table's stream: after ``StreamEnabled=false`` it keeps the old stream's label
+and refuses to enable a new one (``StreamAlreadyEnabledException``). The test-side stream server can
+hold several streams for one table. This facade forwards every DynamoDB call to moto unchanged,
+except that ``DescribeTable`` of a table given to ``point(table, arn)`` answers with that stream as
+``LatestStreamArn`` (enabled), or with no stream at all after ``point(table, None)``: what a worker
+configured by table name sees while a stream is disabled and re-enabled.
+
+Thread-safe; ``stop()`` shuts it down.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler
+
+from tests.support.quiet_http import QuietHTTPServer
+
+_UNSET = object()
+
+
+class TableFacade:
+    def __init__(self, moto_url: str) -> None:
+        self._moto = moto_url.rstrip("/")
+        self._lock = threading.Lock()
+        self._streams: dict[str, str | None] = {}
+        self._server = QuietHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def point(self, table: str, stream_arn: str | None) -> None:
+        """Make DescribeTable of ``table`` name ``stream_arn`` (None: the stream is disabled)."""
+        with self._lock:
+            self._streams[table] = stream_arn
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _patched(self, body: bytes, answer: bytes) -> bytes:
+        table = json.loads(body or b"{}").get("TableName")
+        with self._lock:
+            arn = self._streams.get(table, _UNSET)
+        if arn is _UNSET:
+            return answer
+        description = json.loads(answer)
+        patched = description["Table"]
+        if arn is None:
+            patched["StreamSpecification"] = {"StreamEnabled": False}
+        else:
+            patched["LatestStreamArn"] = arn
+            patched["LatestStreamLabel"] = arn.rsplit("/", 1)[-1]
+            patched["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+        return json.dumps(description).encode()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        facade = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {name: value for name, value in self.headers.items() if name.lower() != "host"}
+                request = urllib.request.Request(facade._moto + self.path, data=body, method="POST", headers=headers)
+                try:
+                    with urllib.request.urlopen(request, timeout=30) as response:
+                        status, answer = response.status, response.read()
+                except urllib.error.HTTPError as exc:
+                    status, answer = exc.code, exc.read()
+                if status == 200 and self.headers.get("X-Amz-Target", "").endswith(".DescribeTable"):
+                    answer = facade._patched(body, answer)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-amz-json-1.0")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args: object) -> None:
+                return
+
+        return Handler
