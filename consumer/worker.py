@@ -91,6 +91,8 @@ class Worker:
     def __init__(self, parts: WorkerParts, clock: Callable[[], float] = time.monotonic) -> None:
         self._parts = parts
         self._clock = clock
+        parts.metrics.buffered_bytes.set_function(lambda: parts.budget.used)
+        parts.metrics.buffered_bytes_peak.set_function(lambda: parts.budget.peak)
         self._renewal = RenewalRoutine(
             parts.coordinator, parts.lease_executor, parts.timings.failover, parts.metrics, self.on_lease_lost, clock
         )
@@ -266,7 +268,6 @@ class Worker:
 
     def _observe_pool(self, leases: list[Lease]) -> None:
         parts = self._parts
-        parts.metrics.buffered_bytes.set(parts.budget.used)
         parts.metrics.shard_tasks.set(len(self._tasks))
         parts.metrics.leases_held.set(len(parts.coordinator.held))
         parts.metrics.pool.observe(leases, parts.coordinator.last_expired, parts.worker_id)

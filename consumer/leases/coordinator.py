@@ -24,7 +24,7 @@ import structlog
 from consumer.errors import LeaseLostError, LeaseTableError
 from consumer.leases.model import Lease
 from consumer.leases.table import LeaseTable
-from consumer.leases.taker import LeaseState, lease_to_steal, leases_to_take
+from consumer.leases.taker import LeaseState, leases_to_steal, leases_to_take
 from consumer.observability.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -166,8 +166,8 @@ class LeaseCoordinator:
         ]
         held_keys = frozenset(self.held)
         keys = leases_to_take(states, self._worker_id, held_keys, self._max_leases)
-        stolen = None if keys else lease_to_steal(states, self._worker_id, held_keys, self._rng, self._max_leases)
-        wanted = [(by_key[key], expired[key], key == stolen) for key in keys + ([stolen] if stolen else [])]
+        stolen = [] if keys else leases_to_steal(states, self._worker_id, held_keys, self._rng, self._max_leases)
+        wanted = [(by_key[key], expired[key], False) for key in keys] + [(by_key[key], False, True) for key in stolen]
         return self._take_all(wanted)
 
     def take_specific(self, leases: Iterable[Lease]) -> list[HeldLease]:

@@ -6,12 +6,15 @@ live workers are the owners of unexpired leases plus this worker; each worker ai
 and takes free leases — unowned or expired — until it holds ``target``. A worker never takes more
 than it needs to reach the target.
 
-Only when nothing is free does it steal, one lease per cycle, from the most-loaded worker, and
-only if that worker holds more than the target, or holds exactly the target while the stealer
-is two or more below it (the KCL's rule: without it, a pool scaled from 2 to 3 workers over 4
-shards would leave the new worker idle at 2/2/0). Either way the victim holds at least two more
-leases than the stealer, so every steal strictly narrows the spread: a stable pool converges to
-owners differing by at most one lease, and then stops changing (no thrash).
+Only when nothing is free does it steal, from the most-loaded worker, and only if that worker holds
+more than the target, or holds exactly the target while the stealer is two or more below it (the
+KCL's rule: without it, a pool scaled from 2 to 3 workers over 4 shards would leave the new worker
+idle at 2/2/0). It steals as many as it needs in one cycle, but never so many that the victim drops
+below the target (one, in the KCL's case): a worker joining a pool of 1000 shards is balanced in a
+cycle or two, not after hundreds of one-lease steals. Either way the victim holds at least two more
+leases than the stealer, and after the steal neither is past the other, so every steal strictly
+narrows the spread: a stable pool converges to owners differing by at most one lease, and then stops
+changing (no thrash).
 """
 
 from __future__ import annotations
@@ -58,30 +61,35 @@ def leases_to_take(
     return free[: max(0, target - len(held))]
 
 
-def lease_to_steal(
+def leases_to_steal(
     leases: Sequence[LeaseState],
     worker_id: str,
     held: frozenset[str],
     rng: random.Random | None = None,
     max_leases: int | None = None,
-) -> str | None:
-    """Key of one lease to steal now, or None. Call only when ``leases_to_take`` found nothing.
+) -> list[str]:
+    """Keys of leases to steal now, all from one victim, or none. Call only when ``leases_to_take``
+    found nothing.
 
-    The lease is picked at random among the victim's, so that several stealers rarely collide.
+    The leases are picked at random among the victim's, so that several stealers rarely collide.
     """
     active = [lease for lease in leases if not lease.ended]
     if any(_is_free(lease, worker_id, held) for lease in active):
-        return None
+        return []
     target = target_per_worker(leases, worker_id, max_leases)
     needed = target - len(held)
     counts = Counter(lease.owner for lease in active if lease.owner and lease.owner != worker_id and not lease.expired)
     if needed <= 0 or not counts:
-        return None
+        return []
     victim, victim_count = min(counts.items(), key=lambda item: (-item[1], item[0]))
-    if not (victim_count > target or (victim_count == target and needed > 1)):
-        return None
+    if victim_count > target:
+        steal = min(needed, victim_count - target)
+    elif victim_count == target and needed > 1:
+        steal = 1
+    else:
+        return []
     candidates = sorted(lease.lease_key for lease in active if lease.owner == victim)
-    return (rng or random).choice(candidates)
+    return sorted((rng or random).sample(candidates, steal))
 
 
 def _is_free(lease: LeaseState, worker_id: str, held: frozenset[str]) -> bool:

@@ -209,6 +209,11 @@ class Metrics:
             "Bytes of GetRecords pages read and not yet settled (CDC_MAX_BUFFERED_BYTES).",
             registry=registry,
         )
+        self.buffered_bytes_peak = Gauge(
+            "cdc_buffered_bytes_peak",
+            "The most bytes of pages held at once since the worker started.",
+            registry=registry,
+        )
         self.shard_tasks = Gauge(
             "cdc_shard_tasks", "Shards this worker is reading (tasks on its scheduler).", registry=registry
         )

@@ -79,7 +79,11 @@ def test_six_generations_of_rollovers_read_each_shard_from_its_start_once(
                 times.setdefault(event["shard_id"], log_time(event))
         return times
 
-    ended, started, applied = first("shard_ended"), first("shard_consumer_started"), first("shard_first_records_applied")
+    ended, started, applied = (
+        first("shard_ended"),
+        first("shard_consumer_started"),
+        first("shard_first_records_applied"),
+    )
     parent_of = {s.shard_id: s.parent_shard_id for s in shards}
     pickup = [(started[c] - ended[p]).total_seconds() for c, p in parent_of.items() if p in ended and c in started]
     to_first = [(applied[c] - ended[p]).total_seconds() for c, p in parent_of.items() if p in ended and c in applied]

@@ -55,3 +55,35 @@ def test_a_parallel_batch_keeps_each_items_changes_together_and_in_order(proxy, 
     assert all(seen == sorted(seen) and len(seen) == 10 for seen in revisions.values())
     documents = index_documents(osmem.url, table_name)
     assert {doc_id: doc["revision"] for doc_id, doc in documents.items()} == {f"item-{i}": 360 + i for i in range(40)}
+
+
+def test_the_parallelization_factor_is_per_shard_so_busy_shards_do_not_share_it(proxy, osmem, table_name, tmp_path):
+    # GIVEN a worker's processor for 6 shard threads with parallelism 2, and OpenSearch answering
+    # each bulk request after 0.3 s
+    settings, _ = load_settings({"CDC_TABLE_NAME": table_name, "CDC_OPENSEARCH_URL": proxy.url})
+    metrics = Metrics(CollectorRegistry())
+    sink = OpenSearchSink(opensearch_client(settings), table_name, metrics)
+    schema = KeySchema((KeyAttribute("pk", "S"),))
+    processor = BatchProcessor(
+        schema, sink, DeadLetterFile(tmp_path / "dlq.jsonl"), metrics, parallelism=2, concurrent_batches=6
+    )
+    proxy.stall(0.3, None)
+
+    def shard(number: int) -> None:
+        batch = [stream_record("INSERT", keys={"pk": {"S": f"s{number}-{i}"}}) for i in range(20)]
+        processor.process(f"shard-{number}", batch, 0, threading.Event())
+
+    # WHEN six shards apply a batch at once
+    threads = [threading.Thread(target=shard, args=(number,)) for number in range(6)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    finally:
+        processor.close()
+
+    # THEN each shard had its two requests in flight together: 12 at once, none waiting for a shared
+    # pool (as Lambda's ParallelizationFactor: concurrent batches per shard)
+    assert proxy.max_in_flight == 12
+    assert len(index_documents(osmem.url, table_name)) == 120

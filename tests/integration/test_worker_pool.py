@@ -107,7 +107,9 @@ def test_the_pool_balances_within_two_cycles_then_stays_put(ddb, osmem, table_na
     )
     assert {key: lease.owner for key, lease in lease_table(ddb, table_name).items()} == owners_then
     moves = sum(w.metric('cdc_lease_events_total{event="stolen"}') for w in workers)
-    assert moves == 6  # exactly the steals needed: 8 → 2 + 2 + 2 + 2
+    # 6 steals are the fewest that make 8 → 2 + 2 + 2 + 2; a newcomer steals what it needs in one
+    # cycle for the workers it sees, so one that joins early may take a lease a later one takes again
+    assert 6 <= moves <= 12, moves
     pool_env.feed.wait_caught_up(timeout=30)
     wait_until(lambda: converged(ddb, table_name, osmem.url), timeout=60, what="index to equal table")
 

@@ -51,6 +51,8 @@ class FaultProxy:
         self._stall: tuple[float, int | None] | None = None
         self._max_body: int | None = None
         self.too_large = 0
+        self._in_flight = 0
+        self.max_in_flight = 0  # the most bulk requests forwarded upstream at once
         self.bulk_requests = 0
         self.failed_requests = 0
         self.ledger: list[LedgerEntry] = []
@@ -135,6 +137,15 @@ class FaultProxy:
                 return "items", status, error_type
             return None
 
+    def _enter(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
     def _record(self, body: bytes, payload: bytes) -> None:
         items = json.loads(payload).get("items", [])
         entries = [
@@ -160,15 +171,22 @@ class FaultProxy:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return None
-                if fault and fault[0] == "stall":
-                    time.sleep(fault[1] / 1000)
                 if fault and fault[0] == "request":
                     error = {"error": {"type": fault[2], "reason": "fault proxy"}, "status": fault[1]}
                     return self._reply(fault[1], json.dumps(error).encode())
                 if fault and fault[0] == "items":
                     return self._reply(200, _rejected_items(body, fault[1], fault[2]))
-                status, payload = self._upstream(body)
-                if "/_bulk" in self.path and status == 200:
+                bulk = "/_bulk" in self.path
+                if bulk:
+                    proxy._enter()
+                try:
+                    if fault and fault[0] == "stall":
+                        time.sleep(fault[1] / 1000)
+                    status, payload = self._upstream(body)
+                finally:
+                    if bulk:
+                        proxy._leave()
+                if bulk and status == 200:
                     proxy._record(body, payload)
                 self._reply(status, payload)
 

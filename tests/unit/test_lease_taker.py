@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.leases.taker import LeaseState, lease_to_steal, leases_to_take, target_per_worker
+from consumer.leases.taker import LeaseState, leases_to_steal, leases_to_take, target_per_worker
 
 ME = "worker-me"
 OTHERS = ("worker-a", "worker-b", "worker-c")
@@ -160,19 +160,23 @@ def owned(counts: dict[str, int]) -> list[LeaseState]:
 
 
 @pytest.mark.parametrize(
-    ("counts", "stealer", "victim"),
+    ("counts", "stealer", "victim", "stolen_count"),
     [
-        ({"a": 8, "new": 0}, "new", "a"),  # victim above target (4)
-        ({"a": 2, "b": 2, "new": 0}, "new", "a"),  # victim at target (2), stealer needs 2: the KCL rule
-        ({"a": 3, "b": 5, "new": 1}, "new", "b"),  # the most loaded is the victim
+        ({"a": 8, "new": 0}, "new", "a", 4),  # victim above target (4): takes what it needs at once
+        ({"a": 2, "b": 2, "new": 0}, "new", "a", 1),  # victim at target (2), stealer needs 2: the KCL rule
+        ({"a": 3, "b": 5, "new": 1}, "new", "b", 2),  # the most loaded is the victim, left at the target
+        ({"a": 1000, "new": 0}, "new", "a", 500),  # a worker joining a big pool is balanced in one cycle
     ],
 )
-def test_a_worker_below_target_steals_one_lease_from_the_most_loaded(counts, stealer, victim):
+def test_a_worker_below_target_steals_from_the_most_loaded_without_taking_it_below_target(
+    counts, stealer, victim, stolen_count
+):
     table = owned(counts)
     held = frozenset(lease.lease_key for lease in table if lease.owner == stealer)
     assert leases_to_take(table, stealer, held) == []
-    stolen = lease_to_steal(table, stealer, held, random.Random(1))
-    assert stolen is not None and next(lease.owner for lease in table if lease.lease_key == stolen) == victim
+    stolen = leases_to_steal(table, stealer, held, random.Random(1))
+    assert len(stolen) == stolen_count
+    assert {next(lease.owner for lease in table if lease.lease_key == key) for key in stolen} == {victim}
 
 
 @pytest.mark.parametrize(
@@ -186,12 +190,12 @@ def test_a_worker_below_target_steals_one_lease_from_the_most_loaded(counts, ste
 def test_no_steal_once_owners_differ_by_at_most_one(counts):
     table = owned(counts)
     held = frozenset(lease.lease_key for lease in table if lease.owner == "new")
-    assert lease_to_steal(table, "new", held) is None
+    assert leases_to_steal(table, "new", held) == []
 
 
 def test_no_steal_while_a_free_lease_exists():
     table = [*owned({"a": 6}), LeaseState("free", None, expired=False, ended=False)]
-    assert lease_to_steal(table, "new", frozenset()) is None
+    assert leases_to_steal(table, "new", frozenset()) == []
 
 
 @st.composite
@@ -215,9 +219,7 @@ def run_pool(initial: dict[str, str | None], workers: list[str], order: random.R
         for worker in order.sample(workers, len(workers)):
             table = [LeaseState(key, owner, expired=False, ended=False) for key, owner in sorted(owners.items())]
             held = frozenset(key for key, owner in owners.items() if owner == worker)
-            keys = leases_to_take(table, worker, held) or [
-                key for key in [lease_to_steal(table, worker, held, order)] if key
-            ]
+            keys = leases_to_take(table, worker, held) or leases_to_steal(table, worker, held, order)
             for key in keys:
                 owners[key] = worker
                 changes += 1
@@ -249,11 +251,15 @@ def test_every_steal_narrows_the_spread(pool, order):
     table = [LeaseState(key, owner, expired=False, ended=False) for key, owner in sorted(initial.items())]
     for worker in workers:
         held = frozenset(key for key, owner in initial.items() if owner == worker)
-        stolen = lease_to_steal(table, worker, held, order)
-        if stolen is None:
+        stolen = leases_to_steal(table, worker, held, order)
+        if not stolen:
             continue
-        victim = initial[stolen]
+        (victim,) = {initial[key] for key in stolen}
         counts = {w: sum(1 for o in initial.values() if o == w) for w in workers}
         assert counts[victim] >= len(held) + 2
         assert counts[victim] == max(count for w, count in counts.items() if w != worker)
-        assert counts[victim] >= target_per_worker(table, worker)
+        # after the steal the victim is still at or above the target, and the stealer not above it
+        target = target_per_worker(table, worker)
+        assert counts[victim] - len(stolen) >= min(target, counts[victim] - 1)
+        assert len(held) + len(stolen) <= target
+        assert counts[victim] - len(stolen) >= len(held) + len(stolen) - 1
