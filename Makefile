@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv deploy-tools java-tools test unit integration lint demo bench clean
+.PHONY: venv deploy-tools java-tools test unit integration lint demo bench bench-scale clean
 
 venv: $(STAMP)
 
@@ -52,9 +52,14 @@ integration: venv
 demo: venv
 	$(PY) -m tests.support.demo
 
-## Throughput of decode → version → bulk against osmem-server, with its baselines (README).
-bench: venv
+## Throughput of decode → version → bulk on osmem-server and a real OpenSearch node, with its
+## baselines (README).
+bench: venv java-tools
 	$(PY) -m tests.bench.bulk_path
+
+## One worker and many shards: hot-path CPU per record, catch-up, 1000 shards (README).
+bench-scale: venv
+	$(PY) -m tests.bench.scale
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info

@@ -1,0 +1,84 @@
+"""What the scale benchmarks share: a null OpenSearch that acknowledges ``_bulk`` at once, and
+per-process CPU, RSS and thread counts read from ``/proc``.
+
+``NullSink`` answers every request 200: ``_bulk`` with one ``201`` item per action (counted from the
+body's action lines), anything else with ``{}`` (index exists, mapping, alias). It stands for a sink
+infinitely faster than any real one, so what the benchmarks measure is the consumer's own cost.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+class NullSink:
+    """An HTTP server answering like an OpenSearch that accepts everything at once."""
+
+    def __init__(self) -> None:
+        self.actions = 0
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if "_bulk" in self.path:
+                    count = body.count(b'{"index":{') + body.count(b'{"delete":{')
+                    with sink._lock:
+                        sink.actions += count
+                    payload = (
+                        b'{"took":0,"errors":false,"items":[' + b",".join([b'{"index":{"status":201}}'] * count) + b"]}"
+                    )
+                else:
+                    payload = b"{}"
+                status = 404 if self.command == "HEAD" and "_alias" in self.path else 200
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _answer  # noqa: N815
+
+            def log_message(self, *args: object) -> None:
+                return
+
+        return Handler
+
+
+@dataclass(frozen=True)
+class ProcessSample:
+    cpu_seconds: float
+    rss_bytes: int
+    threads: int
+
+
+def sample(pid: int) -> ProcessSample:
+    """CPU time (user + system) so far, resident memory and thread count of process ``pid``."""
+    with open(f"/proc/{pid}/stat") as file:
+        fields = file.read().rsplit(")", 1)[1].split()
+    with open(f"/proc/{pid}/statm") as file:
+        resident = int(file.read().split()[1])
+    return ProcessSample((int(fields[11]) + int(fields[12])) / _TICKS, resident * _PAGE, int(fields[17]))

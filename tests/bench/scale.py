@@ -1,0 +1,330 @@
+"""``make bench-scale``: one worker and many shards, on the test-side stream server, moto (the lease
+table) and OpenSearch; every figure measured against its baseline in the same run. Sections:
+
+* ``hot-path``: consumer CPU per record end to end (GetRecords → decode → version → project →
+  serialise → ``_bulk`` answer) in a worker process reading into a null OpenSearch that acknowledges
+  at once, against a naive batched reference consumer (``tests.bench.naive_consumer``) on the same
+  records: CPU time of each process from its first read to its last write.
+* ``catch-up``: one shard with a backlog drained by a worker into osmem, against osmem's raw
+  ``_bulk`` ceiling (the same documents, pre-serialised, POSTed one page at a time) in the same run.
+* ``shards``: one worker and N open shards (a fifth with traffic): time to hold every lease, then a
+  steady window: RSS, CPU, threads, GetRecords/s, lease-table reads and writes per second, leases
+  lost or stolen, and how long a new change takes to be searchable (p50/p99); idle GetRecords per
+  idle shard per minute, against the fixed poll the worker used before (one per poll interval).
+
+moto answers a few hundred lease-table writes a second, so the worker runs with a failover of 30 s
+(renewals every 10 s): on DynamoDB the default 10 s works at this scale. Prints its figures and the
+ratios; asserts nothing about speed. ``--smoke`` runs every section on a tiny input (``make test``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import urllib3
+from opensearchpy import OpenSearch
+
+from tests.bench.harness import NullSink, sample
+from tests.bench.synthetic import SyntheticStream
+from tests.support.emulators import MotoServer, aws_env, start_osmem
+from tests.support.stream_server import StreamServer
+from tests.support.tables import COMPOSITE_KEY_SCHEMA, create_table
+from tests.support.worker_process import WorkerProcess, wait_until
+
+TABLE = "orders"
+
+
+class Bench:
+    """The emulators of one run, and the worker processes it starts."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.moto = MotoServer.start()
+        self.streams = StreamServer.start()
+        self.ddb = boto3.client(
+            "dynamodb",
+            endpoint_url=self.moto.url,
+            region_name="us-east-1",
+            aws_access_key_id="t",
+            aws_secret_access_key="t",
+        )
+        self.workers: list[WorkerProcess] = []
+        self._tables = 0
+
+    def stream(self, shards: int) -> tuple[str, str]:
+        """A fresh table (in moto, for its key schema) and a stream-server stream of ``shards`` shards."""
+        self._tables += 1
+        table = f"{TABLE}{self._tables}"
+        create_table(self.ddb, table)
+        return table, self.streams.create_stream(table, key_schema=COMPOSITE_KEY_SCHEMA, shard_count=shards)
+
+    def worker(self, table: str, arn: str, sink_url: str, **env: str) -> WorkerProcess:
+        worker = WorkerProcess(
+            {
+                **aws_env(self.moto.url),
+                "CDC_STREAM_ARN": arn,
+                "CDC_OPENSEARCH_INDEX": table,
+                "AWS_ENDPOINT_URL_DYNAMODBSTREAMS": self.streams.url,
+                "CDC_OPENSEARCH_URL": sink_url,
+                "CDC_DEAD_LETTER_PATH": str(self.workdir / "dead-letters.jsonl"),
+                "CDC_WORKER_ID": f"bench-{len(self.workers)}",
+                **env,
+            },
+            self.workdir / f"worker-{len(self.workers)}.log",
+        )
+        self.workers.append(worker)
+        return worker
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.streams.stop()
+        self.moto.stop()
+
+
+def hot_path(bench: Bench, records: int) -> None:
+    """Consumer CPU per record against the naive reference, on the same records."""
+    table, arn = bench.stream(4)
+    for record in SyntheticStream(11).records(records):
+        bench.streams.append(arn, record)
+    sink = NullSink()
+    try:
+        naive = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tests.bench.naive_consumer",
+                "--stream-arn",
+                arn,
+                "--endpoint",
+                bench.streams.url,
+                "--sink",
+                sink.url,
+                "--records",
+                str(records),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=1800,
+        )
+        if naive.returncode != 0:
+            raise SystemExit(f"the naive reference failed: {naive.stderr[-2000:]}")
+        reference = json.loads(naive.stdout.strip().splitlines()[-1])
+        worker = bench.worker(table, arn, sink.url)
+        wait_until(lambda: worker.metric("cdc_records_read_total") > 0, timeout=120, what="first read")
+        before = sample(worker.process.pid)
+        wait_until(lambda: worker.metric("cdc_records_processed_total") >= records, timeout=1800, what="all applied")
+        after = sample(worker.process.pid)
+        worker.terminate()
+    finally:
+        sink.stop()
+    ours = (after.cpu_seconds - before.cpu_seconds) / records * 1e6
+    theirs = reference["cpu_seconds"] / reference["records"] * 1e6
+    print(
+        f"hot path: {records} records of ~1.3 KB on 4 shards, null sink. consumer {ours:.0f} us CPU/record; "
+        f"naive reference (boto3 get_records + TypeDeserializer + orjson, one _bulk per page) {theirs:.0f} us/record"
+    )
+    print(f"hot_path_ratio={ours / theirs:.3f} (goal <= 0.5)")
+
+
+def catch_up(bench: Bench, records: int) -> None:
+    """One shard's backlog drained by a worker, against osmem's raw _bulk ceiling in the same run."""
+    osmem = start_osmem()
+    try:
+        table, arn = bench.stream(1)
+        synthetic = SyntheticStream(13).records(records)
+        for record in synthetic:
+            bench.streams.append(arn, record)
+        ceiling_rate = _ceiling(osmem.url, table, arn, bench, records)
+        worker = bench.worker(table, arn, osmem.url, CDC_PARALLELIZATION_FACTOR="1")
+        wait_until(lambda: worker.metric("cdc_records_read_total") > 0, timeout=120, what="first read")
+        started = time.perf_counter()
+        wait_until(lambda: worker.metric("cdc_records_processed_total") >= records, timeout=3600, what="drained")
+        rate = records / (time.perf_counter() - started)
+        worker.terminate()
+    finally:
+        osmem.close()
+    print(
+        f"catch-up: {records} records backlog on one shard into osmem: worker {rate:,.0f} rec/s, raw _bulk ceiling {ceiling_rate:,.0f} rec/s"
+    )
+    print(f"catch_up_ratio={rate / ceiling_rate:.3f} (goal >= 0.85)")
+
+
+def _ceiling(osmem_url: str, table: str, arn: str, bench: Bench, records: int) -> float:
+    """osmem's rate for the same documents as pre-serialised _bulk bodies, one page of 1000 at a time,
+    into an index set up exactly as the worker's (the same mapping: the same indexing work)."""
+    from consumer.projection import to_bulk_action
+    from consumer.records import StreamRecord
+    from consumer.sink.bulk import encode_bulk
+    from consumer.sink.index_setup import ensure_index
+    from consumer.versioning import next_version
+    from tests.bench.synthetic import KEY_SCHEMA
+
+    wire = bench.streams.records(arn)
+    bodies, version = [], 0
+    for start in range(0, len(wire), 1000):
+        actions = []
+        for raw in wire[start : start + 1000]:
+            record = StreamRecord.from_wire(raw)
+            version = next_version(version, record.approximate_second)
+            actions.append(to_bulk_action(record, KEY_SCHEMA, version))
+        bodies.append(encode_bulk(f"{table}-ceiling", actions))
+    ensure_index(OpenSearch(hosts=[osmem_url]), f"{table}-ceiling", f"{table}-ceiling-live", KEY_SCHEMA)
+    pool = urllib3.PoolManager(maxsize=1).connection_from_url(osmem_url)
+    started = time.perf_counter()
+    for body in bodies:
+        pool.urlopen("POST", "/_bulk", body=body, headers={"Content-Type": "application/x-ndjson"})
+    return records / (time.perf_counter() - started)
+
+
+def shards(bench: Bench, count: int, window: float, probes: int) -> None:
+    """One worker holding ``count`` shards, a fifth with traffic: leases, footprint, visibility, idle cost."""
+    osmem = start_osmem()
+    try:
+        table, arn = bench.stream(count)
+        worker = bench.worker(
+            table,
+            arn,
+            osmem.url,
+            CDC_FAILOVER_SECONDS="30",
+            CDC_POLL_INTERVAL_SECONDS="1",
+            CDC_MAX_RECORDS_PER_READ="1000",
+        )
+        started = time.perf_counter()
+        wait_until(lambda: worker.metric("cdc_leases_held") == count, timeout=600, what="every lease held")
+        held_after = time.perf_counter() - started
+        wait_until(lambda: worker.metric("cdc_shard_tasks") == count, timeout=300, what="every shard read")
+        busy = random.Random(5).sample([s.shard_id for s in bench.streams.shards(arn)], count // 5)
+        stop = threading.Event()
+        writer = threading.Thread(target=_traffic, args=(bench, arn, busy, stop), daemon=True)
+        writer.start()
+        time.sleep(min(10.0, window / 4))  # settle: the busy shards' idle backoff snaps back
+        before, metrics_before = sample(worker.process.pid), _counters(worker)
+        reads_before = bench.streams.stats(arn).get_records_by_shard
+        visibility, probed = _visibility(bench, arn, osmem.url, table, probes, window)
+        after, metrics_after = sample(worker.process.pid), _counters(worker)
+        reads_after = bench.streams.stats(arn).get_records_by_shard
+        stop.set()
+        elapsed = window
+        worker.terminate()
+    finally:
+        osmem.close()
+    idle = [s for s in reads_after if s not in busy and s not in probed]
+    idle_per_minute = statistics.mean(reads_after[s] - reads_before.get(s, 0) for s in idle) * 60 / elapsed
+    rate = {name: (metrics_after[name] - metrics_before[name]) / elapsed for name in metrics_after}
+    print(
+        f"shards: 1 worker, {count} open shards ({len(busy)} with traffic). All leases held after {held_after:.0f} s. "
+        f"Steady window {elapsed:.0f} s: RSS {after.rss_bytes / 2**20:.0f} MiB, CPU {100 * (after.cpu_seconds - before.cpu_seconds) / elapsed:.0f} % of a core, "
+        f"{after.threads} threads, GetRecords {rate['get_records']:.0f}/s, lease table: {rate['lease_reads']:.1f} reads/s "
+        f"(scans) and {rate['lease_writes']:.1f} writes/s, leases lost {metrics_after['lost'] - metrics_before['lost']:.0f}, "
+        f"stolen {metrics_after['stolen'] - metrics_before['stolen']:.0f}"
+    )
+    print(
+        f"visibility (change written → searchable, {len(visibility)} probes): p50 {statistics.median(visibility):.2f} s, "
+        f"p99 {_p99(visibility):.2f} s (goal <= 2 x CDC_POLL_INTERVAL_SECONDS + one bulk = ~2.1 s)"
+    )
+    print(f"idle cost: {idle_per_minute:.1f} GetRecords per idle shard per minute (fixed 1 s poll before: 60.0)")
+
+
+def _traffic(bench: Bench, arn: str, busy: list[str], stop: threading.Event) -> None:
+    """About 200 changes a second spread over the busy shards."""
+    model = bench.streams.stream(arn)
+    rng = random.Random(9)
+    while not stop.is_set():
+        for _ in range(20):
+            shard = rng.choice(busy)
+            keys = _keys_on(model, shard, rng)
+            bench.streams.put_change(arn, "MODIFY", keys, new_image={**keys, "n": {"N": str(rng.randrange(10**6))}})
+        stop.wait(0.1)
+
+
+def _keys_on(model: Any, shard: str, rng: random.Random) -> dict[str, Any]:
+    while True:
+        keys = {"pk": {"S": f"k-{rng.randrange(10**9)}"}, "sk": {"N": "1"}}
+        if model.shard_for(keys) == shard:
+            return keys
+
+
+def _visibility(
+    bench: Bench, arn: str, url: str, table: str, probes: int, window: float
+) -> tuple[list[float], set[str]]:
+    """Seconds from writing a change to any shard until it is searchable, ``probes`` times over
+    ``window``; and the shards written to."""
+    client = OpenSearch(hosts=[url])
+    model = bench.streams.stream(arn)
+    shards_all = [s.shard_id for s in bench.streams.shards(arn)]
+    rng = random.Random(3)
+    seen, probed = [], set()
+    deadline = time.perf_counter() + window
+    for number in range(probes):
+        shard = rng.choice(shards_all)
+        probed.add(shard)
+        keys = _keys_on(model, shard, rng)
+        written = time.perf_counter()
+        bench.streams.put_change(arn, "INSERT", keys, new_image={**keys, "probe": {"N": str(number)}})
+        doc_id = f"{keys['pk']['S']}|1"
+        while not client.exists(index=table, id=doc_id):
+            time.sleep(0.02)
+        seen.append(time.perf_counter() - written)
+        time.sleep(max(0.0, (deadline - time.perf_counter()) / max(1, probes - number)))
+    return seen, probed
+
+
+def _counters(worker: WorkerProcess) -> dict[str, float]:
+    return {
+        "get_records": worker.metric("cdc_get_records_total"),
+        "lease_reads": worker.metric('cdc_aws_requests_total{operation="scan"}'),
+        "lease_writes": sum(
+            worker.metric(f'cdc_aws_requests_total{{operation="{op}"}}')
+            for op in ("update_item", "put_item", "delete_item")
+        ),
+        "lost": worker.metric('cdc_lease_events_total{event="lost"}'),
+        "stolen": worker.metric('cdc_lease_events_total{event="stolen"}'),
+    }
+
+
+def _p99(values: list[float]) -> float:
+    return max(values) if len(values) < 100 else statistics.quantiles(values, n=100)[98]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sections", default="hot-path,catch-up,shards")
+    parser.add_argument("--hot-records", type=int, default=40_000)
+    parser.add_argument("--backlog", type=int, default=200_000)
+    parser.add_argument("--shards", type=int, default=1000)
+    parser.add_argument("--window", type=float, default=60.0)
+    parser.add_argument("--probes", type=int, default=100)
+    parser.add_argument("--smoke", action="store_true", help="every section on a tiny input (make test)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.hot_records, args.backlog, args.shards, args.window, args.probes = 2000, 3000, 20, 5.0, 5
+    sys.stdout.reconfigure(line_buffering=True)
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as workdir:
+        bench = Bench(Path(workdir))
+        try:
+            sections = args.sections.split(",")
+            if "hot-path" in sections:
+                hot_path(bench, args.hot_records)
+            if "catch-up" in sections:
+                catch_up(bench, args.backlog)
+            if "shards" in sections:
+                shards(bench, args.shards, args.window, args.probes)
+        finally:
+            bench.close()
+
+
+if __name__ == "__main__":
+    main()

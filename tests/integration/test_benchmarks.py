@@ -1,0 +1,31 @@
+"""Every benchmark runs once on a tiny input, so none can rot unnoticed: each must complete and pass
+its own correctness check. Nothing here asserts a speed (``make bench`` / ``make bench-scale`` measure)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def bench(module: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", module, "--smoke"], capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+def test_the_bulk_path_benchmark_runs_and_verifies_what_it_indexed():
+    result = bench("tests.bench.bulk_path")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "sampled docs identical in _source and _version: OK" in result.stdout
+    assert "engine=osmem ratio_vs_ceiling=" in result.stdout
+
+
+def test_the_scale_benchmark_runs_every_section():
+    result = bench("tests.bench.scale")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    for line in ("hot_path_ratio=", "catch_up_ratio=", "visibility (change written", "idle cost:"):
+        assert line in result.stdout, line
