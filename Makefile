@@ -52,10 +52,11 @@ integration: venv
 demo: venv
 	$(PY) -m tests.support.demo
 
-## Throughput of decode → version → bulk on osmem-server and a real OpenSearch node, with its
-## baselines (README).
+## Throughput of decode → version → bulk, and of the backfill, on osmem-server and a real
+## OpenSearch node, each against its baselines in the same run (README).
 bench: venv java-tools
 	$(PY) -m tests.bench.bulk_path
+	$(PY) -m tests.bench.backfill
 
 ## One worker and many shards: hot-path CPU per record, catch-up, 1000 shards (README).
 bench-scale: venv

@@ -19,16 +19,19 @@ from prometheus_client import CollectorRegistry
 
 from consumer import __version__
 from consumer.assembly import build_processor, build_worker
+from consumer.backfill.job import build_runner, check_no_gap, ensure_segments
 from consumer.backoff import backoff_delay
-from consumer.clients import aws_clients, opensearch_client
+from consumer.clients import AwsClients, aws_clients, opensearch_client
 from consumer.config import Settings
 from consumer.errors import ConfigError, ConsumerError
+from consumer.leases.table import LeaseTable
 from consumer.observability.health import Health
 from consumer.observability.http import ObservabilityServer
 from consumer.observability.metrics import Metrics
+from consumer.shards.api import Boto3StreamApi
 from consumer.sink.index_setup import ensure_index
 from consumer.sink.mapping import NO_TEMPLATE
-from consumer.source import resolve_stream
+from consumer.source import StreamSource, describe_table, resolve_stream
 from consumer.worker import WorkerTimings
 
 log = structlog.get_logger(__name__)
@@ -81,11 +84,61 @@ def run_worker(settings: Settings, stop: threading.Event) -> None:
             return
         processor = build_processor(settings, source, metrics, health)
         worker = build_worker(settings, aws, source, processor, metrics, timings, stop, health)
+        if settings.backfill == "on-new-index":
+            start_backfill(settings, source, aws, metrics, health, stop, index_created)
         worker.run(index_preexisted=not index_created)
     finally:
         server.stop()
         if processor is not None:
             processor.close()
+
+
+def start_backfill(
+    settings: Settings,
+    source: StreamSource,
+    aws: AwsClients,
+    metrics: Metrics,
+    health: Health,
+    stop: threading.Event,
+    index_created: bool,
+) -> threading.Thread:
+    """CDC_BACKFILL=on-new-index: the worker that created the index creates the backfill's segments;
+    every worker then shares them, once the stream's leases leave no gap (``consumer.backfill.job``)."""
+
+    def run() -> None:
+        structlog.contextvars.bind_contextvars(worker_id=settings.worker_id)
+        leases = LeaseTable(aws.dynamodb, settings.lease_table_name, observe=metrics.observe_aws)
+        api = Boto3StreamApi(aws.streams, observe=metrics.observe_aws)
+        attempt = 0
+        while not stop.is_set():
+            try:
+                if index_created:
+                    size = int(describe_table(aws.dynamodb, source.table_name).get("TableSizeBytes", 0))
+                    ensure_segments(leases, settings.backfill_segments, size, restart=False)
+                check_no_gap(leases.list_leases(), api.list_shards(source.stream_arn))
+                break
+            except ConsumerError as exc:
+                health.set_note("backfill", f"backfill waiting: {exc}")
+                attempt += 1
+                stop.wait(backoff_delay(attempt, 1.0, 10.0))
+        else:
+            return
+        runner = build_runner(
+            settings,
+            source,
+            aws.dynamodb,
+            leases,
+            metrics,
+            health,
+            lambda tally: health.set_note("backfill", f"backfill running: {tally.items} items by this worker"),
+        )
+        progress = runner.run(stop)
+        health.set_note("backfill", f"backfill: {progress.done}/{progress.total} segments done")
+        log.info("backfill_finished", segments_done=progress.done, segments=progress.total, items=runner.tally.items)
+
+    thread = threading.Thread(target=run, name="backfill", daemon=True)
+    thread.start()
+    return thread
 
 
 def _until_stopped(

@@ -109,8 +109,9 @@ def _rules(settings: Settings, source: StreamSource) -> ProjectionRules:
     return projection_rules(settings, source.key_schema)
 
 
-def build_processor(settings: Settings, source: StreamSource, metrics: Metrics, health: Health) -> BatchProcessor:
-    sink = OpenSearchSink(
+def build_sink(settings: Settings, schema: KeySchema, metrics: Metrics, health: Health | None) -> OpenSearchSink:
+    """The OpenSearch sink the settings describe, for the index of a table keyed by ``schema``."""
+    return OpenSearchSink(
         opensearch_client(settings),
         settings.index_name,
         metrics,
@@ -118,13 +119,16 @@ def build_processor(settings: Settings, source: StreamSource, metrics: Metrics, 
         settings.retry_max_delay_seconds,
         limits=retry_limits(settings),
         max_request_bytes=settings.bulk_max_bytes,
-        protected_fields=protected_fields(source.key_schema),
+        protected_fields=protected_fields(schema),
         health=health,
     )
+
+
+def build_processor(settings: Settings, source: StreamSource, metrics: Metrics, health: Health) -> BatchProcessor:
     return BatchProcessor(
         source.key_schema,
-        sink,
-        _dead_letters(settings, metrics),
+        build_sink(settings, source.key_schema, metrics, health),
+        build_dead_letters(settings, metrics),
         metrics,
         settings.parallelization_factor,
         _rules(settings, source),
@@ -150,7 +154,7 @@ def protected_fields(schema: KeySchema) -> frozenset[str]:
     return frozenset(attribute.name for attribute in schema.attributes) | frozenset(SERVICE_FIELDS)
 
 
-def _dead_letters(settings: Settings, metrics: Metrics) -> DeadLetterSink:
+def build_dead_letters(settings: Settings, metrics: Metrics) -> DeadLetterSink:
     """The configured destination; a missing queue or bucket raises ConfigError naming it."""
     destination = settings.dead_letters
     if destination.kind == "sqs":

@@ -1,15 +1,22 @@
 """``consumer audit``: compare the table with the index; with ``--repair``, fix the drift.
 
-The table is scanned with consistent reads and every item projected as a worker would write it
-(``consumer.repair.project_item``); the index is scrolled in full. Drift is a document *missing*
-for an item, an *extra* document without an item, or a *different* document. ``--repair`` writes
-the table's state for each drifted id (index, or a tombstone for an extra one; tombstones in the
-index count as absent items) with the external
-version ``repair_version(read time of the scan)``: a change made after the scan always wins over
-it, so a repair racing the workers is safe, and one that lost is reported *stale*.
+Two passes, one page at a time, so memory stays flat whatever the table's size:
+
+1. *Table pass.* Each Scan page (consistent reads, within ``CDC_BACKFILL_MAX_READ_UNITS``) is
+   projected as a worker would write it (``consumer.repair.project_item``) and compared with the
+   live documents of the same ids (one ``_mget``): a document *missing* for an item, or a
+   *different* one.
+2. *Index pass.* The live documents are scrolled page by page; the items their key fields name are
+   read with BatchGetItem; a document without an item (or of an item the state filter leaves out)
+   is *extra*.
+
+``--repair`` writes each page's drift as it is found: the table's state for a missing or different
+document, a tombstone for an extra one, with the external version ``repair_version(read time of
+that page)``: a change made after the read always wins over it, so a repair racing the workers is
+safe, and one that lost is reported *stale*.
 
 On a live table, changes still in flight show up as drift; running the audit again tells them
-apart from lasting drift. The table's documents are held in memory during the audit.
+apart from lasting drift. Counts are whole; examples are kept up to ``--limit`` of each kind.
 """
 
 from __future__ import annotations
@@ -17,13 +24,23 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 
 from consumer.config import Settings
 from consumer.reconcile import Reconciler
-from consumer.repair import Drift, RepairAction, compare, plan_repair, repair_version
+from consumer.repair import (
+    Drift,
+    RepairAction,
+    compare_page,
+    extra_ids,
+    key_fields,
+    key_of_document,
+    plan_repair,
+    repair_version,
+    restore,
+)
 from consumer.sink.bulk import Outcome
 from consumer.sink.opensearch import Result
 
@@ -34,131 +51,176 @@ _KINDS = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass
+class Examples:
+    """How many of one kind were found, and the first ``limit`` of them."""
+
+    limit: int
+    count: int = 0
+    shown: list = field(default_factory=list)
+
+    def add(self, examples: Iterable) -> None:
+        for example in examples:
+            self.count += 1
+            if len(self.shown) < self.limit:
+                self.shown.append(example)
+
+
+@dataclass
 class RepairReport:
-    """What became of the repair writes: ids applied and stale, (id, error) of poison ones."""
+    """What became of the repair writes: applied, stale ids and (id, error) of poison ones; the
+    versions used (one per page read)."""
 
-    version: int
-    applied: tuple[str, ...]
-    stale: tuple[str, ...]
-    poison: tuple[tuple[str, str], ...]
+    limit: int
+    first_version: int | None = None
+    last_version: int | None = None
+    applied: int = 0
+    stale: Examples = field(init=False)
+    poison: Examples = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stale = Examples(self.limit)
+        self.poison = Examples(self.limit)
+
+    @property
+    def writes(self) -> int:
+        return self.applied + self.stale.count + self.poison.count
+
+    def add(self, version: int, actions: list[RepairAction], results: list[Result]) -> None:
+        """Count the outcomes of one page's repair writes."""
+        self.first_version = version if self.first_version is None else self.first_version
+        self.last_version = version
+        for action, (outcome, error) in zip(actions, results, strict=True):
+            if outcome is Outcome.APPLIED:
+                self.applied += 1
+            elif outcome is Outcome.STALE:
+                self.stale.add([action.doc_id])
+            else:
+                self.poison.add([(action.doc_id, error or outcome.value)])
 
 
-@dataclass(frozen=True)
+@dataclass
 class AuditReport:
-    """The outcome of one audit."""
+    """The outcome of one audit: items and live documents counted, the drift, the repair's outcome."""
 
     table: str
     index: str
-    items: int
-    drift: Drift
+    limit: int
+    items: int = 0
+    documents: int = 0
+    missing: Examples = field(init=False)
+    extra: Examples = field(init=False)
+    different: Examples = field(init=False)
     repair: RepairReport | None = None
 
+    def __post_init__(self) -> None:
+        self.missing = Examples(self.limit)
+        self.extra = Examples(self.limit)
+        self.different = Examples(self.limit)
+
     @property
-    def documents(self) -> int:
-        """Documents in the index: every item's but the missing ones, plus the extra ones."""
-        return self.items - len(self.drift.missing) + len(self.drift.extra)
+    def drift(self) -> bool:
+        return bool(self.missing.count or self.extra.count or self.different.count)
+
+    def add(self, drift: Drift) -> None:
+        self.missing.add(drift.missing)
+        self.extra.add(drift.extra)
+        self.different.add(drift.different)
 
 
-def run_audit(reconciler: Reconciler, repair: bool, stop: threading.Event) -> AuditReport:
-    """Scan the table, scroll the index, compare, and repair the drift when asked."""
-    read_at, expected = reconciler.scan_table()
-    drift = compare(expected, reconciler.scroll_index())
-    report = AuditReport(reconciler.table, reconciler.index, len(expected), drift)
-    if not (repair and drift.found):
-        return report
-    version = repair_version(read_at)
-    actions = plan_repair(drift, expected, version)
-    return AuditReport(
-        report.table, report.index, report.items, drift, summarize(version, actions, reconciler.apply(actions, stop))
-    )
+def run_audit(reconciler: Reconciler, repair: bool, limit: int, stop: threading.Event) -> AuditReport:
+    """Both passes, page by page, repairing each page's drift when asked."""
+    report = AuditReport(reconciler.table, reconciler.index, limit, repair=RepairReport(limit) if repair else None)
+    for page in reconciler.table_pages(stop):
+        expected = reconciler.projected(page)
+        report.items += len(expected)
+        drift = compare_page(expected, reconciler.live_documents(expected))
+        report.add(drift)
+        if report.repair is not None and drift.found:
+            version = repair_version(page.read_at)
+            actions = plan_repair(drift, expected, version)
+            report.repair.add(version, actions, reconciler.apply(actions, stop))
+    schema = reconciler.schema
+    for page_documents in reconciler.index_pages():
+        documents = dict(page_documents)
+        report.documents += len(documents)
+        keys = [key for key in (key_of_document(schema, document) for document in documents.values()) if key]
+        read_at, items = reconciler.current_items(keys, stop)
+        extra = extra_ids(schema, documents, items, reconciler.shaping)
+        report.add(Drift(extra=tuple(extra)))
+        if report.repair is not None and extra:
+            version = repair_version(read_at)
+            actions = [restore(doc_id, None, version, key_fields(schema, documents[doc_id])) for doc_id in extra]
+            report.repair.add(version, actions, reconciler.apply(actions, stop))
+    return report
 
 
-def summarize(version: int, actions: list[RepairAction], results: list[Result]) -> RepairReport:
-    """Group the outcomes of the repair writes by kind."""
-    applied, stale, poison = [], [], []
-    for action, (outcome, error) in zip(actions, results, strict=True):
-        if outcome is Outcome.APPLIED:
-            applied.append(action.doc_id)
-        elif outcome is Outcome.STALE:
-            stale.append(action.doc_id)
-        else:
-            poison.append((action.doc_id, error or outcome.value))
-    return RepairReport(version, tuple(applied), tuple(stale), tuple(poison))
-
-
-def render_text(report: AuditReport, limit: int) -> str:
-    """The report for a person: counts, up to ``limit`` examples of each kind, the repair's outcome."""
-    drift = report.drift
-    verdict = "drift found" if drift.found else "no drift"
+def render_text(report: AuditReport) -> str:
+    """The report for a person: counts, examples up to the limit, the repair's outcome."""
+    verdict = "drift found" if report.drift else "no drift"
     lines = [
         f"table {report.table} ({report.items} items) vs index {report.index} ({report.documents} documents): {verdict}"
     ]
-    counts = {"missing": len(drift.missing), "extra": len(drift.extra), "different": len(drift.different)}
-    lines += [f"  {kind:<10}{counts[kind]:>8}  {meaning}" for kind, meaning in _KINDS.items()]
+    kinds = {"missing": report.missing, "extra": report.extra, "different": report.different}
+    lines += [f"  {kind:<10}{kinds[kind].count:>8}  {meaning}" for kind, meaning in _KINDS.items()]
     examples = [
-        *(("missing", doc_id) for doc_id in drift.missing[:limit]),
-        *(("extra", doc_id) for doc_id in drift.extra[:limit]),
-        *(("different", f"{doc_id}  fields: {', '.join(fields)}") for doc_id, fields in drift.different[:limit]),
+        *(("missing", doc_id) for doc_id in report.missing.shown),
+        *(("extra", doc_id) for doc_id in report.extra.shown),
+        *(("different", f"{doc_id}  fields: {', '.join(fields)}") for doc_id, fields in report.different.shown),
     ]
     if examples:
-        lines.append(f"examples (up to {limit} of each):")
+        lines.append(f"examples (up to {report.limit} of each):")
         lines += [f"  {kind:<10}{text}" for kind, text in examples]
     if report.repair is not None:
-        lines += _repair_lines(report.repair, limit)
+        lines += _repair_lines(report.repair)
     return "\n".join(lines) + "\n"
 
 
-def render_json(report: AuditReport, limit: int) -> str:
-    """The report for a script: counts, up to ``limit`` examples of each kind, the repair's outcome."""
-    drift = report.drift
+def render_json(report: AuditReport) -> str:
+    """The report for a script: counts, examples up to the limit, the repair's outcome."""
     repair = report.repair
     body = {
         "table": report.table,
         "index": report.index,
         "items": report.items,
         "documents": report.documents,
-        "drift": drift.found,
-        "missing": {"count": len(drift.missing), "examples": list(drift.missing[:limit])},
-        "extra": {"count": len(drift.extra), "examples": list(drift.extra[:limit])},
+        "drift": report.drift,
+        "missing": {"count": report.missing.count, "examples": report.missing.shown},
+        "extra": {"count": report.extra.count, "examples": report.extra.shown},
         "different": {
-            "count": len(drift.different),
-            "examples": [{"id": doc_id, "fields": list(fields)} for doc_id, fields in drift.different[:limit]],
+            "count": report.different.count,
+            "examples": [{"id": doc_id, "fields": list(fields)} for doc_id, fields in report.different.shown],
         },
         "repair": None
         if repair is None
         else {
-            "version": repair.version,
-            "applied": len(repair.applied),
-            "stale": {"count": len(repair.stale), "examples": list(repair.stale[:limit])},
+            "versions": [repair.first_version, repair.last_version] if repair.writes else [],
+            "applied": repair.applied,
+            "stale": {"count": repair.stale.count, "examples": repair.stale.shown},
             "poison": {
-                "count": len(repair.poison),
-                "examples": [{"id": doc_id, "error": error} for doc_id, error in repair.poison[:limit]],
+                "count": repair.poison.count,
+                "examples": [{"id": doc_id, "error": error} for doc_id, error in repair.poison.shown],
             },
         },
     }
     return orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n"
 
 
-def _repair_lines(repair: RepairReport, limit: int) -> list[str]:
-    total = len(repair.applied) + len(repair.stale) + len(repair.poison)
+def _repair_lines(repair: RepairReport) -> list[str]:
+    versions = "" if not repair.writes else f" with versions {repair.first_version} … {repair.last_version}"
     lines = [
-        f"repair with version {repair.version}: {total} writes, {len(repair.applied)} applied, "
-        f"{len(repair.stale)} stale, {len(repair.poison)} poison"
+        f"repair{versions}: {repair.writes} writes, {repair.applied} applied, "
+        f"{repair.stale.count} stale, {repair.poison.count} poison"
     ]
-    lines += _listed("stale", (f"{doc_id}  a newer change is already indexed" for doc_id in repair.stale), limit)
-    lines += _listed("poison", (f"{doc_id}  {error}" for doc_id, error in repair.poison), limit)
-    if repair.stale or repair.poison:
+    lines += [f"  {'stale':<10}{doc_id}  a newer change is already indexed" for doc_id in repair.stale.shown]
+    lines += [f"  {'poison':<10}{doc_id}  {error}" for doc_id, error in repair.poison.shown]
+    if repair.stale.count or repair.poison.count:
         lines.append("run `consumer audit` again: stale ids settle as the workers catch up; poison ones need a fix")
     return lines
 
 
-def _listed(kind: str, texts: Iterable[str], limit: int) -> list[str]:
-    return [f"  {kind:<10}{text}" for _, text in zip(range(limit), texts, strict=False)]
-
-
-def audit_command(settings: Settings, as_json: bool, repair: bool, limit: int) -> bool:
+def audit_command(settings: Settings, as_json: bool, repair: bool, limit: int, stop: threading.Event) -> bool:
     """Run ``consumer audit`` with the workers' settings and print its report; True when drift was found."""
-    report = run_audit(Reconciler.from_settings(settings), repair, threading.Event())
-    sys.stdout.write(render_json(report, limit) if as_json else render_text(report, limit))
-    return report.drift.found
+    report = run_audit(Reconciler.from_settings(settings), repair, limit, stop)
+    sys.stdout.write(render_json(report) if as_json else render_text(report))
+    return report.drift

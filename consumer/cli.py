@@ -24,6 +24,8 @@ import structlog
 from consumer import __version__
 from consumer.app import run_worker
 from consumer.audit import audit_command
+from consumer.backfill.command import backfill_command
+from consumer.backfill.segments import is_segment
 from consumer.clients import aws_clients
 from consumer.config import Settings, load_settings
 from consumer.errors import ConfigError, ConsumerError
@@ -57,7 +59,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "leases":
         return leases_command(as_json=args.json)
     if args.command == "audit":
-        return operator_command(lambda settings: audit_command(settings, args.json, args.repair, args.limit))
+        return operator_command(
+            lambda settings: _until_signal(
+                lambda stop: audit_command(settings, args.json, args.repair, args.limit, stop)
+            )
+        )
+    if args.command == "backfill":
+        return operator_command(
+            lambda settings: _until_signal(lambda stop: backfill_command(settings, args.segments, args.restart, stop))
+        )
     if args.command == "redrive":
         source = args.source or (str(args.file) if args.file else None)
         return operator_command(lambda settings: redrive_command(settings, source, args.apply, args.visibility_timeout))
@@ -81,6 +91,25 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--json", action="store_true", help="print a JSON object instead of text")
     audit.add_argument("--repair", action="store_true", help="fix the drift from the table's state (safe: see below)")
     audit.add_argument("--limit", type=_count, default=10, metavar="N", help="examples shown per kind (default 10)")
+    backfill = commands.add_parser(
+        "backfill",
+        help="copy every item of the table into the index while the stream flows (resumable, shared)",
+        description="Scan the table in parallel segments (leases in the lease table, shared by every process "
+        "running this command) and index each item as the workers would, with a version that never overwrites "
+        "a newer change (docs/versioning.md, 'Backfill'). Refuses to start until the workers' leases cover every "
+        "open shard, so nothing falls between the scan and the stream. Interrupted, it resumes from each "
+        "segment's checkpoint.",
+        epilog="Exit codes: 0 every segment done; 3 stopped before every segment was done (run it again); "
+        "2 configuration or set-up error; 130 interrupted; 1 other failure.",
+    )
+    backfill.add_argument(
+        "--segments",
+        type=_count,
+        default=None,
+        metavar="N",
+        help="Scan segments (default: CDC_BACKFILL_SEGMENTS, or one per 256 MiB of table, 1 … 64)",
+    )
+    backfill.add_argument("--restart", action="store_true", help="forget a previous backfill's checkpoints: scan again")
     redrive = commands.add_parser(
         "redrive",
         help="apply dead-lettered items again from their current state in the table (dry run unless --apply)",
@@ -178,6 +207,13 @@ def _run_command(body: Callable[[Settings], bool], require_opensearch: bool) -> 
     return EXIT_ATTENTION if attention else EXIT_OK
 
 
+def _until_signal(body: Callable[[threading.Event], bool]) -> bool:
+    """Run ``body`` with an event that SIGTERM / SIGINT set."""
+    stop = threading.Event()
+    _install_signal_handlers(stop)
+    return body(stop)
+
+
 def read_leases(settings: Settings) -> list[Lease]:
     """Every lease in the configured lease table. Raises ConfigError when that table does not exist."""
     table = LeaseTable(
@@ -188,7 +224,7 @@ def read_leases(settings: Settings) -> list[Lease]:
             f"lease table {table.name!r} does not exist: a worker creates it on its first start; "
             "if workers are running, check CDC_LEASE_TABLE or CDC_TABLE_NAME"
         )
-    return table.list_leases()
+    return [lease for lease in table.list_leases() if not is_segment(lease)]
 
 
 def _install_signal_handlers(stop: threading.Event) -> None:

@@ -153,6 +153,10 @@ class Settings(BaseModel):
     mask_key_file: Path | None = None
     mask_unkeyed: bool = False
     dead_letter_raw_records: bool = False
+    backfill: Literal["off", "on-new-index"] = "off"
+    backfill_segments: int | None = Field(None, ge=1, le=1_000_000)
+    backfill_max_read_units: float = Field(1000.0, gt=0, le=1_000_000)
+    backfill_consistent_read: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
     # Not CDC_ variables: AWS_REGION (or AWS_DEFAULT_REGION), which the AWS SDKs also read; and

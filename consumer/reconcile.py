@@ -1,6 +1,7 @@
 """I/O shared by ``consumer audit`` and ``consumer redrive``: consistent table reads with their read
-times, a scroll over the whole index, and repair writes through ``OpenSearchSink`` (which retries
-429 / 5xx / connection errors with backoff).
+times (Scan pages and BatchGetItem within the read budget ``CDC_BACKFILL_MAX_READ_UNITS``), the
+index read by ids and scrolled page by page, and repair writes through ``OpenSearchSink`` (which
+retries 429 / 5xx / connection errors with backoff). Nothing is held beyond one page.
 
 Not thread-safe: one command uses one ``Reconciler``.
 """
@@ -9,26 +10,28 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from opensearchpy import OpenSearch, helpers
-from opensearchpy.exceptions import TransportError
+from opensearchpy.exceptions import NotFoundError, TransportError
 from prometheus_client import CollectorRegistry
 
+from consumer.backfill.scan import ReadRate, ScanPage, SegmentScan
+from consumer.backoff import backoff_delay
 from consumer.clients import aws_clients, opensearch_client
 from consumer.config import Settings
-from consumer.doc_ids import KeySchema
-from consumer.errors import ConfigError, ConsumerError, RecordError, SinkError
+from consumer.doc_ids import KeySchema, document_id
+from consumer.errors import ConfigError, ConsumerError, Interrupted, RecordError, SinkError
 from consumer.observability.metrics import Metrics
 from consumer.projection import ProjectionRules
 from consumer.records import EVENT_NAMES
 from consumer.repair import Document, Item, RepairAction, project_item
 from consumer.rules import projection_rules
 from consumer.sink.drift import natural_document
-from consumer.sink.index_setup import LIVE_FILTER
+from consumer.sink.index_setup import DELETED_FIELD, LIVE_FILTER
 from consumer.sink.opensearch import OpenSearchSink, Result
 from consumer.source import read_key_schema
 
@@ -36,7 +39,11 @@ from consumer.source import read_key_schema
 # hosts synced by NTP or Amazon Time Sync are within milliseconds; one second covers a sloppy clock
 # at the price of repairs losing (as stale) to changes made in the second before the read.
 CLOCK_SKEW_MARGIN_SECONDS = 1.0
+# An eventually consistent read may miss writes made shortly before it: DynamoDB replicates within
+# about a second. Reads made so (the backfill's opt-in) take their time this much earlier.
+EVENTUAL_CONSISTENCY_MARGIN_SECONDS = 5.0
 SCROLL_PAGE_SIZE = 1000
+BATCH_GET_KEYS = 100  # BatchGetItem's limit per request
 WRITE_CHUNK_SIZE = 250
 
 
@@ -73,6 +80,7 @@ class Reconciler:
     dynamodb: Any
     search: OpenSearch
     sink: OpenSearchSink
+    scan: SegmentScan
     clock: Callable[[], float] = field(default=time.time)
 
     @classmethod
@@ -89,7 +97,16 @@ class Reconciler:
             settings.retry_base_seconds,
             settings.retry_max_delay_seconds,
         )
-        return cls(settings.source_table, schema, shaping, dynamodb, search, sink)
+        scan = SegmentScan(
+            dynamodb,
+            settings.source_table,
+            ReadRate(settings.backfill_max_read_units),
+            consistent=True,
+            read_time=lambda: time.time() - CLOCK_SKEW_MARGIN_SECONDS,
+            retry_base_seconds=settings.retry_base_seconds,
+            retry_cap_seconds=settings.retry_max_delay_seconds,
+        )
+        return cls(settings.source_table, schema, shaping, dynamodb, search, sink, scan)
 
     @property
     def index(self) -> str:
@@ -99,20 +116,19 @@ class Reconciler:
         """A time no later than a read that starts now, on DynamoDB's clock."""
         return self.clock() - CLOCK_SKEW_MARGIN_SECONDS
 
-    def scan_table(self) -> tuple[float, dict[str, Document]]:
-        """Every item as the worker projects it (id → document), read consistently, and the read time."""
-        read_at = self.read_time()
+    def table_pages(self, stop: threading.Event) -> Iterator[ScanPage]:
+        """The table's pages, read consistently within the read budget, each with its read time."""
+        return self.scan.pages(0, 1, None, stop)
+
+    def projected(self, page: ScanPage) -> dict[str, Document]:
+        """The page's items as the worker projects them (id → document); items the state filter
+        leaves out are expected absent and left out."""
         documents: dict[str, Document] = {}
-        try:
-            pages = self.dynamodb.get_paginator("scan").paginate(TableName=self.table, ConsistentRead=True)
-            for page in pages:
-                for item in page["Items"]:
-                    doc_id, document = project_item(self.schema, item, self.shaping)
-                    if document is not None:  # an item the filter leaves out is expected absent
-                        documents[doc_id] = document
-        except (ClientError, BotoCoreError) as exc:
-            raise self._table_error("Scan", exc) from exc
-        return read_at, documents
+        for item in page.items:
+            doc_id, document = project_item(self.schema, item, self.shaping)
+            if document is not None:
+                documents[doc_id] = document
+        return documents
 
     def get_item(self, key: Item) -> tuple[float, Item | None]:
         """The item's current state (None when it does not exist), read consistently, and the read time.
@@ -131,21 +147,72 @@ class Reconciler:
             raise self._table_error("GetItem", exc) from exc
         return read_at, response.get("Item")
 
-    def scroll_index(self) -> Iterator[tuple[str, Document]]:
-        """Every live document of the index (id, source as the item has it: diverted attributes put
-        back, numbers exact), however many, tombstones left out (a tombstone is an absent item);
-        nothing when the index does not exist."""
+    def live_documents(self, ids: Iterable[str]) -> dict[str, Document]:
+        """The live documents among ``ids`` (id → source as the item has it), tombstones left out."""
+        ids = list(ids)
+        if not ids:
+            return {}
+        try:
+            self.search.indices.refresh(index=self.index)  # documents written in the last second count too
+            answer = self.search.mget(index=self.index, body={"ids": ids})
+        except NotFoundError:
+            return {}
+        except TransportError as exc:
+            raise SinkError(f"reading index {self.index!r} failed: {exc}") from exc
+        return {
+            doc["_id"]: natural_document(doc["_source"])
+            for doc in answer.get("docs", [])
+            if doc.get("found") and not (doc.get("_source") or {}).get(DELETED_FIELD)
+        }
+
+    def index_pages(self) -> Iterator[list[tuple[str, Document]]]:
+        """Every live document of the index in pages (id, source as the item has it), however many,
+        tombstones left out (a tombstone is an absent item); nothing when the index does not exist."""
         try:
             if not self.search.indices.exists(index=self.index):
                 return
-            self.search.indices.refresh(index=self.index)  # documents written in the last second count too
+            self.search.indices.refresh(index=self.index)
             hits = helpers.scan(
                 self.search, index=self.index, query={"query": LIVE_FILTER}, size=SCROLL_PAGE_SIZE, scroll="5m"
             )
+            page: list[tuple[str, Document]] = []
             for hit in hits:
-                yield hit["_id"], natural_document(hit.get("_source") or {})
+                page.append((hit["_id"], natural_document(hit.get("_source") or {})))
+                if len(page) == SCROLL_PAGE_SIZE:
+                    yield page
+                    page = []
+            if page:
+                yield page
         except (TransportError, helpers.ScanError) as exc:
             raise SinkError(f"reading index {self.index!r} failed: {exc}") from exc
+
+    def current_items(self, keys: list[Item], stop: threading.Event) -> tuple[float, dict[str, Item]]:
+        """The items that exist under ``keys`` (id → item), read consistently in batches within the
+        read budget, and a time no later than the first read."""
+        read_at = self.read_time()
+        found: dict[str, Item] = {}
+        for start in range(0, len(keys), BATCH_GET_KEYS):
+            pending = keys[start : start + BATCH_GET_KEYS]
+            failures = 0
+            while pending:
+                self.scan.rate.wait(stop)
+                try:
+                    answer = self.dynamodb.batch_get_item(
+                        RequestItems={self.table: {"Keys": pending, "ConsistentRead": True}},
+                        ReturnConsumedCapacity="TOTAL",
+                    )
+                except (ClientError, BotoCoreError) as exc:
+                    raise self._table_error("BatchGetItem", exc) from exc
+                self.scan.rate.spend(
+                    sum(float(used.get("CapacityUnits") or 0) for used in answer.get("ConsumedCapacity", []))
+                )
+                for item in answer.get("Responses", {}).get(self.table, []):
+                    found[document_id(self.schema, item)] = item
+                pending = answer.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
+                if pending and stop.wait(backoff_delay(failures, 0.05, 2.0)):
+                    raise Interrupted("stop requested while BatchGetItem awaited a retry of unprocessed keys")
+                failures += 1
+        return read_at, found
 
     def apply(self, actions: list[RepairAction], stop: threading.Event) -> list[Result]:
         """Write the actions in chunks; one (outcome, error) per action, in order."""

@@ -10,9 +10,11 @@ Pure and thread-safe.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import decimal
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -69,11 +71,12 @@ def project_item(schema: KeySchema, item: Item, shaping: ProjectionRules = PROJE
 
 @dataclass(frozen=True)
 class Drift:
-    """How the index differs from the table; ids sorted.
+    """How the index differs from the table for some ids, in the order they were found.
 
     Attributes:
-        missing: ids of items in the table without a document.
-        extra: ids of documents without an item in the table.
+        missing: ids of items in the table without a live document.
+        extra: ids of live documents without an item in the table (or of an item the state filter
+            leaves out).
         different: ``(id, fields)`` of documents whose top-level fields (sorted) differ from the item's.
     """
 
@@ -91,24 +94,67 @@ class Drift:
         return (*self.missing, *(doc_id for doc_id, _ in self.different), *self.extra)
 
 
-def compare(expected: Mapping[str, Document], actual: Iterable[tuple[str, Document]]) -> Drift:
-    """The drift of the documents ``actual`` (id, source pairs, e.g. a scroll) from ``expected``.
-
-    ``actual`` is consumed once and not kept, so the index can be streamed.
-    """
-    seen: set[str] = set()
-    extra: list[str] = []
+def compare_page(expected: Mapping[str, Document], indexed: Mapping[str, Document]) -> Drift:
+    """The drift of the live documents ``indexed`` (id → source) from the ``expected`` ones of a page
+    of items: missing and different documents, in the order of ``expected``. Documents of other ids
+    are not looked at (the index pass finds the extra ones: ``is_extra``)."""
+    missing: list[str] = []
     different: list[tuple[str, tuple[str, ...]]] = []
-    for doc_id, document in actual:
-        seen.add(doc_id)
-        if doc_id not in expected:
-            extra.append(doc_id)
+    for doc_id, document in expected.items():
+        if doc_id not in indexed:
+            missing.append(doc_id)
             continue
-        fields = differing_fields(expected[doc_id], document)
+        fields = differing_fields(document, indexed[doc_id])
         if fields:
             different.append((doc_id, fields))
-    missing = sorted(doc_id for doc_id in expected if doc_id not in seen)
-    return Drift(tuple(missing), tuple(sorted(extra)), tuple(sorted(different)))
+    return Drift(tuple(missing), (), tuple(different))
+
+
+def extra_ids(
+    schema: KeySchema,
+    documents: Mapping[str, Document],
+    items: Mapping[str, Item],
+    shaping: ProjectionRules = PROJECT_ALL,
+) -> list[str]:
+    """Ids of the live ``documents`` that have no business in the index, given the items that exist
+    (id → item) among those their key fields name: no item, an item the state filter leaves out, or
+    key fields that name an item of another id (or none at all)."""
+    extra = []
+    for doc_id, document in documents.items():
+        key = key_of_document(schema, document)
+        item = items.get(document_id(schema, key)) if key is not None else None
+        if item is None:
+            extra.append(doc_id)
+            continue
+        item_id, projected = project_item(schema, item, shaping)
+        if projected is None or item_id != doc_id:
+            extra.append(doc_id)
+    return extra
+
+
+def key_fields(schema: KeySchema, document: Document) -> Document:
+    """The document's key fields (JSON), for the tombstone that replaces it."""
+    return {attribute.name: document[attribute.name] for attribute in schema.attributes if attribute.name in document}
+
+
+def key_of_document(schema: KeySchema, document: Document) -> Item | None:
+    """The item key a document's key fields stand for, as boto3 takes it; None when a key field is
+    missing or holds a value no key of its type can have (the document then has no item)."""
+    key: Item = {}
+    for attribute in schema.attributes:
+        value = document.get(attribute.name)
+        if attribute.type == "S" and isinstance(value, str):
+            key[attribute.name] = {"S": value}
+        elif attribute.type == "N" and _is_number(value):
+            key[attribute.name] = {"N": str(_decimal(value))}
+        elif attribute.type == "B" and isinstance(value, str):
+            try:
+                key[attribute.name] = {"B": base64.b64decode(value, validate=True)}
+            except binascii.Error:
+                return None
+        else:
+            return None
+    return key
 
 
 def differing_fields(expected: Document, actual: Document) -> tuple[str, ...]:

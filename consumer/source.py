@@ -48,6 +48,14 @@ def resolve_stream(dynamodb: Any, streams: Any, table_name: str, stream_arn: str
     return StreamSource(table_name, arn, KeySchema.from_table_description(table), view_type)
 
 
+def describe_table(dynamodb: Any, table_name: str) -> dict[str, Any]:
+    """DescribeTable's ``Table`` (item count and size, key schema, stream).
+
+    Raises StreamSetupError (a ConfigError) when the table does not exist, StreamError otherwise.
+    """
+    return _describe_table(dynamodb, table_name)
+
+
 def read_key_schema(dynamodb: Any, table_name: str) -> KeySchema:
     """The primary key of ``table_name``, for commands that read the table but not its stream.
 

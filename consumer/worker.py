@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from consumer.backfill.segments import is_segment
 from consumer.errors import ConsumerError
 from consumer.leases.coordinator import HeldLease, LeaseCoordinator
 from consumer.leases.model import Lease
@@ -160,7 +161,7 @@ class Worker:
         """One coordination step; returns what keeps the worker from being ready, if anything."""
         parts = self._parts
         try:
-            leases = parts.leases.list_leases(consistent=False)
+            leases = [lease for lease in parts.leases.list_leases(consistent=False) if not is_segment(lease)]
         except ConsumerError as exc:
             return self._tick_failed("lease_scan", exc)
         problem = None
@@ -247,7 +248,7 @@ class Worker:
         rollover costs no tick. Runs on the task's scheduler thread."""
         parts = self._parts
         try:
-            leases = parts.leases.list_leases(consistent=True)
+            leases = [lease for lease in parts.leases.list_leases(consistent=True) if not is_segment(lease)]
             created = parts.sync.children_of(shard_id, leases)
             for held in parts.coordinator.take_specific(created):
                 version = start_version(held.lease, {lease.lease_key: lease for lease in leases})

@@ -42,6 +42,10 @@ class LeaseTable:
     def name(self) -> str:
         return self._name
 
+    def unscoped(self) -> LeaseTable:
+        """This table, writing leases that belong to no stream (backfill segments)."""
+        return self if self.stream_arn is None else LeaseTable(self._client, self._name, self._clock, self._observe)
+
     def for_stream(self, stream_arn: str | None) -> LeaseTable:
         """This table, writing the leases of ``stream_arn`` (the same client; None: this one's stream)."""
         if stream_arn is None or stream_arn == self.stream_arn:

@@ -28,6 +28,7 @@ class Health:
         self._synced = False
         self._problem: str | None = "starting"
         self._conditions: dict[str, str] = {}
+        self._notes: dict[str, str] = {}
 
     def beat(self, problem: str | None = None) -> None:
         """A loop completed a step; ``problem`` says what keeps the worker from being ready, if anything."""
@@ -42,6 +43,14 @@ class Health:
                 self._conditions.pop(name, None)
             else:
                 self._conditions[name] = problem
+
+    def set_note(self, name: str, note: str | None) -> None:
+        """Set (or clear) a named note that readiness shows without failing (e.g. backfill progress)."""
+        with self._lock:
+            if note is None:
+                self._notes.pop(name, None)
+            else:
+                self._notes[name] = note
 
     def mark_synced(self) -> None:
         with self._lock:
@@ -62,4 +71,4 @@ class Health:
                 return False, "; ".join(self._conditions[name] for name in sorted(self._conditions))
             if not self._synced:
                 return False, "first shard sync not done"
-            return True, "ok"
+            return True, "; ".join(["ok", *(self._notes[name] for name in sorted(self._notes))])

@@ -233,6 +233,21 @@ class Metrics:
             ["kind"],
             registry=registry,
         )
+        self.backfill_items = Counter(
+            "cdc_backfill_items_total",
+            "Items the backfill read, by outcome (applied, stale, filtered, dead_lettered).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.backfill_segments = Gauge(
+            "cdc_backfill_segments",
+            "Backfill segments by state (waiting, running, done).",
+            ["state"],
+            registry=registry,
+        )
+        self.backfill_read_units = Counter(
+            "cdc_backfill_read_units_total", "DynamoDB read units the backfill's Scans consumed.", registry=registry
+        )
         self.pool = PoolStateCollector()
         registry.register(self.pool)
 

@@ -2,7 +2,8 @@
 per-process CPU, RSS and thread counts read from ``/proc``.
 
 ``NullSink`` answers every request 200: ``_bulk`` with one ``201`` item per action (counted from the
-body's action lines), anything else with ``{}`` (index exists, mapping, alias). It stands for a sink
+body's action lines), reads (``_mget``, ``_search``) as an empty index would, anything else with
+``{}`` (index exists, mapping, alias). It stands for a sink
 infinitely faster than any real one, so what the benchmarks measure is the consumer's own cost.
 """
 
@@ -50,6 +51,10 @@ class NullSink:
                     payload = (
                         b'{"took":0,"errors":false,"items":[' + b",".join([b'{"index":{"status":201}}'] * count) + b"]}"
                     )
+                elif "_mget" in self.path:
+                    payload = b'{"docs":[]}'  # nothing indexed
+                elif "_search" in self.path and self.command != "DELETE":
+                    payload = b'{"_scroll_id":"none","hits":{"total":{"value":0},"hits":[]}}'
                 else:
                     payload = b"{}"
                 status = 404 if self.command == "HEAD" and "_alias" in self.path else 200

@@ -283,15 +283,19 @@ def _visibility(
 
 
 def _counters(worker: WorkerProcess) -> dict[str, float]:
+    samples = worker.metrics()
+
+    def total(*prefixes: str) -> float:  # summed over the labels after the prefix (outcome)
+        return sum(value for name, value in samples.items() if name.startswith(prefixes))
+
     return {
-        "get_records": worker.metric("cdc_get_records_total"),
-        "lease_reads": worker.metric('cdc_aws_requests_total{operation="scan"}'),
-        "lease_writes": sum(
-            worker.metric(f'cdc_aws_requests_total{{operation="{op}"}}')
-            for op in ("update_item", "put_item", "delete_item")
+        "get_records": total("cdc_get_records_total{"),
+        "lease_reads": total('cdc_aws_requests_total{operation="scan",'),
+        "lease_writes": total(
+            *(f'cdc_aws_requests_total{{operation="{op}",' for op in ("update_item", "put_item", "delete_item"))
         ),
-        "lost": worker.metric('cdc_lease_events_total{event="lost"}'),
-        "stolen": worker.metric('cdc_lease_events_total{event="stolen"}'),
+        "lost": total('cdc_lease_events_total{event="lost"}'),
+        "stolen": total('cdc_lease_events_total{event="stolen"}'),
     }
 
 

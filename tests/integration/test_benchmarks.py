@@ -29,3 +29,11 @@ def test_the_scale_benchmark_runs_every_section():
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     for line in ("hot_path_ratio=", "catch_up_ratio=", "visibility (change written", "idle cost:"):
         assert line in result.stdout, line
+
+
+def test_the_backfill_benchmark_runs_and_verifies_what_it_indexed():
+    result = bench("tests.bench.backfill")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "verified: 1500 live documents in each index, a sampled document identical: OK" in result.stdout
+    assert "engine=osmem backfill_ratio_vs_ceiling=" in result.stdout
+    assert result.stdout.count("consumer audit peak RSS") == 2

@@ -1,10 +1,13 @@
 """``make demo``: the service on embedded emulators, with the index visibly converging.
 
-Starts moto server and osmem-server on loopback, creates an ``orders`` table with a
-NEW_AND_OLD_IMAGES stream, runs the consumer (``python -m consumer run``, exactly as users run it)
-and a writer that inserts, modifies and deletes orders, and prints a status line every two
-seconds: table items, index documents, records applied, lag. Ctrl-C (or ``--seconds N``) stops
-the writer, the worker (SIGTERM: graceful handoff) and the emulators.
+Starts moto server and osmem-server on loopback, creates an ``orders`` table that already holds
+orders written before its stream existed (some in a legacy shape: ``items`` as text, ``total`` as
+``"unknown"``), then enables a NEW_AND_OLD_IMAGES stream and runs the consumer (``python -m consumer
+run``, exactly as users run it) with ``CDC_BACKFILL=on-new-index``: it creates the index, reads the
+stream and backfills the existing orders at the same time, while a writer inserts, modifies
+(old orders too) and deletes orders. A status line every two seconds shows table items, index
+documents, backfill progress, records applied and lag. Ctrl-C (or ``--seconds N``) stops the
+writer, the worker (SIGTERM: graceful handoff) and the emulators.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=None, help="stop by itself after this long")
     parser.add_argument("--changes", type=int, default=2000, help="changes the writer makes")
+    parser.add_argument("--existing", type=int, default=1000, help="orders in the table before its stream")
     args = parser.parse_args()
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -44,13 +48,16 @@ def main() -> int:
     worker: subprocess.Popen | None = None
     try:
         ddb = _client("dynamodb", moto.url)
-        _create_orders_table(ddb)
-        print(f"moto server   {moto.url}\nosmem-server  {osmem.url}\ntable         {TABLE} (stream NEW_AND_OLD_IMAGES)")
+        _create_orders_table(ddb, args.existing)
+        print(
+            f"moto server   {moto.url}\nosmem-server  {osmem.url}\n"
+            f"table         {TABLE}: {args.existing} orders written before its stream, then stream NEW_AND_OLD_IMAGES"
+        )
         metrics_port = free_port()
         log_path = Path(".run") / "demo-worker.log"
         worker = _start_worker(moto.url, osmem.url, metrics_port, log_path)
         print(f"worker        pid {worker.pid}, metrics http://127.0.0.1:{metrics_port}/metrics, logs {log_path}\n")
-        writer = threading.Thread(target=_write_orders, args=(ddb, args.changes, stop), daemon=True)
+        writer = threading.Thread(target=_write_orders, args=(ddb, args.changes, args.existing, stop), daemon=True)
         writer.start()
         _report_until_stopped(ddb, osmem.url, metrics_port, writer, stop, args.seconds)
         return 0
@@ -74,7 +81,8 @@ def _client(service: str, url: str) -> Any:
     )
 
 
-def _create_orders_table(ddb: Any) -> None:
+def _create_orders_table(ddb: Any, existing: int) -> None:
+    """The table with ``existing`` orders written before its stream was enabled, then the stream."""
     ddb.create_table(
         TableName=TABLE,
         KeySchema=[{"AttributeName": "customer", "KeyType": "HASH"}, {"AttributeName": "order_id", "KeyType": "RANGE"}],
@@ -83,8 +91,33 @@ def _create_orders_table(ddb: Any) -> None:
             {"AttributeName": "order_id", "AttributeType": "N"},
         ],
         BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
     )
+    rng = random.Random(3)
+    orders = [_order(_legacy_key(n), rng, revision=0, legacy=rng.random() < 0.1) for n in range(existing)]
+    for start in range(0, len(orders), 25):
+        ddb.batch_write_item(
+            RequestItems={TABLE: [{"PutRequest": {"Item": order}} for order in orders[start : start + 25]]}
+        )
+    ddb.update_table(
+        TableName=TABLE, StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+    )
+
+
+def _legacy_key(n: int) -> dict[str, Any]:
+    return {"customer": {"S": f"legacy-{n // 10}"}, "order_id": {"N": str(n % 10)}}
+
+
+def _order(key: dict[str, Any], rng: random.Random, revision: int, legacy: bool = False) -> dict[str, Any]:
+    """An order; a legacy one has ``items`` as text and an unknown ``total`` (the mapping copes)."""
+    lines = {"L": [{"M": {"sku": {"S": f"sku-{rng.randrange(100)}"}, "qty": {"N": str(rng.randrange(1, 4))}}}]}
+    return {
+        **key,
+        "status": {"S": rng.choice(STATUSES)},
+        "total": {"S": "unknown"} if legacy else {"N": f"{rng.randrange(100, 99999) / 100:.2f}"},
+        "items": {"S": "see the paper archive"} if legacy else lines,
+        "gift": {"BOOL": rng.random() < 0.1},
+        "revision": {"N": str(revision)},
+    }
 
 
 def _start_worker(moto_url: str, osmem_url: str, metrics_port: int, log_path: Path) -> subprocess.Popen:
@@ -99,6 +132,9 @@ def _start_worker(moto_url: str, osmem_url: str, metrics_port: int, log_path: Pa
         "CDC_WORKER_ID": "demo-worker",
         "CDC_POLL_INTERVAL_SECONDS": "0.25",
         "CDC_DEAD_LETTER_PATH": str(log_path.parent / "demo-dead-letters.jsonl"),
+        "CDC_INITIAL_POSITION": "TRIM_HORIZON",
+        "CDC_BACKFILL": "on-new-index",
+        "CDC_BACKFILL_SEGMENTS": "4",
     }
     log = open(log_path, "wb")  # noqa: SIM115 (the process owns it until it exits)
     # Own session: a Ctrl-C reaches only the demo, which then stops the worker with one SIGTERM.
@@ -107,31 +143,21 @@ def _start_worker(moto_url: str, osmem_url: str, metrics_port: int, log_path: Pa
     )
 
 
-def _write_orders(ddb: Any, changes: int, stop: threading.Event) -> None:
-    """Orders go through their statuses; some are cancelled (deleted) and some placed again."""
+def _write_orders(ddb: Any, changes: int, existing: int, stop: threading.Event) -> None:
+    """Orders go through their statuses; some are cancelled (deleted) and some placed again; one
+    change in five touches an order that existed before the stream."""
     rng = random.Random(7)
     for n in range(changes):
         if stop.is_set():
             return
-        key = {"customer": {"S": f"customer-{rng.randrange(40)}"}, "order_id": {"N": str(rng.randrange(5))}}
+        if existing and rng.random() < 0.2:
+            key = _legacy_key(rng.randrange(existing))
+        else:
+            key = {"customer": {"S": f"customer-{rng.randrange(40)}"}, "order_id": {"N": str(rng.randrange(5))}}
         if rng.random() < 0.15:
             ddb.delete_item(TableName=TABLE, Key=key)
         else:
-            ddb.put_item(
-                TableName=TABLE,
-                Item={
-                    **key,
-                    "status": {"S": rng.choice(STATUSES)},
-                    "total": {"N": f"{rng.randrange(100, 99999) / 100:.2f}"},
-                    "items": {
-                        "L": [
-                            {"M": {"sku": {"S": f"sku-{rng.randrange(100)}"}, "qty": {"N": str(rng.randrange(1, 4))}}}
-                        ]
-                    },
-                    "gift": {"BOOL": rng.random() < 0.1},
-                    "revision": {"N": str(n)},
-                },
-            )
+            ddb.put_item(TableName=TABLE, Item=_order(key, rng, revision=n + 1))
         stop.wait(0.005)
 
 
@@ -145,11 +171,15 @@ def _report_until_stopped(
         samples = _scrape(port)
         applied = sum(v for k, v in samples.items() if k.startswith("cdc_records_processed_total"))
         lag = max((v for k, v in samples.items() if k.startswith("cdc_shard_iterator_age_seconds")), default=0.0)
+        backfilled = sum(v for k, v in samples.items() if k.startswith("cdc_backfill_items_total"))
+        segments_done = samples.get("cdc_backfill_segments{'state': 'done'}", 0.0)
+        segments = sum(v for k, v in samples.items() if k.startswith("cdc_backfill_segments{"))
         state = "CONVERGED: index == table" if table == index else "catching up"
         writing = "writing" if writer.is_alive() else "writer done"
         print(
-            f"[{writing:11}] table={len(table):4} index={len(index):4} applied={applied:6.0f} "
-            f"iterator_age={lag:4.1f}s  {state}",
+            f"[{writing:11}] table={len(table):4} index={len(index):4} "
+            f"backfill={backfilled:5.0f} items, {segments_done:.0f}/{segments:.0f} segments  "
+            f"stream applied={applied:5.0f} iterator_age={lag:4.1f}s  {state}",
             flush=True,
         )
         if table == index and not writer.is_alive() and not shown_sample and index:

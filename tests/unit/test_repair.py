@@ -18,8 +18,11 @@ from consumer.records import StreamRecord
 from consumer.repair import (
     Drift,
     RepairAction,
-    compare,
+    compare_page,
     differing_fields,
+    extra_ids,
+    key_fields,
+    key_of_document,
     plan_repair,
     project_item,
     repair_version,
@@ -121,41 +124,76 @@ documents = st.dictionaries(st.text(max_size=4), json_values, max_size=4)
 
 @st.composite
 def drifted(draw):
-    """Expected documents, and an index drifted from them in known ways."""
+    """Expected documents of a page, and live documents drifted from them in known ways."""
     expected = draw(st.dictionaries(st.text(min_size=1, max_size=6), documents, max_size=8))
-    ids = sorted(expected)
+    ids = list(expected)
     missing = draw(st.sets(st.sampled_from(ids))) if ids else set()
     kept = [doc_id for doc_id in ids if doc_id not in missing]
     changed = draw(st.sets(st.sampled_from(kept))) if kept else set()
-    extra = draw(st.sets(st.text(min_size=1, max_size=6).filter(lambda i: i not in expected), max_size=3))
-    actual, fields = {}, {}
+    others = draw(st.dictionaries(st.text(min_size=1, max_size=6).filter(lambda i: i not in expected), documents))
+    indexed, fields = dict(others), {}
     for doc_id in kept:
         document = dict(expected[doc_id])
         if doc_id in changed:
             field = draw(st.text(max_size=4))
             document[field] = ["changed", document.get(field)]  # never equal to what was there
             fields[doc_id] = (field,)
-        actual[doc_id] = document
-    for doc_id in extra:
-        actual[doc_id] = draw(documents)
-    return expected, actual, Drift(tuple(sorted(missing)), tuple(sorted(extra)), tuple(sorted(fields.items())))
+        indexed[doc_id] = document
+    drift = Drift(
+        tuple(doc_id for doc_id in ids if doc_id in missing),
+        (),
+        tuple((doc_id, fields[doc_id]) for doc_id in ids if doc_id in fields),
+    )
+    return expected, indexed, drift
 
 
 @given(drifted())
-def test_compare_reports_exactly_the_drift(case):
-    # GIVEN an index drifted from the expected documents by missing, extra and changed documents
-    expected, actual, drift = case
+def test_a_page_compared_with_its_live_documents_gives_exactly_its_drift(case):
+    # GIVEN a page of expected documents and live documents (of its ids and others) drifted from it
+    expected, indexed, drift = case
 
     # WHEN they are compared
-    # THEN the drift is exactly that, ids sorted, with the changed top-level fields
-    assert compare(expected, actual.items()) == drift
+    # THEN the drift is exactly the missing and changed documents, with the changed top-level fields,
+    # in the page's order; documents of other ids are left to the index pass
+    assert compare_page(expected, indexed) == drift
 
 
 @given(st.dictionaries(st.text(max_size=6), documents))
 def test_equal_documents_have_no_drift(expected):
     copy = orjson.loads(orjson.dumps(expected))  # what a round trip through the index gives back
-    assert compare(expected, copy.items()) == Drift()
+    assert compare_page(expected, copy) == Drift()
     assert not Drift().found
+
+
+def test_a_document_is_extra_unless_its_key_fields_name_an_item_the_index_should_hold():
+    # GIVEN live documents, and the items that exist among those their key fields name
+    kept = {"pk": "kept", "sk": 1}
+    documents = {
+        "kept|1": kept,
+        "gone|1": {"pk": "gone", "sk": 1},
+        "filtered|1": {"pk": "filtered", "sk": 1},
+        "elsewhere|9": {"pk": "kept", "sk": 1},  # key fields of another id
+        "keyless": {"name": "no key fields"},
+        "wrong-type|1": {"pk": "wrong-type", "sk": "1"},
+    }
+    items = {
+        "kept|1": {"pk": {"S": "kept"}, "sk": {"N": "1"}},
+        "filtered|1": {"pk": {"S": "filtered"}, "sk": {"N": "1"}, "status": {"S": "draft"}},
+    }
+    rules = ProjectionRules(patterns=({"dynamodb": {"NewImage": {"status": {"S": ["live"]}}}},), filter_mode="state")
+
+    # THEN every document but the one of an existing item the filter keeps is extra
+    assert extra_ids(SCHEMA, {"kept|1": kept}, items) == []
+    assert extra_ids(SCHEMA, documents, items) == ["gone|1", "elsewhere|9", "keyless", "wrong-type|1"]
+    assert "filtered|1" in extra_ids(SCHEMA, documents, items, rules)
+
+
+def test_the_key_of_a_document_is_read_back_from_its_key_fields():
+    schema = KeySchema((KeyAttribute("pk", "B"), KeyAttribute("sk", "N")))
+    assert key_of_document(schema, {"pk": "AAE=", "sk": 1.5, "x": 1}) == {"pk": {"B": b"\x00\x01"}, "sk": {"N": "1.5"}}
+    assert key_of_document(schema, {"pk": "not base64!", "sk": 1}) is None
+    assert key_of_document(schema, {"pk": "AAE=", "sk": True}) is None
+    assert key_fields(schema, {"pk": "AAE=", "sk": 2, "x": 1}) == {"pk": "AAE=", "sk": 2}
 
 
 def test_values_of_another_json_type_differ():

@@ -1,0 +1,284 @@
+"""``make bench`` (backfill): items/s of ``consumer backfill`` against the same engine's raw ``_bulk``
+ceiling in the same run, and the memory of ``consumer backfill`` and ``consumer audit`` for a small and
+a large table.
+
+The tables' Scan is served from memory by ``tests.bench.table_front`` (every other request goes to
+moto: the stream, the lease table): moto scans at a few hundred items a second, which would make this
+a benchmark of moto. Its own Scan rate is printed for the record.
+
+* throughput: a table of ``--items`` items (~0.5 KB each, every DynamoDB type) is backfilled by the
+  command, run as operators run it, into osmem-server and into a real OpenSearch node with the
+  managed mapping; its rate is the one its summary prints (items over the scan's duration, process
+  start-up left out). The ceiling POSTs the same documents, projected and serialised before timing,
+  as ``_bulk`` bodies of 1000 into a fresh index set up the same way (the same indexing work). The
+  ceiling runs before and after the backfill; the faster counts.
+* memory: peak RSS (``VmHWM``) of ``consumer backfill`` and ``consumer audit`` for
+  ``--small`` and ``--large`` items into a null OpenSearch (tests.bench.harness.NullSink), so the
+  figure is the command's own memory whatever the engine keeps.
+
+Prints figures and ratios; asserts nothing about speed. ``--smoke`` runs a tiny input on osmem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import urllib3
+from opensearchpy import OpenSearch
+from osmem_server import OsmemServer
+
+from consumer.doc_ids import KeyAttribute, KeySchema
+from consumer.repair import project_item, repair_version, restore
+from consumer.sink.bulk import encode_bulk
+from consumer.sink.index_setup import LIVE_FILTER, ensure_index
+from tests.bench.harness import NullSink
+from tests.bench.table_front import TableFront
+from tests.support.emulators import MotoServer, aws_env
+from tests.support.opensearch_node import OpenSearchNode
+from tests.support.tables import create_table
+from tests.support.worker_process import WorkerProcess, wait_until
+
+SCHEMA = KeySchema((KeyAttribute("pk", "S"), KeyAttribute("sk", "N")))
+SUMMARY = re.compile(r"this process: (\d+) items in \d+ s \(([\d,]+)/s\)")
+
+
+def item(n: int, rng: random.Random) -> dict[str, Any]:
+    """An item of about 0.5 KB using every DynamoDB type, in wire form (binary as base64 text)."""
+    return {
+        "pk": {"S": f"customer-{n % 997}"},
+        "sk": {"N": str(n)},
+        "status": {"S": rng.choice(["new", "paid", "shipped", "returned"])},
+        "total": {"N": f"{rng.randrange(1, 100000) / 100}"},
+        "note": {"S": " ".join(rng.choice(["fast", "gift", "fragile", "express", "bulk"]) for _ in range(30))},
+        "paid": {"BOOL": rng.random() < 0.5},
+        "coupon": {"NULL": True},
+        "tags": {"SS": sorted({rng.choice(["a", "b", "c", "d", "e"]) for _ in range(3)})},
+        "lines": {
+            "L": [
+                {"M": {"sku": {"S": f"sku-{rng.randrange(10**6)}"}, "qty": {"N": str(rng.randrange(1, 9))}}}
+                for _ in range(3)
+            ]
+        },
+        "blob": {"B": base64.b64encode(rng.randbytes(24)).decode()},
+    }
+
+
+def items(count: int, seed: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    return [item(n, rng) for n in range(count)]
+
+
+class Bench:
+    """moto (the stream and the lease table), the table front serving the tables' Scan, a null sink."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.moto = MotoServer.start()
+        self.front = TableFront(self.moto.url)
+        self.null_sink = NullSink()
+        self.ddb = boto3.client(
+            "dynamodb",
+            endpoint_url=self.moto.url,
+            region_name="us-east-1",
+            aws_access_key_id="t",
+            aws_secret_access_key="t",
+        )
+
+    def table(self, name: str, content: list[dict[str, Any]]) -> None:
+        """A table whose Scan gives ``content``, with the stream leases a backfill needs (a worker
+        creates them at TRIM_HORIZON, then stops)."""
+        create_table(self.ddb, name)
+        self.front.add(name, content, ("pk", "sk"))
+        worker = WorkerProcess(
+            {**self.env(name, self.null_sink.url), "CDC_OPENSEARCH_INDEX": f"{name}-stream", "CDC_LOG_LEVEL": "INFO"},
+            self.workdir / f"{name}-worker.log",
+        )
+        try:
+            wait_until(lambda: worker.metric("cdc_leases_held") >= 1, timeout=120, what="stream leases")
+        finally:
+            worker.terminate()
+
+    def moto_scan_rate(self, count: int) -> float:
+        """moto's own Scan rate, for the record: ``count`` items written to it, then scanned."""
+        create_table(self.ddb, "moto-scan")
+        content = items(count, 3)
+        for first in range(0, count, 25):
+            batch = [{"PutRequest": {"Item": _boto3_item(i)}} for i in content[first : first + 25]]
+            self.ddb.batch_write_item(RequestItems={"moto-scan": batch})
+        started = time.perf_counter()
+        for _ in self.ddb.get_paginator("scan").paginate(TableName="moto-scan", ConsistentRead=True):
+            pass
+        return count / (time.perf_counter() - started)
+
+    def env(self, table: str, sink_url: str) -> dict[str, str]:
+        return {
+            "PATH": os.environ.get("PATH", ""),
+            **aws_env(self.front.url),
+            "CDC_TABLE_NAME": table,
+            "CDC_OPENSEARCH_URL": sink_url,
+            "CDC_DEAD_LETTER_PATH": str(self.workdir / "dead-letters.jsonl"),
+            "CDC_INITIAL_POSITION": "TRIM_HORIZON",
+            "CDC_BACKFILL_MAX_READ_UNITS": "1000000",
+            "CDC_LOG_LEVEL": "WARNING",
+        }
+
+    def command(self, env: dict[str, str], *args: str) -> tuple[str, int]:
+        """Run ``consumer ARGS``; its stdout and peak RSS in bytes (``VmHWM``, read until it exits)."""
+        process = subprocess.Popen(
+            [sys.executable, "-m", "consumer", *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        peak = [0]
+
+        def watch() -> None:
+            while process.poll() is None:
+                with contextlib.suppress(OSError, ValueError):
+                    status = Path(f"/proc/{process.pid}/status").read_text()
+                    peak[0] = max(peak[0], int(status.split("VmHWM:")[1].split()[0]) * 1024)
+                time.sleep(0.05)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        output, _ = process.communicate()
+        watcher.join()
+        if process.returncode not in (0, 3):
+            raise RuntimeError(f"consumer {' '.join(args)} exited {process.returncode}: {output}")
+        return output, peak[0]
+
+    def close(self) -> None:
+        self.front.stop()
+        self.null_sink.stop()
+        self.moto.stop()
+
+
+def _boto3_item(wire: dict[str, Any]) -> dict[str, Any]:
+    return {name: {"B": base64.b64decode(value["B"])} if "B" in value else value for name, value in wire.items()}
+
+
+def bulk_bodies(content: list[dict[str, Any]]) -> list[bytes]:
+    """The documents a backfill writes for ``content``, pre-serialised as _bulk bodies of 1000."""
+    version = repair_version(time.time() - 1)
+    actions = [restore(*project_item(SCHEMA, raw), version) for raw in content]
+    return [encode_bulk("bench-ceiling", actions[i : i + 1000]) for i in range(0, len(actions), 1000)]
+
+
+@contextlib.contextmanager
+def engine(name: str) -> Iterator[str]:
+    if name == "osmem":
+        server = OsmemServer.start(japanese=False)
+        try:
+            yield server.url
+        finally:
+            server.close()
+        return
+    node = OpenSearchNode.start(jvm_options=("-XX:TieredStopAtLevel=4",))
+    try:
+        yield node.url
+    finally:
+        node.stop()
+
+
+def ceiling(url: str, bodies: list[bytes], items: int) -> float:
+    client = OpenSearch(hosts=[url])
+    client.indices.delete(index="bench-ceiling", ignore_unavailable=True)
+    ensure_index(client, "bench-ceiling", "bench-ceiling-live", SCHEMA)
+    pool = urllib3.PoolManager(maxsize=1).connection_from_url(url)
+    started = time.perf_counter()
+    for body in bodies:
+        answer = pool.urlopen("POST", "/_bulk", body=body, headers={"Content-Type": "application/x-ndjson"})
+        if answer.status != 200 or b'"errors":true' in answer.data:
+            raise RuntimeError(f"the ceiling's _bulk failed: {answer.status} {answer.data[:300]!r}")
+    return items / (time.perf_counter() - started)
+
+
+def throughput(bench: Bench, table: str, content: list[dict[str, Any]], engines: list[str]) -> None:
+    bodies = bulk_bodies(content)
+    for name in engines:
+        with engine(name) as url:
+            before = ceiling(url, bodies, len(content))
+            env = {**bench.env(table, url), "CDC_OPENSEARCH_INDEX": f"bench-backfill-{name}"}
+            output, _ = bench.command(env, "backfill", "--restart")
+            print(_verify(url, f"bench-backfill-{name}", len(content)))
+            after = ceiling(url, bodies, len(content))
+        match = SUMMARY.search(output)
+        if not match or int(match.group(1)) != len(content):
+            raise RuntimeError(f"unexpected backfill summary: {output}")
+        rate, best = float(match.group(2).replace(",", "")), max(before, after)
+        print(
+            f"backfill into {name}: {len(content)} items, consumer backfill {rate:,.0f} items/s, raw _bulk ceiling "
+            f"{best:,.0f} items/s (runs {before:,.0f} and {after:,.0f})"
+        )
+        print(f"engine={name} backfill_ratio_vs_ceiling={rate / best:.3f} (goal >= 0.8)")
+
+
+def _verify(url: str, index: str, expected: int) -> str:
+    """The backfilled index holds one live document per item, the same as the ceiling's index."""
+    client = OpenSearch(hosts=[url])
+    client.indices.refresh(index=f"{index},bench-ceiling")
+    counts = [client.count(index=name, body={"query": LIVE_FILTER})["count"] for name in (index, "bench-ceiling")]
+    if counts != [expected, expected]:
+        raise RuntimeError(f"live documents: backfill {counts[0]}, ceiling {counts[1]}, items {expected}")
+    probe = client.search(index=index, body={"size": 1, "sort": [{"_id": "asc"}]})["hits"]["hits"][0]
+    twin = client.get(index="bench-ceiling", id=probe["_id"])
+    if probe["_source"] != twin["_source"]:
+        raise RuntimeError(f"document {probe['_id']} differs: {probe['_source']} vs {twin['_source']}")
+    return f"  verified: {expected} live documents in each index, a sampled document identical: OK"
+
+
+def memory(bench: Bench, tables: dict[str, int]) -> None:
+    for table, items in tables.items():
+        env = {**bench.env(table, bench.null_sink.url), "CDC_OPENSEARCH_INDEX": f"{table}-null"}
+        _, backfill_rss = bench.command(env, "backfill", "--restart")
+        _, audit_rss = bench.command(env, "audit")
+        print(
+            f"memory: {items:>7} items: consumer backfill peak RSS {backfill_rss / 2**20:.0f} MiB, "
+            f"consumer audit peak RSS {audit_rss / 2**20:.0f} MiB"
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=50_000)
+    parser.add_argument("--small", type=int, default=10_000)
+    parser.add_argument("--large", type=int, default=200_000)
+    parser.add_argument("--engine", choices=["osmem", "opensearch", "both"], default="both")
+    parser.add_argument("--smoke", action="store_true", help="a tiny input on osmem (make test)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.items, args.small, args.large, args.engine = 1500, 500, 1500, "osmem"
+    sys.stdout.reconfigure(line_buffering=True)
+    engines = ["osmem", "opensearch"] if args.engine == "both" else [args.engine]
+    with tempfile.TemporaryDirectory(prefix="bench-backfill-") as workdir:
+        bench = Bench(Path(workdir))
+        try:
+            print(f"moto's own Scan: {bench.moto_scan_rate(min(args.items, 2000)):,.0f} items/s (not used below)")
+            content = items(args.items, 7)
+            bench.table("orders", content)
+            throughput(bench, "orders", content, engines)
+            sizes = {"small": args.small, "large": args.large}
+            for name, count in sizes.items():
+                bench.table(name, items(count, 11))
+            memory(bench, sizes)
+        finally:
+            bench.close()
+
+
+if __name__ == "__main__":
+    main()
