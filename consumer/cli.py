@@ -1,6 +1,8 @@
-"""Command line: ``consumer run`` starts a worker; ``consumer leases`` prints the lease table;
-``consumer audit`` compares the table with the index (``--repair`` fixes the drift); ``consumer
-redrive`` applies dead-lettered items again from their current state in the table.
+"""Command line: ``consumer run`` starts a worker; ``consumer kcl-processor`` serves one shard under
+the KCL MultiLangDaemon; ``consumer leases`` prints the lease table; ``consumer audit`` compares the
+table with the index (``--repair`` fixes the drift); ``consumer backfill`` copies the table's items
+into the index; ``consumer redrive`` applies dead-lettered items again from their current state in
+the table.
 
 Exit codes: 0 after a clean stop (SIGTERM / SIGINT), a printed table, an audit without drift or a
 redrive of every entry; 3 when an audit found drift or a redrive left entries needing attention
@@ -56,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
         return run_command()
+    if args.command == "kcl-processor":
+        return kcl_command()
     if args.command == "leases":
         return leases_command(as_json=args.json)
     if args.command == "audit":
@@ -79,6 +83,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="run one worker until SIGTERM/SIGINT (configured by CDC_* variables)")
+    commands.add_parser(
+        "kcl-processor",
+        help="serve one shard as a record processor of the KCL MultiLangDaemon (its executableName; deploy/kcl)",
+    )
     leases = commands.add_parser("leases", help="print the lease table: owner, checkpoint, age and lag of each shard")
     leases.add_argument("--json", action="store_true", help="print a JSON array of leases instead of a table")
     audit = commands.add_parser(
@@ -162,6 +170,32 @@ def run_command() -> int:
         return EXIT_CONFIG
     except ConsumerError as exc:
         log.error("worker_failed", error=str(exc), error_type=type(exc).__name__)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def kcl_command() -> int:
+    """``consumer kcl-processor``: logs are JSON lines on stderr (stdout is the daemon's protocol)."""
+    try:
+        settings, warnings = load_settings(os.environ)
+    except ConfigError as exc:
+        print(f"consumer: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(settings.log_level, "json")
+    for warning in warnings:
+        log.warning("config_warning", detail=warning)
+    try:
+        from consumer.kcl.command import kcl_processor_command  # needs the [kcl] extra: not for every command
+    except ImportError as exc:
+        log.error("kcl_processor_startup_failed", error=f"{exc}: install the kcl extra (pip install '.[kcl]')")
+        return EXIT_CONFIG
+    try:
+        kcl_processor_command(settings)
+    except ConfigError as exc:
+        log.error("kcl_processor_startup_failed", error=str(exc))
+        return EXIT_CONFIG
+    except ConsumerError as exc:
+        log.error("kcl_processor_failed", error=str(exc), error_type=type(exc).__name__)
         return EXIT_FAILED
     return EXIT_OK
 

@@ -157,6 +157,8 @@ class Settings(BaseModel):
     backfill_segments: int | None = Field(None, ge=1, le=1_000_000)
     backfill_max_read_units: float = Field(1000.0, gt=0, le=1_000_000)
     backfill_consistent_read: bool = True
+    kcl_lease_table: str | None = None
+    kcl_batch_timeout_seconds: float = Field(300.0, gt=0, le=86_400)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
     # Not CDC_ variables: AWS_REGION (or AWS_DEFAULT_REGION), which the AWS SDKs also read; and

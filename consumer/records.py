@@ -17,6 +17,9 @@ from consumer.errors import RecordError
 EventName = Literal["INSERT", "MODIFY", "REMOVE"]
 EVENT_NAMES = ("INSERT", "MODIFY", "REMOVE")
 TTL_PRINCIPAL = "dynamodb.amazonaws.com"
+# Set by a transport that received a record it could not decode (consumer.kcl.records): the record
+# is refused with this message, so it is dead-lettered instead of dropped.
+DECODE_ERROR_FIELD = "_cdc_decode_error"
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,8 @@ class StreamRecord:
     @classmethod
     def from_wire(cls, raw: dict[str, Any]) -> StreamRecord:
         """Validate and wrap one record from GetRecords."""
+        if DECODE_ERROR_FIELD in raw:
+            raise RecordError(str(raw[DECODE_ERROR_FIELD]))
         body = raw.get("dynamodb")
         if not isinstance(body, dict):
             raise RecordError("record has no 'dynamodb' object")

@@ -1,4 +1,5 @@
-"""deploy/Dockerfile: hadolint-clean, multi-stage, and the runtime image is what the manifests expect."""
+"""deploy/Dockerfile: hadolint-clean, multi-stage, and the images are what the manifests and the KCL
+properties expect: the worker image (the default, last stage) and the KCL daemon image (``--target kcl``)."""
 
 from __future__ import annotations
 
@@ -15,16 +16,42 @@ def test_hadolint_passes():
     run(tool("hadolint"), "--failure-threshold", "info", DEPLOY / "Dockerfile")
 
 
-def test_wheel_is_built_in_a_builder_stage():
-    instructions = dockerfile_instructions()
-    starts = [i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM"]
-    assert len(starts) == 2
-    builder = instructions[starts[0] : starts[1]]
-    assert builder[0] == ("FROM", "python:3.11-slim AS build")
-    assert ("COPY", "pyproject.toml README.md ./") in builder
-    assert any(keyword == "RUN" and "pip wheel" in arguments for keyword, arguments in builder)
+def stages() -> dict[str, list[tuple[str, str]]]:
+    """Each stage's instructions by its name (``FROM … AS name``), in file order."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for keyword, arguments in dockerfile_instructions():
+        if keyword == "FROM":
+            current = found.setdefault(arguments.rsplit(" AS ", 1)[1], [])
+        current.append((keyword, arguments))
+    return found
+
+
+def test_wheels_are_built_in_builder_stages_and_the_worker_image_is_the_default():
+    built = stages()
+    assert list(built) == ["build", "kcl-build", "kcl-jars", "kcl", "runtime"]  # the last is what `docker build` makes
+    for builder, target in (("build", "."), ("kcl-build", '".[kcl]"')):
+        assert ("COPY", "pyproject.toml README.md ./") in built[builder]
+        assert any(
+            k == "RUN" and f"pip wheel --no-cache-dir --wheel-dir /wheels {target} " in a for k, a in built[builder]
+        )
     assert _runtime("FROM") == ["python:3.11-slim AS runtime"]
     assert any(arguments.startswith("--from=build ") for arguments in _runtime("COPY"))
+
+
+def test_the_kcl_image_runs_the_launcher_with_the_processor_it_names():
+    kcl = stages()["kcl"]
+    copies = [arguments for keyword, arguments in kcl if keyword == "COPY"]
+    assert "--from=kcl-build /opt/venv /opt/venv" in copies
+    assert "--from=kcl-jars /kcl/target/lib /opt/kcl/lib" in copies
+    assert any(arguments.startswith("--from=eclipse-temurin:17") for arguments in copies)
+    (entrypoint,) = [json.loads(arguments) for keyword, arguments in kcl if keyword == "ENTRYPOINT"]
+    assert entrypoint[0] == "java" and entrypoint[-1] == "consumer.kcl.DynamoDBStreamsMultiLangDaemon"
+    assert "/opt/kcl/classes:/opt/kcl/lib/*" in entrypoint
+    (user,) = [arguments for keyword, arguments in kcl if keyword == "USER"]
+    assert user.split(":")[0].isdigit() and user.split(":")[0] != "0"
+    # the properties baked in start the processor from the image's virtualenv
+    properties = (DEPLOY / "kcl" / "streams-daemon.properties").read_text()
+    assert "executableName = /opt/venv/bin/consumer kcl-processor" in properties.splitlines()
 
 
 def test_runs_as_a_numeric_non_root_user():
@@ -62,6 +89,6 @@ def test_build_context_keeps_what_the_build_copies():
     # The build context is the repository root; .dockerignore sends only what COPY needs.
     ignore = (REPO / ".dockerignore").read_text().splitlines()
     assert "*" in ignore
-    for needed in ("pyproject.toml", "README.md", "consumer/"):
+    for needed in ("pyproject.toml", "README.md", "consumer/", "deploy/kcl/pom.xml", "deploy/kcl/src/main/"):
         assert f"!{needed}" in ignore
         assert (REPO / needed).exists()

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-import zlib
-from dataclasses import dataclass
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -34,70 +32,12 @@ from consumer.processor import BatchProcessor
 from consumer.sink.dlq import DeadLetterFile
 from consumer.sink.index_setup import ensure_index
 from consumer.sink.opensearch import OpenSearchSink
-from tests.support.factories import stream_record
+from tests.support.histories import final_table, histories, shards_of
 from tests.support.tables import forget_deletes, index_documents
 
 pytestmark = [pytest.mark.integration, pytest.mark.engines]
 SCHEMA = KeySchema((KeyAttribute("pk", "S"),))
-KEYS = [f"item-{i}" for i in range(5)]
 _indices = itertools.count()
-
-
-@dataclass(frozen=True)
-class Change:
-    key: str
-    deleted: bool
-    second: int
-    revision: int
-
-
-@st.composite
-def histories(draw: st.DrawFn) -> list[Change]:
-    """Changes in write order; seconds never go backwards and often repeat."""
-    second = 1_800_000_000
-    changes = []
-    for revision in range(draw(st.integers(1, 40))):
-        second += draw(st.sampled_from([0, 0, 0, 1]))
-        changes.append(Change(draw(st.sampled_from(KEYS)), draw(st.booleans()), second, revision))
-    return changes
-
-
-def child_of(key: str) -> int:
-    return zlib.crc32(key.encode()) % 2
-
-
-def records_of(changes: list[Change]) -> list[dict]:
-    records = []
-    for change in changes:
-        keys = {"pk": {"S": change.key}}
-        if change.deleted:
-            records.append(stream_record("REMOVE", keys=keys, second=change.second))
-        else:
-            image = {**keys, "revision": {"N": str(change.revision)}}
-            records.append(stream_record("MODIFY", keys=keys, new_image=image, second=change.second))
-    return records
-
-
-def shards_of(changes: list[Change], split_at: int | None) -> list[list[dict]]:
-    """[parent] or [parent, left child, right child], each a list of records in shard order."""
-    if split_at is None:
-        return [records_of(changes)]
-    after = changes[split_at:]
-    return [
-        records_of(changes[:split_at]),
-        records_of([c for c in after if child_of(c.key) == 0]),
-        records_of([c for c in after if child_of(c.key) == 1]),
-    ]
-
-
-def final_table(changes: list[Change]) -> dict[str, dict]:
-    state: dict[str, dict] = {}
-    for change in changes:
-        if change.deleted:
-            state.pop(change.key, None)
-        else:
-            state[change.key] = {"pk": change.key, "revision": change.revision}
-    return state
 
 
 @pytest.fixture(scope="module")

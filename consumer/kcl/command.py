@@ -1,0 +1,63 @@
+"""``consumer kcl-processor``: the record processor the KCL MultiLangDaemon starts per shard (its
+``executableName``), configured by the same ``CDC_*`` variables as the workers plus
+``CDC_KCL_LEASE_TABLE`` (the daemon's ``applicationName``).
+
+stdout carries the protocol and nothing else: anything else printed there would corrupt it, so
+``sys.stdout`` is pointed at stderr for the rest of the process and logs go to stderr as JSON
+lines. Exit codes: 0 when the daemon closes stdin; 1 when a batch could not be settled, a
+checkpoint's version could not be stored, or the daemon sent a line that is no protocol message;
+2 for a configuration error. The daemon stops when a child exits, so a non-zero exit restarts the
+whole daemon, which resumes every shard from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from consumer.assembly import build_processor
+from consumer.clients import aws_clients, opensearch_client
+from consumer.config import Settings
+from consumer.errors import ConfigError
+from consumer.kcl.processor import ShardProcessor
+from consumer.kcl.protocol import StrictKCLProcess
+from consumer.kcl.versions import KclVersionStore
+from consumer.observability.health import Health
+from consumer.observability.metrics import Metrics
+from consumer.sink.index_setup import ensure_index
+from consumer.sink.mapping import NO_TEMPLATE
+from consumer.source import resolve_stream
+
+log = structlog.get_logger(__name__)
+
+
+def kcl_processor_command(settings: Settings) -> None:
+    """Serve the protocol on stdin / stdout until the daemon closes stdin."""
+    if not settings.kcl_lease_table:
+        raise ConfigError(
+            "CDC_KCL_LEASE_TABLE is required for kcl-processor: the KCL daemon's lease table (its applicationName)"
+        )
+    protocol_out = sys.stdout
+    sys.stdout = sys.stderr  # nothing but protocol lines may reach the daemon's pipe
+    aws = aws_clients(settings.aws_region, settings.streams_endpoint_url)
+    source = resolve_stream(aws.dynamodb, aws.streams, settings.source_table, settings.stream_arn)
+    ensure_index(
+        opensearch_client(settings),
+        settings.index_name,
+        settings.read_alias_name,
+        source.key_schema,
+        settings.mapping_mode,
+        settings.index_template or NO_TEMPLATE,
+    )
+    # No /metrics in this mode (one process per shard, started by the daemon): the KCL publishes its own.
+    batches = build_processor(settings, source, Metrics(CollectorRegistry()), Health(stall_after_seconds=3600))
+    try:
+        processor = ShardProcessor(
+            batches, KclVersionStore(aws.dynamodb, settings.kcl_lease_table), settings.kcl_batch_timeout_seconds
+        )
+        StrictKCLProcess(processor, input_file=sys.stdin, output_file=protocol_out, error_file=sys.stderr).run()
+    finally:
+        batches.close()
+    log.info("kcl_processor_exited", reason="the daemon closed stdin")
