@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv deploy-tools java-tools test unit integration lint demo bench bench-scale clean
+.PHONY: venv deploy-tools java-tools test unit integration lint lock demo bench bench-scale clean
 
 venv: $(STAMP)
 
@@ -13,6 +13,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,kcl]'
 	touch $(STAMP)
+
+## The image's exact dependencies (deploy/requirements*.lock, with hashes) from pyproject.toml;
+## run after changing a dependency (tests/deploy fails while they disagree).
+LOCK := $(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links
+lock: venv
+	$(LOCK) --output-file deploy/requirements.lock pyproject.toml
+	$(LOCK) --extra kcl --output-file deploy/requirements-kcl.lock pyproject.toml
 
 lint: venv
 	$(VENV)/bin/ruff check consumer tests

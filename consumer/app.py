@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from consumer import __version__
 from consumer.assembly import build_processor, build_worker
+from consumer.aws_calls import count_retries
 from consumer.backfill.job import build_runner, check_no_gap, ensure_segments
 from consumer.backoff import backoff_delay
 from consumer.clients import AwsClients, aws_clients, opensearch_client
@@ -42,11 +43,12 @@ def run_worker(settings: Settings, stop: threading.Event) -> None:
     """Run one worker until ``stop`` is set. Raises ConfigError for a set-up it cannot run with."""
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    metrics.build_info.info({"version": __version__})
+    metrics.build_info.info({"version": __version__, "commit": settings.build_commit})
     timings = WorkerTimings(
         settings.failover_seconds, settings.shard_sync_interval_seconds, settings.shutdown_timeout_seconds
     )
     health = Health(stall_after_seconds=max(3 * timings.tick, settings.retry_max_delay_seconds) + 30)
+    metrics.worker_ready.set_function(lambda: 1.0 if health.readiness()[0] else 0.0)
     server = ObservabilityServer(
         settings.metrics_host, settings.metrics_port, registry, health.liveness, health.readiness
     )
@@ -55,6 +57,7 @@ def run_worker(settings: Settings, stop: threading.Event) -> None:
     processor = None
     try:
         aws = aws_clients(settings.aws_region, settings.streams_endpoint_url)
+        count_retries(aws.dynamodb, metrics.count_aws_retries)
         source = _until_stopped(
             lambda: resolve_stream(aws.dynamodb, aws.streams, settings.source_table, settings.stream_arn),
             "stream not resolved",

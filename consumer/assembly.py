@@ -13,6 +13,7 @@ from pathlib import Path
 
 import structlog
 
+from consumer.aws_calls import count_retries
 from consumer.clients import AwsClients, dead_letter_client, opensearch_client
 from consumer.config import Settings
 from consumer.doc_ids import KeySchema
@@ -159,9 +160,11 @@ def build_dead_letters(settings: Settings, metrics: Metrics) -> DeadLetterSink:
     destination = settings.dead_letters
     if destination.kind == "sqs":
         client = dead_letter_client("sqs", settings.aws_region)
+        count_retries(client, metrics.count_aws_retries)
         sink: DeadLetterSink = DeadLetterQueue.connect(client, destination.location, metrics.observe_aws)
     elif destination.kind == "s3":
         client = dead_letter_client("s3", settings.aws_region)
+        count_retries(client, metrics.count_aws_retries)
         sink = DeadLetterObjects.connect(client, destination.location, destination.prefix, metrics.observe_aws)
     else:
         sink = DeadLetterFile(Path(destination.location))

@@ -1,19 +1,21 @@
 """One place where every AWS call is made and its outcome counted.
 
-``observed_call`` invokes a boto3 client operation, reports ``(operation, outcome)`` to an
-observer (the metrics' ``cdc_aws_requests_total``) and re-raises botocore's exception untouched,
+``observed_call`` invokes a boto3 client operation, reports ``(operation, outcome, seconds)`` to an
+observer (the metrics' ``cdc_aws_requests_total`` and ``cdc_aws_request_duration_seconds``; the
+duration includes botocore's own retries) and re-raises botocore's exception untouched,
 so each adapter keeps translating errors into its own domain errors. Outcomes are a small fixed
 set, keeping label cardinality bounded.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-Observer = Callable[[str, str], None]
+Observer = Callable[[str, str, float], None]  # (operation, outcome, seconds)
 
 THROTTLING_CODES = frozenset(
     {"LimitExceededException", "ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded"}
@@ -21,16 +23,17 @@ THROTTLING_CODES = frozenset(
 
 
 def observed_call(client: Any, operation: str, observe: Observer | None, **kwargs: Any) -> dict[str, Any]:
-    """``client.<operation>(**kwargs)``, with its outcome reported to ``observe``."""
+    """``client.<operation>(**kwargs)``, with its outcome and duration reported to ``observe``."""
+    started = time.monotonic()
     try:
         response = getattr(client, operation)(**kwargs)
     except ClientError as exc:
-        _report(observe, operation, client_error_outcome(exc))
+        _report(observe, operation, client_error_outcome(exc), started)
         raise
     except BotoCoreError:
-        _report(observe, operation, "network")
+        _report(observe, operation, "network", started)
         raise
-    _report(observe, operation, "ok")
+    _report(observe, operation, "ok", started)
     return response
 
 
@@ -44,6 +47,18 @@ def client_error_outcome(exc: ClientError) -> str:
     return "server_error" if status >= 500 else "client_error"
 
 
-def _report(observe: Observer | None, operation: str, outcome: str) -> None:
+def _report(observe: Observer | None, operation: str, outcome: str, started: float) -> None:
     if observe is not None:
-        observe(operation, outcome)
+        observe(operation, outcome, time.monotonic() - started)
+
+
+def count_retries(client: Any, record: Callable[[str, int], None]) -> None:
+    """Report botocore's own retries of every call of ``client`` as ``record(operation, retries)``:
+    an ``after-call`` event hook (emitted for error answers too) reading ``RetryAttempts``."""
+
+    def after_call(parsed: Any = None, model: Any = None, **_: Any) -> None:
+        retries = (parsed or {}).get("ResponseMetadata", {}).get("RetryAttempts", 0) if isinstance(parsed, dict) else 0
+        if retries and model is not None:
+            record(model.name, int(retries))
+
+    client.meta.events.register("after-call.*.*", after_call)

@@ -1,5 +1,6 @@
 """Command line: ``consumer run`` starts a worker; ``consumer kcl-processor`` serves one shard under
-the KCL MultiLangDaemon; ``consumer leases`` prints the lease table; ``consumer audit`` compares the
+the KCL MultiLangDaemon; ``consumer leases`` prints the lease table; ``consumer config [--check]`` prints (and checks) the
+configuration; ``consumer audit`` compares the
 table with the index (``--repair`` fixes the drift); ``consumer backfill`` copies the table's items
 into the index; ``consumer redrive`` applies dead-lettered items again from their current state in
 the table.
@@ -30,6 +31,7 @@ from consumer.backfill.command import backfill_command
 from consumer.backfill.segments import is_segment
 from consumer.clients import aws_clients
 from consumer.config import Settings, load_settings
+from consumer.config_command import config_command
 from consumer.errors import ConfigError, ConsumerError
 from consumer.leases.model import Lease
 from consumer.leases.report import lease_rows, render_json, render_table
@@ -60,6 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_command()
     if args.command == "kcl-processor":
         return kcl_command()
+    if args.command == "config":
+        return _run_command(
+            lambda settings: config_command(settings, os.environ, args.json, args.check), require_opensearch=args.check
+        )
     if args.command == "leases":
         return leases_command(as_json=args.json)
     if args.command == "audit":
@@ -86,6 +92,17 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "kcl-processor",
         help="serve one shard as a record processor of the KCL MultiLangDaemon (its executableName; deploy/kcl)",
+    )
+    config = commands.add_parser(
+        "config",
+        help="print the effective configuration (secrets redacted) and where each value comes from",
+        epilog="Exit codes: 0 valid (and, with --check, everything reachable); 3 a check failed; 2 invalid configuration.",
+    )
+    config.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
+    config.add_argument(
+        "--check",
+        action="store_true",
+        help="also check the table, its stream, the lease table, OpenSearch, the index and the dead-letter destination",
     )
     leases = commands.add_parser("leases", help="print the lease table: owner, checkpoint, age and lag of each shard")
     leases.add_argument("--json", action="store_true", help="print a JSON array of leases instead of a table")
@@ -157,7 +174,7 @@ def run_command() -> int:
     except ConfigError as exc:
         print(f"consumer: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, settings.worker_id)
     for warning in warnings:
         log.warning("config_warning", detail=warning)
     stop = threading.Event()

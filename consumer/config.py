@@ -14,6 +14,7 @@ import json
 import os
 import re
 import socket
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,6 +166,8 @@ class Settings(BaseModel):
     # AWS_ENDPOINT_URL_DYNAMODBSTREAMS, an alias of the SDK's AWS_ENDPOINT_URL_DYNAMODB_STREAMS.
     aws_region: str | None = Field(None, exclude=True)
     streams_endpoint_url: str | None = Field(None, exclude=True)
+    # Baked into the image at build time (deploy/Dockerfile: ARG GIT_COMMIT), for cdc_build_info.
+    build_commit: str = Field("unknown", exclude=True)
 
     @field_validator("event_names", "include_fields", "drop_fields", "mask_fields", mode="before")
     @classmethod
@@ -287,6 +290,20 @@ class Settings(BaseModel):
             raise ValueError(
                 "CDC_IDLE_POLL_MAX_SECONDS must be at least CDC_POLL_INTERVAL_SECONDS: it caps the backoff of idle polls"
             )
+        if self.opensearch_auth == "basic" and not (self.opensearch_username and self.opensearch_password):
+            raise ValueError(
+                "CDC_OPENSEARCH_AUTH=basic needs CDC_OPENSEARCH_USERNAME and CDC_OPENSEARCH_PASSWORD (one is not set)"
+            )
+        if self.opensearch_auth != "basic" and (self.opensearch_username or self.opensearch_password):
+            raise ValueError(
+                f"CDC_OPENSEARCH_USERNAME / CDC_OPENSEARCH_PASSWORD are set but CDC_OPENSEARCH_AUTH="
+                f"{self.opensearch_auth}: set CDC_OPENSEARCH_AUTH=basic to use them, or unset them"
+            )
+        if self.retry_base_seconds > self.retry_max_delay_seconds:
+            raise ValueError(
+                f"CDC_RETRY_BASE_SECONDS={self.retry_base_seconds:g} is above CDC_RETRY_MAX_DELAY_SECONDS="
+                f"{self.retry_max_delay_seconds:g}: the first backoff step cannot exceed the cap"
+            )
         if self.read_alias_name == self.index_name:
             raise ValueError(
                 f"CDC_OPENSEARCH_READ_ALIAS must differ from the index name {self.index_name!r}: "
@@ -361,7 +378,7 @@ def load_settings(environ: Mapping[str, str], require_opensearch: bool = True) -
         if not name.startswith(ENV_PREFIX):
             continue
         field = name[len(ENV_PREFIX) :].lower()
-        if field in known and field not in ("aws_region", "streams_endpoint_url"):
+        if field in known and field not in _NOT_CDC_VARIABLES:
             values[field] = value
         else:
             warnings.append(f"{name} is not a setting of this consumer and is ignored (typo?)")
@@ -373,6 +390,11 @@ def load_settings(environ: Mapping[str, str], require_opensearch: bool = True) -
         if environ.get("AWS_ENDPOINT_URL_DYNAMODB_STREAMS")
         else environ.get("AWS_ENDPOINT_URL_DYNAMODBSTREAMS"),
     }
+    if "worker_id" not in values:
+        task_id = _ecs_task_id(environ, warnings)
+        if task_id:
+            values["worker_id"] = task_id
+    aws["build_commit"] = environ.get("CONSUMER_GIT_COMMIT") or "unknown"
     missing_sink = require_opensearch and not values.get("opensearch_url")
     try:
         settings = Settings.model_validate({**values, **aws})
@@ -385,6 +407,24 @@ def load_settings(environ: Mapping[str, str], require_opensearch: bool = True) -
     if missing_sink:
         raise ConfigError(f"invalid configuration:\n  {_MISSING_SINK}")
     return settings, sorted(warnings)
+
+
+_NOT_CDC_VARIABLES = ("aws_region", "streams_endpoint_url", "build_commit")
+
+
+def _ecs_task_id(environ: Mapping[str, str], warnings: list[str]) -> str | None:
+    """On ECS, the task id (the last part of the task ARN, from the task metadata endpoint v4): a
+    worker id that names the task in the lease table and in the console. None elsewhere."""
+    endpoint = environ.get("ECS_CONTAINER_METADATA_URI_V4")
+    if not endpoint:
+        return None
+    try:
+        with urllib.request.urlopen(f"{endpoint}/task", timeout=2) as answer:
+            task_arn = json.loads(answer.read())["TaskARN"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        warnings.append(f"ECS task metadata unreadable ({exc}): the worker id is <hostname>-<pid>; set CDC_WORKER_ID")
+        return None
+    return str(task_arn).rsplit("/", 1)[-1]
 
 
 _MISSING_SINK = "CDC_OPENSEARCH_URL=(not set): required, e.g. https://search-domain.eu-west-1.es.amazonaws.com"

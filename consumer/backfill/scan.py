@@ -147,21 +147,22 @@ class SegmentScan:
 
     def _call(self, request: dict[str, Any]) -> dict[str, Any]:
         """One Scan request; its outcome reported as ``scan``. Raises ClientError for an error answer."""
+        started = time.monotonic()
         try:
             answer, _ = self._wire.call("Scan", request)
         except WireCallError as exc:
             error = exc.as_client_error()
-            self._report(client_error_outcome(error))
+            self._report(client_error_outcome(error), started)
             raise error from exc
         except urllib3.exceptions.HTTPError:
-            self._report("network")
+            self._report("network", started)
             raise
-        self._report("ok")
+        self._report("ok", started)
         return answer
 
-    def _report(self, outcome: str) -> None:
+    def _report(self, outcome: str, started: float) -> None:
         if self._observe is not None:
-            self._observe("scan", outcome)
+            self._observe("scan", outcome, time.monotonic() - started)
 
     def _refuse_set_up_errors(self, exc: ClientError) -> None:
         code = exc.response.get("Error", {}).get("Code", "")

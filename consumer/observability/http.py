@@ -13,6 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from consumer.errors import ConfigError
+
 Probe = Callable[[], tuple[bool, str]]
 
 
@@ -20,8 +22,16 @@ class ObservabilityServer:
     """Serves metrics and probes on one port."""
 
     def __init__(self, host: str, port: int, registry: CollectorRegistry, liveness: Probe, readiness: Probe) -> None:
+        """Raises ConfigError when the address cannot be listened on (the port in use, a bad host)."""
         handler = _make_handler(registry, liveness, readiness)
-        self._server = ThreadingHTTPServer((host, port), handler)
+        try:
+            self._server = ThreadingHTTPServer((host, port), handler)
+        except OSError as exc:
+            raise ConfigError(
+                f"CDC_METRICS_HOST={host} CDC_METRICS_PORT={port}: cannot listen there ({exc.strerror or exc}): "
+                "another process holds the port, or the address is not this host's; choose another "
+                "CDC_METRICS_PORT (0 picks a free one)"
+            ) from exc
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="observability-http", daemon=True)
 

@@ -14,7 +14,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -95,7 +104,15 @@ class Metrics:
         self.registry = registry
         self.shard_progress = ShardProgressCollector(clock)
         registry.register(self.shard_progress)
-        self.build_info = Info("cdc_build", "Version of the consumer.", registry=registry)
+        self.build_info = Info("cdc_build", "Version and git commit of the consumer.", registry=registry)
+        self.worker_ready = Gauge(
+            "cdc_worker_ready",
+            "1 while /readyz answers 200, 0 otherwise (its body says why); evaluated at scrape time.",
+            registry=registry,
+        )
+        ProcessCollector(registry=registry)  # process_cpu_seconds_total, process_resident_memory_bytes, …
+        PlatformCollector(registry=registry)  # python_info
+        GCCollector(registry=registry)  # python_gc_*
         self.records_read = Counter(
             "cdc_records_read_total", "Stream records returned by GetRecords.", registry=registry
         )
@@ -181,6 +198,20 @@ class Metrics:
             ["operation", "outcome"],
             registry=registry,
         )
+        self.aws_request_duration = Histogram(
+            "cdc_aws_request_duration_seconds",
+            "Duration of AWS API calls by operation (get_records, update_item for checkpoints and renewals, "
+            "scan, …), botocore's own retries included.",
+            ["operation"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.aws_retries = Counter(
+            "cdc_aws_retries_total",
+            "Retries botocore made inside AWS calls (throttling, 5xx, connection errors), by operation.",
+            ["operation"],
+            registry=registry,
+        )
         self.records_read_bytes = Counter(
             "cdc_records_read_bytes_total", "SizeBytes of the stream records read.", registry=registry
         )
@@ -251,6 +282,11 @@ class Metrics:
         self.pool = PoolStateCollector()
         registry.register(self.pool)
 
-    def observe_aws(self, operation: str, outcome: str) -> None:
-        """Observer for consumer.aws_calls.observed_call."""
+    def observe_aws(self, operation: str, outcome: str, seconds: float) -> None:
+        """Observer for consumer.aws_calls.observed_call (and the wire calls)."""
         self.aws_requests.labels(operation=operation, outcome=outcome).inc()
+        self.aws_request_duration.labels(operation=operation).observe(seconds)
+
+    def count_aws_retries(self, operation: str, retries: int) -> None:
+        """Recorder for consumer.aws_calls.count_retries."""
+        self.aws_retries.labels(operation=operation).inc(retries)

@@ -7,6 +7,7 @@ Thread-safe.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import urllib3
@@ -38,21 +39,22 @@ class RawGetRecords:
 
     def get_records(self, iterator: str, limit: int) -> tuple[list[dict[str, Any]], str | None, int]:
         """The page's records (wire form), its next iterator (None at shard end) and its size in bytes."""
+        started = time.monotonic()
         try:
             answer, size = self._wire.call("GetRecords", {"ShardIterator": iterator, "Limit": limit})
         except urllib3.exceptions.HTTPError as exc:
-            self._report("network")
+            self._report("network", started)
             raise StreamError(f"get_records failed: {exc}") from exc
         except WireCallError as exc:
             error_class = _ERRORS.get(exc.code, StreamError)
             if error_class is ThrottledError:
-                self._report("throttled")
+                self._report("throttled", started)
             else:
-                self._report("server_error" if exc.status >= 500 else "client_error")
+                self._report("server_error" if exc.status >= 500 else "client_error", started)
             raise error_class(f"get_records failed: {exc.code or exc.status}: {exc.message}") from exc
-        self._report("ok")
+        self._report("ok", started)
         return answer.get("Records", []), answer.get("NextShardIterator"), size
 
-    def _report(self, outcome: str) -> None:
+    def _report(self, outcome: str, started: float) -> None:
         if self._observe is not None:
-            self._observe("get_records", outcome)
+            self._observe("get_records", outcome, time.monotonic() - started)

@@ -26,14 +26,13 @@ def stages() -> dict[str, list[tuple[str, str]]]:
     return found
 
 
-def test_wheels_are_built_in_builder_stages_and_the_worker_image_is_the_default():
+def test_dependencies_come_from_the_lock_files_in_builder_stages_and_the_worker_image_is_the_default():
     built = stages()
     assert list(built) == ["build", "kcl-build", "kcl-jars", "kcl", "runtime"]  # the last is what `docker build` makes
-    for builder, target in (("build", "."), ("kcl-build", '".[kcl]"')):
-        assert ("COPY", "pyproject.toml README.md ./") in built[builder]
-        assert any(
-            k == "RUN" and f"pip wheel --no-cache-dir --wheel-dir /wheels {target} " in a for k, a in built[builder]
-        )
+    for builder, lock in (("build", "requirements.lock"), ("kcl-build", "requirements-kcl.lock")):
+        assert ("COPY", f"pyproject.toml README.md deploy/{lock} ./") in built[builder]
+        (run,) = [arguments for keyword, arguments in built[builder] if keyword == "RUN"]
+        assert "--require-hashes" in run and f"-r {lock}" in run and "--no-deps ." in run
     assert _runtime("FROM") == ["python:3.11-slim AS runtime"]
     assert any(arguments.startswith("--from=build ") for arguments in _runtime("COPY"))
 
@@ -77,6 +76,16 @@ def test_environment_and_port():
     env = " ".join(_runtime("ENV"))
     assert "PYTHONDONTWRITEBYTECODE=1" in env and "PYTHONUNBUFFERED=1" in env
     assert _runtime("EXPOSE") == ["9400"]
+
+
+def test_images_are_labelled_with_their_commit():
+    for stage in ("kcl", "runtime"):
+        instructions = stages()[stage]
+        labels = " ".join(arguments for keyword, arguments in instructions if keyword == "LABEL")
+        assert 'org.opencontainers.image.revision="${GIT_COMMIT}"' in labels
+        assert "org.opencontainers.image.version=" in labels and "org.opencontainers.image.title=" in labels
+        env = " ".join(arguments for keyword, arguments in instructions if keyword == "ENV")
+        assert "CONSUMER_GIT_COMMIT=${GIT_COMMIT}" in env  # cdc_build_info{commit}
 
 
 def test_no_secrets_are_baked_in():

@@ -1,19 +1,17 @@
-"""deploy/ecs/task-definition.json: a valid RegisterTaskDefinition request for Fargate, and its entry
-point names the worker after the task."""
+"""deploy/ecs/task-definition.json: a valid RegisterTaskDefinition request for Fargate that runs the
+image's entry point, is named after its task, is discoverable by Prometheus and reachable by ECS Exec."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 
+from consumer.config import load_settings
 from tests.deploy.helpers import DEPLOY, ecs_container, json_file
 
 TASK_DEFINITION = DEPLOY / "ecs" / "task-definition.json"
@@ -58,20 +56,6 @@ class _TaskMetadata(BaseHTTPRequestHandler):
         return
 
 
-def _run_entry_point(tmp_path: Path, env: dict[str, str]) -> str:
-    """Run the task's entry point with python = this interpreter and a `consumer` that prints its env."""
-    fake = tmp_path / "consumer"
-    fake.write_text('#!/bin/sh\necho "worker=$CDC_WORKER_ID args=$*"\n')
-    fake.chmod(0o755)
-    interpreter, *arguments = ecs_container()["entryPoint"]
-    assert interpreter == "python"
-    done = subprocess.run(
-        [sys.executable, *arguments], env={"PATH": str(tmp_path), **env}, capture_output=True, text=True, timeout=30
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
-
-
 @pytest.fixture
 def task_metadata_endpoint():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _TaskMetadata)
@@ -81,11 +65,30 @@ def task_metadata_endpoint():
     server.server_close()
 
 
-def test_entry_point_names_the_worker_after_the_task(tmp_path, task_metadata_endpoint):
-    output = _run_entry_point(tmp_path, {"ECS_CONTAINER_METADATA_URI_V4": task_metadata_endpoint})
-    assert output == "worker=0123456789abcdef0123456789abcdef args=run"
+def test_the_image_entry_point_runs_and_the_configuration_names_the_worker_after_the_task(task_metadata_endpoint):
+    # the image's own entry point (consumer) runs the worker: no shell or inline script in between
+    container = ecs_container()
+    assert "entryPoint" not in container and container["command"] == ["run"]
+    # consumer.config reads the task id from the task metadata endpoint ECS gives every container
+    env = {"CDC_TABLE_NAME": "orders", "CDC_OPENSEARCH_URL": "https://search.example"}
+    settings, _ = load_settings({**env, "ECS_CONTAINER_METADATA_URI_V4": task_metadata_endpoint})
+    assert settings.worker_id == "0123456789abcdef0123456789abcdef"
+    chosen, _ = load_settings(
+        {**env, "CDC_WORKER_ID": "chosen", "ECS_CONTAINER_METADATA_URI_V4": task_metadata_endpoint}
+    )
+    assert chosen.worker_id == "chosen"
 
 
-def test_entry_point_keeps_an_explicit_worker_id(tmp_path, task_metadata_endpoint):
-    env = {"ECS_CONTAINER_METADATA_URI_V4": task_metadata_endpoint, "CDC_WORKER_ID": "chosen"}
-    assert _run_entry_point(tmp_path, env) == "worker=chosen args=run"
+def test_metrics_are_discoverable_and_operator_commands_can_exec_in():
+    labels = ecs_container()["dockerLabels"]
+    assert labels["ECS_PROMETHEUS_EXPORTER_PORT"] == "9400" and labels["ECS_PROMETHEUS_METRICS_PATH"] == "/metrics"
+    actions = {
+        action
+        for statement in json_file(DEPLOY / "iam" / "policy.json")["Statement"]
+        for action in statement["Action"]
+        if action.startswith("ssmmessages:")
+    }
+    assert actions == {
+        f"ssmmessages:{verb}"
+        for verb in ("CreateControlChannel", "CreateDataChannel", "OpenControlChannel", "OpenDataChannel")
+    }

@@ -20,6 +20,12 @@ POLICY = DEPLOY / "iam" / "policy.json"
 # IAM prefix → botocore service models whose operation names are the IAM action names.
 SERVICES = {"dynamodb": ["dynamodb", "dynamodbstreams"], "kms": ["kms"], "sqs": ["sqs"], "s3": ["s3"]}
 OPENSEARCH_HTTP_ACTIONS = {f"es:ESHttp{verb}" for verb in ("Get", "Head", "Post", "Put", "Delete", "Patch")}
+# ECS Exec (the Session Manager channels of `aws ecs execute-command`): a data-plane service without a
+# botocore model; AWS documents these four actions, which only take Resource "*".
+ECS_EXEC_ACTIONS = {
+    f"ssmmessages:{verb}"
+    for verb in ("CreateControlChannel", "CreateDataChannel", "OpenControlChannel", "OpenDataChannel")
+}
 ARN = re.compile(r"^arn:aws:(?P<service>[\w-]+):(?P<region>[\w-]*):(?P<account>\d{12}|):(?P<resource>.+)$")
 
 
@@ -53,15 +59,15 @@ def test_every_action_exists_and_none_is_a_wildcard(path):
         for action in _actions(statement):
             prefix, _, name = action.partition(":")
             assert "*" not in action
-            assert action in OPENSEARCH_HTTP_ACTIONS or name in _operations(prefix), action
+            assert action in OPENSEARCH_HTTP_ACTIONS | ECS_EXEC_ACTIONS or name in _operations(prefix), action
 
 
 @pytest.mark.parametrize("path", POLICIES, ids=lambda path: path.name)
-def test_only_list_streams_is_granted_on_every_resource(path):
+def test_only_list_streams_and_ecs_exec_are_granted_on_every_resource(path):
     for statement in _statements(path):
         resources = [statement["Resource"]] if isinstance(statement["Resource"], str) else statement["Resource"]
         if resources == ["*"]:
-            assert _actions(statement) == ["dynamodb:ListStreams"]
+            assert _actions(statement) == ["dynamodb:ListStreams"] or set(_actions(statement)) == ECS_EXEC_ACTIONS
         else:
             assert all(ARN.match(resource) for resource in resources), resources
 

@@ -109,7 +109,8 @@ def test_every_metric_queried_is_exported_by_the_app(source):
 
 @pytest.mark.parametrize("source", sorted(QUERIES))
 def test_every_metric_queried_is_documented_in_the_readme(source):
-    documented = set(re.findall(r"^\| `(cdc_\w+)", (REPO / "README.md").read_text(), flags=re.MULTILINE)) | {"up"}
+    rows = re.findall(r"^\| (`.+?) \|", (REPO / "README.md").read_text(), flags=re.MULTILINE)
+    documented = {name for row in rows for name in re.findall(r"`((?:cdc|process|python)_\w+)", row)} | {"up"}
     used = set().union(*(_selected_metrics(expr) for expr in QUERIES[source]))
     used = {re.sub(r"_(bucket|sum|count)$", "", name) for name in used}
     assert not used - documented, "queried but missing from the README's metrics table"

@@ -142,10 +142,19 @@ def test_disruption_budget_and_identity_select_the_workers():
     deployment = manifest("Deployment")
     selector = deployment["spec"]["selector"]
     budget = manifest("PodDisruptionBudget")["spec"]
-    assert budget == {"maxUnavailable": 1, "selector": selector}
+    # an unready pod holds no useful leases: a drain may evict it rather than wait on it
+    assert budget == {"maxUnavailable": 1, "selector": selector, "unhealthyPodEvictionPolicy": "AlwaysAllow"}
     account = manifest("ServiceAccount")
     assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith("arn:aws:iam::")
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == account["metadata"]["name"]
+
+
+def test_pods_spread_over_zones_and_nodes_and_request_their_scratch_space():
+    pod = manifest("Deployment")["spec"]["template"]["spec"]
+    keys = {constraint["topologyKey"] for constraint in pod["topologySpreadConstraints"]}
+    assert keys == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+    resources = consumer_container()["resources"]
+    assert "ephemeral-storage" in resources["requests"] and "ephemeral-storage" in resources["limits"]
 
 
 def test_pod_monitor_scrapes_the_metrics_port():

@@ -7,7 +7,7 @@ import pytest
 
 from tests.deploy.helpers import ALERT_TESTS, ALERTS, OPERATIONS, alert_rules, markdown_anchors, run, tool, yaml_file
 
-RUNBOOK = "docs/operations.md#"
+RUNBOOK = "https://runbooks.example.com/cdc-consumer/operations.md#"  # the one base operators set (docs/operations.md, "Alerts")
 
 
 def test_promtool_checks_the_rules():

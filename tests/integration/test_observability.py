@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import subprocess
+import time
 import urllib.request
 
 import pytest
 
 from tests.support.emulators import free_port
 from tests.support.fault_proxy import FaultProxy
+from tests.support.slow_proxy import SlowProxy
 from tests.support.tables import create_table, write_random_history
 from tests.support.worker_process import wait_until
 
@@ -34,6 +36,11 @@ EXPECTED_METRICS = {
     "cdc_shard_iterator_age_seconds",
     "cdc_shard_time_since_last_read_seconds",
     "cdc_shard_checkpoint_age_seconds",
+    "cdc_aws_request_duration_seconds_bucket",
+    "process_resident_memory_bytes",
+    "process_cpu_seconds_total",
+    "python_gc_collections_total",
+    "python_info",
 }
 
 
@@ -55,7 +62,12 @@ def test_a_ready_worker_serves_probes_and_its_metric_set(ddb, table_name, worker
     # THEN both probes answer 200 and every documented metric family is exported
     assert worker.probe("/healthz")[0] == 200
     assert worker.probe("/readyz") == (200, "ok\n")
-    assert names(worker.metrics()) >= EXPECTED_METRICS
+    samples = worker.metrics()
+    assert names(samples) >= EXPECTED_METRICS
+    # the build is named, and GetRecords and checkpoint latencies are observed
+    assert any(name.startswith("cdc_build_info{") and 'commit="' in name for name in samples)
+    for operation in ("get_records", "update_item"):
+        assert samples[f'cdc_aws_request_duration_seconds_count{{operation="{operation}"}}'] > 0
 
 
 def test_healthz_stays_up_while_opensearch_is_unreachable(ddb, table_name, worker_env, start_worker):
@@ -74,6 +86,9 @@ def test_healthz_stays_up_while_opensearch_is_unreachable(ddb, table_name, worke
     assert status == 503 and "index not set up yet" in reason
     assert worker.metric("cdc_records_processed_total") == 0
     assert worker.metric('cdc_checkpoints_total{outcome="ok"}') == 0
+    # AND every line it logged, the client libraries' own included, is a JSON object
+    lines = [line for line in worker.log_path.read_text().splitlines() if line.strip()]
+    assert lines and all(line.startswith("{") and line.endswith("}") for line in lines), lines[:5]
 
 
 def test_readyz_is_503_until_the_stream_is_resolved(table_name, worker_env, start_worker):
@@ -137,3 +152,35 @@ def test_a_live_scrape_passes_promtool_check_metrics(ddb, table_name, worker_env
 
     # THEN it follows the Prometheus naming conventions
     assert lint.returncode == 0, (lint.stdout + lint.stderr).decode()
+
+
+def test_liveness_holds_while_dynamodb_answers_slowly_and_readiness_says_why(
+    ddb, moto, table_name, worker_env, start_worker
+):
+    # GIVEN a ready worker whose every AWS call goes through a proxy in front of moto
+    create_table(ddb, table_name)
+    proxy = SlowProxy(moto.url)
+    try:
+        env = {**worker_env, "AWS_ENDPOINT_URL": proxy.url}
+        worker = start_worker(env)
+        wait_until(lambda: worker.probe("/readyz")[0] == 200, timeout=60, what="ready")
+
+        # WHEN DynamoDB and its stream answer every request 20 s late, for longer than the liveness
+        # stall threshold (40 s with a 3 s failover)
+        proxy.slow(20)
+        slow_since = time.monotonic()
+        answers = []
+        while time.monotonic() - slow_since < 60:
+            answers.append(worker.probe("/healthz")[0])
+            time.sleep(2)
+
+        # THEN liveness never failed (no restart storm), and readiness says what is slow
+        assert set(answers) == {200}, answers
+        status, reason = worker.probe("/readyz")
+        assert status == 503 and "coordination slow" in reason, reason
+
+        # AND when DynamoDB is fast again, the worker is ready again by itself
+        proxy.heal()
+        wait_until(lambda: worker.probe("/readyz")[0] == 200, timeout=120, what="ready again")
+    finally:
+        proxy.stop()

@@ -127,7 +127,7 @@ def test_worker_never_checkpoints_past_unacknowledged_writes(
     # THEN the checkpoint never moved and the lease was handed back
     (lease,) = [Lease.from_item(i) for i in ddb.scan(TableName=f"{table_name}-cdc-leases")["Items"]]
     assert (lease.checkpoint, lease.owner) == (TRIM_HORIZON, None)
-    assert worker.events("shard_consumer_interrupted")
+    assert [event["reason"] for event in worker.events("shard_consumer_stopped")] == ["interrupted"]
 
     # AND once OpenSearch recovers, a new worker applies everything
     proxy.heal()

@@ -66,3 +66,49 @@ def test_an_unknown_cdc_variable_is_warned_about(ddb, table_name, start_worker, 
     warnings = worker.events("config_warning")
     assert worker.terminate() == 0
     assert any("CDC_TABEL_NAME" in w["detail"] for w in warnings)
+
+
+def test_a_metrics_port_in_use_is_named(ddb, table_name, start_worker, worker_env):
+    import socket
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    try:
+        port = holder.getsockname()[1]
+        code, output = run_to_exit(
+            start_worker, {**worker_env, "CDC_METRICS_HOST": "127.0.0.1", "CDC_METRICS_PORT": str(port)}
+        )
+    finally:
+        holder.close()
+    assert code == 2
+    assert f"CDC_METRICS_PORT={port}: cannot listen there" in output
+
+
+def test_consumer_config_check_names_what_a_worker_would_miss(ddb, table_name, worker_env, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    def config_check(env):
+        return subprocess.run(
+            [sys.executable, "-m", "consumer", "config", "--check"],
+            env={"PATH": os.environ.get("PATH", ""), **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    # GIVEN no table yet: the check fails (exit 3) and says so, without starting a worker
+    missing = config_check(worker_env)
+    assert missing.returncode == 3, missing.stderr
+    assert f"FAIL  table {table_name} and its stream" in missing.stdout
+    assert "lease table" in missing.stdout and "ok    OpenSearch" in missing.stdout
+
+    # WHEN the table exists with its stream, THEN every check passes (the lease table and the index
+    # may be missing: the first worker creates them)
+    create_table(ddb, table_name)
+    present = config_check(worker_env)
+    assert present.returncode == 0, present.stdout + present.stderr
+    assert "  FAIL  " not in present.stdout and "missing: the first worker creates it" in present.stdout

@@ -283,3 +283,58 @@ def test_outage_limits_apply_when_opted_in_and_state_filters_are_the_default():
     assert settings.bulk_max_bytes == 5 * 1024 * 1024
     events, _ = load_settings(environ(CDC_FILTER_MODE="events", CDC_EVENT_NAMES="INSERT"))
     assert events.event_names == ("INSERT",)
+
+
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        ({"CDC_OPENSEARCH_AUTH": "basic", "CDC_OPENSEARCH_USERNAME": "u"}, "CDC_OPENSEARCH_AUTH=basic needs"),
+        ({"CDC_OPENSEARCH_PASSWORD": "p"}, "CDC_OPENSEARCH_AUTH=none: set CDC_OPENSEARCH_AUTH=basic"),
+        ({"CDC_RETRY_BASE_SECONDS": "20"}, "CDC_RETRY_BASE_SECONDS=20 is above CDC_RETRY_MAX_DELAY_SECONDS=10"),
+    ],
+)
+def test_settings_that_contradict_each_other_are_named(variables, named):
+    assert named in config_error(environ(**variables))
+
+
+def test_on_ecs_the_worker_id_is_the_task_id_from_the_task_metadata():
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Metadata(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            body = json.dumps({"TaskARN": "arn:aws:ecs:eu-west-1:123456789012:task/orders/0f1e2d3c4b5a"}).encode()
+            self.send_response(200 if self.path.endswith("/task") else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = HTTPServer(("127.0.0.1", 0), Metadata)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}/v4/container"
+        settings, _ = load_settings({**environ(), "ECS_CONTAINER_METADATA_URI_V4": endpoint})
+        assert settings.worker_id == "0f1e2d3c4b5a"
+        explicit, _ = load_settings({**environ(CDC_WORKER_ID="w-1"), "ECS_CONTAINER_METADATA_URI_V4": endpoint})
+        assert explicit.worker_id == "w-1"
+    finally:
+        server.shutdown()
+        server.server_close()
+    unreachable, warnings = load_settings({**environ(), "ECS_CONTAINER_METADATA_URI_V4": "http://127.0.0.1:9/v4"})
+    assert unreachable.worker_id and any("ECS task metadata unreadable" in w for w in warnings)
+
+
+def test_the_effective_configuration_names_each_source_and_redacts_secrets():
+    from consumer.config_command import effective
+
+    env = environ(CDC_OPENSEARCH_AUTH="basic", CDC_OPENSEARCH_USERNAME="u", CDC_OPENSEARCH_PASSWORD="hunter2")
+    settings, _ = load_settings(env)
+    rows = {entry.variable: entry for entry in effective(settings, env)}
+    assert rows["CDC_OPENSEARCH_PASSWORD"].value == "<redacted>"
+    assert "hunter2" not in repr(list(rows.values()))
+    assert (rows["CDC_TABLE_NAME"].source, rows["CDC_POLL_INTERVAL_SECONDS"].source) == ("env", "default")
+    assert rows["(index_name)"].value == settings.index_name and rows["(index_name)"].source == "derived"
