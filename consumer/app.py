@@ -18,7 +18,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from consumer import __version__
-from consumer.assembly import build_processor, build_worker
+from consumer.assembly import build_processor, build_worker, set_up_index
 from consumer.aws_calls import count_retries
 from consumer.backfill.job import build_runner, check_no_gap, ensure_segments
 from consumer.backoff import backoff_delay
@@ -30,8 +30,6 @@ from consumer.observability.health import Health
 from consumer.observability.http import ObservabilityServer
 from consumer.observability.metrics import Metrics
 from consumer.shards.api import Boto3StreamApi
-from consumer.sink.index_setup import ensure_index
-from consumer.sink.mapping import NO_TEMPLATE
 from consumer.source import StreamSource, describe_table, resolve_stream
 from consumer.worker import WorkerTimings
 
@@ -70,14 +68,7 @@ def run_worker(settings: Settings, stop: threading.Event) -> None:
         log.info("stream_resolved", stream_arn=source.stream_arn, table=source.table_name)
         client = opensearch_client(settings)
         index_created = _until_stopped(
-            lambda: ensure_index(
-                client,
-                settings.index_name,
-                settings.read_alias_name,
-                source.key_schema,
-                settings.mapping_mode,
-                settings.index_template or NO_TEMPLATE,
-            ),
+            lambda: set_up_index(settings, source.key_schema, client),
             "index not set up",
             settings,
             stop,

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import structlog
+from opensearchpy import OpenSearch
 
 from consumer.aws_calls import count_retries
 from consumer.clients import AwsClients, dead_letter_client, opensearch_client
@@ -32,6 +33,8 @@ from consumer.shards.sync import ShardSync
 from consumer.shards.task import ReaderSettings
 from consumer.shards.throttle import ThrottleGate
 from consumer.sink.dlq import DeadLetterFile, DeadLetterObjects, DeadLetterQueue, DeadLetterSink
+from consumer.sink.index_setup import ensure_index
+from consumer.sink.mapping import NO_TEMPLATE
 from consumer.sink.opensearch import NO_LIMITS, OpenSearchSink, RetryLimits
 from consumer.sink.reaper import Reaper
 from consumer.source import StreamSource, resolve_stream
@@ -146,6 +149,19 @@ def retry_limits(settings: Settings) -> RetryLimits:
     return RetryLimits(
         max_attempts=settings.max_retry_attempts if settings.max_retry_attempts >= 0 else None,
         max_record_age_seconds=settings.max_record_age_seconds if settings.max_record_age_seconds >= 0 else None,
+    )
+
+
+def set_up_index(settings: Settings, schema: KeySchema, client: OpenSearch | None = None) -> bool:
+    """The index, its mapping and its read alias as the settings describe them
+    (``consumer.sink.index_setup.ensure_index``); True when the index was created."""
+    return ensure_index(
+        client or opensearch_client(settings),
+        settings.index_name,
+        settings.read_alias_name,
+        schema,
+        settings.mapping_mode,
+        settings.index_template or NO_TEMPLATE,
     )
 
 

@@ -18,15 +18,14 @@ import time
 import structlog
 from prometheus_client import CollectorRegistry
 
+from consumer.assembly import set_up_index
 from consumer.backfill.job import build_runner, check_no_gap, ensure_segments
 from consumer.backfill.runner import Tally
-from consumer.clients import aws_clients, opensearch_client
+from consumer.clients import aws_clients
 from consumer.config import Settings
 from consumer.leases.table import LeaseTable
 from consumer.observability.metrics import Metrics
 from consumer.shards.api import Boto3StreamApi
-from consumer.sink.index_setup import ensure_index
-from consumer.sink.mapping import NO_TEMPLATE
 from consumer.source import describe_table, resolve_stream
 
 log = structlog.get_logger(__name__)
@@ -42,14 +41,7 @@ def backfill_command(settings: Settings, segments: int | None, restart: bool, st
     leases = LeaseTable(aws.dynamodb, settings.lease_table_name, observe=metrics.observe_aws)
     api = Boto3StreamApi(aws.streams, observe=metrics.observe_aws)
     check_no_gap(leases.list_leases() if leases.exists() else [], api.list_shards(source.stream_arn))
-    ensure_index(
-        opensearch_client(settings),
-        settings.index_name,
-        settings.read_alias_name,
-        source.key_schema,
-        settings.mapping_mode,
-        settings.index_template or NO_TEMPLATE,
-    )
+    set_up_index(settings, source.key_schema)
     total = ensure_segments(
         leases, segments or settings.backfill_segments, int(table.get("TableSizeBytes", 0)), restart
     )

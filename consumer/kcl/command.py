@@ -17,8 +17,8 @@ import sys
 import structlog
 from prometheus_client import CollectorRegistry
 
-from consumer.assembly import build_processor
-from consumer.clients import aws_clients, opensearch_client
+from consumer.assembly import build_processor, set_up_index
+from consumer.clients import aws_clients
 from consumer.config import Settings
 from consumer.errors import ConfigError
 from consumer.kcl.processor import ShardProcessor
@@ -26,8 +26,6 @@ from consumer.kcl.protocol import StrictKCLProcess
 from consumer.kcl.versions import KclVersionStore
 from consumer.observability.health import Health
 from consumer.observability.metrics import Metrics
-from consumer.sink.index_setup import ensure_index
-from consumer.sink.mapping import NO_TEMPLATE
 from consumer.source import resolve_stream
 
 log = structlog.get_logger(__name__)
@@ -43,14 +41,7 @@ def kcl_processor_command(settings: Settings) -> None:
     sys.stdout = sys.stderr  # nothing but protocol lines may reach the daemon's pipe
     aws = aws_clients(settings.aws_region, settings.streams_endpoint_url)
     source = resolve_stream(aws.dynamodb, aws.streams, settings.source_table, settings.stream_arn)
-    ensure_index(
-        opensearch_client(settings),
-        settings.index_name,
-        settings.read_alias_name,
-        source.key_schema,
-        settings.mapping_mode,
-        settings.index_template or NO_TEMPLATE,
-    )
+    set_up_index(settings, source.key_schema)
     # No /metrics in this mode (one process per shard, started by the daemon): the KCL publishes its own.
     batches = build_processor(settings, source, Metrics(CollectorRegistry()), Health(stall_after_seconds=3600))
     try:

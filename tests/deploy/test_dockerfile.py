@@ -28,12 +28,14 @@ def stages() -> dict[str, list[tuple[str, str]]]:
 
 def test_dependencies_come_from_the_lock_files_in_builder_stages_and_the_worker_image_is_the_default():
     built = stages()
-    assert list(built) == ["build", "kcl-build", "kcl-jars", "kcl", "runtime"]  # the last is what `docker build` makes
+    # the last is what `docker build` makes; both images start from `base` (the user, the writable path)
+    assert list(built) == ["build", "kcl-build", "kcl-jars", "base", "kcl", "runtime"]
     for builder, lock in (("build", "requirements.lock"), ("kcl-build", "requirements-kcl.lock")):
         assert ("COPY", f"pyproject.toml README.md deploy/{lock} ./") in built[builder]
         (run,) = [arguments for keyword, arguments in built[builder] if keyword == "RUN"]
         assert "--require-hashes" in run and f"-r {lock}" in run and "--no-deps ." in run
-    assert _runtime("FROM") == ["python:3.11-slim AS runtime"]
+    assert _runtime("FROM") == ["base AS runtime"] and built["kcl"][0] == ("FROM", "base AS kcl")
+    assert built["base"][0] == ("FROM", "python:3.11-slim AS base")
     assert any(arguments.startswith("--from=build ") for arguments in _runtime("COPY"))
 
 
@@ -46,7 +48,7 @@ def test_the_kcl_image_runs_the_launcher_with_the_processor_it_names():
     (entrypoint,) = [json.loads(arguments) for keyword, arguments in kcl if keyword == "ENTRYPOINT"]
     assert entrypoint[0] == "java" and entrypoint[-1] == "consumer.kcl.DynamoDBStreamsMultiLangDaemon"
     assert "/opt/kcl/classes:/opt/kcl/lib/*" in entrypoint
-    (user,) = [arguments for keyword, arguments in kcl if keyword == "USER"]
+    (user,) = [arguments for keyword, arguments in kcl if keyword == "USER"]  # the user is made in `base`
     assert user.split(":")[0].isdigit() and user.split(":")[0] != "0"
     # the properties baked in start the processor from the image's virtualenv
     properties = (DEPLOY / "kcl" / "streams-daemon.properties").read_text()

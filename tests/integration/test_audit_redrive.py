@@ -8,9 +8,6 @@ state, and changes nothing without ``--apply``.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -19,24 +16,13 @@ from opensearchpy import OpenSearch
 from consumer.sink.dlq import DeadLetterFile
 from consumer.sink.letters import DeadLetter
 from consumer.versioning import COUNTER_BITS
+from tests.support.commands import consumer
 from tests.support.emulators import aws_env
 from tests.support.factories import stream_record, unindexable_image
 from tests.support.tables import create_table, index_documents, table_documents, write_random_history
 from tests.support.worker_process import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.engines]
-
-
-def consumer(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """``python -m consumer ARGS`` with the workers' environment, as an operator runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "consumer", *args],
-        env={"PATH": os.environ.get("PATH", ""), **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def audit_json(env: dict[str, str], *args: str) -> tuple[int, dict]:

@@ -8,9 +8,6 @@ error and attempts.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import uuid
 from dataclasses import replace
@@ -32,6 +29,7 @@ from consumer.processor import BatchProcessor
 from consumer.sink.dlq import SQS_MAX_MESSAGE_BYTES, DeadLetterObjects, DeadLetterQueue
 from consumer.sink.letters import letter_for
 from consumer.sink.opensearch import OpenSearchSink
+from tests.support.commands import consumer
 from tests.support.emulators import aws_env
 from tests.support.factories import poison_batch, stream_record, unindexable_image
 from tests.support.tables import create_table, index_documents, table_documents
@@ -121,7 +119,9 @@ def test_poison_records_arrive_whole_in_sqs(sqs, queue_name, osmem, table_name):
     # GIVEN a queue named by its name (resolved with GetQueueUrl) and a batch with two poison records
     url = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
     observed = []
-    queue = DeadLetterQueue.connect(sqs, queue_name, lambda operation, outcome: observed.append((operation, outcome)))
+    queue = DeadLetterQueue.connect(
+        sqs, queue_name, lambda operation, outcome, _seconds: observed.append((operation, outcome))
+    )
     processor_, _ = processor(osmem, table_name, queue)
     batch = poison_batch()
 
@@ -139,7 +139,9 @@ def test_more_than_ten_poison_records_are_sent_in_batches_of_ten(sqs, queue_name
     # GIVEN 23 malformed records and a queue named by its URL
     url = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
     observed = []
-    queue = DeadLetterQueue.connect(sqs, url, lambda operation, outcome: observed.append((operation, outcome)))
+    queue = DeadLetterQueue.connect(
+        sqs, url, lambda operation, outcome, _seconds: observed.append((operation, outcome))
+    )
     processor_, _ = processor(osmem, table_name, queue)
     batch = [stream_record("INSERT", keys={"pk": {"S": f"p{i}"}}) for i in range(23)]
     for record in batch:
@@ -260,17 +262,6 @@ def test_a_worker_with_a_missing_queue_or_bucket_exits_2_naming_it(
     # THEN it exits 2 and the message names the queue or bucket
     assert code == 2
     assert named in worker.log_path.read_text()
-
-
-def consumer(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "consumer", *args],
-        env={"PATH": os.environ.get("PATH", ""), **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def table_with_letters(ddb, table_name, count):

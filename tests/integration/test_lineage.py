@@ -8,15 +8,14 @@ check what reached OpenSearch and in which order.
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
-from typing import Any
 
 import pytest
 
-from consumer.leases.model import SHARD_END, Lease
+from consumer.leases.model import SHARD_END
 from tests.support.fault_proxy import assert_versions_follow_write_order
-from tests.support.tables import COMPOSITE_KEY, index_documents, table_documents, write_random_history
+from tests.support.pool_state import converged, leases, log_time
+from tests.support.tables import write_random_history
 from tests.support.worker_process import wait_until
 
 pytestmark = pytest.mark.integration
@@ -26,19 +25,6 @@ pytestmark = pytest.mark.integration
 def lineage(fed_stream):
     """A moto table fed into a 2-shard stream-server stream."""
     return fed_stream(2)
-
-
-def leases(ddb, table: str) -> dict[str, Lease]:
-    items = ddb.scan(TableName=f"{table}-cdc-leases", ConsistentRead=True)["Items"]
-    return {lease.lease_key: lease for lease in map(Lease.from_item, items)}
-
-
-def converged(ddb, table: str, opensearch_url: str) -> bool:
-    return index_documents(opensearch_url, table) == table_documents(ddb, table, COMPOSITE_KEY)
-
-
-def log_time(event: dict[str, Any]) -> dt.datetime:
-    return dt.datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00"))
 
 
 def test_a_split_during_steady_writes_with_several_workers_keeps_every_key_in_order(

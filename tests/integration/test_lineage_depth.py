@@ -10,29 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
-from typing import Any
 
 import pytest
 
-from consumer.leases.model import SHARD_END, Lease
+from consumer.leases.model import SHARD_END
+from tests.support.pool_state import converged, leases, log_time
 from tests.support.table_facade import TableFacade
-from tests.support.tables import COMPOSITE_KEY, index_documents, table_documents, write_random_history
+from tests.support.tables import index_documents, write_random_history
 from tests.support.worker_process import wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def leases(ddb, table: str) -> dict[str, Lease]:
-    items = ddb.scan(TableName=f"{table}-cdc-leases", ConsistentRead=True)["Items"]
-    return {lease.lease_key: lease for lease in map(Lease.from_item, items)}
-
-
-def converged(ddb, table: str, opensearch_url: str) -> bool:
-    return index_documents(opensearch_url, table) == table_documents(ddb, table, COMPOSITE_KEY)
-
-
-def log_time(event: dict[str, Any]) -> dt.datetime:
-    return dt.datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00"))
 
 
 def open_shards(stream_server, arn: str) -> list[str]:

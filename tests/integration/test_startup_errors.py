@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.commands import consumer
 from tests.support.tables import create_table
 
 pytestmark = pytest.mark.integration
@@ -86,19 +87,8 @@ def test_a_metrics_port_in_use_is_named(ddb, table_name, start_worker, worker_en
 
 
 def test_consumer_config_check_names_what_a_worker_would_miss(ddb, table_name, worker_env, tmp_path):
-    import os
-    import subprocess
-    import sys
-
     def config_check(env):
-        return subprocess.run(
-            [sys.executable, "-m", "consumer", "config", "--check"],
-            env={"PATH": os.environ.get("PATH", ""), **env},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        return consumer(env, "config", "--check")
 
     # GIVEN no table yet: the check fails (exit 3) and says so, without starting a worker
     missing = config_check(worker_env)
