@@ -7,6 +7,7 @@ the build), started as a process with a properties file whose ``executableName``
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -19,8 +20,12 @@ MAIN_CLASS = "consumer.kcl.DynamoDBStreamsMultiLangDaemon"
 
 
 def build_launcher(log_path: Path, timeout: float = 900) -> str:
-    """Build deploy/kcl (and run its tests); the classpath to run it with."""
-    with open(log_path, "wb") as log:
+    """Build deploy/kcl (and run its tests); the classpath to run it with. Test processes running in
+    parallel take turns: one builds, the others wait for it (a Maven build is not safe to share)."""
+    lock_path = BUILD.parent / "target" / ".build.lock"
+    lock_path.parent.mkdir(exist_ok=True)
+    with open(lock_path, "w") as lock, open(log_path, "wb") as log:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         result = subprocess.run([str(BUILD)], stdout=subprocess.PIPE, stderr=log, timeout=timeout, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"deploy/kcl/build.sh failed ({result.returncode}):\n{log_path.read_text()[-3000:]}")
