@@ -150,7 +150,7 @@ class OpenSearchSink:
         to send again after a pause."""
         later: list[int] = []
         requests = deque(self._requests(batch, pending))
-        mapping: dict[str, Mapping[str, Any]] = {}  # the index's mapping, read at most once a round
+        mapping: dict[str, Mapping[str, Any]] = {}  # the index's mapping, read at most once a request
         while requests:
             chunk = requests.popleft()
             try:
@@ -163,6 +163,7 @@ class OpenSearchSink:
                 continue
             resend = self._settle_items(batch, chunk, items, later, mapping)
             if resend:
+                mapping.clear()  # this request changed the mapping (its other items): read it again
                 requests.append(resend)
         return sorted(later)
 
@@ -204,7 +205,8 @@ class OpenSearchSink:
             batch.sent_as_is.add(i)
             names_text = "none: it fits the mapping now"
         else:
-            names = names or named_attributes(action.document, error, self._protected)
+            # what the mapping shows, and what the error names (OpenSearch reports one field at a time)
+            names = sorted({*names, *named_attributes(action.document, error, self._protected)})
             if not names:
                 return False
             batch.actions[i] = replace(action, document=divert(action.document, names))  # type: ignore[type-var]

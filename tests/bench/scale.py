@@ -7,6 +7,9 @@ table) and OpenSearch; every figure measured against its baseline in the same ru
   records: CPU time of each process from its first read to its last write.
 * ``catch-up``: one shard with a backlog drained by a worker into osmem, against osmem's raw
   ``_bulk`` ceiling (the same documents, pre-serialised, POSTed one page at a time) in the same run.
+* ``pool``: four workers and the same N shards: time to balance (max − min ≤ 1) from a cold start and
+  after each restart of a rolling restart, owner changes over a quiet window after it, and each
+  worker's coordinator tick p99.
 * ``shards``: one worker and N open shards (a fifth with traffic): time to hold every lease, then a
   steady window: RSS, CPU, threads, GetRecords/s, lease-table reads and writes per second, leases
   lost or stolen, and how long a new change takes to be searchable (p50/p99); idle GetRecords per
@@ -238,6 +241,64 @@ def shards(bench: Bench, count: int, window: float, probes: int) -> None:
     print(f"idle cost: {idle_per_minute:.1f} GetRecords per idle shard per minute (fixed 1 s poll before: 60.0)")
 
 
+def pool(bench: Bench, count: int, workers: int, window: float) -> None:
+    """``workers`` workers over ``count`` shards: time to balance, a rolling restart, then a quiet
+    window counting owner changes; each worker's coordinator tick p99 from its histogram."""
+    sink = NullSink()
+    env = {"CDC_FAILOVER_SECONDS": "30", "CDC_POLL_INTERVAL_SECONDS": "1", "CDC_SHARD_SYNC_INTERVAL_SECONDS": "30"}
+    try:
+        table, arn = bench.stream(count)
+        running = [bench.worker(table, arn, sink.url, **env) for _ in range(workers)]
+        started = time.perf_counter()
+        wait_until(lambda: _balanced(running, count), timeout=900, what="a balanced pool")
+        balanced_after = time.perf_counter() - started
+        restarts = []
+        for n in range(workers):  # rolling restart: each worker in turn, the next once the pool is balanced again
+            running[n].terminate()
+            running[n] = bench.worker(table, arn, sink.url, **env)
+            began = time.perf_counter()
+            wait_until(lambda: _balanced(running, count), timeout=900, what="balanced after a restart")
+            restarts.append(time.perf_counter() - began)
+        moves_before = sum(_moves(worker) for worker in running)
+        time.sleep(window)
+        moves = sum(_moves(worker) for worker in running) - moves_before
+        held = [worker.metric("cdc_leases_held") for worker in running]
+        ticks = [_tick_p99(worker) for worker in running]
+        for worker in running:
+            worker.terminate()
+    finally:
+        sink.stop()
+    print(
+        f"pool: {workers} workers, {count} shards: balanced (max - min <= 1) {balanced_after:.0f} s after a cold start; "
+        f"after each restart of a rolling restart: {', '.join(f'{t:.0f}' for t in restarts)} s; then {window:.0f} s "
+        f"with {moves:.0f} owner changes; leases held {sorted(held)}; coordinator tick p99 per worker "
+        f"{', '.join(f'{t:.2f}' for t in ticks)} s (a tick's period: 1 s)"
+    )
+
+
+def _balanced(workers: list[WorkerProcess], count: int) -> bool:
+    held = [worker.metric("cdc_leases_held") for worker in workers]
+    return sum(held) == count and max(held) - min(held) <= 1
+
+
+def _moves(worker: WorkerProcess) -> float:
+    return sum(
+        worker.metric(f'cdc_lease_events_total{{event="{event}"}}') for event in ("taken", "taken_expired", "stolen")
+    )
+
+
+def _tick_p99(worker: WorkerProcess) -> float:
+    """The 0.99 quantile of the tick histogram: the smallest bucket bound holding 99 % of the ticks."""
+    samples = worker.metrics()
+    buckets = sorted(
+        (float(name.split('le="')[1].split('"')[0]), value)
+        for name, value in samples.items()
+        if name.startswith("cdc_coordinator_tick_duration_seconds_bucket{")
+    )
+    total = buckets[-1][1] if buckets else 0
+    return next((bound for bound, value in buckets if value >= 0.99 * total), float("nan"))
+
+
 def _traffic(bench: Bench, arn: str, busy: list[str], stop: threading.Event) -> None:
     """About 200 changes a second spread over the busy shards."""
     model = bench.streams.stream(arn)
@@ -305,7 +366,9 @@ def _p99(values: list[float]) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sections", default="hot-path,catch-up,shards")
+    parser.add_argument("--sections", default="hot-path,catch-up,shards,pool")
+    parser.add_argument("--pool-workers", type=int, default=4)
+    parser.add_argument("--pool-window", type=float, default=300.0)
     parser.add_argument("--hot-records", type=int, default=40_000)
     parser.add_argument("--backlog", type=int, default=200_000)
     parser.add_argument("--shards", type=int, default=1000)
@@ -315,6 +378,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.smoke:
         args.hot_records, args.backlog, args.shards, args.window, args.probes = 2000, 3000, 20, 5.0, 5
+        args.pool_workers, args.pool_window = 2, 5.0
     sys.stdout.reconfigure(line_buffering=True)
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as workdir:
         bench = Bench(Path(workdir))
@@ -326,6 +390,8 @@ def main(argv: list[str] | None = None) -> None:
                 catch_up(bench, args.backlog)
             if "shards" in sections:
                 shards(bench, args.shards, args.window, args.probes)
+            if "pool" in sections:
+                pool(bench, args.shards, args.pool_workers, args.pool_window)
         finally:
             bench.close()
 

@@ -27,7 +27,7 @@ def test_the_bulk_path_benchmark_runs_and_verifies_what_it_indexed():
 def test_the_scale_benchmark_runs_every_section():
     result = bench("tests.bench.scale")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    for line in ("hot_path_ratio=", "catch_up_ratio=", "visibility (change written", "idle cost:"):
+    for line in ("hot_path_ratio=", "catch_up_ratio=", "visibility (change written", "idle cost:", "pool: 2 workers"):
         assert line in result.stdout, line
 
 

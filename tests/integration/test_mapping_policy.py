@@ -146,6 +146,32 @@ def amount_between(client: OpenSearch, index: str, low: float, high: float) -> s
     return {hit["_id"] for hit in hits}
 
 
+def test_a_change_conflicting_with_mappings_made_earlier_in_its_own_batch_is_indexed(client, search_engine, tmp_path):
+    # GIVEN one item changed five times in one batch, each change reshaping attributes the earlier ones
+    # mapped (a number becomes a map and back; an empty map, then text, in two attributes at once):
+    # found by the property test above
+    processor, index, metrics = pipeline(client, tmp_path)
+    key = {"pk": {"S": "item-0"}, "sk": {"N": "1"}}
+    images = [
+        {**key, "amount": {"N": "0"}, "status": {"L": [{"L": []}, {"M": {}}]}},
+        {**key, "amount": {"M": {"v": {"N": "1"}}}},
+        {**key, "amount": {"N": "0"}},
+        {**key, "amount": {"N": "0"}, "status": {"M": {}}, "tags": {"M": {}}},
+        {**key, "amount": {"N": "0"}, "status": {"S": ""}, "tags": {"S": ""}},
+    ]
+    records = [stream_record("MODIFY", keys=key, new_image=image, second=SECOND) for image in images]
+
+    # WHEN they are applied as one batch
+    processor.process("shard", records, 0, threading.Event())
+
+    # THEN nothing is dead-lettered: each refusal is answered with what the mapping shows after the
+    # request that refused it, and the index holds the last change, exactly
+    assert metrics.registry.get_sample_value("cdc_records_dead_lettered_total") == 0
+    assert index_documents(search_engine.url, index) == {
+        "item-0|1": {"pk": "item-0", "sk": 1, "amount": 0, "status": "", "tags": ""}
+    }
+
+
 @pytest.mark.parametrize("mode", ["managed", "dynamic"])
 def test_concurrent_first_writes_of_conflicting_shapes_lose_nothing(client, search_engine, tmp_path, mode):
     # GIVEN two workers (processors on threads) whose first documents give "total" a long, a double,

@@ -59,7 +59,8 @@ def test_a_parallel_batch_keeps_each_items_changes_together_and_in_order(proxy, 
 
 def test_the_parallelization_factor_is_per_shard_so_busy_shards_do_not_share_it(proxy, osmem, table_name, tmp_path):
     # GIVEN a worker's processor for 6 shard threads with parallelism 2, and OpenSearch answering
-    # each bulk request after 0.3 s
+    # each bulk request after 2 s (long enough for every shard's requests to arrive while the first
+    # is held, even on a loaded machine)
     settings, _ = load_settings({"CDC_TABLE_NAME": table_name, "CDC_OPENSEARCH_URL": proxy.url})
     metrics = Metrics(CollectorRegistry())
     sink = OpenSearchSink(opensearch_client(settings), table_name, metrics)
@@ -67,7 +68,7 @@ def test_the_parallelization_factor_is_per_shard_so_busy_shards_do_not_share_it(
     processor = BatchProcessor(
         schema, sink, DeadLetterFile(tmp_path / "dlq.jsonl"), metrics, parallelism=2, concurrent_batches=6
     )
-    proxy.stall(0.3, None)
+    proxy.stall(2.0, None)
 
     def shard(number: int) -> None:
         batch = [stream_record("INSERT", keys={"pk": {"S": f"s{number}-{i}"}}) for i in range(20)]

@@ -18,7 +18,8 @@ import pytest
 
 from consumer.leases.model import SENTINELS, SHARD_END, Lease
 from tests.support.fault_proxy import assert_versions_follow_write_order
-from tests.support.tables import COMPOSITE_KEY, index_documents, table_documents, write_random_history
+from tests.support.pool_state import converged
+from tests.support.tables import write_random_history
 from tests.support.worker_process import WorkerProcess, wait_until
 
 pytestmark = pytest.mark.integration
@@ -55,10 +56,6 @@ def cycles(worker: WorkerProcess) -> float:
     return worker.metric("cdc_lease_taker_cycles_total")
 
 
-def converged(ddb, table: str, opensearch_url: str) -> bool:
-    return index_documents(opensearch_url, table) == table_documents(ddb, table, COMPOSITE_KEY)
-
-
 def log_time(event: dict[str, Any]) -> dt.datetime:
     return dt.datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00"))
 
@@ -80,20 +77,22 @@ def start_pool(start_worker, env: dict[str, str], ddb, table: str) -> list[Worke
     return [first, *(start_worker(env, f"w{i}") for i in range(1, 4))]
 
 
-def test_the_pool_balances_within_two_cycles_then_stays_put(ddb, osmem, table_name, pool_env, start_worker):
+def test_the_pool_balances_within_three_cycles_then_stays_put(ddb, osmem, table_name, pool_env, start_worker):
     # GIVEN one worker owning all 8 leases, and three workers joining
     write_random_history(ddb, table_name, changes=200, seed=71)
     workers = start_pool(start_worker, pool_env.env, ddb, table_name)
     newcomers = workers[1:]
 
-    # WHEN each newcomer has completed two taker cycles
-    wait_until(lambda: all(cycles(w) >= 2 for w in newcomers), timeout=60, what="two cycles per newcomer")
+    # WHEN each newcomer has completed three taker cycles (a worker that holds nothing is invisible to
+    # the others until its first take, so on a loaded machine a newcomer's first cycle may see only
+    # part of the pool and take one lease too many, which the next cycle evens out)
+    wait_until(lambda: all(cycles(w) >= 3 for w in newcomers), timeout=60, what="three cycles per newcomer")
 
-    # THEN ownership is balanced (2 each) before any newcomer needs a third cycle ...
+    # THEN ownership is balanced (2 each) before any newcomer needs a fourth cycle ...
     wait_until(
-        lambda: balanced(ddb, table_name, workers) or any(cycles(w) >= 3 for w in newcomers),
+        lambda: balanced(ddb, table_name, workers) or any(cycles(w) >= 4 for w in newcomers),
         timeout=30,
-        what="balance or a third cycle",
+        what="balance or a fourth cycle",
     )
     assert balanced(ddb, table_name, workers), owners(ddb, table_name)
     owners_then = {key: lease.owner for key, lease in lease_table(ddb, table_name).items()}
