@@ -12,6 +12,12 @@ def _runtime(keyword: str) -> list[str]:
     return [arguments for instruction, arguments in runtime_stage() if instruction == keyword]
 
 
+def image(stage: str, keyword: str) -> str:
+    """The arguments of every ``keyword`` an image gets: from ``base``, then from its own stage."""
+    built = stages()
+    return " ".join(arguments for name in ("base", stage) for key, arguments in built[name] if key == keyword)
+
+
 def test_hadolint_passes():
     run(tool("hadolint"), "--failure-threshold", "info", DEPLOY / "Dockerfile")
 
@@ -75,19 +81,20 @@ def test_healthcheck_probes_liveness_with_python():
 
 
 def test_environment_and_port():
-    env = " ".join(_runtime("ENV"))
-    assert "PYTHONDONTWRITEBYTECODE=1" in env and "PYTHONUNBUFFERED=1" in env
+    for stage in ("kcl", "runtime"):
+        env = image(stage, "ENV")
+        assert "PYTHONDONTWRITEBYTECODE=1" in env and "PYTHONUNBUFFERED=1" in env
+        assert "CDC_DEAD_LETTER_PATH=/var/lib/cdc/" in env  # the path `base` makes writable
     assert _runtime("EXPOSE") == ["9400"]
 
 
 def test_images_are_labelled_with_their_commit():
+    assert ("ARG", "GIT_COMMIT=unknown") in stages()["base"]  # a build without --build-arg still says so
     for stage in ("kcl", "runtime"):
-        instructions = stages()[stage]
-        labels = " ".join(arguments for keyword, arguments in instructions if keyword == "LABEL")
+        labels = image(stage, "LABEL")
         assert 'org.opencontainers.image.revision="${GIT_COMMIT}"' in labels
         assert "org.opencontainers.image.version=" in labels and "org.opencontainers.image.title=" in labels
-        env = " ".join(arguments for keyword, arguments in instructions if keyword == "ENV")
-        assert "CONSUMER_GIT_COMMIT=${GIT_COMMIT}" in env  # cdc_build_info{commit}
+        assert "CONSUMER_GIT_COMMIT=${GIT_COMMIT}" in image(stage, "ENV")  # cdc_build_info{commit}
 
 
 def test_no_secrets_are_baked_in():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
+from collections import Counter
 
 import pytest
 
@@ -46,13 +47,28 @@ def test_six_generations_of_rollovers_read_each_shard_from_its_start_once(
     write_random_history(ddb, table_name, changes=60, seed=199, keyspace=80)
     lineage.feed.wait_caught_up(timeout=60)
 
-    # THEN the index equals the table, and every shard with records was read from its start exactly once
+    # THEN the index equals the table, and every shard with records was read from its start once, or
+    # once more for each time its lease changed hands before its first checkpoint (a steal for balance
+    # right after a rollover replays what the loser had not checkpointed: the only re-read allowed)
     wait_until(lambda: converged(ddb, table_name, osmem.url), timeout=180, what="index to equal table")
     shards = stream_server.shards(arn)
     with_records = {s.shard_id for s in shards if stream_server.records(arn, s.shard_id)}
     starts = stream_server.stats(arn).starts_by_shard
     assert len(shards) >= 3 * 7 and with_records
-    assert {shard: starts.get(shard, 0) for shard in with_records} == dict.fromkeys(with_records, 1)
+    takes_from_start = Counter(
+        event["shard_id"]
+        for worker in workers
+        for event in worker.logs()
+        if event.get("event") in {"lease_taken", "lease_taken_expired", "lease_stolen"}
+        and event.get("checkpoint") == "TRIM_HORIZON"
+    )
+    reads = {shard: starts.get(shard, 0) for shard in with_records}
+    assert {shard: 1 <= reads[shard] <= max(1, takes_from_start[shard]) for shard in with_records} == dict.fromkeys(
+        with_records, True
+    ), f"reads from the start {reads}, takes at TRIM_HORIZON {dict(takes_from_start)}"
+    print(
+        f"\nshards read from their start again after a steal before any checkpoint: {sum(reads.values()) - len(reads)}"
+    )
     # AND the lease table holds at most two leases per open shard
     wait_until(lambda: len(leases(ddb, table_name)) <= 2 * len(open_shards(stream_server, arn)), 30, "clean-up")
 
