@@ -65,8 +65,9 @@ bench: venv java-tools
 	$(PY) -m tests.bench.bulk_path
 	$(PY) -m tests.bench.backfill
 
-## One worker and many shards: hot-path CPU per record, catch-up, 1000 shards (README).
-bench-scale: venv
+## One worker and many shards: hot-path CPU per record, catch-up (on a real OpenSearch node), 1000
+## shards alone and over a pool of four (README).
+bench-scale: venv java-tools
 	$(PY) -m tests.bench.scale
 
 clean:

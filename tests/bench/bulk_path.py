@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import gc
 import os
 import random
@@ -29,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,7 +37,6 @@ import orjson
 import urllib3
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConflictError, NotFoundError
-from osmem_server import OsmemServer
 from prometheus_client import CollectorRegistry
 
 from consumer.clients import opensearch_client
@@ -53,8 +51,8 @@ from consumer.sink.dlq import DeadLetterFile
 from consumer.sink.index_setup import LIVE_FILTER
 from consumer.sink.opensearch import OpenSearchSink
 from consumer.versioning import next_version
+from tests.bench.harness import ENGINES, Engine, engine
 from tests.bench.synthetic import KEY_SCHEMA, SyntheticStream
-from tests.support.opensearch_node import OpenSearchNode
 
 T = TypeVar("T")
 BATCH_SIZE = 1000  # GetRecords returns at most 1000 records
@@ -135,41 +133,17 @@ def main(argv: list[str] | None = None) -> None:
     gc.collect()
     gc.freeze()
 
-    for engine in ("osmem", "opensearch") if args.engine == "both" else (args.engine,):
-        with _engine(engine) as server:
-            print(f"engine {engine}: {server.describe}")
+    for name in ENGINES if args.engine == "both" else (args.engine,):
+        with engine(name) as server:
+            print(f"engine {name}: {server.describe}")
             client = opensearch_client(Settings(opensearch_url=server.url, table_name="bench"))
             path, ceiling, naive = _measure(server, client, batches, bodies, records, args)
             print(_verify(client, stream.live_items))
-        _report(engine, path, naive, ceiling, time.perf_counter() - started)
-
-
-@dataclass
-class _Engine:
-    url: str
-    pid: int
-    describe: str
-
-
-@contextlib.contextmanager
-def _engine(name: str) -> Iterator[_Engine]:
-    """The engine to measure, started for this run and stopped after it."""
-    if name == "osmem":
-        server = OsmemServer.start(japanese=False)
-        try:
-            yield _Engine(server.url, server.pid, "osmem-server (in-memory emulator of the REST API)")
-        finally:
-            server.close()
-        return
-    node = OpenSearchNode.start(jvm_options=("-XX:TieredStopAtLevel=4",))
-    try:
-        yield _Engine(node.url, node.process.pid, "OpenSearch 2.19.6, one node, heap 512 MiB (-Xms/-Xmx), C2 on")
-    finally:
-        node.stop()
+        _report(name, path, naive, ceiling, time.perf_counter() - started)
 
 
 def _measure(
-    server: _Engine, client: OpenSearch, batches: list, bodies: list[bytes], records: list, args: argparse.Namespace
+    server: Engine, client: OpenSearch, batches: list, bodies: list[bytes], records: list, args: argparse.Namespace
 ) -> tuple[Measurement, Measurement, Measurement]:
     pool = urllib3.PoolManager(maxsize=1).connection_from_url(server.url)
     path_runs: list[Run] = []

@@ -1,4 +1,5 @@
-"""What the scale benchmarks share: a null OpenSearch that acknowledges ``_bulk`` at once, and
+"""What the benchmarks share: the engine a run measures (osmem-server or a real OpenSearch node, started
+for the run and stopped after it), a null OpenSearch that acknowledges ``_bulk`` at once, and
 per-process CPU, RSS and thread counts read from ``/proc``.
 
 ``NullSink`` answers every request 200: ``_bulk`` with one ``201`` item per action (counted from the
@@ -9,13 +10,46 @@ infinitely faster than any real one, so what the benchmarks measure is the consu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from osmem_server import OsmemServer
+
+from tests.support.opensearch_node import OpenSearchNode
+
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+ENGINES = ("osmem", "opensearch")
+
+
+@dataclass(frozen=True)
+class Engine:
+    url: str
+    pid: int
+    describe: str
+
+
+@contextlib.contextmanager
+def engine(name: str) -> Iterator[Engine]:
+    """The engine to measure, ``osmem`` or ``opensearch``, started for this run and stopped after it."""
+    if name == "osmem":
+        server = OsmemServer.start(japanese=False)
+        try:
+            yield Engine(server.url, server.pid, "osmem-server (in-memory emulator of the REST API)")
+        finally:
+            server.close()
+        return
+    node = OpenSearchNode.start(jvm_options=("-XX:TieredStopAtLevel=4",))
+    try:
+        yield Engine(node.url, node.process.pid, "OpenSearch 2.19.6, one node, heap 512 MiB (-Xms/-Xmx), C2 on")
+    finally:
+        node.stop()
 
 
 class NullSink:
