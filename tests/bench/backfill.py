@@ -147,7 +147,7 @@ class Bench:
 
         def watch() -> None:
             while process.poll() is None:
-                with contextlib.suppress(OSError, ValueError):
+                with contextlib.suppress(OSError, ValueError, IndexError):  # gone, or a zombie without VmHWM
                     status = Path(f"/proc/{process.pid}/status").read_text()
                     peak[0] = max(peak[0], int(status.split("VmHWM:")[1].split()[0]) * 1024)
                 time.sleep(0.05)
