@@ -29,7 +29,7 @@ def resolve_stream(dynamodb: Any, streams: Any, table_name: str, stream_arn: str
     Raises StreamSetupError with what to change when the table is missing, has no stream, or its
     stream does not carry new images.
     """
-    table = _describe_table(dynamodb, table_name)
+    table = describe_table(dynamodb, table_name)
     arn = stream_arn or table.get("LatestStreamArn")
     enabled = table.get("StreamSpecification", {}).get("StreamEnabled", False)
     if not arn or (not stream_arn and not enabled):
@@ -48,23 +48,19 @@ def resolve_stream(dynamodb: Any, streams: Any, table_name: str, stream_arn: str
     return StreamSource(table_name, arn, KeySchema.from_table_description(table), view_type)
 
 
-def describe_table(dynamodb: Any, table_name: str) -> dict[str, Any]:
-    """DescribeTable's ``Table`` (item count and size, key schema, stream).
-
-    Raises StreamSetupError (a ConfigError) when the table does not exist, StreamError otherwise.
-    """
-    return _describe_table(dynamodb, table_name)
-
-
 def read_key_schema(dynamodb: Any, table_name: str) -> KeySchema:
     """The primary key of ``table_name``, for commands that read the table but not its stream.
 
     Raises StreamSetupError (a ConfigError) when the table does not exist, StreamError otherwise.
     """
-    return KeySchema.from_table_description(_describe_table(dynamodb, table_name))
+    return KeySchema.from_table_description(describe_table(dynamodb, table_name))
 
 
-def _describe_table(dynamodb: Any, table_name: str) -> dict[str, Any]:
+def describe_table(dynamodb: Any, table_name: str) -> dict[str, Any]:
+    """DescribeTable's ``Table`` (item count and size, key schema, stream).
+
+    Raises StreamSetupError (a ConfigError) when the table does not exist, StreamError otherwise.
+    """
     try:
         return dynamodb.describe_table(TableName=table_name)["Table"]
     except ClientError as exc:

@@ -37,14 +37,13 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import urllib3
 from opensearchpy import OpenSearch
 
 from consumer.doc_ids import KeyAttribute, KeySchema
 from consumer.repair import project_item, repair_version, restore
 from consumer.sink.bulk import encode_bulk
-from consumer.sink.index_setup import LIVE_FILTER, ensure_index
-from tests.bench.harness import ENGINES, NullSink, engine
+from consumer.sink.index_setup import LIVE_FILTER
+from tests.bench.harness import ENGINES, NullSink, engine, raw_bulk_rate
 from tests.bench.table_front import TableFront
 from tests.support.emulators import MotoServer, aws_env
 from tests.support.tables import create_table
@@ -178,16 +177,7 @@ def bulk_bodies(content: list[dict[str, Any]]) -> list[bytes]:
 
 
 def ceiling(url: str, bodies: list[bytes], items: int) -> float:
-    client = OpenSearch(hosts=[url])
-    client.indices.delete(index="bench-ceiling", ignore_unavailable=True)
-    ensure_index(client, "bench-ceiling", "bench-ceiling-live", SCHEMA)
-    pool = urllib3.PoolManager(maxsize=1).connection_from_url(url)
-    started = time.perf_counter()
-    for body in bodies:
-        answer = pool.urlopen("POST", "/_bulk", body=body, headers={"Content-Type": "application/x-ndjson"})
-        if answer.status != 200 or b'"errors":true' in answer.data:
-            raise RuntimeError(f"the ceiling's _bulk failed: {answer.status} {answer.data[:300]!r}")
-    return items / (time.perf_counter() - started)
+    return raw_bulk_rate(url, "bench-ceiling", SCHEMA, bodies, items)
 
 
 def throughput(bench: Bench, table: str, content: list[dict[str, Any]], engines: list[str]) -> None:

@@ -13,12 +13,17 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import urllib3
+from opensearchpy import OpenSearch
 from osmem_server import OsmemServer
 
+from consumer.doc_ids import KeySchema
+from consumer.sink.index_setup import ensure_index
 from tests.support.opensearch_node import OpenSearchNode
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -50,6 +55,21 @@ def engine(name: str) -> Iterator[Engine]:
         yield Engine(node.url, node.process.pid, "OpenSearch 2.19.6, one node, heap 512 MiB (-Xms/-Xmx), C2 on")
     finally:
         node.stop()
+
+
+def raw_bulk_rate(url: str, index: str, schema: KeySchema, bodies: list[bytes], documents: int) -> float:
+    """Documents a second for ``bodies`` (pre-serialised ``_bulk`` bodies) POSTed one at a time into a
+    fresh ``index`` set up as a worker sets it up: the engine's ceiling. Raises when any item fails."""
+    client = OpenSearch(hosts=[url])
+    client.indices.delete(index=index, ignore_unavailable=True)
+    ensure_index(client, index, f"{index}-live", schema)
+    pool = urllib3.PoolManager(maxsize=1).connection_from_url(url)
+    started = time.perf_counter()
+    for body in bodies:
+        answer = pool.urlopen("POST", "/_bulk", body=body, headers={"Content-Type": "application/x-ndjson"})
+        if answer.status != 200 or b'"errors":true' in answer.data:
+            raise RuntimeError(f"the ceiling's _bulk failed: {answer.status} {answer.data[:300]!r}")
+    return documents / (time.perf_counter() - started)
 
 
 class NullSink:

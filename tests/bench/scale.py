@@ -39,10 +39,9 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import urllib3
 from opensearchpy import OpenSearch
 
-from tests.bench.harness import ENGINES, NullSink, engine, sample
+from tests.bench.harness import ENGINES, NullSink, engine, raw_bulk_rate, sample
 from tests.bench.synthetic import SyntheticStream
 from tests.support.emulators import MotoServer, aws_env, start_osmem
 from tests.support.stream_model import StreamModel
@@ -175,7 +174,6 @@ def _ceiling(url: str, table: str, arn: str, bench: Bench, records: int) -> floa
     from consumer.projection import to_bulk_action
     from consumer.records import StreamRecord
     from consumer.sink.bulk import encode_bulk
-    from consumer.sink.index_setup import ensure_index
     from consumer.versioning import next_version
     from tests.bench.synthetic import KEY_SCHEMA
 
@@ -187,16 +185,7 @@ def _ceiling(url: str, table: str, arn: str, bench: Bench, records: int) -> floa
             version = next_version(version, record.approximate_second)
             actions.append(to_bulk_action(record, KEY_SCHEMA, version))
         bodies.append(encode_bulk(f"{table}-ceiling", actions))
-    client = OpenSearch(hosts=[url])
-    client.indices.delete(index=f"{table}-ceiling", ignore_unavailable=True)
-    ensure_index(client, f"{table}-ceiling", f"{table}-ceiling-live", KEY_SCHEMA)
-    pool = urllib3.PoolManager(maxsize=1).connection_from_url(url)
-    started = time.perf_counter()
-    for body in bodies:
-        answer = pool.urlopen("POST", "/_bulk", body=body, headers={"Content-Type": "application/x-ndjson"})
-        if answer.status != 200 or b'"errors":true' in answer.data:
-            raise RuntimeError(f"the ceiling's _bulk failed: {answer.status} {answer.data[:300]!r}")
-    return records / (time.perf_counter() - started)
+    return raw_bulk_rate(url, f"{table}-ceiling", KEY_SCHEMA, bodies, records)
 
 
 def _pages(stream: StreamModel) -> Iterator[list[dict[str, Any]]]:
