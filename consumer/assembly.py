@@ -42,7 +42,7 @@ from consumer.worker import Worker, WorkerParts, WorkerTimings
 
 log = structlog.get_logger(__name__)
 
-LEASE_THREADS = 16  # concurrent lease-table writes (takes, renewals, releases) per worker
+LEASE_THREADS = 16  # concurrent lease-table writes per worker: takes and releases; renewals, apart
 
 
 def build_worker(
@@ -81,6 +81,7 @@ def build_worker(
             max_leases=settings.max_leases_per_worker,
         ),
         lease_executor=lease_executor,
+        renew_executor=ThreadPoolExecutor(max_workers=LEASE_THREADS, thread_name_prefix="renew"),
         scheduler=ShardScheduler(settings.shard_threads),
         api=api,
         processor=processor,

@@ -70,7 +70,8 @@ class WorkerParts:
     leases: LeaseTable
     sync: ShardSync
     coordinator: LeaseCoordinator
-    lease_executor: Executor  # the lease table's writes: takes, renewals, releases
+    lease_executor: Executor  # the lease table's takes and releases
+    renew_executor: Executor  # renewals alone, so that a burst of takes never delays them
     scheduler: ShardScheduler
     api: StreamApi
     processor: BatchProcessor
@@ -95,7 +96,7 @@ class Worker:
         parts.metrics.buffered_bytes.set_function(lambda: parts.budget.used)
         parts.metrics.buffered_bytes_peak.set_function(lambda: parts.budget.peak)
         self._renewal = RenewalRoutine(
-            parts.coordinator, parts.lease_executor, parts.timings.failover, parts.metrics, self.on_lease_lost, clock
+            parts.coordinator, parts.renew_executor, parts.timings.failover, parts.metrics, self.on_lease_lost, clock
         )
         self._tasks: dict[str, ShardTask] = {}
         self._tasks_lock = threading.Lock()

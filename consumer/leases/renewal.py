@@ -1,11 +1,15 @@
 """The renewal routine: keeps every held lease alive, on its own thread, without serialising.
 
-Every ``failover / 3`` seconds it renews, concurrently on the worker's lease-table executor, each
-held lease that has not been written since the previous round (a checkpoint bumps the counter as a
-renewal does, so a busy shard costs no renewal writes). A lease whose renewal is refused by
-condition is lost (another worker took it): ``on_lost`` is told at once, so its shard task stops
-before the new owner writes. A lease that could not be written for ``failover`` seconds (DynamoDB
-unreachable) is given up locally for the same reason.
+Rounds start every ``failover / 3`` seconds at a fixed rate (a slow round does not push the next one
+back). Each round renews, concurrently on the routine's own executor (never queued behind takes or
+releases), every held lease that has not been written for half an interval (a checkpoint bumps the
+counter as a renewal does, so a busy shard costs no renewal writes). A lease is therefore never left
+unwritten for more than 1.5 intervals plus one round's duration: half the failover, with the other
+half spare for a slow lease table (``due_for_renewal``).
+
+A lease whose renewal is refused by condition is lost (another worker took it): ``on_lost`` is told
+at once, so its shard task stops before the new owner writes. A lease that could not be written for
+``failover`` seconds (DynamoDB unreachable) is given up locally for the same reason.
 
 Renewal never waits for the worker's tick, for a checkpoint in flight, or for another lease's
 renewal, so one slow call cannot cost the pool its leases. Thread-safe; ``start()`` / ``stop()``.
@@ -25,6 +29,15 @@ from consumer.leases.coordinator import HeldLease, LeaseCoordinator
 from consumer.observability.metrics import Metrics
 
 log = structlog.get_logger(__name__)
+
+
+def due_for_renewal(last_written: float, now: float, interval: float) -> bool:
+    """Whether a lease last written at ``last_written`` is renewed by the round starting at ``now``.
+
+    Rounds start every ``interval``; a lease not due at one round is due at the next, so the longest
+    a lease goes unwritten is ``interval / 2 + interval`` plus that round's duration.
+    """
+    return now - last_written >= interval / 2
 
 
 class RenewalRoutine:
@@ -65,13 +78,17 @@ class RenewalRoutine:
     def _renew_routine(self) -> None:
         if self._context is not None:
             self._context()
-        while not self._stop.wait(self._interval):
+        next_round = self._clock() + self._interval
+        while not self._stop.wait(max(0.0, next_round - self._clock())):
             self.renew_round()
+            next_round = max(next_round + self._interval, self._clock())  # fixed rate; never a burst to catch up
 
     def renew_round(self) -> None:
-        """Renew every held lease not written during the last interval; one attempt each."""
+        """Renew every held lease that is due; one attempt each."""
         started = self._clock()
-        due = [held for held in self._coordinator.holding() if started - held.last_written >= self._interval * 0.9]
+        due = [
+            held for held in self._coordinator.holding() if due_for_renewal(held.last_written, started, self._interval)
+        ]
         futures: list[tuple[HeldLease, Future[bool]]] = [(held, self._executor.submit(held.try_renew)) for held in due]
         for held, future in futures:
             try:
