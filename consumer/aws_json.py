@@ -4,7 +4,7 @@ answer is parsed once with orjson.
 botocore turns every answer into Python objects through its shape parser, which costs about 0.6 ms
 of CPU per item or record (measured): most of the consumer's cost on the two hot reads, GetRecords
 (``consumer.shards.raw_records``) and the backfill's Scan (``consumer.backfill.scan``). This sends
-the same request, signed with botocore's SigV4 signer and the boto3 client's own credentials chain,
+the same request, signed by ``consumer.sigv4`` with the boto3 client's own credentials chain,
 endpoint and region, and gives back the answer in wire form (binary values as base64 text,
 timestamps as epoch seconds). Callers map ``WireCallError`` to their own errors.
 
@@ -17,9 +17,9 @@ from typing import Any
 
 import orjson
 import urllib3
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
 from botocore.exceptions import ClientError
+
+from consumer.sigv4 import JsonRequestSigner
 
 
 class WireCallError(Exception):
@@ -62,6 +62,7 @@ class WireClient:
         self._region = client.meta.region_name
         self._credentials = client._request_signer._credentials  # the client's own (refreshable) chain
         self._prefix = target_prefix
+        self._signer = JsonRequestSigner(self._endpoint, self._region, "dynamodb")
         self._http = urllib3.PoolManager(
             maxsize=pool_size, timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout), retries=False
         )
@@ -69,16 +70,11 @@ class WireClient:
     def call(self, operation: str, request: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """The answer to ``operation`` (e.g. ``GetRecords``) and its size in bytes."""
         body = orjson.dumps(request)
-        signed = AWSRequest(
-            method="POST",
-            url=self._endpoint,
-            data=body,
-            headers={"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": f"{self._prefix}.{operation}"},
+        credentials = self._credentials.get_frozen_credentials()
+        headers = self._signer.headers(
+            f"{self._prefix}.{operation}", body, credentials.access_key, credentials.secret_key, credentials.token
         )
-        SigV4Auth(self._credentials.get_frozen_credentials(), "dynamodb", self._region).add_auth(signed)
-        response = self._http.request(
-            "POST", self._endpoint, body=body, headers=dict(signed.headers.items()), preload_content=True
-        )
+        response = self._http.request("POST", self._endpoint, body=body, headers=headers, preload_content=True)
         if response.status != 200:
             raise _error(operation, response.status, response.data)
         return orjson.loads(response.data), len(response.data)
