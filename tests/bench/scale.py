@@ -200,7 +200,7 @@ def _pages(stream: StreamModel) -> Iterator[list[dict[str, Any]]]:
         position = page.next_position
 
 
-def shards(bench: Bench, count: int, window: float, probes: int) -> None:
+def shards(bench: Bench, count: int, window: float, probes: int, threads: int) -> None:
     """One worker holding ``count`` shards, a fifth with traffic: leases, footprint, visibility, idle cost."""
     osmem = start_osmem()
     try:
@@ -212,6 +212,7 @@ def shards(bench: Bench, count: int, window: float, probes: int) -> None:
             CDC_FAILOVER_SECONDS="30",
             CDC_POLL_INTERVAL_SECONDS="1",
             CDC_MAX_RECORDS_PER_READ="1000",
+            CDC_SHARD_THREADS=str(threads),
         )
         started = time.perf_counter()
         wait_until(lambda: worker.metric("cdc_leases_held") == count, timeout=600, what="every lease held")
@@ -237,7 +238,7 @@ def shards(bench: Bench, count: int, window: float, probes: int) -> None:
     idle_per_minute = statistics.mean(reads_after[s] - reads_before.get(s, 0) for s in idle) * 60 / elapsed
     rate = {name: (metrics_after[name] - metrics_before[name]) / elapsed for name in metrics_after}
     print(
-        f"shards: 1 worker, {count} open shards ({len(busy)} with traffic). All leases held after {held_after:.0f} s. "
+        f"shards: 1 worker, {count} open shards ({len(busy)} with traffic), {threads} shard threads. All leases held after {held_after:.0f} s. "
         f"Steady window {elapsed:.0f} s: RSS {after.rss_bytes / 2**20:.0f} MiB, CPU {100 * (after.cpu_seconds - before.cpu_seconds) / elapsed:.0f} % of a core, "
         f"{after.threads} threads, GetRecords {rate['get_records']:.0f}/s, lease table: {rate['lease_reads']:.1f} reads/s "
         f"(scans) and {rate['lease_writes']:.1f} writes/s, leases lost {metrics_after['lost'] - metrics_before['lost']:.0f}, "
@@ -393,6 +394,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shards", type=int, default=1000)
     parser.add_argument("--window", type=float, default=60.0)
     parser.add_argument("--probes", type=int, default=100)
+    parser.add_argument("--shard-threads", type=int, default=16, help="CDC_SHARD_THREADS of the shards section")
     parser.add_argument("--smoke", action="store_true", help="every section on a tiny input (make test)")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -408,7 +410,7 @@ def main(argv: list[str] | None = None) -> None:
             if "catch-up" in sections:
                 catch_up(bench, args.backlog, args.catch_up_engine)
             if "shards" in sections:
-                shards(bench, args.shards, args.window, args.probes)
+                shards(bench, args.shards, args.window, args.probes, args.shard_threads)
             if "pool" in sections:
                 pool(bench, args.shards, args.pool_workers, args.pool_window)
         finally:
