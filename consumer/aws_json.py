@@ -8,7 +8,8 @@ the same request, signed by ``consumer.sigv4`` with the boto3 client's own crede
 endpoint and region, and gives back the answer in wire form (binary values as base64 text,
 timestamps as epoch seconds). Callers map ``WireCallError`` to their own errors.
 
-Thread-safe: urllib3's pool manager is, and credentials are frozen per request.
+Thread-safe: each thread has its own connection (``consumer.keepalive``), and credentials are
+frozen per request.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-import urllib3
 from botocore.exceptions import ClientError
 
+from consumer.keepalive import KeepAliveConnections
 from consumer.sigv4 import JsonRequestSigner
 
 
@@ -46,7 +47,7 @@ class WireCallError(Exception):
 class WireClient:
     """JSON 1.0 calls through a boto3 client's endpoint, region and credentials.
 
-    Raises (from ``call``): ``WireCallError`` for an error answer, ``urllib3.exceptions.HTTPError``
+    Raises (from ``call``): ``WireCallError`` for an error answer, ``consumer.keepalive.TransportError``
     when the request did not get one.
     """
 
@@ -54,7 +55,6 @@ class WireClient:
         self,
         client: Any,
         target_prefix: str,
-        pool_size: int = 32,
         connect_timeout: float = 5.0,
         read_timeout: float = 10.0,
     ) -> None:
@@ -63,9 +63,7 @@ class WireClient:
         self._credentials = client._request_signer._credentials  # the client's own (refreshable) chain
         self._prefix = target_prefix
         self._signer = JsonRequestSigner(self._endpoint, self._region, "dynamodb")
-        self._http = urllib3.PoolManager(
-            maxsize=pool_size, timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout), retries=False
-        )
+        self._http = KeepAliveConnections(self._endpoint, connect_timeout, read_timeout)
 
     def call(self, operation: str, request: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """The answer to ``operation`` (e.g. ``GetRecords``) and its size in bytes."""
@@ -74,10 +72,10 @@ class WireClient:
         headers = self._signer.headers(
             f"{self._prefix}.{operation}", body, credentials.access_key, credentials.secret_key, credentials.token
         )
-        response = self._http.request("POST", self._endpoint, body=body, headers=headers, preload_content=True)
-        if response.status != 200:
-            raise _error(operation, response.status, response.data)
-        return orjson.loads(response.data), len(response.data)
+        status, data = self._http.post(headers, body)
+        if status != 200:
+            raise _error(operation, status, data)
+        return orjson.loads(data), len(data)
 
 
 def _error(operation: str, status: int, data: bytes) -> WireCallError:

@@ -27,13 +27,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import urllib3
 from botocore.exceptions import ClientError
 
 from consumer.aws_calls import THROTTLING_CODES, Observer, client_error_outcome
 from consumer.aws_json import WireCallError, WireClient
 from consumer.backoff import backoff_delay
 from consumer.errors import ConfigError, ConsumerError, Interrupted
+from consumer.keepalive import TransportError
 
 Item = dict[str, dict[str, Any]]
 
@@ -91,7 +91,7 @@ class SegmentScan:
         retry_base_seconds: float = 0.1,
         retry_cap_seconds: float = 10.0,
     ) -> None:
-        self._wire = WireClient(client, "DynamoDB_20120810", pool_size=2, read_timeout=30.0)
+        self._wire = WireClient(client, "DynamoDB_20120810", read_timeout=30.0)
         self._table = table
         self.rate = rate
         self._consistent = consistent
@@ -135,7 +135,7 @@ class SegmentScan:
                 self._refuse_set_up_errors(exc)
                 if exc.response.get("Error", {}).get("Code") in THROTTLING_CODES:
                     self.rate.throttled()
-            except urllib3.exceptions.HTTPError:
+            except TransportError:
                 pass
             else:
                 units = float((answer.get("ConsumedCapacity") or {}).get("CapacityUnits") or 0)
@@ -154,7 +154,7 @@ class SegmentScan:
             error = exc.as_client_error()
             self._report(client_error_outcome(error), started)
             raise error from exc
-        except urllib3.exceptions.HTTPError:
+        except TransportError:
             self._report("network", started)
             raise
         self._report("ok", started)

@@ -22,13 +22,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import urllib3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.aws_calls import THROTTLING_CODES, Observer, observed_call
 from consumer.aws_json import WireCallError, WireClient
 from consumer.backoff import backoff_delay
 from consumer.errors import Interrupted, LeaseLostError, LeaseTableError
+from consumer.keepalive import TransportError
 from consumer.leases.model import Lease
 
 WRITE_ATTEMPTS = 3  # of an item call answered by a throttle
@@ -263,7 +263,7 @@ class LeaseTable:
             started = time.monotonic()
             try:
                 answer, _ = self._wire.call(_WIRE_NAMES[operation], request)
-            except urllib3.exceptions.HTTPError as exc:
+            except TransportError as exc:
                 self._report(operation, "network", started)
                 raise LeaseTableError(f"{operation} on lease table {self._name} failed: {exc}") from exc
             except WireCallError as exc:

@@ -73,7 +73,7 @@ _ERRORS = {
 class Boto3StreamApi:
     """StreamApi over a boto3 ``dynamodbstreams`` client; GetRecords goes straight over the wire
     (``consumer.shards.raw_records``) unless ``raw_get_records`` is False. Thread-safe (boto3
-    clients and urllib3 pools are)."""
+    clients are, and the wire path keeps one connection per thread)."""
 
     def __init__(self, client: Any, observe: Observer | None = None, raw_get_records: bool = True) -> None:
         self._client = client

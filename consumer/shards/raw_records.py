@@ -10,8 +10,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import urllib3
-
 from consumer.aws_calls import THROTTLING_CODES, Observer
 from consumer.aws_json import WireCallError, WireClient
 from consumer.errors import (
@@ -21,6 +19,7 @@ from consumer.errors import (
     ThrottledError,
     TrimmedDataError,
 )
+from consumer.keepalive import TransportError
 
 _ERRORS = {
     "ExpiredIteratorException": IteratorExpiredError,
@@ -33,8 +32,8 @@ _ERRORS = {
 class RawGetRecords:
     """GetRecords through a boto3 ``dynamodbstreams`` client's endpoint and credentials."""
 
-    def __init__(self, client: Any, pool_size: int = 32, observe: Observer | None = None) -> None:
-        self._wire = WireClient(client, "DynamoDBStreams_20120810", pool_size=pool_size)
+    def __init__(self, client: Any, observe: Observer | None = None) -> None:
+        self._wire = WireClient(client, "DynamoDBStreams_20120810")
         self._observe = observe
 
     def get_records(self, iterator: str, limit: int) -> tuple[list[dict[str, Any]], str | None, int]:
@@ -42,7 +41,7 @@ class RawGetRecords:
         started = time.monotonic()
         try:
             answer, size = self._wire.call("GetRecords", {"ShardIterator": iterator, "Limit": limit})
-        except urllib3.exceptions.HTTPError as exc:
+        except TransportError as exc:
             self._report("network", started)
             raise StreamError(f"get_records failed: {exc}") from exc
         except WireCallError as exc:

@@ -84,6 +84,7 @@ class TableFront:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
 
     def do_POST(self) -> None:  # noqa: N802 (the http.server naming)
         front: TableFront = self.server.front  # type: ignore[attr-defined]
