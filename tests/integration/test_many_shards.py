@@ -66,14 +66,12 @@ def _lease_loss_report(workers: list[Any], taken_expired: list[dict[str, Any]]) 
 
 
 @pytest.fixture
-def in_process_worker(moto, stream_server, proxy, ddb, table_name, worker_env, monkeypatch) -> Iterator[Any]:
-    """Factory: a worker run in this process (so a test can read its budget), on a stream-server
-    stream of ``shards`` shards, writing through the proxy; stopped at teardown."""
+def in_process_worker(moto, stream_server, proxy, worker_env, monkeypatch) -> Iterator[Any]:
+    """Factory: a worker run in this process (so a test can read its budget), on the stream-server
+    stream ``arn`` (read from its start), writing through the proxy; stopped at teardown."""
     running: list[tuple[threading.Event, threading.Thread]] = []
 
-    def start(shards: int, **env: str) -> tuple[str, Metrics]:
-        create_table(ddb, table_name)
-        arn = stream_server.create_stream(table_name, key_schema=_key_schema(), shard_count=shards)
+    def start(arn: str, **env: str) -> Metrics:
         variables = {
             **worker_env,
             "CDC_STREAM_ARN": arn,
@@ -96,7 +94,7 @@ def in_process_worker(moto, stream_server, proxy, ddb, table_name, worker_env, m
         thread = threading.Thread(target=worker.run, daemon=True)
         thread.start()
         running.append((stop, thread))
-        return arn, metrics
+        return metrics
 
     yield start
     for stop, thread in running:
@@ -109,20 +107,23 @@ def _key_schema() -> list[dict[str, str]]:
 
 
 def test_a_burst_on_many_shards_stays_within_the_byte_budget(
-    in_process_worker, stream_server, osmem, proxy, table_name
+    in_process_worker, stream_server, osmem, proxy, ddb, table_name
 ):
-    # GIVEN a worker with a 1 MiB budget for pages in flight, 8 threads, and a slow OpenSearch
-    # (each bulk answered after 0.2 s), on a 40-shard stream
-    proxy.stall(0.2, None)
-    arn, metrics = in_process_worker(
-        40, CDC_MAX_BUFFERED_BYTES=str(1024 * 1024), CDC_SHARD_THREADS="8", CDC_MAX_RECORDS_PER_READ="100"
-    )
-
-    # WHEN 2000 changes of ~4 KB land on every shard at once (8 MB, eight times the budget)
+    # GIVEN a 40-shard stream on which 2000 changes of ~4 KB landed at once (8 MB, eight times the
+    # budget below: ~50 records, ~200 KB, waiting on each shard), and a slow OpenSearch (each bulk
+    # answered after 0.2 s)
+    create_table(ddb, table_name)
+    arn = stream_server.create_stream(table_name, key_schema=_key_schema(), shard_count=40)
     payload = {"blob": {"S": "x" * 4000}}
     for i in range(2000):
         keys = {"pk": {"S": f"burst-{i}"}, "sk": {"N": "1"}}
         stream_server.put_change(arn, "INSERT", keys, new_image={**keys, **payload})
+    proxy.stall(0.2, None)
+
+    # WHEN a worker with a 1 MiB budget for pages in flight and 8 threads reads it
+    metrics = in_process_worker(
+        arn, CDC_MAX_BUFFERED_BYTES=str(1024 * 1024), CDC_SHARD_THREADS="8", CDC_MAX_RECORDS_PER_READ="100"
+    )
 
     # THEN every change is applied (nothing dropped), and the pages held never exceeded the budget
     # plus one page per reading thread and prefetch (a page of 100 records is ~400 KB here)
