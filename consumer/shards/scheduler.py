@@ -9,7 +9,9 @@ its threads runs the earliest task that is due. Guarantees:
   are applied in order;
 * fairness: a task that wants to run again at once (its shard has more data) is queued behind every
   task already due, so a busy shard never starves another, whatever their number;
-* idle tasks cost nothing but their place in the heap until they are due;
+* idle tasks cost nothing but their place in the heap until they are due, and an idle worker's
+  threads do not all wake for each due task: one thread (the *leader*) waits for the earliest due
+  time, the others wait to be told (a leader/follower queue, as Java's ``DelayQueue``);
 * ``stop()`` lets each running step finish (steps watch the stop event) and ends the threads;
   ``join()`` waits for them, bounded.
 
@@ -48,6 +50,7 @@ class ShardScheduler:
         self._ready = threading.Condition()
         self._stopping = False
         self._running = 0
+        self._leader: threading.Thread | None = None  # the one thread waiting for the earliest due time
         self._threads: list[threading.Thread] = []
         self.steps = 0
 
@@ -61,8 +64,11 @@ class ShardScheduler:
     def add(self, task: Task, due: float | None = None) -> None:
         """Queue ``task`` to run at ``due`` (now by default)."""
         with self._ready:
-            heapq.heappush(self._heap, (self._clock() if due is None else due, next(self._order), task))
-            self._ready.notify()
+            entry = (self._clock() if due is None else due, next(self._order), task)
+            heapq.heappush(self._heap, entry)
+            if self._heap[0] is entry:  # earlier than what the leader waits for: a thread must look again
+                self._leader = None
+                self._ready.notify()
 
     @property
     def waiting(self) -> int:
@@ -106,15 +112,28 @@ class ShardScheduler:
 
     def _next_due(self) -> Task | None:
         with self._ready:
-            while True:
-                if self._stopping:
-                    return None
-                if self._heap:
+            try:
+                while True:
+                    if self._stopping:
+                        return None
+                    if not self._heap:
+                        self._ready.wait()
+                        continue
                     wait = self._heap[0][0] - self._clock()
                     if wait <= 0:
                         _, _, task = heapq.heappop(self._heap)
                         self._running += 1
                         return task
-                    self._ready.wait(wait)
-                else:
-                    self._ready.wait()
+                    if self._leader is not None:
+                        self._ready.wait()  # the leader wakes for the earliest; this thread is told after
+                        continue
+                    me = threading.current_thread()
+                    self._leader = me
+                    try:
+                        self._ready.wait(wait)
+                    finally:
+                        if self._leader is me:
+                            self._leader = None
+            finally:
+                if self._leader is None and self._heap:
+                    self._ready.notify()  # someone must lead the wait for the next task

@@ -143,3 +143,40 @@ def test_reads_pause_at_the_budget_and_resume_as_pages_settle():
     budget.charge(10)
     threading.Timer(0.05, stop.set).start()
     assert budget.wait_for_room(stop, timeout=5) is False
+
+
+class RecordingTask:
+    """Runs once, recording when."""
+
+    def __init__(self, name: str, ran: dict[str, float]) -> None:
+        self.name = name
+        self._ran = ran
+
+    def step(self) -> float | None:
+        self._ran[self.name] = time.monotonic()
+        return None
+
+
+def test_a_task_due_before_the_one_being_waited_for_runs_first():
+    # GIVEN idle threads whose leader waits for a task due in 3 s
+    ran: dict[str, float] = {}
+    scheduler = ShardScheduler(4)
+    scheduler.start()
+    later_due = time.monotonic() + 3.0
+    scheduler.add(RecordingTask("later", ran), due=later_due)
+    time.sleep(0.2)  # every thread is waiting now
+
+    # WHEN tasks due now and in half a second arrive
+    scheduler.add(RecordingTask("now", ran))
+    soon_due = time.monotonic() + 0.5
+    scheduler.add(RecordingTask("soon", ran), due=soon_due)
+
+    # THEN each runs at its own time, not when the leader's longer wait ends
+    deadline = time.monotonic() + 10
+    while len(ran) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    scheduler.stop()
+    assert scheduler.join(5)
+    assert sorted(ran, key=ran.__getitem__) == ["now", "soon", "later"]
+    assert soon_due <= ran["soon"] < later_due
+    assert ran["later"] >= later_due
