@@ -38,14 +38,18 @@ def test_three_workers_share_320_shards_apply_every_record_and_lose_no_lease(
     write_random_history(ddb, table_name, changes=1500, seed=500, keyspace=1200)
     lineage.feed.wait_caught_up(timeout=120)
 
-    # THEN the index equals the table, the shards are spread over the workers, and no lease was lost
+    # THEN the index equals the table, the shards end up spread over the workers, and no lease was lost
     # (taken from an owner that failed to renew it: steals while balancing are not losses)
     def converged() -> bool:
         return index_documents(osmem.url, table_name) == table_documents(ddb, table_name, COMPOSITE_KEY)
 
     wait_until(converged, timeout=180, what="index to equal table")
-    held = [worker.metric("cdc_leases_held") for worker in workers]
-    assert sum(held) == 320 and max(held) - min(held) <= 1, held
+
+    def balanced() -> bool:  # steals take a victim a tick; the data may converge before they end
+        held = [worker.metric("cdc_leases_held") for worker in workers]
+        return sum(held) == 320 and max(held) - min(held) <= 1
+
+    wait_until(balanced, timeout=120, what="every lease held and the workers within one lease of each other")
     taken_expired = [event for worker in workers for event in worker.events("lease_taken_expired")]
     assert not taken_expired, _lease_loss_report(workers, taken_expired)
     assert all(worker.metric("cdc_shard_tasks") <= 107 for worker in workers)
