@@ -2,8 +2,9 @@
 answer is parsed once with orjson.
 
 botocore turns every answer into Python objects through its shape parser, which costs about 0.6 ms
-of CPU per item or record (measured): most of the consumer's cost on the two hot reads, GetRecords
-(``consumer.shards.raw_records``) and the backfill's Scan (``consumer.backfill.scan``). This sends
+of CPU per item or record (measured): most of the consumer's cost on its hot calls, GetRecords
+(``consumer.shards.raw_records``), the backfill's Scan (``consumer.backfill.scan``) and the lease
+table's item reads and writes (``consumer.leases.table``). This sends
 the same request, signed by ``consumer.sigv4`` with the boto3 client's own credentials chain,
 endpoint and region, and gives back the answer in wire form (binary values as base64 text,
 timestamps as epoch seconds). Callers map ``WireCallError`` to their own errors.
