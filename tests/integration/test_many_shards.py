@@ -134,4 +134,7 @@ def test_a_burst_on_many_shards_stays_within_the_byte_budget(
     wait_until(lambda: len(index_documents(osmem.url, table_name)) == 2000, timeout=180, what="the burst applied")
     peak = metrics.registry.get_sample_value("cdc_buffered_bytes_peak")
     assert 1024 * 1024 <= peak <= 1024 * 1024 + 2 * 8 * 450_000, peak
-    assert metrics.registry.get_sample_value("cdc_buffered_bytes") == 0
+    # AND the budget drains (idle polls still charge their empty pages for a moment)
+    wait_until(
+        lambda: metrics.registry.get_sample_value("cdc_buffered_bytes") == 0, timeout=30, what="the budget to drain"
+    )
