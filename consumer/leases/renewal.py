@@ -1,7 +1,10 @@
 """The renewal routine: keeps every held lease alive, on its own thread, without serialising.
 
-Rounds start every ``failover / 3`` seconds at a fixed rate (a slow round does not push the next one
-back). Each round renews, concurrently on the routine's own executor (never queued behind takes or
+Rounds start at most ``failover / 3`` seconds apart, at a fixed rate (a slow round does not push the
+next one back) with jitter: each gap is drawn between 0.8 and 1 interval, so rounds never stay in
+phase with the worker's tick, which runs at the same period. In phase, a renewal could land between
+a tick's scan and its steal every time, and the steal, conditional on the counter the scan read,
+would fail every cycle. Each round renews, concurrently on the routine's own executor (never queued behind takes or
 releases), every held lease that has not been written for half an interval (a checkpoint bumps the
 counter as a renewal does, so a busy shard costs no renewal writes). A lease is therefore never left
 unwritten for more than 1.5 intervals plus one round's duration: half the failover, with the other
@@ -17,6 +20,7 @@ renewal, so one slow call cannot cost the pool its leases. Thread-safe; ``start(
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -34,8 +38,8 @@ log = structlog.get_logger(__name__)
 def due_for_renewal(last_written: float, now: float, interval: float) -> bool:
     """Whether a lease last written at ``last_written`` is renewed by the round starting at ``now``.
 
-    Rounds start every ``interval``; a lease not due at one round is due at the next, so the longest
-    a lease goes unwritten is ``interval / 2 + interval`` plus that round's duration.
+    Rounds start at most ``interval`` apart; a lease not due at one round is due at the next, so the
+    longest a lease goes unwritten is ``interval / 2 + interval`` plus that round's duration.
     """
     return now - last_written >= interval / 2
 
@@ -59,6 +63,7 @@ class RenewalRoutine:
         self._metrics = metrics
         self._on_lost = on_lost
         self._clock = clock
+        self._rng = random.Random()
         self._stop = threading.Event()
         self._context: Callable[[], None] | None = None
         self._thread = threading.Thread(target=self._renew_routine, name="lease-renewal", daemon=True)
@@ -78,10 +83,13 @@ class RenewalRoutine:
     def _renew_routine(self) -> None:
         if self._context is not None:
             self._context()
-        next_round = self._clock() + self._interval
+        next_round = self._clock() + self._gap()
         while not self._stop.wait(max(0.0, next_round - self._clock())):
             self.renew_round()
-            next_round = max(next_round + self._interval, self._clock())  # fixed rate; never a burst to catch up
+            next_round = max(next_round + self._gap(), self._clock())  # fixed rate; never a burst to catch up
+
+    def _gap(self) -> float:
+        return self._interval * self._rng.uniform(0.8, 1.0)
 
     def renew_round(self) -> None:
         """Renew every held lease that is due; one attempt each."""
