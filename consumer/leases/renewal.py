@@ -4,9 +4,9 @@ Rounds start at most ``failover / 3`` seconds apart, at a fixed rate (a slow rou
 next one back) with jitter: each gap is drawn between 0.8 and 1 interval, so rounds never stay in
 phase with the worker's tick, which runs at the same period. In phase, a renewal could land between
 a tick's scan and its steal every time, and the steal, conditional on the counter the scan read,
-would fail every cycle. Each round renews, concurrently on the routine's own executor (never queued behind takes or
-releases), every held lease that has not been written for half an interval (a checkpoint bumps the
-counter as a renewal does, so a busy shard costs no renewal writes). A lease is therefore never left
+would fail every cycle. Each round renews, concurrently on the routine's own executor (never queued
+behind takes or releases), every held lease that has not been written for half an interval (a
+checkpoint bumps the counter as a renewal does, so a busy shard costs no renewal writes). A lease is therefore never left
 unwritten for more than 1.5 intervals plus one round's duration: half the failover, with the other
 half spare for a slow lease table (``due_for_renewal``).
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from consumer.aws_calls import THROTTLING_CODES, Observer, observed_call
+from consumer.aws_calls import Observer, client_error_outcome, observed_call
 from consumer.aws_json import WireCallError, WireClient
 from consumer.backoff import backoff_delay
 from consumer.errors import Interrupted, LeaseLostError, LeaseTableError
@@ -267,13 +267,12 @@ class LeaseTable:
                 self._report(operation, "network", started)
                 raise LeaseTableError(f"{operation} on lease table {self._name} failed: {exc}") from exc
             except WireCallError as exc:
-                if exc.code == "ConditionalCheckFailedException":
-                    self._report(operation, "conditional_failed", started)
+                outcome = client_error_outcome(exc.as_client_error())
+                self._report(operation, outcome, started)
+                if outcome == "conditional_failed":
                     key = (request.get("Key") or request.get("Item") or {}).get("leaseKey", {}).get("S")
                     raise LeaseLostError(f"lease {key} was changed by another worker") from exc
-                throttled = exc.code in THROTTLING_CODES
-                self._report(operation, "throttled" if throttled else _error_outcome(exc.status), started)
-                if not throttled or attempt + 1 == WRITE_ATTEMPTS:
+                if outcome != "throttled" or attempt + 1 == WRITE_ATTEMPTS:
                     raise LeaseTableError(f"{operation} on lease table {self._name} failed: {exc}") from exc
                 time.sleep(backoff_delay(attempt, 0.05, 1.0))
                 continue
@@ -291,10 +290,6 @@ class LeaseTable:
 
 def _epoch(seconds: float) -> str:
     return f"{seconds:.3f}"
-
-
-def _error_outcome(status: int) -> str:
-    return "server_error" if status >= 500 else "client_error"
 
 
 def _code(exc: ClientError) -> str:
