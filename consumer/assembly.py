@@ -42,7 +42,7 @@ from consumer.worker import Worker, WorkerParts, WorkerTimings
 
 log = structlog.get_logger(__name__)
 
-LEASE_THREADS = 16  # concurrent lease-table writes per worker: takes and releases; renewals, apart
+LEASE_THREADS = 16  # concurrent lease-table writes per worker, per kind: takes and releases; renewals; checkpoints
 
 
 def build_worker(
@@ -95,6 +95,7 @@ def build_worker(
         throttle=ThrottleGate(settings.retry_base_seconds, settings.retry_max_delay_seconds),
         budget=ByteBudget(settings.max_buffered_bytes),
         prefetch=ThreadPoolExecutor(max_workers=settings.shard_threads, thread_name_prefix="prefetch"),
+        checkpoints=ThreadPoolExecutor(max_workers=LEASE_THREADS, thread_name_prefix="checkpoint"),
         metrics=metrics,
         health=health,
         timings=timings,

@@ -7,6 +7,10 @@ from the same starting version, which yields the same versions (consumer.version
 makes decoding or projection fail in any way, a bug included, is dead-lettered with the exception's
 class and message, so no record can stall its shard. Thread-safe: one processor serves all shard
 consumers.
+
+``process`` is ``prepare`` (pure CPU: decode, version, project, encode) then ``apply`` (the sink, the
+dead letters, the metrics). A shard task prepares its next page while the current one's ``_bulk``
+is in flight, so a catch-up's decoding does not add to OpenSearch's latency.
 """
 
 from __future__ import annotations
@@ -33,6 +37,22 @@ from consumer.sink.opensearch import OpenSearchSink, Result
 from consumer.versioning import next_version
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A page made ready to send: its actions and their ``_bulk`` lines, the records to dead-letter,
+    and the version clock after it. Immutable: applying it again (a retry) sends the same versions."""
+
+    shard_id: str
+    start_version: int
+    actions: list[BulkAction]
+    encoded: list[bytes]
+    letters: tuple[DeadLetter, ...]
+    filtered: Counter[tuple[str, str]]
+    version: int
+    last_sequence_number: str | None
+    last_record_second: int | None
 
 
 @dataclass(frozen=True)
@@ -92,55 +112,17 @@ class BatchProcessor:
     def process(
         self, shard_id: str, raw_records: list[dict[str, Any]], start_version: int, stop: threading.Event
     ) -> BatchResult:
-        """Apply ``raw_records`` (in shard order) with versions continuing from ``start_version``.
+        """Apply ``raw_records`` (in shard order) with versions continuing from ``start_version``."""
+        return self.apply(self.prepare(shard_id, raw_records, start_version), stop)
 
-        Raises Interrupted when ``stop`` is set during retries, and SinkError / OSError when
-        the batch could not be settled; nothing of the batch may be checkpointed then.
-        """
-        outcomes: Counter[tuple[str, str]] = Counter()
-        actions, letters, version = self._prepare(shard_id, raw_records, start_version, outcomes)
-        for action, (outcome, error) in zip(actions, self._apply(actions, stop), strict=True):
-            record = action.record
-            if outcome is Outcome.POISON:
-                attempts = getattr(error, "attempts", 1)  # GaveUp errors say how many tries were made
-                letters.append(self._letter(shard_id, record.raw, error or "rejected", attempts))
-                continue
-            outcomes[(record.event_name, outcome.value)] += 1
-            if outcome is Outcome.STALE:
-                log.debug(
-                    "record_stale", shard_id=shard_id, sequence_number=record.sequence_number, doc_id=action.doc_id
-                )
-        self._dead_letter(letters, outcomes, stop)
-        for (event, outcome), count in outcomes.items():
-            self._metrics.records_processed.labels(event=event, outcome=outcome).inc(count)
-        last = _sequence_number(raw_records[-1]) if raw_records else None
-        last_second = _approximate_second(raw_records[-1]) if raw_records else None
-        return BatchResult(last, version, last_second, outcomes)
-
-    def _apply(self, actions: list[BulkAction], stop: threading.Event) -> list[Result]:
-        """Sink results in the order of ``actions``, partitioned by document id when parallel."""
-        if self._pool is None or len(actions) < 2:
-            return self._sink.apply(actions, stop)
-        partitions: list[list[int]] = [[] for _ in range(self._parallelism)]
-        for i, action in enumerate(actions):
-            partitions[zlib.crc32(action.doc_id.encode()) % self._parallelism].append(i)
-        parts = [part for part in partitions if part]
-        futures = [(part, self._pool.submit(self._sink.apply, [actions[i] for i in part], stop)) for part in parts[1:]]
-        results: list[Result | None] = [None] * len(actions)
-        for i, result in zip(parts[0], self._sink.apply([actions[i] for i in parts[0]], stop), strict=True):
-            results[i] = result
-        for part, future in futures:
-            for i, result in zip(part, future.result(), strict=True):  # re-raises a partition's failure
-                results[i] = result
-        return [result for result in results if result is not None]
-
-    def _prepare(
-        self, shard_id: str, raw_records: list[dict[str, Any]], version: int, outcomes: Counter[tuple[str, str]]
-    ) -> tuple[list[BulkAction], list[DeadLetter], int]:
-        """Actions to send, records to dead-letter, and the clock after the batch. Filtered records
+    def prepare(self, shard_id: str, raw_records: list[dict[str, Any]], start_version: int) -> PreparedBatch:
+        """Decode, version, project and encode ``raw_records`` (in shard order), with versions
+        continuing from ``start_version``; touches nothing outside this process. Filtered records
         still tick the clock: versions must not depend on the rules in force."""
         actions: list[BulkAction] = []
         letters: list[DeadLetter] = []
+        filtered: Counter[tuple[str, str]] = Counter()
+        version = start_version
         for raw in raw_records:
             try:
                 record = StreamRecord.from_wire(raw)
@@ -154,10 +136,71 @@ class BatchProcessor:
                 letters.append(self._letter(shard_id, raw, f"{type(exc).__name__}: {exc}"))
                 continue
             if action is None:
-                outcomes[(record.event_name, "filtered")] += 1
+                filtered[(record.event_name, "filtered")] += 1
             else:
                 actions.append(action)
-        return actions, letters, version
+        last = raw_records[-1] if raw_records else None
+        return PreparedBatch(
+            shard_id=shard_id,
+            start_version=start_version,
+            actions=actions,
+            encoded=self._sink.encode(actions),
+            letters=tuple(letters),
+            filtered=filtered,
+            version=version,
+            last_sequence_number=_sequence_number(last) if last is not None else None,
+            last_record_second=_approximate_second(last) if last is not None else None,
+        )
+
+    def apply(self, batch: PreparedBatch, stop: threading.Event) -> BatchResult:
+        """Settle a prepared batch: every record applied, stale, filtered or durably dead-lettered.
+
+        Raises Interrupted when ``stop`` is set during retries, and SinkError / OSError when
+        the batch could not be settled; nothing of the batch may be checkpointed then, and the same
+        ``batch`` may be applied again.
+        """
+        outcomes = Counter(batch.filtered)
+        letters = list(batch.letters)
+        for action, (outcome, error) in zip(batch.actions, self._apply(batch, stop), strict=True):
+            record = action.record
+            if outcome is Outcome.POISON:
+                attempts = getattr(error, "attempts", 1)  # GaveUp errors say how many tries were made
+                letters.append(self._letter(batch.shard_id, record.raw, error or "rejected", attempts))
+                continue
+            outcomes[(record.event_name, outcome.value)] += 1
+            if outcome is Outcome.STALE:
+                log.debug(
+                    "record_stale",
+                    shard_id=batch.shard_id,
+                    sequence_number=record.sequence_number,
+                    doc_id=action.doc_id,
+                )
+        self._dead_letter(letters, outcomes, stop)
+        for (event, outcome), count in outcomes.items():
+            self._metrics.records_processed.labels(event=event, outcome=outcome).inc(count)
+        return BatchResult(batch.last_sequence_number, batch.version, batch.last_record_second, outcomes)
+
+    def _apply(self, batch: PreparedBatch, stop: threading.Event) -> list[Result]:
+        """Sink results in the order of the batch's actions, partitioned by document id when parallel."""
+        actions, encoded = batch.actions, batch.encoded
+        if self._pool is None or len(actions) < 2:
+            return self._sink.apply(actions, stop, encoded)
+        partitions: list[list[int]] = [[] for _ in range(self._parallelism)]
+        for i, action in enumerate(actions):
+            partitions[zlib.crc32(action.doc_id.encode()) % self._parallelism].append(i)
+        parts = [part for part in partitions if part]
+
+        def send(part: list[int]) -> list[Result]:
+            return self._sink.apply([actions[i] for i in part], stop, [encoded[i] for i in part])
+
+        futures = [(part, self._pool.submit(send, part)) for part in parts[1:]]
+        results: list[Result | None] = [None] * len(actions)
+        for i, result in zip(parts[0], send(parts[0]), strict=True):
+            results[i] = result
+        for part, future in futures:
+            for i, result in zip(part, future.result(), strict=True):  # re-raises a partition's failure
+                results[i] = result
+        return [result for result in results if result is not None]
 
     def _letter(self, shard_id: str, raw: dict[str, Any], error: str, attempts: int = 1) -> DeadLetter:
         return letter_for(shard_id, raw, error, self._rules, self._keep_raw, attempts)

@@ -19,9 +19,10 @@ shutdown deadline passes, then every lease is released so other workers take the
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -78,7 +79,8 @@ class WorkerParts:
     reader: ReaderSettings
     throttle: ThrottleGate
     budget: ByteBudget
-    prefetch: Executor
+    prefetch: Executor  # shard tasks' read-ahead: the next page read and prepared
+    checkpoints: Executor  # shard tasks' checkpoints, written while the next page is applied
     metrics: Metrics
     health: Health
     timings: WorkerTimings
@@ -161,24 +163,33 @@ class Worker:
     def _do_tick(self) -> str | None:
         """One coordination step; returns what keeps the worker from being ready, if anything."""
         parts = self._parts
+        steps = _StepTimes(self._clock)
         try:
-            leases = [lease for lease in parts.leases.list_leases(consistent=False) if not is_segment(lease)]
+            with steps("lease_scan"):
+                leases = [lease for lease in parts.leases.list_leases(consistent=False) if not is_segment(lease)]
         except ConsumerError as exc:
             return self._tick_failed("lease_scan", exc)
         problem = None
         try:
-            self._maybe_sync(leases)
+            with steps("shard_sync"):
+                self._maybe_sync(leases)
         except ConsumerError as exc:  # the stream API failing must not stop taking and reading
             problem = self._tick_failed("shard_sync", exc)
         try:
-            parts.coordinator.take_leases(leases)
+            with steps("lease_taking"):
+                parts.coordinator.take_leases(leases)
             parts.metrics.taker_cycles.inc()
         except ConsumerError as exc:
             problem = self._tick_failed("lease_taking", exc)
-        self._reap_tasks()
-        self._start_ready_tasks({lease.lease_key: lease for lease in leases})
-        self._observe_pool(leases)
-        self._maybe_reap()
+        with steps("tasks"):
+            self._reap_tasks()
+            self._start_ready_tasks({lease.lease_key: lease for lease in leases})
+            self._observe_pool(leases)
+            self._maybe_reap()
+        if steps.total > parts.timings.tick / 3:  # renewal has its own routine; a slow tick delays taking only
+            log.warning(
+                "coordinator_tick_slow", seconds=round(steps.total, 3), steps=steps.rounded(), leases=len(leases)
+            )
         return problem
 
     def _tick_failed(self, step: str, exc: ConsumerError) -> str:
@@ -237,6 +248,7 @@ class Worker:
             parts.throttle,
             parts.budget,
             parts.prefetch,
+            parts.checkpoints,
             parts.stop,
             self.on_shard_end,
             self.confirm_vanished,
@@ -304,6 +316,30 @@ class Worker:
         parts.scheduler.stop()
         if not parts.scheduler.join(parts.timings.shutdown_timeout):
             log.warning("shard_tasks_abandoned", running=parts.scheduler.busy)
+        parts.checkpoints.shutdown(wait=True)  # the last pages' checkpoints land before the leases go
         parts.coordinator.release_all()
         self._renewal.stop()
         self._tick_thread.shutdown(wait=False, cancel_futures=True)
+
+
+class _StepTimes:
+    """How long each named step of a tick took, for the slow-tick warning."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, step: str) -> Iterator[None]:
+        started = self._clock()
+        try:
+            yield
+        finally:
+            self._seconds[step] = self._clock() - started
+
+    @property
+    def total(self) -> float:
+        return sum(self._seconds.values())
+
+    def rounded(self) -> dict[str, float]:
+        return {step: round(seconds, 3) for step, seconds in self._seconds.items()}

@@ -3,8 +3,8 @@
 Each ``step()`` does one bounded unit of work and says when it wants to run again:
 
 * a page with records is applied and checkpointed, and the task asks to run again at once, while
-  the next page is already being read (a bounded prefetch of one page, so reading and writing
-  overlap during a catch-up);
+  the next page is already being read and prepared (decoded, versioned, projected, encoded: a
+  bounded prefetch of one page, so reading, decoding and writing overlap during a catch-up);
 * an empty page makes the task wait before the next read: the poll interval, doubled on each
   further empty read up to ``idle_poll_max_seconds``, and back to no wait as soon as a read returns
   data (DynamoDB Streams bills non-Lambda readers per GetRecords call);
@@ -26,6 +26,7 @@ A task is stepped by one scheduler thread at a time; its fields are not shared o
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import random
 import threading
 import time
@@ -52,7 +53,7 @@ from consumer.errors import (
 from consumer.leases.coordinator import HeldLease
 from consumer.leases.model import LATEST, SHARD_END, TRIM_HORIZON
 from consumer.observability.metrics import Metrics
-from consumer.processor import BatchProcessor
+from consumer.processor import BatchProcessor, BatchResult, PreparedBatch
 from consumer.records import StreamRecord
 from consumer.shards.api import AFTER_SEQUENCE_NUMBER, RecordsPage, StreamApi
 from consumer.shards.budget import ByteBudget
@@ -86,6 +87,7 @@ class TaskContext:
     throttle: ThrottleGate
     budget: ByteBudget
     prefetch: Executor
+    checkpoints: Executor
     stop: threading.Event
     on_shard_end: Callable[[str], None]
     confirm_vanished: Callable[[str], bool]
@@ -101,7 +103,8 @@ class ShardTask:
         self._version = start_version
         self._position = held.lease.checkpoint  # the last settled sequence number, or a sentinel
         self._iterator: str | None = None  # None: get one after the last settled record
-        self._prefetched: Future[RecordsPage] | None = None
+        self._prefetched: Future[tuple[RecordsPage, PreparedBatch | None]] | None = None
+        self._checkpointing: Future[bool] | None = None  # the last page's checkpoint, written in the background
         self._failures = 0
         self._empty_reads = 0
         self._not_found = 0
@@ -144,6 +147,8 @@ class ShardTask:
 
     def _finish(self, why: str) -> float | None:
         self._discard_prefetch()
+        with contextlib.suppress(LeaseLostError):  # a lost lease is why we finish, or will be seen by the worker
+            self._await_checkpoint()
         log.info("shard_consumer_stopped", checkpoint=self._position, shard_end=self.reached_shard_end, reason=why)
         self.finished.set()
         return None
@@ -155,9 +160,10 @@ class ShardTask:
             return now + wait
         if not self._context.budget.has_room() and self._prefetched is None:
             return now + 0.05  # backpressure: held pages wait to settle before more are read
-        page = self._read()
-        if page is None:
+        fetched = self._read()
+        if fetched is None:
             return None if self.finished.is_set() else time.monotonic() + self._read_failure_delay
+        page, prepared = fetched
         self._failures = 0
         self._not_found = 0
         self._context.throttle.succeeded()
@@ -165,8 +171,10 @@ class ShardTask:
         self._iterator = page.next_iterator
         if page.records:
             self._empty_reads = 0
-            self._maybe_prefetch()
-            self._settle(page)
+            if prepared is None or prepared.start_version != self._version:
+                prepared = self._context.processor.prepare(self.shard_id, page.records, self._version)
+            self._maybe_prefetch(prepared.version)
+            self._settle(page, prepared)
         else:
             self._context.budget.release(page.size_bytes)
         if page.next_iterator is None:
@@ -174,13 +182,15 @@ class ShardTask:
             return None if self.finished.is_set() else time.monotonic()
         if page.records:
             return time.monotonic()
+        self._await_checkpoint()  # the shard is idle: nothing to overlap the last checkpoint with
         self._empty_reads += 1
         return time.monotonic() + self._idle_delay()
 
     # --- reading -------------------------------------------------------------------------------
 
-    def _read(self) -> RecordsPage | None:
-        """The next page (prefetched, or read now), charged to the budget; None after a failure."""
+    def _read(self) -> tuple[RecordsPage, PreparedBatch | None] | None:
+        """The next page (prefetched, perhaps prepared, or read now), charged to the budget; None
+        after a failure."""
         if self._prefetched is not None:
             future, self._prefetched = self._prefetched, None
             try:
@@ -193,26 +203,29 @@ class ShardTask:
         except StreamError as exc:
             return self._failed(exc)
         self._context.budget.charge(page.size_bytes)
-        return page
+        return page, None
 
-    def _maybe_prefetch(self) -> None:
-        """Start reading the next page while this one is applied, when the budget has room."""
+    def _maybe_prefetch(self, version: int) -> None:
+        """Start reading, and preparing from clock value ``version``, the next page while this one
+        is applied, when the budget has room."""
         iterator = self._iterator
         if iterator is None or not self._context.budget.has_room():
             return
+        context, shard_id = self._context, self.shard_id
 
-        def read_next() -> RecordsPage:
-            page = self._context.api.get_records(iterator, self._settings.max_records_per_read)
-            self._context.budget.charge(page.size_bytes)
-            return page
+        def read_next() -> tuple[RecordsPage, PreparedBatch | None]:
+            page = context.api.get_records(iterator, self._settings.max_records_per_read)
+            context.budget.charge(page.size_bytes)
+            prepared = context.processor.prepare(shard_id, page.records, version) if page.records else None
+            return page, prepared
 
-        self._prefetched = self._context.prefetch.submit(read_next)
+        self._prefetched = context.prefetch.submit(contextvars.copy_context().run, read_next)
 
     def _discard_prefetch(self) -> None:
         future, self._prefetched = self._prefetched, None
         if future is not None:
             with contextlib.suppress(Exception):
-                self._context.budget.release(future.result(timeout=30).size_bytes)
+                self._context.budget.release(future.result(timeout=30)[0].size_bytes)
 
     def _acquire_iterator(self) -> str:
         """An iterator just after the last settled record (or at the initial position)."""
@@ -301,30 +314,32 @@ class ShardTask:
 
     # --- applying ------------------------------------------------------------------------------
 
-    def _settle(self, page: RecordsPage) -> None:
-        """Apply one page, retrying what the sink could not settle, then checkpoint it."""
+    def _settle(self, page: RecordsPage, prepared: PreparedBatch) -> None:
+        """Apply one prepared page, retrying what the sink could not settle, then checkpoint it."""
         started = time.perf_counter()
         try:
-            result = self._apply(page.records)
+            result = self._apply(prepared)
         finally:
             self._context.budget.release(page.size_bytes)
         self._version = result.version
         if result.last_sequence_number is not None:
             if self._position in (TRIM_HORIZON, LATEST):
                 log.info("shard_first_records_applied", sequence_number=result.last_sequence_number)
-            self._checkpoint(result.last_sequence_number, result.last_record_second)
+            self._checkpoint_in_background(result.last_sequence_number, result.last_record_second)
         self._context.metrics.batch_duration.observe(time.perf_counter() - started)
 
-    def _apply(self, records: list[dict[str, Any]]) -> Any:
+    def _apply(self, prepared: PreparedBatch) -> BatchResult:
         attempt = 0
         while True:
             try:
-                return self._context.processor.process(self.shard_id, records, self._version, self._context.stop)
+                return self._context.processor.apply(prepared, self._context.stop)
             except (SinkError, OSError) as exc:
                 delay = backoff_delay(
                     attempt, self._settings.retry_base_seconds, self._settings.retry_max_delay_seconds, self._rng
                 )
-                log.warning("batch_failed", error=str(exc), records=len(records), retry_in_seconds=round(delay, 3))
+                log.warning(
+                    "batch_failed", error=str(exc), records=len(prepared.actions), retry_in_seconds=round(delay, 3)
+                )
                 attempt += 1
                 if self._context.stop.wait(delay) or self._held.lost.is_set():
                     raise Interrupted("stop requested while a batch awaited a retry") from exc
@@ -332,6 +347,7 @@ class ShardTask:
     def _end_shard(self, vanished: bool) -> None:
         """Every record is settled (or the shard's data is gone): checkpoint SHARD_END, retrying until
         it is written or stopped, then let the worker lease the children."""
+        self._await_checkpoint()
         last = self._position
         failures = 0
         while not self._checkpoint(SHARD_END, vanished_after=last if vanished else None):
@@ -352,12 +368,35 @@ class ShardTask:
         self.finished.set()
         self._context.on_shard_end(self.shard_id)
 
-    def _checkpoint(self, position: str, record_second: int | None = None, vanished_after: str | None = None) -> bool:
-        """Checkpoint ``position``; False on a transient failure (the next checkpoint covers it)."""
-        metrics = self._context.metrics
+    def _checkpoint_in_background(self, position: str, record_second: int | None) -> None:
+        """Checkpoint ``position`` while the next page is applied, so that a catch-up does not wait
+        for the lease table between pages. One write at a time, in order: the previous one is
+        awaited first (raising LeaseLostError if it found the lease gone)."""
+        self._await_checkpoint()
         self._position = position
         try:
-            self._held.checkpoint(position, self._version, record_second, vanished_after)
+            self._checkpointing = self._context.checkpoints.submit(
+                contextvars.copy_context().run, self._write_checkpoint, position, self._version, record_second, None
+            )
+        except RuntimeError:  # the worker is past its shutdown timeout and closed the executor: write it now
+            self._write_checkpoint(position, self._version, record_second, None)
+
+    def _await_checkpoint(self) -> None:
+        future, self._checkpointing = self._checkpointing, None
+        if future is not None:
+            future.result()
+
+    def _checkpoint(self, position: str, record_second: int | None = None, vanished_after: str | None = None) -> bool:
+        """Checkpoint ``position`` now; False on a transient failure (the next checkpoint covers it)."""
+        self._position = position
+        return self._write_checkpoint(position, self._version, record_second, vanished_after)
+
+    def _write_checkpoint(
+        self, position: str, version: int, record_second: int | None, vanished_after: str | None
+    ) -> bool:
+        metrics = self._context.metrics
+        try:
+            self._held.checkpoint(position, version, record_second, vanished_after)
         except LeaseLostError:
             metrics.checkpoints.labels(outcome="lease_lost").inc()
             raise

@@ -127,12 +127,23 @@ class OpenSearchSink:
     def index(self) -> str:
         return self._index
 
-    def apply(self, actions: Sequence[BulkOperation], stop: threading.Event) -> list[Result]:
+    def encode(self, actions: Sequence[BulkOperation]) -> list[bytes]:
+        """The NDJSON lines of each action for this index: ``apply``'s ``encoded``, made ahead of it."""
+        return [encode_action(self._index, action) for action in actions]
+
+    def apply(
+        self, actions: Sequence[BulkOperation], stop: threading.Event, encoded: Sequence[bytes] | None = None
+    ) -> list[Result]:
         """Apply all actions, in order; see the module docstring for the guarantees.
 
         ``stop`` is the caller's stop event: setting it ends retries with ``Interrupted``.
+        ``encoded``: the actions' lines from ``encode`` (so a caller can encode while an earlier
+        request is in flight); encoded here when not given.
         """
-        batch = _Batch(list(actions), [None] * len(actions), [encode_action(self._index, a) for a in actions])
+        lines = list(encoded) if encoded is not None else self.encode(actions)
+        if len(lines) != len(actions):
+            raise ValueError(f"{len(lines)} encoded actions for {len(actions)} actions")
+        batch = _Batch(list(actions), [None] * len(actions), lines)
         pending = list(range(len(actions)))
         rounds = 0
         while pending:

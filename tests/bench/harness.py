@@ -14,7 +14,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -142,3 +142,34 @@ def sample(pid: int) -> ProcessSample:
     with open(f"/proc/{pid}/statm") as file:
         resident = int(file.read().split()[1])
     return ProcessSample((int(fields[11]) + int(fields[12])) / _TICKS, resident * _PAGE, int(fields[17]))
+
+
+@contextlib.contextmanager
+def cores_apart(engine_pid: int, consumer_pids: Iterable[int]) -> Iterator[str]:
+    """Run the engine on one core and the consumer side on the others, as when OpenSearch runs on
+    its own hosts: a catch-up then measures how close the consumer keeps the engine to its ceiling,
+    not how much CPU the two take from each other on a shared machine. Every thread of each process
+    is pinned (threads started later inherit it); undone on exit. Yields a description of the split;
+    on a single core nothing is pinned."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        yield "engine and consumer share the only core"
+        return
+    engine_cores, consumer_cores = {cores[-1]}, set(cores[:-1])
+    consumers = [os.getpid(), *consumer_pids]
+    for pid in consumers:
+        _pin(pid, consumer_cores)
+    _pin(engine_pid, engine_cores)
+    try:
+        yield f"engine pinned to core {cores[-1]}, the consumer side (worker, stream server, moto) to {sorted(consumer_cores)}"
+    finally:
+        for pid in (*consumers, engine_pid):
+            _pin(pid, set(cores))
+
+
+def _pin(pid: int, cores: set[int]) -> None:
+    """Set the CPU affinity of every thread of ``pid`` (a process that ended is skipped)."""
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+        for thread in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(ProcessLookupError):  # the thread ended meanwhile
+                os.sched_setaffinity(int(thread), cores)

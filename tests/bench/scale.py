@@ -26,6 +26,7 @@ ratios; asserts nothing about speed. ``--smoke`` runs every section on a tiny in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import statistics
@@ -41,7 +42,7 @@ from typing import Any
 import boto3
 from opensearchpy import OpenSearch
 
-from tests.bench.harness import ENGINES, NullSink, engine, raw_bulk_rate, sample
+from tests.bench.harness import ENGINES, NullSink, cores_apart, engine, raw_bulk_rate, sample
 from tests.bench.synthetic import SyntheticStream
 from tests.support.emulators import MotoServer, aws_env, start_osmem
 from tests.support.stream_model import StreamModel
@@ -146,9 +147,13 @@ def hot_path(bench: Bench, records: int) -> None:
     print(f"hot_path_ratio={ours / theirs:.3f} (goal <= 0.5)")
 
 
-def catch_up(bench: Bench, records: int, engine_name: str) -> None:
+def catch_up(bench: Bench, records: int, engine_name: str, shared_cores: bool) -> None:
     """One shard's backlog drained by a worker, against the engine's raw _bulk ceiling in the same run."""
-    with engine(engine_name) as server:
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(engine(engine_name))
+        placement = "engine and consumer share every core"
+        if not shared_cores:
+            placement = stack.enter_context(cores_apart(server.pid, [bench.moto.process.pid]))
         table, arn = bench.stream(1)
         synthetic = SyntheticStream(13).records(records)
         for record in synthetic:
@@ -162,7 +167,7 @@ def catch_up(bench: Bench, records: int, engine_name: str) -> None:
         rate = records / (time.perf_counter() - started)
         worker.terminate()
     print(
-        f"catch-up: {records} records backlog on one shard into {engine_name}: worker {rate:,.0f} rec/s, "
+        f"catch-up: {records} records backlog on one shard into {engine_name} ({placement}): worker {rate:,.0f} rec/s, "
         f"raw _bulk ceiling {ceiling_rate:,.0f} rec/s"
     )
     print(f"catch_up_ratio={rate / ceiling_rate:.3f} (goal >= 0.85)")
@@ -271,8 +276,10 @@ def pool(bench: Bench, count: int, workers: int, window: float) -> None:
             restarts.append(time.perf_counter() - began)
         moves_before = sum(_moves(worker) for worker in running)
         ticks_before = [_tick_buckets(worker) for worker in running]
+        logs_before = [worker.log_path.stat().st_size for worker in running]
         time.sleep(window)
         moves = sum(_moves(worker) for worker in running) - moves_before
+        slow = [_slow_ticks(worker, offset) for worker, offset in zip(running, logs_before, strict=True)]
         held = [worker.metric("cdc_leases_held") for worker in running]
         ticks = [
             _p99_bound(_tick_buckets(worker), before) for worker, before in zip(running, ticks_before, strict=True)
@@ -288,6 +295,12 @@ def pool(bench: Bench, count: int, workers: int, window: float) -> None:
         f"{', '.join(f'{t:.2f}' for t in ticks)} s (goal: under a third of the tick's period, "
         f"{float(env['CDC_FAILOVER_SECONDS']) / 9:.1f} s)"
     )
+    for number, ticks in enumerate(slow):
+        worst = max(ticks, key=lambda tick: tick["seconds"], default=None)
+        print(
+            f"  worker {number}: {len(ticks)} ticks over a third of the period in that window"
+            + (f"; the slowest {worst['seconds']:.2f} s, by step (s): {worst['steps']}" if worst else "")
+        )
 
 
 def _balanced(workers: list[WorkerProcess], count: int) -> bool:
@@ -299,6 +312,20 @@ def _moves(worker: WorkerProcess) -> float:
     return sum(
         worker.metric(f'cdc_lease_events_total{{event="{event}"}}') for event in ("taken", "taken_expired", "stolen")
     )
+
+
+def _slow_ticks(worker: WorkerProcess, offset: int) -> list[dict[str, Any]]:
+    """The worker's ``coordinator_tick_slow`` log events past byte ``offset`` of its log."""
+    with open(worker.log_path, "rb") as log:
+        log.seek(offset)
+        lines = log.read().splitlines()
+    events = []
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            event = json.loads(line)
+            if isinstance(event, dict) and event.get("event") == "coordinator_tick_slow":
+                events.append(event)
+    return events
 
 
 def _tick_buckets(worker: WorkerProcess) -> dict[float, float]:
@@ -391,6 +418,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hot-records", type=int, default=40_000)
     parser.add_argument("--backlog", type=int, default=200_000)
     parser.add_argument("--catch-up-engine", choices=ENGINES, default="opensearch")
+    parser.add_argument(
+        "--shared-cores",
+        action="store_true",
+        help="catch-up: let the engine and the consumer share every core (default: the engine on a core of its own)",
+    )
     parser.add_argument("--shards", type=int, default=1000)
     parser.add_argument("--window", type=float, default=60.0)
     parser.add_argument("--probes", type=int, default=100)
@@ -408,7 +440,7 @@ def main(argv: list[str] | None = None) -> None:
             if "hot-path" in sections:
                 hot_path(bench, args.hot_records)
             if "catch-up" in sections:
-                catch_up(bench, args.backlog, args.catch_up_engine)
+                catch_up(bench, args.backlog, args.catch_up_engine, args.shared_cores)
             if "shards" in sections:
                 shards(bench, args.shards, args.window, args.probes, args.shard_threads)
             if "pool" in sections:

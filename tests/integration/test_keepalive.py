@@ -132,3 +132,140 @@ def test_nothing_listening_is_an_error_naming_the_endpoint() -> None:
 def test_an_endpoint_that_is_not_http_is_refused_at_once() -> None:
     with pytest.raises(ValueError, match="not an http"):
         KeepAliveConnections("ftp://example.com/", connect_timeout=1, read_timeout=1)
+
+
+class ScriptedServer:
+    """A loopback server answering every request with ``answer`` (raw bytes, written in pieces of
+    ``piece`` bytes), then closing the connection when ``close`` is set; it records each request."""
+
+    def __init__(self, answer: bytes, piece: int = 1 << 20, close: bool = False) -> None:
+        self.answer, self.piece, self.close = answer, piece, close
+        self.requests: list[bytes] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/api"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                while self._answer_one(conn) and not self.close:
+                    pass
+
+    def _answer_one(self, conn: socket.socket) -> bool:
+        request = b""
+        while b"\r\n\r\n" not in request:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return False
+            request += chunk
+        head, _, body = request.partition(b"\r\n\r\n")
+        length = int(
+            next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")).split(b":")[1]
+        )
+        while len(body) < length:
+            body += conn.recv(65536)
+        self.requests.append(head + b"\r\n\r\n" + body)
+        for start in range(0, len(self.answer), self.piece):
+            conn.sendall(self.answer[start : start + self.piece])
+            if self.piece < len(self.answer):
+                time.sleep(0.001)
+        return True
+
+    def stop(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def scripted() -> Iterator[list[ScriptedServer]]:
+    servers: list[ScriptedServer] = []
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+def _serve(scripted: list[ScriptedServer], answer: bytes, **options: Any) -> ScriptedServer:
+    server = ScriptedServer(answer, **options)
+    scripted.append(server)
+    return server
+
+
+def test_a_request_carries_the_path_the_callers_headers_a_host_and_the_body_length(
+    scripted: list[ScriptedServer],
+) -> None:
+    server = _serve(scripted, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+    connections = KeepAliveConnections(server.url, connect_timeout=2, read_timeout=2)
+    assert connections.post({"X-Amz-Target": "Streams.GetRecords"}, b'{"Limit":1}') == (200, b"{}")
+    head, _, body = server.requests[0].partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"POST /api HTTP/1.1"
+    assert b"X-Amz-Target: Streams.GetRecords" in lines
+    assert f"Host: 127.0.0.1:{server.url.split(':')[2].split('/')[0]}".encode() in lines
+    assert b"Content-Length: 11" in lines and body == b'{"Limit":1}'
+
+
+@pytest.mark.parametrize("piece", [1, 7, 1 << 20], ids=["byte-by-byte", "small-pieces", "one-write"])
+def test_an_answer_is_read_whole_however_it_is_cut_into_segments(scripted: list[ScriptedServer], piece: int) -> None:
+    payload = bytes(range(256)) * 8
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: 2048\r\n\r\n" + payload
+    server = _serve(scripted, answer, piece=piece)
+    connections = KeepAliveConnections(server.url, connect_timeout=2, read_timeout=5)
+    assert [connections.post({}, b"x") for _ in range(2)] == [(200, payload)] * 2
+
+
+def test_a_large_answer_arrives_intact() -> None:
+    payload = b"0123456789abcdef" * (3 << 16)  # 3 MiB: a full GetRecords page is at most 1 MB
+    server = ScriptedServer(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(payload) + payload)
+    try:
+        assert KeepAliveConnections(server.url, 2, 5).post({}, b"x") == (200, payload)
+    finally:
+        server.stop()
+
+
+def test_a_chunked_answer_is_reassembled_and_the_connection_kept(scripted: list[ScriptedServer]) -> None:
+    answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\n"
+    server = _serve(scripted, answer, piece=3)
+    connections = KeepAliveConnections(server.url, connect_timeout=2, read_timeout=2)
+    assert [connections.post({}, b"x") for _ in range(2)] == [(200, b"hello world")] * 2
+    assert len(server.requests) == 2
+
+
+def test_an_answer_that_closes_the_connection_is_read_to_its_end_and_the_next_call_reconnects(
+    scripted: list[ScriptedServer],
+) -> None:
+    server = _serve(scripted, b'HTTP/1.0 500 Internal Server Error\r\nServer: x\r\n\r\n{"message":"boom"}', close=True)
+    connections = KeepAliveConnections(server.url, connect_timeout=2, read_timeout=2)
+    assert connections.post({}, b"a") == (500, b'{"message":"boom"}')
+    assert connections.post({}, b"b") == (500, b'{"message":"boom"}')  # a new connection, not a stale-retry
+    assert len(server.requests) == 2
+
+
+def test_an_interim_100_continue_is_skipped(scripted: list[ScriptedServer]) -> None:
+    server = _serve(scripted, b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    assert KeepAliveConnections(server.url, 2, 2).post({}, b"x") == (200, b"ok")
+
+
+@pytest.mark.parametrize(
+    ("answer", "complaint"),
+    [
+        (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", "not an HTTP/1.x status line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "bytes before the body's end"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: ten\r\n\r\n", "Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "chunk size"),
+        (b"HTTP/1.1 200 OK\r\nContent-Le", "inside the answer's headers"),
+    ],
+    ids=["not-http", "body-cut-short", "bad-length", "bad-chunk-size", "headers-cut-short"],
+)
+def test_a_malformed_answer_is_an_error_saying_what_was_wrong(
+    scripted: list[ScriptedServer], answer: bytes, complaint: str
+) -> None:
+    server = _serve(scripted, answer, close=True)
+    connections = KeepAliveConnections(server.url, connect_timeout=2, read_timeout=2)
+    with pytest.raises(TransportError, match=complaint):
+        connections.post({}, b"x")
+    assert len(server.requests) == 1  # sent once: only an answer that never began is retried, on a reused connection

@@ -111,10 +111,14 @@ def test_an_outage_pauses_the_batch_loses_nothing_and_resumes_by_itself(
     assert not ready and reason.startswith("OpenSearch unavailable")
     assert thread.is_alive() and not pipeline.dead_letters.exists()
 
-    # WHEN the cause is fixed THEN the batch settles by itself, every record applied
+    # WHEN the cause is fixed THEN the batch settles by itself, every record applied (or found
+    # already applied: a request healed in flight may land after its 0.5 s read timeout, and its
+    # resend then meets those versions, 409 — stale, not lost)
     proxy.heal()
     thread.join(timeout=30)
-    assert pipeline.results and pipeline.results[0].outcomes[("INSERT", "applied")] == 20
+    assert pipeline.results
+    outcomes = pipeline.results[0].outcomes
+    assert outcomes[("INSERT", "applied")] + outcomes[("INSERT", "stale")] == 20, outcomes
     assert set(index_documents(search_engine.url, table_name)) == expected(records)
     assert pipeline.value("cdc_sink_available") == 1 and pipeline.health.readiness() == (True, "ok")
     assert pipeline.value("cdc_records_dead_lettered_total") == 0
