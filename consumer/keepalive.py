@@ -31,7 +31,7 @@ import threading
 from urllib.parse import urlsplit
 
 _MAX_HEAD_BYTES = 64 * 1024  # status line and headers; AWS answers carry a few hundred bytes
-_READ_SIZE = 256 * 1024
+_READ_SIZE = 64 * 1024  # each read goes into the connection's own buffer of this size: no allocation a read
 
 
 class TransportError(Exception):
@@ -53,15 +53,16 @@ class _Connection:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.buffer = b""
+        self._chunk = bytearray(_READ_SIZE)
 
     def close(self) -> None:
         self.sock.close()
 
     def fill(self) -> bool:
         """Read what has arrived into the buffer; False at the connection's end."""
-        chunk = self.sock.recv(_READ_SIZE)
-        self.buffer += chunk
-        return bool(chunk)
+        count = self.sock.recv_into(self._chunk)
+        self.buffer += self._chunk[:count]
+        return count > 0
 
     def take(self, count: int) -> bytes:
         """Exactly ``count`` bytes."""

@@ -2,9 +2,12 @@
 
 Each ``step()`` does one bounded unit of work and says when it wants to run again:
 
-* a page with records is applied and checkpointed, and the task asks to run again at once, while
-  the next page is already being read and prepared (decoded, versioned, projected, encoded: a
-  bounded prefetch of one page, so reading, decoding and writing overlap during a catch-up);
+* a page with records is applied and checkpointed (the checkpoint written while the next page is
+  applied). When more records are likely waiting (a full page, or a last record older than a poll
+  interval: a backlog) the task asks to run again at once, and the next page is already being read
+  and prepared (decoded, versioned, projected, encoded: a bounded prefetch of one page, so reading,
+  decoding and writing overlap during a catch-up). At the stream's tip it reads again one poll
+  interval after this read began: reading at once would mostly return nothing, and each call is billed;
 * an empty page makes the task wait before the next read: the poll interval, doubled on each
   further empty read up to ``idle_poll_max_seconds``, and back to no wait as soon as a read returns
   data (DynamoDB Streams bills non-Lambda readers per GetRecords call);
@@ -62,6 +65,7 @@ from consumer.shards.throttle import ThrottleGate
 log = structlog.get_logger(__name__)
 
 VANISH_CONFIRMATIONS = 3  # a shard still listed but whose iterator keeps answering ResourceNotFound
+FULL_PAGE_BYTES = 900_000  # a GetRecords answer this large hit the 1 MB limit: more records wait
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,7 @@ class ShardTask:
             return now + wait
         if not self._context.budget.has_room() and self._prefetched is None:
             return now + 0.05  # backpressure: held pages wait to settle before more are read
+        read_at = time.monotonic()
         fetched = self._read()
         if fetched is None:
             return None if self.finished.is_set() else time.monotonic() + self._read_failure_delay
@@ -167,13 +172,18 @@ class ShardTask:
         self._failures = 0
         self._not_found = 0
         self._context.throttle.succeeded()
-        self._observe(page)
+        age = self._observe(page)
         self._iterator = page.next_iterator
+        settings = self._settings
+        backlog = bool(page.records) and more_records_waiting(
+            len(page.records), page.size_bytes, age, settings.max_records_per_read, settings.poll_interval_seconds
+        )
         if page.records:
             self._empty_reads = 0
             if prepared is None or prepared.start_version != self._version:
                 prepared = self._context.processor.prepare(self.shard_id, page.records, self._version)
-            self._maybe_prefetch(prepared.version)
+            if backlog:
+                self._maybe_prefetch(prepared.version)
             self._settle(page, prepared)
         else:
             self._context.budget.release(page.size_bytes)
@@ -181,7 +191,7 @@ class ShardTask:
             self._end_shard(vanished=False)
             return None if self.finished.is_set() else time.monotonic()
         if page.records:
-            return time.monotonic()
+            return time.monotonic() if backlog else read_at + self._settings.poll_interval_seconds
         self._await_checkpoint()  # the shard is idle: nothing to overlap the last checkpoint with
         self._empty_reads += 1
         return time.monotonic() + self._idle_delay()
@@ -291,12 +301,13 @@ class ShardTask:
         base = self._settings.poll_interval_seconds
         return min(self._settings.idle_poll_max_seconds, base * (2 ** min(self._empty_reads - 1, 16)))
 
-    def _observe(self, page: RecordsPage) -> None:
+    def _observe(self, page: RecordsPage) -> float:
+        """Count the page; returns the age in seconds of its last record (0 when empty)."""
         metrics = self._context.metrics
         metrics.get_records.labels(outcome="records" if page.records else "empty").inc()
         if not page.records:
             metrics.shard_progress.record_read(self.shard_id, 0.0)
-            return
+            return 0.0
         metrics.records_read.inc(len(page.records))
         metrics.records_read_bytes.inc(sum(_size_of(r) for r in page.records))
         if self._trimmed_after is not None:
@@ -311,6 +322,7 @@ class ShardTask:
         with contextlib.suppress(RecordError):  # a malformed record is the processor's to report
             age = time.time() - StreamRecord.from_wire(page.records[-1]).approximate_second
         metrics.shard_progress.record_read(self.shard_id, age)
+        return age
 
     # --- applying ------------------------------------------------------------------------------
 
@@ -408,6 +420,17 @@ class ShardTask:
         metrics.checkpoints.labels(outcome="ok").inc()
         metrics.shard_progress.record_checkpoint(self.shard_id)
         return True
+
+
+def more_records_waiting(
+    records: int, size_bytes: int, last_record_age: float, max_records: int, poll_interval: float
+) -> bool:
+    """Whether a shard likely holds more records past a page of ``records`` (``size_bytes`` on the
+    wire, its last record ``last_record_age`` seconds old): the page was full (by count or size), or
+    its last record is older than a poll interval (one second more: a record's time is whole
+    seconds), i.e. the reader is behind the tip. A local clock ahead of AWS's only makes reads sooner."""
+    full = records >= max_records or size_bytes >= FULL_PAGE_BYTES
+    return full or last_record_age > poll_interval + 1.0
 
 
 def _size_of(record: dict[str, Any]) -> int:
