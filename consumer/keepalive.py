@@ -47,6 +47,10 @@ class _MalformedAnswerError(Exception):
     pass
 
 
+# How a reused connection the server closed while idle fails (over TLS: a close without close_notify)
+_STALE = (_ClosedBeforeAnswerError, ConnectionResetError, BrokenPipeError, ConnectionAbortedError, ssl.SSLEOFError)
+
+
 class _Connection:
     """One socket and the bytes read from it past the last answer."""
 
@@ -119,7 +123,7 @@ class KeepAliveConnections:
         reused = getattr(self._local, "connection", None) is not None
         try:
             return self._post_once(headers, body)
-        except (_ClosedBeforeAnswerError, ConnectionResetError, BrokenPipeError, ConnectionAbortedError) as exc:
+        except _STALE as exc:
             if not reused:
                 raise self._failed(exc) from exc
         except (OSError, _MalformedAnswerError) as exc:
