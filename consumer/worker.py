@@ -1,11 +1,13 @@
 """The worker: one process of the pool, orchestrating leases, shard tasks and shutdown.
 
 Lifecycle: ``run()`` ensures the lease table, then runs a *tick* every ``failover / 3`` seconds on a
-tick thread: one scan of the lease table, shared by every decision of the tick — follow a replaced
-stream and sync shards to leases (when due), take leases (``LeaseCoordinator``), start a task for
-every held shard whose parents are done, reap finished tasks, and start a tombstone reaping pass
-when due. Renewal runs on its own routine (``consumer.leases.renewal``) and the shard tasks on the
-``ShardScheduler``'s threads, so none of them waits for another.
+tick thread: it reads the next page of the lease table into the worker's view of it
+(``consumer.leases.view``: a large table is read over a few ticks), takes leases from that view
+(``LeaseCoordinator``), starts a task for every held shard whose parents are done, reaps finished
+tasks, and starts a shard sync and a tombstone reaping pass when due. Renewal runs on its own
+routine (``consumer.leases.renewal``), the shard tasks on the ``ShardScheduler``'s threads, and shard
+sync (follow a replaced stream, sync shards to leases, from a whole read of the table) on a thread of
+its own after the first, so none of them waits for another.
 
 The main thread only supervises: while a tick runs longer than its period (DynamoDB slow or
 unreachable), it keeps ``/healthz`` alive and makes ``/readyz`` say why, so a slow AWS call never
@@ -34,6 +36,7 @@ from consumer.leases.coordinator import HeldLease, LeaseCoordinator
 from consumer.leases.model import Lease
 from consumer.leases.renewal import RenewalRoutine
 from consumer.leases.table import LeaseTable
+from consumer.leases.view import LeaseView
 from consumer.observability.health import Health
 from consumer.observability.metrics import Metrics
 from consumer.processor import BatchProcessor
@@ -102,8 +105,14 @@ class Worker:
         )
         self._tasks: dict[str, ShardTask] = {}
         self._tasks_lock = threading.Lock()
+        self._view = LeaseView(parts.leases)
+        self._held_before: frozenset[str] = frozenset()
+        self._held_changed_at = float("-inf")
         self._tick_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tick")
         self._next_sync = 0.0
+        self._synced_once = False
+        self._syncing: threading.Thread | None = None
+        self._sync_problem: str | None = None
         self._next_reap = 0.0
         self._reaping: threading.Thread | None = None
 
@@ -164,26 +173,36 @@ class Worker:
         """One coordination step; returns what keeps the worker from being ready, if anything."""
         parts = self._parts
         steps = _StepTimes(self._clock)
+        held = frozenset(parts.coordinator.held)
+        if held != self._held_before:
+            self._held_changed_at = self._clock()
+        self._held_before = held
+        moving = self._clock() - self._held_changed_at < parts.timings.failover  # see consumer.leases.view
         try:
-            with steps("lease_scan"):
-                leases = [lease for lease in parts.leases.list_leases(consistent=False) if not is_segment(lease)]
+            with steps("lease_read"):
+                view = self._view.refresh(whole=moving)
         except ConsumerError as exc:
-            return self._tick_failed("lease_scan", exc)
-        problem = None
-        try:
+            return self._tick_failed("lease_read", exc)
+        leases = [lease for lease in view.leases if not is_segment(lease)]
+        if not self._synced_once:  # the first sync runs in the tick: before it, there is nothing to take
             with steps("shard_sync"):
-                self._maybe_sync(leases)
-        except ConsumerError as exc:  # the stream API failing must not stop taking and reading
-            problem = self._tick_failed("shard_sync", exc)
+                self._sync_pass(leases)
+        else:
+            self._maybe_sync()
+        problem = self._sync_problem
         try:
             with steps("lease_taking"):
-                parts.coordinator.take_leases(leases)
+                taken = parts.coordinator.take_leases(leases, [lease for lease in view.read if not is_segment(lease)])
+                self._view.merge(held.lease for held in taken)
             parts.metrics.taker_cycles.inc()
         except ConsumerError as exc:
             problem = self._tick_failed("lease_taking", exc)
         with steps("tasks"):
             self._reap_tasks()
-            self._start_ready_tasks({lease.lease_key: lease for lease in leases})
+            try:
+                self._start_ready_tasks({lease.lease_key: lease for lease in leases})
+            except ConsumerError as exc:  # a parent could not be looked up: its children wait a tick
+                problem = self._tick_failed("task_start", exc)
             self._observe_pool(leases)
             self._maybe_reap()
         if steps.total > parts.timings.tick / 3:  # renewal has its own routine; a slow tick delays taking only
@@ -196,20 +215,47 @@ class Worker:
         log.warning("worker_tick_failed", step=step, error=str(exc), error_type=type(exc).__name__)
         return f"{step} failing: {type(exc).__name__}: {exc}"
 
-    def _maybe_sync(self, leases: list[Lease]) -> None:
-        if self._clock() < self._next_sync:
+    # --- shard sync ---------------------------------------------------------------------------------
+
+    def _maybe_sync(self) -> None:
+        """Start a sync pass when due and none is running; never blocks the tick."""
+        if self._clock() < self._next_sync or (self._syncing is not None and self._syncing.is_alive()):
             return
-        sync = self._parts.sync
-        sync.follow_stream()
-        sync.sync(leases)
-        self._next_sync = self._clock() + self._parts.timings.shard_sync_interval
-        self._parts.health.mark_synced()
+        self._syncing = threading.Thread(target=self._sync_pass, name="shard-sync", daemon=True)
+        self._syncing.start()
+
+    def _sync_pass(self, leases: list[Lease] | None = None) -> None:
+        """Follow a replaced stream and sync shards to leases, from a whole read of the table (lineage
+        decisions need all of it at once, ``consumer.shards.lineage``); ``leases``: one just made."""
+        self._bind_context()
+        parts = self._parts
+        try:
+            if leases is None:
+                leases = [lease for lease in parts.leases.list_leases(consistent=False) if not is_segment(lease)]
+            parts.sync.follow_stream()
+            self._view.merge(parts.sync.sync(leases).created)
+        except ConsumerError as exc:  # the stream API failing must not stop taking and reading
+            self._sync_problem = self._tick_failed("shard_sync", exc)
+            self._next_sync = 0.0  # the next tick tries again
+            return
+        self._synced_once = True
+        self._sync_problem = None
+        self._next_sync = self._clock() + parts.timings.shard_sync_interval
+        parts.health.mark_synced()
+
+    # --- tasks --------------------------------------------------------------------------------------
 
     def _start_ready_tasks(self, leases: dict[str, Lease]) -> None:
-        for held in self._parts.coordinator.holding():
-            with self._tasks_lock:
-                if held.shard_id in self._tasks:
-                    continue
+        """Start a task for every held shard whose parents are done. A parent the view does not show
+        may be one it has not read yet: it is looked up first, never assumed gone."""
+        with self._tasks_lock:
+            waiting = [held for held in self._parts.coordinator.holding() if held.shard_id not in self._tasks]
+        missing = {key for held in waiting for key in held.lease.parent_shard_ids if key not in leases}
+        if missing:
+            found = self._parts.leases.get_leases(missing)
+            self._view.merge(found.values())
+            leases = {**leases, **found}
+        for held in waiting:
             version = start_version(held.lease, {**leases, held.shard_id: held.lease})
             if version is None:
                 continue  # a parent is still being read: children wait (DESIGN §3)
@@ -263,7 +309,9 @@ class Worker:
         try:
             leases = [lease for lease in parts.leases.list_leases(consistent=True) if not is_segment(lease)]
             created = parts.sync.children_of(shard_id, leases)
-            for held in parts.coordinator.take_specific(created):
+            taken = parts.coordinator.take_specific(created)
+            self._view.merge([*created, *(held.lease for held in taken)])
+            for held in taken:
                 version = start_version(held.lease, {lease.lease_key: lease for lease in leases})
                 if version is not None:
                     self._start_task(held, version)

@@ -95,22 +95,27 @@ class HeldLease:
 
 
 class ExpiryTracker:
-    """Remembers, per lease, when this worker first saw its current counter. Not thread-safe."""
+    """Remembers, per lease, the counter this worker last read, since when it has read that value and
+    when it last read it. A lease is expired once its counter was read unchanged across ``failover``
+    seconds: evidence, never a guess about a lease not read lately. Not thread-safe."""
 
     def __init__(self, failover_seconds: float, clock: Callable[[], float]) -> None:
         self._failover = failover_seconds
         self._clock = clock
-        self._seen: dict[str, tuple[int, float]] = {}
+        self._seen: dict[str, tuple[int, float, float]] = {}  # key → (counter, read since, last read)
 
-    def observe(self, leases: list[Lease]) -> dict[str, bool]:
-        """Record a scan; returns lease key → expired."""
+    def observe(self, read: Iterable[Lease], known: Iterable[str] | None = None) -> dict[str, bool]:
+        """Record the leases just read; ``known``: every lease key still to track (default: those
+        read; the rest are forgotten). Returns lease key → expired, for every tracked lease."""
         now = self._clock()
-        seen: dict[str, tuple[int, float]] = {}
-        for lease in leases:
-            counter, since = self._seen.get(lease.lease_key, (lease.counter, now))
-            seen[lease.lease_key] = (lease.counter, since if counter == lease.counter else now)
+        read = list(read)
+        keep = {lease.lease_key for lease in read} if known is None else set(known)
+        seen = {key: value for key, value in self._seen.items() if key in keep}
+        for lease in read:
+            counter, since, _ = seen.get(lease.lease_key, (lease.counter, now, now))
+            seen[lease.lease_key] = (lease.counter, since if counter == lease.counter else now, now)
         self._seen = seen
-        return {key: now - since >= self._failover for key, (_, since) in seen.items()}
+        return {key: last - since >= self._failover for key, (_, since, last) in seen.items()}
 
 
 class LeaseCoordinator:
@@ -143,10 +148,12 @@ class LeaseCoordinator:
         with self._lock:
             return list(self.held.values())
 
-    def take_leases(self, leases: list[Lease]) -> list[HeldLease]:
-        """Take free leases toward this worker's target, or steal one when none is free, given one
-        scan of the table."""
-        expired = self._expiry.observe(leases)
+    def take_leases(self, leases: list[Lease], read: list[Lease] | None = None) -> list[HeldLease]:
+        """Take free leases toward this worker's target, or steal when none is free, given this
+        worker's view of the table (``consumer.leases.view``). ``read``: the leases of the view read
+        from the table just now (default: all of them); only reads move expiry on."""
+        observed = self._expiry.observe(leases if read is None else read, [lease.lease_key for lease in leases])
+        expired = {lease.lease_key: observed.get(lease.lease_key, False) for lease in leases}
         self.last_expired = expired
         for held in [held for held in self.holding() if held.lost.is_set()]:
             self.forget(held, reason="checkpoint")

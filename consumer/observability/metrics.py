@@ -216,7 +216,7 @@ class Metrics:
             "cdc_records_read_bytes_total", "SizeBytes of the stream records read.", registry=registry
         )
         self.taker_cycles = Counter(
-            "cdc_lease_taker_cycles_total", "Completed coordination cycles (renew, scan, take).", registry=registry
+            "cdc_lease_taker_cycles_total", "Completed coordination cycles (read, take or steal).", registry=registry
         )
         self.loop_heartbeat = Gauge(
             "cdc_worker_loop_last_tick_timestamp_seconds",
@@ -225,7 +225,7 @@ class Metrics:
         )
         self.tick_duration = Histogram(
             "cdc_coordinator_tick_duration_seconds",
-            "One coordination tick: scan the lease table, sync shards when due, take leases, start tasks.",
+            "One coordination tick: read a page of the lease table, take leases, start tasks (the first also syncs).",
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )

@@ -1,0 +1,97 @@
+"""The worker's view of a large lease table, read a page per tick from moto: the first read whole,
+then a part per tick, every lease re-read within a pass, deletions and creations seen by then."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from consumer.leases.model import SHARD_END, TRIM_HORIZON, Lease
+from consumer.leases.table import LeaseTable
+from consumer.leases.view import LeaseView
+
+pytestmark = pytest.mark.integration
+
+LEASES = 450
+PAGE = 100  # the view's smallest page, lowered from its default so that 450 leases take a few pages
+
+
+@pytest.fixture
+def table(ddb, table_name) -> LeaseTable:
+    table = LeaseTable(ddb, f"{table_name}-cdc-leases", stream_arn="arn:stream")
+    table.ensure_table(threading.Event())
+    for n in range(LEASES):
+        assert table.create_lease(Lease(f"shardId-{n:05d}", None, 0, TRIM_HORIZON, stream_arn="arn:stream"))
+    return table
+
+
+def test_the_first_refresh_reads_the_whole_table_then_each_reads_a_part(table):
+    view = LeaseView(table, pass_pages=3, min_page_items=PAGE)
+    # WHEN a worker starts: its first refresh
+    first = view.refresh()
+    # THEN it knows every lease before deciding anything
+    assert len(first.leases) == LEASES and len(first.read) == LEASES
+
+    # WHEN it goes on ticking
+    reads = [view.refresh() for _ in range(6)]
+    # THEN each tick reads a third of the table (ceil(450 / 3) = 150), never all of it, and the view stays whole
+    assert [len(read.read) for read in reads] == [150, 150, 150, 150, 150, 150]
+    assert all(len(read.leases) == LEASES for read in reads)
+    # ... and a pass of three ticks reads every lease once
+    assert sorted(lease.lease_key for read in reads[:3] for lease in read.read) == sorted(
+        lease.lease_key for lease in first.leases
+    )
+
+    # WHEN the pool is moving and the worker asks for the whole table, in the middle of a pass
+    view.refresh()
+    whole = view.refresh(whole=True)
+    # THEN it reads all of it, and the next tick goes on a page at a time
+    assert len(whole.read) == LEASES
+    assert len(view.refresh().read) == 150
+
+
+def test_changes_by_others_are_in_the_view_within_a_pass(table):
+    view = LeaseView(table, pass_pages=3, min_page_items=PAGE)
+    leases = {lease.lease_key: lease for lease in view.refresh().leases}
+    # GIVEN another worker that takes one lease, ends one (and deletes it), and creates a new one
+    taken = table.take(leases["shardId-00010"], "worker-b")
+    ended = table.checkpoint(table.take(leases["shardId-00200"], "worker-b"), SHARD_END, version=3)
+    table.release(ended)
+    table.delete(ended.bumped(owner=None))
+    assert table.create_lease(Lease("shardId-99999", None, 0, TRIM_HORIZON, stream_arn="arn:stream"))
+
+    # WHEN the view reads one pass (until its cursor comes back to the table's start)
+    for _ in range(4):
+        current = {lease.lease_key: lease for lease in view.refresh().leases}
+
+    # THEN it shows all three changes
+    assert current["shardId-00010"].owner == "worker-b" and current["shardId-00010"].counter == taken.counter
+    assert "shardId-00200" not in current
+    assert "shardId-99999" in current
+    assert len(current) == LEASES
+
+
+def test_what_this_worker_writes_is_in_the_view_at_once(table):
+    view = LeaseView(table, pass_pages=3, min_page_items=PAGE)
+    leases = {lease.lease_key: lease for lease in view.refresh().leases}
+    # WHEN the worker takes a lease and creates one
+    taken = table.take(leases["shardId-00449"], "worker-me")
+    created = Lease("shardId-00000-child", None, 0, TRIM_HORIZON, stream_arn="arn:stream")
+    assert table.create_lease(created)
+    view.merge([taken, created])
+    # THEN the next refresh shows both, whatever part of the table it reads, and the pass end keeps them
+    for _ in range(4):
+        shown = {lease.lease_key: lease for lease in view.refresh().leases}
+        assert shown["shardId-00449"].owner == "worker-me"
+        assert "shardId-00000-child" in shown
+
+
+def test_a_direct_read_finds_the_leases_that_exist(table):
+    # GIVEN more keys than one BatchGetItem takes, some of them never leased
+    keys = [f"shardId-{n:05d}" for n in range(0, 300, 2)] + ["shardId-gone-1", "shardId-gone-2"]
+    # WHEN they are read directly
+    found = table.get_leases(keys)
+    # THEN every existing one is found, consistently, and the missing ones are absent
+    assert sorted(found) == sorted(keys[:-2])
+    assert all(found[key].lease_key == key and found[key].checkpoint == TRIM_HORIZON for key in found)
