@@ -250,11 +250,10 @@ class Worker:
         may be one it has not read yet: it is looked up first, never assumed gone."""
         with self._tasks_lock:
             waiting = [held for held in self._parts.coordinator.holding() if held.shard_id not in self._tasks]
-        missing = {key for held in waiting for key in held.lease.parent_shard_ids if key not in leases}
-        if missing:
-            found = self._parts.leases.get_leases(missing)
-            self._view.merge(found.values())
-            leases = {**leases, **found}
+        missing = sorted({key for held in waiting for key in held.lease.parent_shard_ids if key not in leases})
+        found = [lease for lease in self._parts.lease_executor.map(self._parts.leases.get_lease, missing) if lease]
+        self._view.merge(found)
+        leases = {**leases, **{lease.lease_key: lease for lease in found}}
         for held in waiting:
             version = start_version(held.lease, {**leases, held.shard_id: held.lease})
             if version is None:

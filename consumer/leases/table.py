@@ -6,7 +6,7 @@ condition is translated into ``LeaseLostError``; throttling and network faults i
 ``LeaseTableError`` (retriable). Thread-safe (boto3 clients are); callers serialise writes to
 one lease (``HeldLease`` does).
 
-The item reads and writes (Scan, BatchGetItem, UpdateItem, PutItem, DeleteItem) go straight over the wire
+The item reads and writes (Scan, GetItem, UpdateItem, PutItem, DeleteItem) go straight over the wire
 (``consumer.aws_json``): at a thousand leases a worker writes a hundred or more a second and reads
 the whole table every tick, and botocore's request building and answer parsing cost about 1 ms of
 CPU per write (measured) — most of an idle worker's CPU. A throttled call is retried here, up to
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -31,11 +31,10 @@ from consumer.errors import Interrupted, LeaseLostError, LeaseTableError
 from consumer.keepalive import TransportError
 from consumer.leases.model import Lease
 
-WRITE_ATTEMPTS = 3  # of an item call answered by a throttle (or, for BatchGetItem, leaving keys unread)
-BATCH_GET_KEYS = 100  # DynamoDB's limit per BatchGetItem
+WRITE_ATTEMPTS = 3  # of an item call answered by a throttle
 _WIRE_NAMES = {
     "scan": "Scan",
-    "batch_get_item": "BatchGetItem",
+    "get_item": "GetItem",
     "update_item": "UpdateItem",
     "put_item": "PutItem",
     "delete_item": "DeleteItem",
@@ -140,31 +139,10 @@ class LeaseTable:
         page = self._call("scan", **kwargs)
         return [Lease.from_item(item) for item in page.get("Items", [])], page.get("LastEvaluatedKey")
 
-    def get_leases(self, keys: Iterable[str]) -> dict[str, Lease]:
-        """The leases of ``keys`` that exist, by key, read consistently (BatchGetItem, 100 keys a call)."""
-        wanted = sorted(set(keys))
-        found: dict[str, Lease] = {}
-        for start in range(0, len(wanted), BATCH_GET_KEYS):
-            pending: dict[str, Any] = {
-                self._name: {
-                    "Keys": [{"leaseKey": {"S": key}} for key in wanted[start : start + BATCH_GET_KEYS]],
-                    "ConsistentRead": True,
-                }
-            }
-            for _ in range(WRITE_ATTEMPTS):
-                answer = self._call("batch_get_item", RequestItems=pending)
-                found.update(
-                    (lease.lease_key, lease)
-                    for lease in map(Lease.from_item, answer.get("Responses", {}).get(self._name, []))
-                )
-                pending = answer.get("UnprocessedKeys") or {}
-                if not pending:
-                    break
-            else:
-                raise LeaseTableError(
-                    f"BatchGetItem on lease table {self._name} left keys unread {WRITE_ATTEMPTS} times"
-                )
-        return found
+    def get_lease(self, key: str) -> Lease | None:
+        """The lease of ``key``, read consistently, or None when there is none (GetItem)."""
+        answer = self._call("get_item", TableName=self._name, Key={"leaseKey": {"S": key}}, ConsistentRead=True)
+        return Lease.from_item(answer["Item"]) if "Item" in answer else None
 
     def create_lease(self, lease: Lease) -> bool:
         """Create the lease unless one with its key exists. Returns whether this call created it."""
