@@ -57,9 +57,13 @@ def engine(name: str) -> Iterator[Engine]:
         node.stop()
 
 
-def raw_bulk_rate(url: str, index: str, schema: KeySchema, bodies: list[bytes], documents: int) -> float:
+def raw_bulk_rate(
+    url: str, index: str, schema: KeySchema, bodies: list[bytes], documents: int, keep_index: bool = False
+) -> float:
     """Documents a second for ``bodies`` (pre-serialised ``_bulk`` bodies) POSTed one at a time into a
-    fresh ``index`` set up as a worker sets it up: the engine's ceiling. Raises when any item fails."""
+    fresh ``index`` set up as a worker sets it up: the engine's ceiling. Raises when any item fails.
+    The index is deleted once measured (its segment merges would go on under the next measurement),
+    unless ``keep_index`` (to compare with it)."""
     client = OpenSearch(hosts=[url])
     client.indices.delete(index=index, ignore_unavailable=True)
     ensure_index(client, index, f"{index}-live", schema)
@@ -70,7 +74,8 @@ def raw_bulk_rate(url: str, index: str, schema: KeySchema, bodies: list[bytes], 
         if answer.status != 200 or b'"errors":true' in answer.data:
             raise RuntimeError(f"the ceiling's _bulk failed: {answer.status} {answer.data[:300]!r}")
     rate = documents / (time.perf_counter() - started)
-    client.indices.delete(index=index)  # its segment merges would go on, taking the next measurement's CPU
+    if not keep_index:
+        client.indices.delete(index=index)
     return rate
 
 
