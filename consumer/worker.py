@@ -173,7 +173,7 @@ class Worker:
         """One coordination step; returns what keeps the worker from being ready, if anything."""
         parts = self._parts
         steps = _StepTimes(self._clock)
-        held = frozenset(parts.coordinator.held)
+        held = frozenset(lease.shard_id for lease in parts.coordinator.holding())
         if held != self._held_before:
             self._held_changed_at = self._clock()
         self._held_before = held
@@ -186,7 +186,7 @@ class Worker:
         leases = [lease for lease in view.leases if not is_segment(lease)]
         if not self._synced_once:  # the first sync runs in the tick: before it, there is nothing to take
             with steps("shard_sync"):
-                self._sync_pass(leases)
+                self._sync_pass(leases if view.whole else None)
         else:
             self._maybe_sync()
         problem = self._sync_problem
@@ -226,7 +226,7 @@ class Worker:
 
     def _sync_pass(self, leases: list[Lease] | None = None) -> None:
         """Follow a replaced stream and sync shards to leases, from a whole read of the table (lineage
-        decisions need all of it at once, ``consumer.shards.lineage``); ``leases``: one just made."""
+        decisions need all of it at once, ``consumer.shards.lineage``); ``leases``: one this tick made."""
         self._bind_context()
         parts = self._parts
         try:

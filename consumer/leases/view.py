@@ -44,10 +44,12 @@ MIN_PAGE_ITEMS = 200  # a table of up to this many leases is read whole every re
 
 @dataclass(frozen=True)
 class ViewRead:
-    """One refresh: every lease in the view, and those read from the table by this refresh."""
+    """One refresh: every lease in the view, those read from the table by this refresh, and whether
+    it read the whole table (then ``leases`` is the table as of now)."""
 
     leases: list[Lease]
     read: list[Lease]
+    whole: bool
 
 
 class LeaseView:
@@ -85,7 +87,7 @@ class LeaseView:
                     self._this_pass = set()
                     self._complete = True
                 if cursor is None or not whole:
-                    return ViewRead(sorted(self._leases.values(), key=_key), read)
+                    return ViewRead(sorted(self._leases.values(), key=_key), read, whole)
 
     def merge(self, leases: Iterable[Lease]) -> None:
         """Leases this worker just wrote (created or took): the view shows them before it reads them."""

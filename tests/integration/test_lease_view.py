@@ -31,12 +31,13 @@ def test_the_first_refresh_reads_the_whole_table_then_each_reads_a_part(table):
     # WHEN a worker starts: its first refresh
     first = view.refresh()
     # THEN it knows every lease before deciding anything
-    assert len(first.leases) == LEASES and len(first.read) == LEASES
+    assert len(first.leases) == LEASES and len(first.read) == LEASES and first.whole
 
     # WHEN it goes on ticking
     reads = [view.refresh() for _ in range(6)]
     # THEN each tick reads a third of the table (ceil(450 / 3) = 150), never all of it, and the view stays whole
     assert [len(read.read) for read in reads] == [150, 150, 150, 150, 150, 150]
+    assert not any(read.whole for read in reads)
     assert all(len(read.leases) == LEASES for read in reads)
     # ... and a pass of three ticks reads every lease once
     assert sorted(lease.lease_key for read in reads[:3] for lease in read.read) == sorted(
@@ -47,7 +48,7 @@ def test_the_first_refresh_reads_the_whole_table_then_each_reads_a_part(table):
     view.refresh()
     whole = view.refresh(whole=True)
     # THEN it reads all of it, and the next tick goes on a page at a time
-    assert len(whole.read) == LEASES
+    assert len(whole.read) == LEASES and whole.whole
     assert len(view.refresh().read) == 150
 
 
