@@ -28,7 +28,7 @@ from consumer import __version__
 from consumer.app import run_worker
 from consumer.audit import audit_command
 from consumer.backfill.command import backfill_command
-from consumer.backfill.segments import is_segment
+from consumer.backfill.segments import shard_leases
 from consumer.clients import aws_clients
 from consumer.config import Settings, load_settings
 from consumer.config_command import config_command
@@ -275,7 +275,7 @@ def read_leases(settings: Settings) -> list[Lease]:
             f"lease table {table.name!r} does not exist: a worker creates it on its first start; "
             "if workers are running, check CDC_LEASE_TABLE or CDC_TABLE_NAME"
         )
-    return [lease for lease in table.list_leases() if not is_segment(lease)]
+    return shard_leases(table.list_leases())
 
 
 def _install_signal_handlers(stop: threading.Event) -> None:

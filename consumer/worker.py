@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from consumer.backfill.segments import is_segment
+from consumer.backfill.segments import shard_leases
 from consumer.errors import ConsumerError
 from consumer.leases.coordinator import HeldLease, LeaseCoordinator
 from consumer.leases.model import Lease
@@ -183,7 +183,7 @@ class Worker:
                 view = self._view.refresh(whole=moving)
         except ConsumerError as exc:
             return self._tick_failed("lease_read", exc)
-        leases = [lease for lease in view.leases if not is_segment(lease)]
+        leases = shard_leases(view.leases)
         if not self._synced_once:  # the first sync runs in the tick: before it, there is nothing to take
             with steps("shard_sync"):
                 self._sync_pass(leases if view.whole else None)
@@ -192,7 +192,7 @@ class Worker:
         problem = self._sync_problem
         try:
             with steps("lease_taking"):
-                taken = parts.coordinator.take_leases(leases, [lease for lease in view.read if not is_segment(lease)])
+                taken = parts.coordinator.take_leases(leases, shard_leases(view.read))
                 self._view.merge(held.lease for held in taken)
             parts.metrics.taker_cycles.inc()
         except ConsumerError as exc:
@@ -231,7 +231,7 @@ class Worker:
         parts = self._parts
         try:
             if leases is None:
-                leases = [lease for lease in parts.leases.list_leases(consistent=False) if not is_segment(lease)]
+                leases = shard_leases(parts.leases.list_leases(consistent=False))
             parts.sync.follow_stream()
             self._view.merge(parts.sync.sync(leases).created)
         except ConsumerError as exc:  # the stream API failing must not stop taking and reading
@@ -306,7 +306,7 @@ class Worker:
         rollover costs no tick. Runs on the task's scheduler thread."""
         parts = self._parts
         try:
-            leases = [lease for lease in parts.leases.list_leases(consistent=True) if not is_segment(lease)]
+            leases = shard_leases(parts.leases.list_leases(consistent=True))
             created = parts.sync.children_of(shard_id, leases)
             taken = parts.coordinator.take_specific(created)
             self._view.merge([*created, *(held.lease for held in taken)])

@@ -14,6 +14,7 @@ Thread-safe (pure functions).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -41,6 +42,11 @@ def parse_key(key: str) -> tuple[int, int]:
 
 def is_segment(lease: Lease) -> bool:
     return lease.lease_key.startswith(PREFIX)
+
+
+def shard_leases(leases: Iterable[Lease]) -> list[Lease]:
+    """The leases of stream shards among ``leases``: the lease table without the backfill's segments."""
+    return [lease for lease in leases if not is_segment(lease)]
 
 
 def segment_leases(total: int) -> list[Lease]:
