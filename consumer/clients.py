@@ -21,6 +21,7 @@ from opensearchpy.serializer import JSONSerializer
 from consumer.attributes import number_to_json
 from consumer.config import Settings
 from consumer.errors import ConfigError
+from consumer.sink.in_flight import OverlappingConnection
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def opensearch_client(settings: Settings, pool_size: int = 32, exact_numbers: bo
     Auth: none, basic (username/password) or SigV4 for Amazon OpenSearch Service (``es``) or
     Serverless (``aoss``), signed with the default AWS credential chain, refreshed as it rotates.
     TLS certificates are verified unless CDC_OPENSEARCH_VERIFY_CERTS=false; CDC_OPENSEARCH_CA_BUNDLE
-    names a private CA.
+    names a private CA. Requests run the work armed by ``consumer.sink.in_flight.while_in_flight``.
     """
     options: dict[str, Any] = {}
     if settings.opensearch_auth == "basic":
@@ -99,6 +100,7 @@ def opensearch_client(settings: Settings, pool_size: int = 32, exact_numbers: bo
         verify_certs=settings.opensearch_verify_certs,
         ssl_show_warn=settings.opensearch_verify_certs,
         serializer=ExactJSONSerializer() if exact_numbers else JSONSerializer(),
+        connection_class=OverlappingConnection,
         **options,
     )
 

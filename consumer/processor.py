@@ -10,7 +10,8 @@ consumers.
 
 ``process`` is ``prepare`` (pure CPU: decode, version, project, encode) then ``apply`` (the sink, the
 dead letters, the metrics). A shard task prepares its next page while the current one's ``_bulk``
-is in flight, so a catch-up's decoding does not add to OpenSearch's latency.
+is in flight (``apply``'s ``while_in_flight``), so a catch-up's decoding does not add to
+OpenSearch's latency.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import threading
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -152,16 +154,20 @@ class BatchProcessor:
             last_record_second=_approximate_second(last) if last is not None else None,
         )
 
-    def apply(self, batch: PreparedBatch, stop: threading.Event) -> BatchResult:
+    def apply(
+        self, batch: PreparedBatch, stop: threading.Event, while_in_flight: Callable[[], None] | None = None
+    ) -> BatchResult:
         """Settle a prepared batch: every record applied, stale, filtered or durably dead-lettered.
 
         Raises Interrupted when ``stop`` is set during retries, and SinkError / OSError when
         the batch could not be settled; nothing of the batch may be checkpointed then, and the same
-        ``batch`` may be applied again.
+        ``batch`` may be applied again. ``while_in_flight``: work to run on this thread while the
+        batch's first ``_bulk`` request is in flight (it may not run: see ``consumer.sink.in_flight``).
         """
         outcomes = Counter(batch.filtered)
         letters = list(batch.letters)
-        for action, (outcome, error) in zip(batch.actions, self._apply(batch, stop), strict=True):
+        results = self._apply(batch, stop, while_in_flight)
+        for action, (outcome, error) in zip(batch.actions, results, strict=True):
             record = action.record
             if outcome is Outcome.POISON:
                 attempts = getattr(error, "attempts", 1)  # GaveUp errors say how many tries were made
@@ -180,22 +186,24 @@ class BatchProcessor:
             self._metrics.records_processed.labels(event=event, outcome=outcome).inc(count)
         return BatchResult(batch.last_sequence_number, batch.version, batch.last_record_second, outcomes)
 
-    def _apply(self, batch: PreparedBatch, stop: threading.Event) -> list[Result]:
+    def _apply(
+        self, batch: PreparedBatch, stop: threading.Event, while_in_flight: Callable[[], None] | None
+    ) -> list[Result]:
         """Sink results in the order of the batch's actions, partitioned by document id when parallel."""
         actions, encoded = batch.actions, batch.encoded
         if self._pool is None or len(actions) < 2:
-            return self._sink.apply(actions, stop, encoded)
+            return self._sink.apply(actions, stop, encoded, while_in_flight)
         partitions: list[list[int]] = [[] for _ in range(self._parallelism)]
         for i, action in enumerate(actions):
             partitions[zlib.crc32(action.doc_id.encode()) % self._parallelism].append(i)
         parts = [part for part in partitions if part]
 
-        def send(part: list[int]) -> list[Result]:
-            return self._sink.apply([actions[i] for i in part], stop, [encoded[i] for i in part])
+        def send(part: list[int], work: Callable[[], None] | None = None) -> list[Result]:
+            return self._sink.apply([actions[i] for i in part], stop, [encoded[i] for i in part], work)
 
         futures = [(part, self._pool.submit(send, part)) for part in parts[1:]]
         results: list[Result | None] = [None] * len(actions)
-        for i, result in zip(parts[0], send(parts[0]), strict=True):
+        for i, result in zip(parts[0], send(parts[0], while_in_flight), strict=True):
             results[i] = result
         for part, future in futures:
             for i, result in zip(part, future.result(), strict=True):  # re-raises a partition's failure

@@ -5,8 +5,11 @@ Each ``step()`` does one bounded unit of work and says when it wants to run agai
 * a page with records is applied and checkpointed (the checkpoint written while the next page is
   applied). When more records are likely waiting (a full page, or a last record older than a poll
   interval: a backlog) the task asks to run again at once, and the next page is already being read
-  and prepared (decoded, versioned, projected, encoded: a bounded prefetch of one page, so reading,
-  decoding and writing overlap during a catch-up). At the stream's tip it reads again one poll
+  (a bounded prefetch of one page, on the worker's prefetch threads) and, while this page's
+  ``_bulk`` is in flight, prepared (decoded, versioned, projected, encoded) on this task's own
+  thread between sending the request and reading its answer (``consumer.sink.in_flight``: CPU work
+  on another thread would hold the GIL when the request needs it). So reading, preparing and
+  OpenSearch's indexing overlap during a catch-up. At the stream's tip it reads again one poll
   interval after this read began: reading at once would mostly return nothing, and each call is billed;
 * an empty page makes the task wait before the next read: the poll interval, doubled on each
   further empty read up to ``idle_poll_max_seconds``, and back to no wait as soon as a read returns
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import random
 import threading
 import time
@@ -107,7 +111,9 @@ class ShardTask:
         self._version = start_version
         self._position = held.lease.checkpoint  # the last settled sequence number, or a sentinel
         self._iterator: str | None = None  # None: get one after the last settled record
-        self._prefetched: Future[tuple[RecordsPage, PreparedBatch | None]] | None = None
+        self._prefetched: Future[RecordsPage] | None = None  # the next page, being read
+        # the prefetched page, prepared while the last page's _bulk was in flight
+        self._next_prepared: PreparedBatch | None = None
         self._checkpointing: Future[bool] | None = None  # the last page's checkpoint, written in the background
         self._failures = 0
         self._empty_reads = 0
@@ -182,9 +188,10 @@ class ShardTask:
             self._empty_reads = 0
             if prepared is None or prepared.start_version != self._version:
                 prepared = self._context.processor.prepare(self.shard_id, page.records, self._version)
-            if backlog:
-                self._maybe_prefetch(prepared.version)
-            self._settle(page, prepared)
+            work = None
+            if backlog and self._maybe_prefetch():
+                work = functools.partial(self._prepare_prefetched, prepared.version)
+            self._settle(page, prepared, work)
         else:
             self._context.budget.release(page.size_bytes)
         if page.next_iterator is None:
@@ -203,8 +210,9 @@ class ShardTask:
         after a failure."""
         if self._prefetched is not None:
             future, self._prefetched = self._prefetched, None
+            prepared, self._next_prepared = self._next_prepared, None
             try:
-                return future.result()
+                return future.result(), prepared
             except StreamError as exc:
                 return self._failed(exc)
         try:
@@ -215,27 +223,41 @@ class ShardTask:
         self._context.budget.charge(page.size_bytes)
         return page, None
 
-    def _maybe_prefetch(self, version: int) -> None:
-        """Start reading, and preparing from clock value ``version``, the next page while this one
-        is applied, when the budget has room."""
+    def _maybe_prefetch(self) -> bool:
+        """Start reading the next page while this one is applied, when the budget has room; whether
+        it started."""
         iterator = self._iterator
         if iterator is None or not self._context.budget.has_room():
-            return
-        context, shard_id = self._context, self.shard_id
+            return False
+        context = self._context
 
-        def read_next() -> tuple[RecordsPage, PreparedBatch | None]:
+        def read_next() -> RecordsPage:
             page = context.api.get_records(iterator, self._settings.max_records_per_read)
             context.budget.charge(page.size_bytes)
-            prepared = context.processor.prepare(shard_id, page.records, version) if page.records else None
-            return page, prepared
+            return page
 
         self._prefetched = context.prefetch.submit(contextvars.copy_context().run, read_next)
+        return True
+
+    def _prepare_prefetched(self, version: int) -> None:
+        """Run while this page's ``_bulk`` is in flight: wait for the next page's read and prepare it
+        from clock value ``version``. A failed read is left for ``_read`` to report."""
+        future = self._prefetched
+        if future is None or self._next_prepared is not None:
+            return
+        try:
+            page = future.result()
+        except StreamError:
+            return
+        if page.records:
+            self._next_prepared = self._context.processor.prepare(self.shard_id, page.records, version)
 
     def _discard_prefetch(self) -> None:
+        self._next_prepared = None
         future, self._prefetched = self._prefetched, None
         if future is not None:
             with contextlib.suppress(Exception):
-                self._context.budget.release(future.result(timeout=30)[0].size_bytes)
+                self._context.budget.release(future.result(timeout=30).size_bytes)
 
     def _acquire_iterator(self) -> str:
         """An iterator just after the last settled record (or at the initial position)."""
@@ -326,11 +348,12 @@ class ShardTask:
 
     # --- applying ------------------------------------------------------------------------------
 
-    def _settle(self, page: RecordsPage, prepared: PreparedBatch) -> None:
-        """Apply one prepared page, retrying what the sink could not settle, then checkpoint it."""
+    def _settle(self, page: RecordsPage, prepared: PreparedBatch, while_in_flight: Callable[[], None] | None) -> None:
+        """Apply one prepared page, retrying what the sink could not settle, then checkpoint it;
+        ``while_in_flight`` runs during the first ``_bulk`` request."""
         started = time.perf_counter()
         try:
-            result = self._apply(prepared)
+            result = self._apply(prepared, while_in_flight)
         finally:
             self._context.budget.release(page.size_bytes)
         self._version = result.version
@@ -340,11 +363,11 @@ class ShardTask:
             self._checkpoint_in_background(result.last_sequence_number, result.last_record_second)
         self._context.metrics.batch_duration.observe(time.perf_counter() - started)
 
-    def _apply(self, prepared: PreparedBatch) -> BatchResult:
+    def _apply(self, prepared: PreparedBatch, while_in_flight: Callable[[], None] | None) -> BatchResult:
         attempt = 0
         while True:
             try:
-                return self._context.processor.apply(prepared, self._context.stop)
+                return self._context.processor.apply(prepared, self._context.stop, while_in_flight)
             except (SinkError, OSError) as exc:
                 delay = backoff_delay(
                     attempt, self._settings.retry_base_seconds, self._settings.retry_max_delay_seconds, self._rng

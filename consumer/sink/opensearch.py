@@ -39,6 +39,7 @@ from consumer.backoff import backoff_delay
 from consumer.errors import Interrupted
 from consumer.observability.health import Health
 from consumer.observability.metrics import Metrics
+from consumer.sink import in_flight
 from consumer.sink.bulk import (
     BulkOperation,
     Outcome,
@@ -132,18 +133,23 @@ class OpenSearchSink:
         return [encode_action(self._index, action) for action in actions]
 
     def apply(
-        self, actions: Sequence[BulkOperation], stop: threading.Event, encoded: Sequence[bytes] | None = None
+        self,
+        actions: Sequence[BulkOperation],
+        stop: threading.Event,
+        encoded: Sequence[bytes] | None = None,
+        while_in_flight: Callable[[], None] | None = None,
     ) -> list[Result]:
         """Apply all actions, in order; see the module docstring for the guarantees.
 
         ``stop`` is the caller's stop event: setting it ends retries with ``Interrupted``.
         ``encoded``: the actions' lines from ``encode`` (so a caller can encode while an earlier
-        request is in flight); encoded here when not given.
+        request is in flight); encoded here when not given. ``while_in_flight``: work to run on this
+        thread while the first request is in flight (``consumer.sink.in_flight``); it may not run.
         """
         lines = list(encoded) if encoded is not None else self.encode(actions)
         if len(lines) != len(actions):
             raise ValueError(f"{len(lines)} encoded actions for {len(actions)} actions")
-        batch = _Batch(list(actions), [None] * len(actions), lines)
+        batch = _Batch(list(actions), [None] * len(actions), lines, while_in_flight)
         pending = list(range(len(actions)))
         rounds = 0
         while pending:
@@ -164,8 +170,9 @@ class OpenSearchSink:
         mapping: dict[str, Mapping[str, Any]] = {}  # the index's mapping, read at most once a request
         while requests:
             chunk = requests.popleft()
+            work, batch.while_in_flight = batch.while_in_flight, None
             try:
-                items = self._send(b"".join(batch.encoded[i] for i in chunk), len(chunk))
+                items = self._send(b"".join(batch.encoded[i] for i in chunk), len(chunk), work)
             except _RequestFailedError as exc:
                 if exc.failure in (RequestFailure.OUTAGE, RequestFailure.THROTTLED):
                     later += chunk + [i for rest in requests for i in rest]  # the rest would fail alike
@@ -255,10 +262,12 @@ class OpenSearchSink:
             requests.append(current)
         return requests
 
-    def _send(self, body: bytes, count: int) -> list[dict[str, Any]]:
+    def _send(self, body: bytes, count: int, work: Callable[[], None] | None = None) -> list[dict[str, Any]]:
         started = time.perf_counter()
+        armed = in_flight.ArmedWork(None)
         try:
-            response = self._client.bulk(body=body, filter_path=_BULK_RESPONSE_FILTER)
+            with in_flight.while_in_flight(work) as armed:
+                response = self._client.bulk(body=body, filter_path=_BULK_RESPONSE_FILTER)
         except OpenSearchConnectionError as exc:
             raise self._request_failed(RequestFailure.OUTAGE, f"OpenSearch unreachable: {exc}") from exc
         except TransportError as exc:
@@ -266,8 +275,8 @@ class OpenSearchSink:
             failure = classify_request_failure(status)
             text = f"OpenSearch bulk answered {exc.status_code} {exc.error}: {exc.info}"
             raise self._request_failed(failure, text) from exc
-        finally:
-            self._metrics.bulk_duration.observe(time.perf_counter() - started)
+        finally:  # the caller's work done while the request was in flight is not OpenSearch's time
+            self._metrics.bulk_duration.observe(time.perf_counter() - started - armed.seconds)
         self._metrics.bulk_requests.labels(outcome="ok").inc()
         self._metrics.bulk_bytes.inc(len(body))
         items = response.get("items") if isinstance(response, dict) else None
@@ -331,5 +340,6 @@ class _Batch:
     actions: list[BulkOperation]
     results: list[Result | None]
     encoded: list[bytes]
+    while_in_flight: Callable[[], None] | None = None  # the caller's work, run during the first request
     resends: dict[int, int] = field(default_factory=dict)
     sent_as_is: set[int] = field(default_factory=set)
