@@ -5,11 +5,13 @@ Each ``step()`` does one bounded unit of work and says when it wants to run agai
 * a page with records is applied and checkpointed (the checkpoint written while the next page is
   applied). When more records are likely waiting (a full page, or a last record older than a poll
   interval: a backlog) the task asks to run again at once, and the next page is already being read
-  (a bounded prefetch of one page, on the worker's prefetch threads) and, while this page's
-  ``_bulk`` is in flight, prepared (decoded, versioned, projected, encoded) on this task's own
-  thread between sending the request and reading its answer (``consumer.sink.in_flight``: CPU work
-  on another thread would hold the GIL when the request needs it). So reading, preparing and
-  OpenSearch's indexing overlap during a catch-up. At the stream's tip it reads again one poll
+  on the worker's prefetch threads. While this page's ``_bulk`` is in flight, the next page is
+  prepared (decoded, versioned, projected, encoded) on this task's own thread, between sending the
+  request and reading its answer (``consumer.sink.in_flight``: CPU work on another thread would hold
+  the GIL when the request needs it), and, when it is full, the page after it starts being read: at
+  most ``READ_AHEAD_PAGES`` pages read ahead, within the byte budget (the KCL's polling prefetch
+  holds up to three). So reading, preparing and OpenSearch's indexing overlap during a catch-up.
+  At the stream's tip it reads again one poll
   interval after this read began: reading at once would mostly return nothing, and each call is billed;
 * an empty page makes the task wait before the next read: the poll interval, doubled on each
   further empty read up to ``idle_poll_max_seconds``, and back to no wait as soon as a read returns
@@ -37,6 +39,7 @@ import functools
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
@@ -68,6 +71,7 @@ from consumer.shards.throttle import ThrottleGate
 
 log = structlog.get_logger(__name__)
 
+READ_AHEAD_PAGES = 2  # pages read ahead of the one being applied: the next (prepared) and the one after
 VANISH_CONFIRMATIONS = 3  # a shard still listed but whose iterator keeps answering ResourceNotFound
 FULL_PAGE_BYTES = 900_000  # a GetRecords answer this large hit the 1 MB limit: more records wait
 
@@ -111,7 +115,7 @@ class ShardTask:
         self._version = start_version
         self._position = held.lease.checkpoint  # the last settled sequence number, or a sentinel
         self._iterator: str | None = None  # None: get one after the last settled record
-        self._prefetched: Future[RecordsPage] | None = None  # the next page, being read
+        self._read_ahead: deque[Future[RecordsPage]] = deque()  # the next pages, being read, in order
         # the prefetched page, prepared while the last page's _bulk was in flight
         self._next_prepared: PreparedBatch | None = None
         self._checkpointing: Future[bool] | None = None  # the last page's checkpoint, written in the background
@@ -168,7 +172,7 @@ class ShardTask:
         wait = self._context.throttle.wait_time()
         if wait > 0:
             return now + wait
-        if not self._context.budget.has_room() and self._prefetched is None:
+        if not self._context.budget.has_room() and not self._read_ahead:
             return now + 0.05  # backpressure: held pages wait to settle before more are read
         read_at = time.monotonic()
         fetched = self._read()
@@ -208,12 +212,13 @@ class ShardTask:
     def _read(self) -> tuple[RecordsPage, PreparedBatch | None] | None:
         """The next page (prefetched, perhaps prepared, or read now), charged to the budget; None
         after a failure."""
-        if self._prefetched is not None:
-            future, self._prefetched = self._prefetched, None
+        if self._read_ahead:
+            future = self._read_ahead.popleft()
             prepared, self._next_prepared = self._next_prepared, None
             try:
                 return future.result(), prepared
             except StreamError as exc:
+                self._discard_prefetch()  # pages after a failed read follow an iterator now dropped
                 return self._failed(exc)
         try:
             self._iterator = self._iterator or self._acquire_iterator()
@@ -224,38 +229,48 @@ class ShardTask:
         return page, None
 
     def _maybe_prefetch(self) -> bool:
-        """Start reading the next page while this one is applied, when the budget has room; whether
-        it started."""
-        iterator = self._iterator
-        if iterator is None or not self._context.budget.has_room():
-            return False
-        context = self._context
+        """Have the next page read while this one is applied (already under way, or started now when
+        the budget has room); whether it is."""
+        return bool(self._read_ahead) or (self._iterator is not None and self._start_read(self._iterator))
 
-        def read_next() -> RecordsPage:
-            page = context.api.get_records(iterator, self._settings.max_records_per_read)
+    def _start_read(self, iterator: str) -> bool:
+        """Read the page at ``iterator`` on a prefetch thread, when the budget has room."""
+        if len(self._read_ahead) >= READ_AHEAD_PAGES or not self._context.budget.has_room():
+            return False
+        context, limit = self._context, self._settings.max_records_per_read
+
+        def read() -> RecordsPage:
+            page = context.api.get_records(iterator, limit)
             context.budget.charge(page.size_bytes)
             return page
 
-        self._prefetched = context.prefetch.submit(contextvars.copy_context().run, read_next)
+        self._read_ahead.append(context.prefetch.submit(contextvars.copy_context().run, read))
         return True
 
     def _prepare_prefetched(self, version: int) -> None:
-        """Run while this page's ``_bulk`` is in flight: wait for the next page's read and prepare it
-        from clock value ``version``. A failed read is left for ``_read`` to report."""
-        future = self._prefetched
-        if future is None or self._next_prepared is not None:
+        """Run while this page's ``_bulk`` is in flight: wait for the next page's read, prepare it
+        from clock value ``version`` and, when it is full (more records wait behind it), start
+        reading the page after it. A failed read is left for ``_read`` to report."""
+        if not self._read_ahead or self._next_prepared is not None:
             return
         try:
-            page = future.result()
+            page = self._read_ahead[0].result()
         except StreamError:
             return
-        if page.records:
-            self._next_prepared = self._context.processor.prepare(self.shard_id, page.records, version)
+        if not page.records:
+            return
+        self._next_prepared = self._context.processor.prepare(self.shard_id, page.records, version)
+        settings = self._settings
+        full = more_records_waiting(
+            len(page.records), page.size_bytes, 0.0, settings.max_records_per_read, settings.poll_interval_seconds
+        )
+        if full and page.next_iterator is not None and len(self._read_ahead) == 1:
+            self._start_read(page.next_iterator)
 
     def _discard_prefetch(self) -> None:
         self._next_prepared = None
-        future, self._prefetched = self._prefetched, None
-        if future is not None:
+        while self._read_ahead:
+            future = self._read_ahead.popleft()
             with contextlib.suppress(Exception):
                 self._context.budget.release(future.result(timeout=30).size_bytes)
 
