@@ -73,3 +73,43 @@ def test_busy_shards_at_the_tip_are_read_once_a_poll_interval_and_every_change_i
         lambda: len(index_documents(osmem.url, table_name)) == 2000 + len(written), timeout=60, what="changes applied"
     )
     assert worker.terminate() == 0
+
+
+def test_a_backlog_of_many_full_pages_is_applied_once_in_shard_order(
+    ddb, proxy, stream_server, table_name, worker_env, start_worker
+):
+    # GIVEN one shard holding 3000 changes an hour old: 50 items changed 60 times each, interleaved,
+    # read in pages of 100 (30 full pages: each page's successor is read, and the one after it
+    # started, while the page's _bulk is in flight)
+    create_table(ddb, table_name)
+    arn = stream_server.create_stream(table_name, key_schema=COMPOSITE_KEY_SCHEMA, shard_count=1)
+    an_hour_ago = time.time() - 3600
+    for revision in range(60):
+        for item in range(50):
+            keys = {"pk": {"S": f"item-{item}"}, "sk": {"N": "1"}}
+            image = {**keys, "revision": {"N": str(revision)}}
+            stream_server.put_change(arn, "MODIFY", keys, new_image=image, second=an_hour_ago + revision)
+
+    # WHEN a worker drains it
+    worker = start_worker(
+        {
+            **worker_env,
+            "CDC_STREAM_ARN": arn,
+            "AWS_ENDPOINT_URL_DYNAMODBSTREAMS": stream_server.url,
+            "CDC_OPENSEARCH_URL": proxy.url,
+            "CDC_MAX_RECORDS_PER_READ": "100",
+        }
+    )
+    wait_until(lambda: len(proxy.ledger) >= 3000, timeout=120, what="the backlog applied")
+    assert worker.terminate() == 0
+
+    # THEN every change reached OpenSearch once, each item's in shard order, each item ends at its
+    # last change, and no page was read twice (the read-ahead follows the iterators once)
+    assert len(proxy.ledger) == 3000
+    seen: dict[str, list[int]] = {}
+    for entry in proxy.ledger:
+        seen.setdefault(entry.doc_id, []).append(entry.revision)
+    assert all(revisions == list(range(60)) for revisions in seen.values()), seen
+    documents = index_documents(proxy.url, table_name)
+    assert sorted(doc["revision"] for doc in documents.values()) == [59] * 50
+    assert sum(stream_server.stats(arn).get_records_by_shard.values()) <= 30 + 2
