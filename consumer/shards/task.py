@@ -260,11 +260,8 @@ class ShardTask:
         if not page.records:
             return
         self._next_prepared = self._context.processor.prepare(self.shard_id, page.records, version)
-        settings = self._settings
-        full = more_records_waiting(
-            len(page.records), page.size_bytes, 0.0, settings.max_records_per_read, settings.poll_interval_seconds
-        )
-        if full and page.next_iterator is not None and len(self._read_ahead) == 1:
+        full = is_full_page(len(page.records), page.size_bytes, self._settings.max_records_per_read)
+        if full and page.next_iterator is not None and len(self._read_ahead) == 1:  # none read past it yet
             self._start_read(page.next_iterator)
 
     def _discard_prefetch(self) -> None:
@@ -467,8 +464,13 @@ def more_records_waiting(
     wire, its last record ``last_record_age`` seconds old): the page was full (by count or size), or
     its last record is older than a poll interval (one second more: a record's time is whole
     seconds), i.e. the reader is behind the tip. A local clock ahead of AWS's only makes reads sooner."""
-    full = records >= max_records or size_bytes >= FULL_PAGE_BYTES
-    return full or last_record_age > poll_interval + 1.0
+    return is_full_page(records, size_bytes, max_records) or last_record_age > poll_interval + 1.0
+
+
+def is_full_page(records: int, size_bytes: int, max_records: int) -> bool:
+    """Whether a page of ``records`` (``size_bytes`` on the wire) stopped at a read's limit, by count
+    or by the 1 MB answer size: more records wait behind it."""
+    return records >= max_records or size_bytes >= FULL_PAGE_BYTES
 
 
 def _size_of(record: dict[str, Any]) -> int:
