@@ -33,6 +33,7 @@ from consumer.clients import aws_clients
 from consumer.config import Settings, load_settings
 from consumer.config_command import config_command
 from consumer.errors import ConfigError, ConsumerError
+from consumer.garbage_collection import tune_collector
 from consumer.leases.model import Lease
 from consumer.leases.report import lease_rows, render_json, render_table
 from consumer.leases.table import LeaseTable
@@ -177,6 +178,7 @@ def run_command() -> int:
     configure_logging(settings.log_level, settings.log_format, settings.worker_id)
     for warning in warnings:
         log.warning("config_warning", detail=warning)
+    tune_collector(settings.gc_young_threshold)
     stop = threading.Event()
     _install_signal_handlers(stop)
     try:
@@ -201,6 +203,7 @@ def kcl_command() -> int:
     configure_logging(settings.log_level, "json")
     for warning in warnings:
         log.warning("config_warning", detail=warning)
+    tune_collector(settings.gc_young_threshold)
     try:
         from consumer.kcl.command import kcl_processor_command  # needs the [kcl] extra: not for every command
     except ImportError as exc:
@@ -245,6 +248,7 @@ def _run_command(body: Callable[[Settings], bool], require_opensearch: bool) -> 
         settings, warnings = load_settings(os.environ, require_opensearch=require_opensearch)
         for warning in warnings:
             print(f"consumer: warning: {warning}", file=sys.stderr)
+        tune_collector(settings.gc_young_threshold)
         attention = body(settings)
     except ConfigError as exc:
         print(f"consumer: {exc}", file=sys.stderr)

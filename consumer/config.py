@@ -162,6 +162,7 @@ class Settings(BaseModel):
     kcl_batch_timeout_seconds: float = Field(300.0, gt=0, le=86_400)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
+    gc_young_threshold: int = Field(100_000, ge=0, le=10_000_000)
     # Not CDC_ variables: AWS_REGION (or AWS_DEFAULT_REGION), which the AWS SDKs also read; and
     # AWS_ENDPOINT_URL_DYNAMODBSTREAMS, an alias of the SDK's AWS_ENDPOINT_URL_DYNAMODB_STREAMS.
     aws_region: str | None = Field(None, exclude=True)

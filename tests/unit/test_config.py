@@ -35,6 +35,7 @@ def test_defaults():
     assert settings.metrics_port == 9400
     assert settings.dead_letter_path == Path("cdc-dead-letters.jsonl")
     assert (settings.log_level, settings.log_format) == ("INFO", "auto")
+    assert settings.gc_young_threshold == 100_000
     assert settings.worker_id  # host-pid, unique per process
 
 
@@ -99,6 +100,7 @@ def test_every_bad_variable_is_reported_at_once_with_its_value_and_expectation()
         ("CDC_STREAM_ARN", "arn:aws:kinesis:eu-west-1:123456789012:stream/x"),
         ("CDC_TABLE_NAME", "a b"),
         ("CDC_LOG_LEVEL", "TRACE"),
+        ("CDC_GC_YOUNG_THRESHOLD", "-1"),
     ],
 )
 def test_an_out_of_range_or_malformed_value_is_named(variable, value):
