@@ -10,7 +10,8 @@ Each ``step()`` does one bounded unit of work and says when it wants to run agai
   request and reading its answer (``consumer.sink.in_flight``: CPU work on another thread would hold
   the GIL when the request needs it), and, when it is full, the page after it starts being read: at
   most ``READ_AHEAD_PAGES`` pages read ahead, within the byte budget (the KCL's polling prefetch
-  holds up to three). So reading, preparing and OpenSearch's indexing overlap during a catch-up.
+  holds up to three). The page just settled is freed in that flight too (freeing is CPU work).
+  So reading, preparing, freeing and OpenSearch's indexing overlap during a catch-up.
   At the stream's tip it reads again one poll
   interval after this read began: reading at once would mostly return nothing, and each call is billed;
 * an empty page makes the task wait before the next read: the poll interval, doubled on each
@@ -26,7 +27,8 @@ Each ``step()`` does one bounded unit of work and says when it wants to run agai
 Guarantees (as before the scheduler): the checkpoint only ever names a record whose batch was
 settled, with the version clock there; SHARD_END only after every record is settled; a lost lease
 ends the task at its next step (its checkpoint writes fail by condition). Reads wait for room in the
-worker's ``ByteBudget`` (backpressure), and each page held is charged to it until settled.
+worker's ``ByteBudget`` (backpressure), and each page held is charged to it until settled (a
+settled page's objects may outlive that by one request of the same shard, while it catches up).
 
 A task is stepped by one scheduler thread at a time; its fields are not shared otherwise.
 """
@@ -118,6 +120,7 @@ class ShardTask:
         self._read_ahead: deque[Future[RecordsPage]] = deque()  # the next pages, being read, in order
         # the prefetched page, prepared while the last page's _bulk was in flight
         self._next_prepared: PreparedBatch | None = None
+        self._settled: tuple[RecordsPage, PreparedBatch] | None = None  # freed in the next page's flight
         self._checkpointing: Future[bool] | None = None  # the last page's checkpoint, written in the background
         self._failures = 0
         self._empty_reads = 0
@@ -160,6 +163,7 @@ class ShardTask:
         self._context.metrics.shard_progress.record_checkpoint(self.shard_id)  # the age counts from the takeover
 
     def _finish(self, why: str) -> float | None:
+        self._settled = None
         self._discard_prefetch()
         with contextlib.suppress(LeaseLostError):  # a lost lease is why we finish, or will be seen by the worker
             self._await_checkpoint()
@@ -196,7 +200,11 @@ class ShardTask:
             if backlog and self._maybe_prefetch():
                 work = functools.partial(self._prepare_prefetched, prepared.version)
             self._settle(page, prepared, work)
+            # Freeing a full page's objects takes about 10 ms of CPU: with the next request due at
+            # once, leave that to its flight (``_prepare_prefetched``) instead of the gap before it.
+            self._settled = (page, prepared) if work is not None else None
         else:
+            self._settled = None
             self._context.budget.release(page.size_bytes)
         if page.next_iterator is None:
             self._end_shard(vanished=False)
@@ -250,7 +258,9 @@ class ShardTask:
     def _prepare_prefetched(self, version: int) -> None:
         """Run while this page's ``_bulk`` is in flight: wait for the next page's read, prepare it
         from clock value ``version`` and, when it is full (more records wait behind it), start
-        reading the page after it. A failed read is left for ``_read`` to report."""
+        reading the page after it. A failed read is left for ``_read`` to report. First, the page
+        settled before this one is let go."""
+        self._settled = None
         if not self._read_ahead or self._next_prepared is not None:
             return
         try:
