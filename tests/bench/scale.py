@@ -206,7 +206,7 @@ def catch_up(bench: Bench, records: int, engine_name: str, shared_cores: bool) -
     print(f"catch_up_ratio={rate / ceiling_rate:.3f} (goal >= 0.85)")
 
 
-def _warm_ceiling(url: str, index: str, bodies: list[bytes], records: int, attempts: int = 5) -> float:
+def _warm_ceiling(url: str, index: str, bodies: list[bytes], records: int, attempts: int = 8) -> float:
     """The ceiling once the engine is warm: measured again until two runs in a row agree within 5 %
     (a JVM on one core compiles its hot code over minutes, not seconds), at most ``attempts`` times."""
     rates = [raw_bulk_rate(url, index, KEY_SCHEMA, bodies, records)]
