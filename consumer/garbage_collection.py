@@ -5,7 +5,7 @@ about 3,000 more; they live until the page settles, while the pages read ahead a
 CPython's default thresholds (a young collection every 700 allocations, a middle one every 10 young
 ones) a page's containers outlive both young generations and reach the oldest, which a full
 collection walks whole, again and again while the pages flow: measured on the prepare loop, the
-collector was more than half of the CPU per record (docs in the README, "Hot path").
+collector was more than half of the CPU per record (README, `make bench-scale`).
 
 ``tune_collector(young)`` raises the young generation's threshold to ``young`` allocations and the
 middle one's to 50 young collections, so a page's containers die young and full collections

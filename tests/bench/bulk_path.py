@@ -41,6 +41,7 @@ from prometheus_client import CollectorRegistry
 
 from consumer.clients import opensearch_client
 from consumer.config import Settings
+from consumer.garbage_collection import tune_collector
 from consumer.observability.logging import configure_logging
 from consumer.observability.metrics import Metrics
 from consumer.processor import BatchProcessor
@@ -132,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     # time. Freezing it keeps the garbage collector from re-scanning it on every full collection.
     gc.collect()
     gc.freeze()
+    tune_collector(Settings.model_fields["gc_young_threshold"].default)  # the collector as a worker sets it
 
     for name in ENGINES if args.engine == "both" else (args.engine,):
         with engine(name) as server:
