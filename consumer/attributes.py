@@ -37,17 +37,46 @@ _LONG_MAX = 2**63 - 1
 _DECIMAL_CONTEXT = decimal.Context(prec=60)
 _LONG_SAFE_DIGITS = 18  # any integer of up to 18 digits fits a long
 _DOUBLE_SAFE_DIGITS = 15  # any decimal of up to 15 digits survives a round trip through a double
+# DynamoDB's numbers: 38 significant digits, magnitudes 1E-130 … 9.99…E+125 (adjusted exponents -130 … 125)
+_MAX_DIGITS = 38
+_MIN_EXPONENT, _MAX_EXPONENT = -130, 125
+_MAX_NUMBER_TEXT = 512  # "0." + 129 zeros + 38 digits is the longest plain spelling: far below
 
 
 def parse_number(text: str) -> decimal.Decimal:
-    """Parse a DynamoDB ``N`` string exactly. Raises RecordError when it is not a finite number."""
+    """Parse a DynamoDB ``N`` string exactly.
+
+    Raises RecordError when it is not a number DynamoDB can hold: not finite, more than 38
+    significant digits, or a magnitude outside 1E-130 … 9.99…E+125. Those bounds also bound the
+    cost of everything done with the value afterwards (a hostile ``1E+999999999`` would otherwise
+    be written out as a billion digits).
+    """
+    if isinstance(text, str) and len(text) > _MAX_NUMBER_TEXT:
+        raise RecordError(f"attribute of type N is not a number DynamoDB holds: {len(text)} characters long")
     try:
         value = decimal.Decimal(text)
     except (decimal.InvalidOperation, TypeError, ValueError):
         raise RecordError(f"attribute of type N is not a number: {text!r}") from None
     if not value.is_finite():
         raise RecordError(f"attribute of type N is not finite: {text!r}")
+    if value and (_significant_digits(value) > _MAX_DIGITS or not _MIN_EXPONENT <= value.adjusted() <= _MAX_EXPONENT):
+        raise RecordError(
+            "attribute of type N is not a number DynamoDB holds (at most 38 significant digits, magnitude "
+            f"1E-130 … 9.99…E+125): {text[:60]!r}"
+        )
     return value
+
+
+def _significant_digits(value: decimal.Decimal) -> int:
+    """Digits of a non-zero finite Decimal without its leading and trailing zeros."""
+    digits = value.as_tuple().digits
+    end = len(digits)
+    while end > 1 and digits[end - 1] == 0:
+        end -= 1
+    start = 0
+    while start < end - 1 and digits[start] == 0:
+        start += 1
+    return end - start
 
 
 def canonical_number(text: str) -> str:

@@ -246,12 +246,33 @@ def test_canonical_number_denotes_the_number_and_is_a_fixed_point(text):
         {"L": ["x"]},
         {"BOOL": "false"},
         {"SS": "abc"},
+        {"N": "9" * 4301},  # Python refuses to turn an int this long into text (ValueError)
+        {"N": "1E+999999999"},  # a billion digits if written out: would hang
+        {"N": "1E+126"},  # above DynamoDB's range (9.99…E+125)
+        {"N": "1E-131"},  # below it (1E-130)
+        {"N": "1." + "1" * 38},  # 39 significant digits (DynamoDB keeps 38)
+        {"N": "0" * 600 + "1"},  # longer than any number DynamoDB writes
     ],
 )
 def test_bad_attribute_values_raise_record_error(attribute):
     # GIVEN a malformed AttributeValue WHEN it is converted THEN RecordError (the record is poison)
     with pytest.raises(RecordError):
         attribute_to_json(attribute)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "9.9999999999999999999999999999999999999E+125",
+        "-9.9999999999999999999999999999999999999E+125",
+        "1E-130",
+        "-1E-130",
+    ],
+)
+def test_the_ends_of_dynamodbs_number_range_convert_exactly(text):
+    # GIVEN the largest and smallest magnitudes DynamoDB stores WHEN converted
+    # THEN they are accepted, and the canonical text denotes exactly the same number
+    assert Decimal(canonical_number(text)) == Decimal(text)
 
 
 def test_a_bad_item_raises_record_error():

@@ -7,6 +7,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consumer.doc_ids import KeyAttribute, KeySchema, document_id
 from consumer.letter_sources import FileLetters
@@ -62,6 +64,36 @@ def test_a_line_whose_keys_cannot_be_read_says_why(text, problem):
     entry = parse_entry("f:7", text, SCHEMA)
     assert entry.key is None and entry.doc_id is None
     assert problem in entry.problem
+
+
+@pytest.mark.parametrize("number", ["9" * 4301, "1E+999999999", "-1E-999999999"])
+def test_a_crafted_number_in_a_key_is_reported_not_raised(number):
+    # GIVEN a letter whose numeric key no DynamoDB table could hold (Python cannot write the first
+    # out as text; the others would take a billion digits)
+    text = json.dumps({"record": {"dynamodb": {"Keys": {"id": {"B": "AA=="}, "sk": {"N": number}}}}})
+
+    # WHEN it is parsed THEN it is an entry with a problem, at once
+    entry = parse_entry("f:1", text, SCHEMA)
+    assert entry.key is None and "not a number DynamoDB holds" in entry.problem
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=20,
+)
+LETTER_SHAPED = st.fixed_dictionaries(
+    {"record": st.fixed_dictionaries({"dynamodb": st.fixed_dictionaries({"Keys": JSON_VALUES})})}
+)
+
+
+@given(letter=JSON_VALUES | LETTER_SHAPED, raw=st.binary(max_size=64))
+@settings(max_examples=300)
+def test_no_line_makes_parsing_raise(letter, raw):
+    # GIVEN any JSON value, or any bytes, as a line WHEN it is parsed THEN an entry, never an exception
+    for text in (json.dumps(letter), raw):
+        entry = parse_entry("f:1", text, SCHEMA)
+        assert (entry.key is None) == (entry.problem is not None)
 
 
 def test_blank_lines_are_skipped_and_numbering_follows_the_file(tmp_path):
