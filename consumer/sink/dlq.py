@@ -17,6 +17,7 @@ again (S3 overwrites the same key). All destinations are thread-safe.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
@@ -54,8 +55,9 @@ class DeadLetterSink(Protocol):
 
 class DurableDeadLetters:
     """Writes dead letters to a destination until they are durable: a refusal (S3 down, queue gone,
-    disk full) is retried with backoff while ``cdc_dead_letter_writes_total{outcome="error"}`` counts
-    it and readiness says why, so the shard waits instead of moving past its records. Thread-safe."""
+    disk full), or any failure at all, is retried with backoff while
+    ``cdc_dead_letter_writes_total{outcome="error"}`` counts it and readiness says why, so the shard
+    waits instead of moving past its records. Thread-safe."""
 
     def __init__(
         self,
@@ -79,11 +81,16 @@ class DurableDeadLetters:
         while True:
             try:
                 self._destination.write(letters)
-            except (OSError, DeadLetterError) as exc:
+            except Exception as exc:  # noqa: BLE001 - not durable, whatever the reason: written again (docstring)
                 self._metrics.dead_letter_writes.labels(destination=self._kind, outcome="error").inc()
-                self._set_problem(f"dead-letter destination {self._kind} refuses writes: {exc}")
+                self._set_problem(f"dead-letter destination {self._kind} refuses writes: {type(exc).__name__}: {exc}")
                 delay = backoff_delay(attempt, self._retry_base, self._retry_cap, self._rng)
-                log.error("dead_letter_write_failed", destination=self._kind, letters=len(letters), error=str(exc))
+                log.error(
+                    "dead_letter_write_failed",
+                    destination=self._kind,
+                    letters=len(letters),
+                    error=f"{type(exc).__name__}: {exc}",
+                )
                 attempt += 1
                 if stop.wait(delay):
                     raise Interrupted(f"stop requested while {len(letters)} dead letters awaited a retry") from exc
@@ -102,7 +109,15 @@ def _now() -> str:
 
 
 class DeadLetterFile:
-    """Appends dead letters to a local JSON-lines file."""
+    """Appends dead letters to a local JSON-lines file, whole lines only.
+
+    A write the disk cuts short (full, quota, a file size limit) leaves part of a line behind; the
+    batch is then written again, and a fragment followed by the whole letter would be a line no one
+    can read. So every write first cuts a torn tail off the file (a last line without its newline,
+    left by a failed write or a crash in the middle of one: never acknowledged, so its batch is
+    written again), and a write that fails truncates the file back to where it began. The letters
+    are on disk (fsync) before ``write`` returns. One process per file.
+    """
 
     kind = "file"
 
@@ -121,10 +136,59 @@ class DeadLetterFile:
         lines = b"".join(to_json(letter, now) + b"\n" for letter in letters)
         with self._lock:
             self._path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self._path, "ab") as file:
-                file.write(lines)
-                file.flush()
-                os.fsync(file.fileno())
+            created = not self._path.exists()
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
+            try:
+                start = self._cut_torn_tail(fd)
+                try:
+                    _write_all(fd, lines)
+                    os.fsync(fd)
+                except BaseException:
+                    with contextlib.suppress(OSError):  # else the next write cuts the fragment
+                        os.ftruncate(fd, start)
+                    raise
+            finally:
+                os.close(fd)
+            if created:
+                _fsync_directory(self._path.parent)
+
+    def _cut_torn_tail(self, fd: int) -> int:
+        """Truncate the file after its last newline; returns its size then."""
+        size = os.fstat(fd).st_size
+        whole = _end_of_last_line(fd, size)
+        if whole < size:
+            os.ftruncate(fd, whole)
+            log.warning("dead_letter_file_repaired", path=str(self._path), removed_bytes=size - whole)
+        return whole
+
+
+def _end_of_last_line(fd: int, size: int, step: int = 64 * 1024) -> int:
+    """The offset just past the file's last newline (0 when it has none)."""
+    end = size
+    while end > 0:
+        start = max(0, end - step)
+        chunk = os.pread(fd, end - start, start)
+        newline = chunk.rfind(b"\n")
+        if newline >= 0:
+            return start + newline + 1
+        end = start
+    return 0
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _fsync_directory(path: Path) -> None:
+    """Make a new file's directory entry durable too."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class DeadLetterQueue:

@@ -10,7 +10,7 @@ from structlog.testing import capture_logs
 from consumer.errors import DeadLetterError, SinkError
 from consumer.projection import ProjectionRules
 from consumer.shaping import FieldPath
-from consumer.sink.dlq import SQS_MAX_MESSAGE_BYTES, DeadLetterObjects, DeadLetterQueue
+from consumer.sink.dlq import SQS_MAX_MESSAGE_BYTES, DeadLetterFile, DeadLetterObjects, DeadLetterQueue
 from consumer.sink.letters import DeadLetter, letter_for, to_json
 from tests.support.factories import stream_record
 
@@ -148,3 +148,63 @@ def test_s3_letters_without_sequence_numbers_get_a_stable_digest_key():
     batch = [letter(None), letter(None, shard="shard-1")]
     assert objects.key("shard-1", batch) == objects.key("shard-1", batch)
     assert objects.key("shard-1", batch).startswith("shard-1/unsequenced-")
+
+
+# --- the file destination: a write cut short by a full disk ----------------------------------
+
+_FULL_DISK_SCRIPT = """
+import resource, sys
+from pathlib import Path
+from consumer.sink.dlq import DeadLetterFile
+from consumer.sink.letters import DeadLetter
+
+path, limit = Path(sys.argv[1]), int(sys.argv[2])
+big = DeadLetter("shard-1", "200", "400 mapper_parsing_exception", {"eventName": "INSERT"}, document={"x": "y" * 4000})
+small = DeadLetter("shard-1", "100", "400 mapper_parsing_exception", {"eventName": "INSERT"})
+DeadLetterFile(path).write([small])
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))  # the disk is full past `limit` bytes
+try:
+    DeadLetterFile(path).write([big])
+    print("written")
+except OSError as exc:
+    print("refused", exc.errno)
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # space is freed
+DeadLetterFile(path).write([big])  # the retry of the same batch
+"""
+
+
+def test_a_letter_cut_short_by_a_full_disk_leaves_no_fragment(tmp_path):
+    # GIVEN a dead-letter file holding one letter, on a disk that fills up in the middle of the next
+    # letter (a real short write: the kernel writes what fits, then refuses the rest)
+    import subprocess
+    import sys
+
+    path = tmp_path / "dlq.jsonl"
+    result = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK_SCRIPT, str(path), "1000"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+
+    # WHEN the write fails and is retried once space is freed
+    assert result.stdout.split() == ["refused", "27"]  # EFBIG: past the file size limit
+
+    # THEN every line of the file is one whole letter: the first, and the retried one once
+    letters = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    assert [letter["sequence_number"] for letter in letters] == ["100", "200"]
+    assert path.read_bytes().endswith(b"\n")
+
+
+def test_a_torn_tail_left_by_a_crash_is_cut_before_the_next_letter(tmp_path):
+    # GIVEN a file whose last line was cut short (a process killed in the middle of a write)
+    path = tmp_path / "dlq.jsonl"
+    whole = to_json(letter("100"), "2024-01-01T00:00:00+00:00") + b"\n"
+    path.write_bytes(whole + whole[:37])
+
+    # WHEN the next letters are written
+    with capture_logs() as logs:
+        DeadLetterFile(path).write([letter("200")])
+
+    # THEN the fragment is gone, said so, and every line parses
+    assert [orjson.loads(line)["sequence_number"] for line in path.read_bytes().splitlines()] == ["100", "200"]
+    assert [entry["removed_bytes"] for entry in logs if entry["event"] == "dead_letter_file_repaired"] == [37]
