@@ -13,12 +13,30 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    CredentialRetrievalError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    RefreshWithMFAUnsupportedError,
+)
 
 Observer = Callable[[str, str, float], None]  # (operation, outcome, seconds)
 
 THROTTLING_CODES = frozenset(
     {"LimitExceededException", "ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded"}
+)
+# What botocore raises when it cannot get or refresh credentials, and the calls it makes to refresh
+# them (IRSA, an assumed role, SSO): their ClientErrors surface from the call being signed.
+CREDENTIAL_ERRORS = (
+    CredentialRetrievalError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    RefreshWithMFAUnsupportedError,
+)
+CREDENTIAL_OPERATIONS = frozenset(
+    {"AssumeRole", "AssumeRoleWithWebIdentity", "AssumeRoleWithSAML", "GetRoleCredentials"}
 )
 
 
@@ -30,14 +48,16 @@ def observed_call(client: Any, operation: str, observe: Observer | None, **kwarg
     except ClientError as exc:
         _report(observe, operation, client_error_outcome(exc), started)
         raise
-    except BotoCoreError:
-        _report(observe, operation, "network", started)
+    except BotoCoreError as exc:
+        _report(observe, operation, "credentials" if isinstance(exc, CREDENTIAL_ERRORS) else "network", started)
         raise
     _report(observe, operation, "ok", started)
     return response
 
 
 def client_error_outcome(exc: ClientError) -> str:
+    if exc.operation_name in CREDENTIAL_OPERATIONS:
+        return "credentials"
     code = exc.response.get("Error", {}).get("Code", "")
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
     if code in THROTTLING_CODES:

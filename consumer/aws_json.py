@@ -7,10 +7,21 @@ of CPU per item or record (measured): most of the consumer's cost on its hot cal
 table's item reads and writes (``consumer.leases.table``). This sends
 the same request, signed by ``consumer.sigv4`` with the boto3 client's own credentials chain,
 endpoint and region, and gives back the answer in wire form (binary values as base64 text,
-timestamps as epoch seconds). Callers map ``WireCallError`` to their own errors.
+timestamps as epoch seconds).
 
-Thread-safe: each thread has its own connection (``consumer.keepalive``), and credentials are
-frozen per request.
+Every way a call can fail leaves here as a ``WireError``, classified at this edge, so that no
+failure can escape the callers' handlers (``outcome`` names it in ``cdc_aws_requests_total``):
+
+* ``WireCallError``: the service answered with an error (its code and message);
+* ``NoAnswerError``: no answer (refused, reset, timed out, a malformed HTTP answer);
+* ``CredentialsError``: the credentials could not be had (a refresh that failed: STS, the container
+  credentials endpoint or IMDS unreachable or refusing);
+* ``BadAnswerError``: an answer that is not the service's JSON (a proxy's HTML page, a truncated
+  body).
+
+Each is retriable: callers back off and try again, loudly. Each answer's ``Date`` is handed to the
+``AwsClock`` when one is given. Thread-safe: each thread has its own connection
+(``consumer.keepalive``), and credentials are frozen per request.
 """
 
 from __future__ import annotations
@@ -20,11 +31,34 @@ from typing import Any
 import orjson
 from botocore.exceptions import ClientError
 
-from consumer.keepalive import KeepAliveConnections
+from consumer.aws_clock import AwsClock
+from consumer.keepalive import KeepAliveConnections, TransportError
 from consumer.sigv4 import JsonRequestSigner
 
 
-class WireCallError(Exception):
+class WireError(Exception):
+    """A wire call that failed; ``outcome`` is its label in ``cdc_aws_requests_total``."""
+
+    outcome = "network"
+
+
+class NoAnswerError(WireError):
+    """The request got no answer (connection refused, reset, timed out, a malformed HTTP answer)."""
+
+
+class CredentialsError(WireError):
+    """The credentials to sign the request could not be had (their refresh failed)."""
+
+    outcome = "credentials"
+
+
+class BadAnswerError(WireError):
+    """An answer that is not the service's JSON object: from something in between, or cut short."""
+
+    outcome = "bad_answer"
+
+
+class WireCallError(WireError):
     """The service answered with an error (``status``, the code after ``#`` in ``__type``, its message)."""
 
     def __init__(self, operation: str, status: int, code: str, message: str) -> None:
@@ -48,8 +82,7 @@ class WireCallError(Exception):
 class WireClient:
     """JSON 1.0 calls through a boto3 client's endpoint, region and credentials.
 
-    Raises (from ``call``): ``WireCallError`` for an error answer, ``consumer.keepalive.TransportError``
-    when the request did not get one.
+    Raises (from ``call``): a ``WireError``, whatever went wrong.
     """
 
     def __init__(
@@ -58,6 +91,7 @@ class WireClient:
         target_prefix: str,
         connect_timeout: float = 5.0,
         read_timeout: float = 10.0,
+        aws_clock: AwsClock | None = None,
     ) -> None:
         self._endpoint = client.meta.endpoint_url.rstrip("/") + "/"
         self._region = client.meta.region_name
@@ -65,18 +99,41 @@ class WireClient:
         self._prefix = target_prefix
         self._signer = JsonRequestSigner(self._endpoint, self._region, "dynamodb")
         self._http = KeepAliveConnections(self._endpoint, connect_timeout, read_timeout)
+        self._clock = aws_clock
 
     def call(self, operation: str, request: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """The answer to ``operation`` (e.g. ``GetRecords``) and its size in bytes."""
         body = orjson.dumps(request)
-        credentials = self._credentials.get_frozen_credentials()
+        try:
+            credentials = self._credentials.get_frozen_credentials()
+        except Exception as exc:  # noqa: BLE001 - any failure of the refresh (botocore's, STS's, a timeout)
+            raise CredentialsError(f"{operation}: no credentials: {type(exc).__name__}: {exc}") from exc
         headers = self._signer.headers(
             f"{self._prefix}.{operation}", body, credentials.access_key, credentials.secret_key, credentials.token
         )
-        status, data = self._http.post(headers, body)
-        if status != 200:
-            raise _error(operation, status, data)
-        return orjson.loads(data), len(data)
+        try:
+            answer = self._http.post(headers, body)
+        except TransportError as exc:
+            raise NoAnswerError(f"{operation}: {exc}") from exc
+        if self._clock is not None:
+            self._clock.observe(answer.date)
+        if answer.status != 200:
+            raise _error(operation, answer.status, answer.body)
+        try:
+            parsed = orjson.loads(answer.body)
+        except orjson.JSONDecodeError as exc:
+            raise BadAnswerError(
+                f"{operation}: the answer is not JSON ({_describe(answer.body, answer.content_type)})"
+            ) from exc
+        if not isinstance(parsed, dict):
+            raise BadAnswerError(
+                f"{operation}: the answer is not a JSON object ({_describe(answer.body, answer.content_type)})"
+            )
+        return parsed, len(answer.body)
+
+
+def _describe(body: bytes, content_type: str) -> str:
+    return f"{len(body)} bytes of {content_type or 'no content type'}: {body[:80]!r}"
 
 
 def _error(operation: str, status: int, data: bytes) -> WireCallError:

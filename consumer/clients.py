@@ -10,7 +10,7 @@ image runs against AWS and against the emulators.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import boto3
@@ -19,6 +19,7 @@ from opensearchpy import OpenSearch, Urllib3AWSV4SignerAuth
 from opensearchpy.serializer import JSONSerializer
 
 from consumer.attributes import number_to_json
+from consumer.aws_clock import AwsClock
 from consumer.config import Settings
 from consumer.errors import ConfigError
 from consumer.sink.in_flight import OverlappingConnection
@@ -26,15 +27,19 @@ from consumer.sink.in_flight import OverlappingConnection
 
 @dataclass(frozen=True)
 class AwsClients:
+    """The DynamoDB and Streams clients, and AWS's clock as their answers show it (``consumer.aws_clock``)."""
+
     dynamodb: Any
     streams: Any
+    clock: AwsClock = field(default_factory=AwsClock)
 
 
 def aws_clients(region: str | None, streams_endpoint_url: str | None = None, pool_size: int = 32) -> AwsClients:
     """DynamoDB with botocore's standard retries. Streams without: shard consumers back off
-    themselves, through one throttle gate per worker, and count every throttle they see."""
+    themselves, through one throttle gate per worker, and count every throttle they see. Every
+    answer's ``Date`` feeds the clients' ``AwsClock`` (the wire calls' too, given it)."""
     session = _session(region)
-    return AwsClients(
+    clients = AwsClients(
         session.client("dynamodb", config=_config(pool_size, {"mode": "standard", "max_attempts": 5})),
         session.client(
             "dynamodbstreams",
@@ -42,6 +47,20 @@ def aws_clients(region: str | None, streams_endpoint_url: str | None = None, poo
             endpoint_url=streams_endpoint_url,
         ),
     )
+    watch_clock(clients.dynamodb, clients.clock)
+    watch_clock(clients.streams, clients.clock)
+    return clients
+
+
+def watch_clock(client: Any, clock: AwsClock) -> None:
+    """Hand the ``Date`` of every answer ``client`` receives to ``clock``."""
+
+    def after_call(http_response: Any = None, **_: Any) -> None:
+        headers = getattr(http_response, "headers", None)
+        if headers is not None:
+            clock.observe(headers.get("Date"))
+
+    client.meta.events.register("after-call.*.*", after_call)
 
 
 def dead_letter_client(service: Literal["sqs", "s3"], region: str | None, pool_size: int = 32) -> Any:

@@ -28,10 +28,20 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 _MAX_HEAD_BYTES = 64 * 1024  # status line and headers; AWS answers carry a few hundred bytes
 _READ_SIZE = 64 * 1024  # each read goes into the connection's own buffer of this size: no allocation a read
+
+
+class Answer(NamedTuple):
+    """An HTTP answer: status, body, and the ``Date`` and ``Content-Type`` headers (None / "" when absent)."""
+
+    status: int
+    body: bytes
+    date: str | None
+    content_type: str
 
 
 class TransportError(Exception):
@@ -118,8 +128,8 @@ class KeepAliveConnections:
         self._tls = ssl.create_default_context() if self._https else None
         self._local = threading.local()
 
-    def post(self, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
-        """The answer's status and body. Raises TransportError when there is none."""
+    def post(self, headers: dict[str, str], body: bytes) -> Answer:
+        """The answer. Raises TransportError when there is none."""
         reused = getattr(self._local, "connection", None) is not None
         try:
             return self._post_once(headers, body)
@@ -136,17 +146,17 @@ class KeepAliveConnections:
     def _failed(self, exc: BaseException) -> TransportError:
         return TransportError(f"POST {self._host}:{self._port} failed: {exc!r}")
 
-    def _post_once(self, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+    def _post_once(self, headers: dict[str, str], body: bytes) -> Answer:
         connection = self._connection()
         try:
             connection.sock.sendall(self._request(headers, body))
-            status, data, will_close = _read_answer(connection)
+            answer, will_close = _read_answer(connection)
         except BaseException:
             self._drop(connection)
             raise
         if will_close:
             self._drop(connection)
-        return status, data
+        return answer
 
     def _request(self, headers: dict[str, str], body: bytes) -> bytes:
         lines = [f"POST {self.path} HTTP/1.1"]
@@ -177,24 +187,25 @@ class KeepAliveConnections:
         self._local.connection = None
 
 
-def _read_answer(connection: _Connection) -> tuple[int, bytes, bool]:
-    """Status, body and whether the connection must be closed after this answer."""
+def _read_answer(connection: _Connection) -> tuple[Answer, bool]:
+    """The answer, and whether the connection must be closed after it."""
     while True:
         version, status, fields = _read_head(connection)
         if not 100 <= status < 200:
             break
     closing = fields.get("connection", "").lower()
     will_close = "close" in closing or (version == "HTTP/1.0" and "keep-alive" not in closing)
+    date, content_type = fields.get("date"), fields.get("content-type", "")
     if status in (204, 304):
-        return status, b"", will_close
+        return Answer(status, b"", date, content_type), will_close
     if "chunked" in fields.get("transfer-encoding", "").lower():
-        return status, _read_chunks(connection), will_close
+        return Answer(status, _read_chunks(connection), date, content_type), will_close
     length = fields.get("content-length")
     if length is None:
-        return status, connection.rest(), True
+        return Answer(status, connection.rest(), date, content_type), True
     if not length.isdigit():
         raise _MalformedAnswerError(f"Content-Length {length!r}")
-    return status, connection.take(int(length)), will_close
+    return Answer(status, connection.take(int(length)), date, content_type), will_close
 
 
 def _read_head(connection: _Connection) -> tuple[str, int, dict[str, str]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ from opensearchpy import OpenSearch, helpers
 from opensearchpy.exceptions import NotFoundError, TransportError
 from prometheus_client import CollectorRegistry
 
+from consumer.aws_clock import AwsClock
 from consumer.backfill.scan import ReadRate, ScanPage, SegmentScan
 from consumer.backoff import backoff_delay
 from consumer.clients import aws_clients, opensearch_client
@@ -36,8 +37,8 @@ from consumer.sink.opensearch import OpenSearchSink, Result
 from consumer.source import read_key_schema
 
 # A read time must not be later than the read on DynamoDB's clock (consumer.repair.repair_version):
-# hosts synced by NTP or Amazon Time Sync are within milliseconds; one second covers a sloppy clock
-# at the price of repairs losing (as stale) to changes made in the second before the read.
+# it is the earlier of the host's clock less this margin and AWS's clock as its answers' Date headers
+# show it (consumer.aws_clock), so a host clock running ahead cannot make a repair beat a newer change.
 CLOCK_SKEW_MARGIN_SECONDS = 1.0
 # An eventually consistent read may miss writes made shortly before it: DynamoDB replicates within
 # about a second. Reads made so (the backfill's opt-in) take their time this much earlier.
@@ -81,12 +82,13 @@ class Reconciler:
     search: OpenSearch
     sink: OpenSearchSink
     scan: SegmentScan
-    clock: Callable[[], float] = field(default=time.time)
+    clock: AwsClock = field(default_factory=AwsClock)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Reconciler:
         """Clients from the workers' settings. Raises ConfigError for a set-up it cannot work with."""
-        dynamodb = aws_clients(settings.aws_region, settings.streams_endpoint_url).dynamodb
+        aws = aws_clients(settings.aws_region, settings.streams_endpoint_url)
+        dynamodb = aws.dynamodb
         schema = read_key_schema(dynamodb, settings.source_table)
         shaping = audit_rules(settings, schema)
         search = opensearch_client(settings, exact_numbers=True)
@@ -102,19 +104,21 @@ class Reconciler:
             settings.source_table,
             ReadRate(settings.backfill_max_read_units),
             consistent=True,
-            read_time=lambda: time.time() - CLOCK_SKEW_MARGIN_SECONDS,
+            read_margin=CLOCK_SKEW_MARGIN_SECONDS,
             retry_base_seconds=settings.retry_base_seconds,
             retry_cap_seconds=settings.retry_max_delay_seconds,
+            aws_clock=aws.clock,
         )
-        return cls(settings.source_table, schema, shaping, dynamodb, search, sink, scan)
+        return cls(settings.source_table, schema, shaping, dynamodb, search, sink, scan, aws.clock)
 
     @property
     def index(self) -> str:
         return self.sink.index
 
-    def read_time(self) -> float:
-        """A time no later than a read that starts now, on DynamoDB's clock."""
-        return self.clock() - CLOCK_SKEW_MARGIN_SECONDS
+    def read_time(self, started_at: float) -> float:
+        """A time no later than a read that started at ``started_at`` (monotonic), on DynamoDB's
+        clock: asked once its answer is in (``consumer.aws_clock``)."""
+        return self.clock.read_time(CLOCK_SKEW_MARGIN_SECONDS, started_at)
 
     def table_pages(self, stop: threading.Event) -> Iterator[ScanPage]:
         """The table's pages, read consistently within the read budget, each with its read time."""
@@ -136,7 +140,7 @@ class Reconciler:
         Raises:
             RecordError: when DynamoDB refuses the key (a value that is no valid key).
         """
-        read_at = self.read_time()
+        started = time.monotonic()
         try:
             response = self.dynamodb.get_item(TableName=self.table, Key=key, ConsistentRead=True)
         except ClientError as exc:
@@ -145,7 +149,7 @@ class Reconciler:
             raise self._table_error("GetItem", exc) from exc
         except BotoCoreError as exc:
             raise self._table_error("GetItem", exc) from exc
-        return read_at, response.get("Item")
+        return self.read_time(started), response.get("Item")
 
     def live_documents(self, ids: Iterable[str]) -> dict[str, Document]:
         """The live documents among ``ids`` (id → source as the item has it), tombstones left out."""
@@ -189,7 +193,7 @@ class Reconciler:
     def current_items(self, keys: list[Item], stop: threading.Event) -> tuple[float, dict[str, Item]]:
         """The items that exist under ``keys`` (id → item), read consistently in batches within the
         read budget, and a time no later than the first read."""
-        read_at = self.read_time()
+        started = time.monotonic()
         found: dict[str, Item] = {}
         for start in range(0, len(keys), BATCH_GET_KEYS):
             pending = keys[start : start + BATCH_GET_KEYS]
@@ -212,7 +216,7 @@ class Reconciler:
                 if pending and stop.wait(backoff_delay(failures, 0.05, 2.0)):
                     raise Interrupted("stop requested while BatchGetItem awaited a retry of unprocessed keys")
                 failures += 1
-        return read_at, found
+        return self.read_time(started), found
 
     def apply(self, actions: list[RepairAction], stop: threading.Event) -> list[Result]:
         """Write the actions in chunks; one (outcome, error) per action, in order."""

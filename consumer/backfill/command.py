@@ -38,15 +38,17 @@ def backfill_command(settings: Settings, segments: int | None, restart: bool, st
     source = resolve_stream(aws.dynamodb, aws.streams, settings.source_table, settings.stream_arn)
     table = describe_table(aws.dynamodb, source.table_name)
     metrics = Metrics(CollectorRegistry())
-    leases = LeaseTable(aws.dynamodb, settings.lease_table_name, observe=metrics.observe_aws)
-    api = Boto3StreamApi(aws.streams, observe=metrics.observe_aws)
+    leases = LeaseTable(aws.dynamodb, settings.lease_table_name, observe=metrics.observe_aws, aws_clock=aws.clock)
+    api = Boto3StreamApi(aws.streams, observe=metrics.observe_aws, aws_clock=aws.clock)
     check_no_gap(leases.list_leases() if leases.exists() else [], api.list_shards(source.stream_arn))
     set_up_index(settings, source.key_schema)
     total = ensure_segments(
         leases, segments or settings.backfill_segments, int(table.get("TableSizeBytes", 0)), restart
     )
     display = _Display(int(table.get("ItemCount", 0)))
-    runner = build_runner(settings, source, aws.dynamodb, leases, metrics, on_progress=display.show)
+    runner = build_runner(
+        settings, source, aws.dynamodb, leases, metrics, on_progress=display.show, aws_clock=aws.clock
+    )
     log.info("backfill_started", table=source.table_name, index=settings.index_name, segments=total)
     progress = runner.run(stop)
     display.finish()

@@ -15,13 +15,13 @@ external versions make it idempotent) or for the shards to have been read once.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 import structlog
 
 from consumer.assembly import build_dead_letters, build_sink
+from consumer.aws_clock import AwsClock
 from consumer.backfill.runner import BackfillRunner, Tally
 from consumer.backfill.scan import ReadRate, SegmentScan
 from consumer.backfill.segments import default_segments, is_segment, parse_key, segment_leases
@@ -97,19 +97,22 @@ def build_runner(
     health: Health | None = None,
     on_progress: Callable[[Tally], None] | None = None,
     page_items: int | None = None,
+    aws_clock: AwsClock | None = None,
 ) -> BackfillRunner:
-    """A runner writing with the workers' sink, rules and dead-letter destination."""
+    """A runner writing with the workers' sink, rules and dead-letter destination. ``aws_clock``: the
+    process's (its earlier answers bound the first page's read time too)."""
     margin = CLOCK_SKEW_MARGIN_SECONDS if settings.backfill_consistent_read else EVENTUAL_CONSISTENCY_MARGIN_SECONDS
     scan = SegmentScan(
         dynamodb,
         source.table_name,
         ReadRate(settings.backfill_max_read_units),
         consistent=settings.backfill_consistent_read,
-        read_time=lambda: time.time() - margin,
+        read_margin=margin,
         observe=metrics.observe_aws,
         page_limit=page_items,
         retry_base_seconds=settings.retry_base_seconds,
         retry_cap_seconds=settings.retry_max_delay_seconds,
+        aws_clock=aws_clock,
     )
     return BackfillRunner(
         source.key_schema,

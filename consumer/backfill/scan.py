@@ -1,9 +1,9 @@
 """Scanning one segment of the table, page by page, gently: a read-unit budget, throttling slows it.
 
-``SegmentScan.pages`` yields the pages of one Scan segment from a start key, each with the time
-taken *before* its request (less the clock-skew margin: ``consumer.reconcile``), from which the
-page's external version is derived (``consumer.repair.repair_version``; docs/versioning.md,
-"Backfill"). Reads are consistent by default: a consistent Scan sees every write acknowledged before
+``SegmentScan.pages`` yields the pages of one Scan segment from a start key, each with a time no
+later than the start of its request on AWS's clock (``consumer.aws_clock``: the host's clock less a
+margin, or what AWS's answers show when the host's runs ahead), from which the page's external
+version is derived (``consumer.repair.repair_version``; docs/versioning.md, "Backfill"). Reads are consistent by default: a consistent Scan sees every write acknowledged before
 it started, which is what the version proof needs. Eventually consistent reads (half the cost) are
 an opt-in whose safety rests on DynamoDB's replication lag staying below the margin.
 
@@ -30,10 +30,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from consumer.aws_calls import THROTTLING_CODES, Observer, client_error_outcome
-from consumer.aws_json import WireCallError, WireClient
+from consumer.aws_clock import AwsClock
+from consumer.aws_json import WireCallError, WireClient, WireError
 from consumer.backoff import backoff_delay
 from consumer.errors import ConfigError, ConsumerError, Interrupted
-from consumer.keepalive import TransportError
 
 Item = dict[str, dict[str, Any]]
 
@@ -85,17 +85,20 @@ class SegmentScan:
         table: str,
         rate: ReadRate,
         consistent: bool = True,
-        read_time: Callable[[], float] = time.time,
+        read_margin: float = 1.0,
         observe: Observer | None = None,
         page_limit: int | None = None,
         retry_base_seconds: float = 0.1,
         retry_cap_seconds: float = 10.0,
+        aws_clock: AwsClock | None = None,
     ) -> None:
-        self._wire = WireClient(client, "DynamoDB_20120810", read_timeout=30.0)
+        aws_clock = aws_clock or AwsClock()
+        self._wire = WireClient(client, "DynamoDB_20120810", read_timeout=30.0, aws_clock=aws_clock)
         self._table = table
         self.rate = rate
         self._consistent = consistent
-        self._read_time = read_time
+        self._read_margin = read_margin
+        self._aws_clock = aws_clock or AwsClock()
         self._observe = observe
         self._limit = page_limit
         self._retry_base = retry_base_seconds
@@ -128,25 +131,27 @@ class SegmentScan:
         failures = 0
         while True:
             self.rate.wait(stop)
-            read_at = self._read_time()
+            started = time.monotonic()
             try:
                 answer = self._call(request)
             except ClientError as exc:
                 self._refuse_set_up_errors(exc)
                 if exc.response.get("Error", {}).get("Code") in THROTTLING_CODES:
                     self.rate.throttled()
-            except TransportError:
-                pass
+            except WireError:
+                pass  # no answer, no credentials, a garbled answer: all worth another try
             else:
                 units = float((answer.get("ConsumedCapacity") or {}).get("CapacityUnits") or 0)
                 self.rate.spend(units)
+                read_at = self._aws_clock.read_time(self._read_margin, started)
                 return ScanPage(answer.get("Items", []), answer.get("LastEvaluatedKey"), read_at, units)
             if stop.wait(backoff_delay(failures, self._retry_base, self._retry_cap)):
                 raise Interrupted("stop requested while a Scan page awaited a retry")
             failures += 1
 
     def _call(self, request: dict[str, Any]) -> dict[str, Any]:
-        """One Scan request; its outcome reported as ``scan``. Raises ClientError for an error answer."""
+        """One Scan request; its outcome reported as ``scan``. Raises ClientError for an error answer,
+        WireError when there is none."""
         started = time.monotonic()
         try:
             answer, _ = self._wire.call("Scan", request)
@@ -154,8 +159,8 @@ class SegmentScan:
             error = exc.as_client_error()
             self._report(client_error_outcome(error), started)
             raise error from exc
-        except TransportError:
-            self._report("network", started)
+        except WireError as exc:
+            self._report(exc.outcome, started)
             raise
         self._report("ok", started)
         return answer

@@ -11,7 +11,11 @@ number, or TRIM_HORIZON | LATEST | SHARD_END), ``ownerSwitchesSinceCheckpoint``,
   stream's when the table's stream is replaced);
 * ``endReason`` with ``vanishedAfter``: a shard that vanished (its records expired, or the stream is
   gone) is ended with ``endReason = "vanished"`` and the last sequence number applied, so the loss is
-  on record and its children can proceed.
+  on record and its children can proceed;
+* ``latestAnchorAt``: for a lease at ``LATEST``, the second (AWS's clock, less a margin) before the
+  first ``LATEST`` iterator of the shard was taken. Whoever reads the shard next before a
+  checkpoint reads it from ``TRIM_HORIZON`` and skips only the records older than that second, so
+  nothing written after the first reader started is skipped (``consumer.shards.task``).
 
 Informational wall-clock attributes, for people reading the table (never used to judge expiry,
 which runs on each worker's monotonic clock): ``lastUpdatedAt`` (every write), ``checkpointedAt``
@@ -44,6 +48,7 @@ class Lease:
     stream_arn: str | None = None
     end_reason: str | None = None
     vanished_after: str | None = None
+    latest_anchor_at: int | None = None
     last_updated_at: float | None = field(default=None, compare=False)
     checkpointed_at: float | None = field(default=None, compare=False)
     checkpoint_record_at: float | None = field(default=None, compare=False)
@@ -97,6 +102,7 @@ class Lease:
             stream_arn=item.get("streamArn", {}).get("S"),
             end_reason=item.get("endReason", {}).get("S"),
             vanished_after=item.get("vanishedAfter", {}).get("S"),
+            latest_anchor_at=int(anchor) if (anchor := _optional_number(item, "latestAnchorAt")) is not None else None,
             last_updated_at=_optional_number(item, "lastUpdatedAt"),
             checkpointed_at=_optional_number(item, "checkpointedAt"),
             checkpoint_record_at=_optional_number(item, "checkpointRecordAt"),

@@ -25,10 +25,10 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.aws_calls import Observer, client_error_outcome, observed_call
-from consumer.aws_json import WireCallError, WireClient
+from consumer.aws_clock import AwsClock
+from consumer.aws_json import WireCallError, WireClient, WireError
 from consumer.backoff import backoff_delay
-from consumer.errors import Interrupted, LeaseLostError, LeaseTableError
-from consumer.keepalive import TransportError
+from consumer.errors import ConfigError, Interrupted, LeaseLostError, LeaseTableError
 from consumer.leases.model import Lease
 
 WRITE_ATTEMPTS = 3  # of an item call answered by a throttle
@@ -54,9 +54,10 @@ class LeaseTable:
         observe: Observer | None = None,
         stream_arn: str | None = None,
         wire: WireClient | None = None,
+        aws_clock: AwsClock | None = None,
     ) -> None:
         self._client = client
-        self._wire = wire or WireClient(client, "DynamoDB_20120810")
+        self._wire = wire or WireClient(client, "DynamoDB_20120810", aws_clock=aws_clock)
         self._name = table_name
         self._observe = observe
         self._clock = clock  # wall clock, only for the informational *At attributes
@@ -81,7 +82,8 @@ class LeaseTable:
     def ensure_table(self, stop_event: threading.Event, timeout_seconds: float = 60.0) -> bool:
         """Create the lease table (on-demand billing) if missing and wait until it is ACTIVE.
 
-        Returns whether this call created it.
+        Returns whether this call created it. Raises LeaseTableError for a transient failure (the
+        caller tries again), ConfigError when the table is missing and may not be created.
         """
         created = True
         try:
@@ -92,9 +94,16 @@ class LeaseTable:
                 BillingMode="PAY_PER_REQUEST",
             )
         except ClientError as exc:
-            if _code(exc) != "ResourceInUseException":  # already there: fine
+            if _code(exc) == "AccessDeniedException" and not self.exists():
+                raise ConfigError(
+                    f"lease table {self._name} does not exist and may not be created with these credentials: "
+                    f"create it (hash key leaseKey, S) or grant dynamodb:CreateTable ({exc})"
+                ) from exc
+            if _code(exc) not in ("ResourceInUseException", "AccessDeniedException"):  # already there: fine
                 raise LeaseTableError(f"cannot create lease table {self._name}: {exc}") from exc
             created = False
+        except BotoCoreError as exc:
+            raise LeaseTableError(f"cannot create lease table {self._name}: {exc}") from exc
         deadline = time.monotonic() + timeout_seconds
         while self._status() != "ACTIVE":
             if time.monotonic() > deadline:
@@ -217,6 +226,13 @@ class LeaseTable:
             vanished_after=vanished_after or lease.vanished_after,
         )
 
+    def anchor_latest(self, lease: Lease, second: int) -> Lease:
+        """Record on a lease at LATEST the second before which its shard's records are not wanted
+        (``Lease.latest_anchor_at``), before its first LATEST iterator is taken. Raises
+        LeaseLostError if not ours anymore."""
+        self._update(lease, {"latestAnchorAt": {"N": str(second)}}, require_owner=lease.owner)
+        return lease.bumped(latest_anchor_at=second)
+
     def release(self, lease: Lease) -> None:
         """Give the lease up so another worker can take it at once (graceful handoff)."""
         self._update(lease, {}, require_owner=lease.owner, remove=("leaseOwner",))
@@ -288,9 +304,6 @@ class LeaseTable:
             started = time.monotonic()
             try:
                 answer, _ = self._wire.call(_WIRE_NAMES[operation], request)
-            except TransportError as exc:
-                self._report(operation, "network", started)
-                raise LeaseTableError(f"{operation} on lease table {self._name} failed: {exc}") from exc
             except WireCallError as exc:
                 outcome = client_error_outcome(exc.as_client_error())
                 self._report(operation, outcome, started)
@@ -303,6 +316,9 @@ class LeaseTable:
                 # still renews, checkpoints and releases its leases through here.
                 time.sleep(backoff_delay(attempt, 0.05, 1.0))
                 continue
+            except WireError as exc:
+                self._report(operation, exc.outcome, started)
+                raise LeaseTableError(f"{operation} on lease table {self._name} failed: {exc}") from exc
             self._report(operation, "ok", started)
             return answer
         raise AssertionError("unreachable: the last attempt returns or raises")

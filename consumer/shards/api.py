@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.aws_calls import Observer, observed_call
+from consumer.aws_clock import AwsClock
 from consumer.errors import (
     IteratorExpiredError,
     ShardNotFoundError,
@@ -75,10 +76,16 @@ class Boto3StreamApi:
     (``consumer.shards.raw_records``) unless ``raw_get_records`` is False. Thread-safe (boto3
     clients are, and the wire path keeps one connection per thread)."""
 
-    def __init__(self, client: Any, observe: Observer | None = None, raw_get_records: bool = True) -> None:
+    def __init__(
+        self,
+        client: Any,
+        observe: Observer | None = None,
+        raw_get_records: bool = True,
+        aws_clock: AwsClock | None = None,
+    ) -> None:
         self._client = client
         self._observe = observe
-        self._raw = RawGetRecords(client, observe=observe) if raw_get_records else None
+        self._raw = RawGetRecords(client, observe=observe, aws_clock=aws_clock) if raw_get_records else None
 
     def list_shards(self, stream_arn: str) -> list[Shard]:
         """Every shard of the stream, following DescribeStream pagination to the end."""

@@ -11,7 +11,8 @@ import time
 from typing import Any
 
 from consumer.aws_calls import THROTTLING_CODES, Observer
-from consumer.aws_json import WireCallError, WireClient
+from consumer.aws_clock import AwsClock
+from consumer.aws_json import WireCallError, WireClient, WireError
 from consumer.errors import (
     IteratorExpiredError,
     ShardNotFoundError,
@@ -19,7 +20,6 @@ from consumer.errors import (
     ThrottledError,
     TrimmedDataError,
 )
-from consumer.keepalive import TransportError
 
 _ERRORS = {
     "ExpiredIteratorException": IteratorExpiredError,
@@ -32,8 +32,8 @@ _ERRORS = {
 class RawGetRecords:
     """GetRecords through a boto3 ``dynamodbstreams`` client's endpoint and credentials."""
 
-    def __init__(self, client: Any, observe: Observer | None = None) -> None:
-        self._wire = WireClient(client, "DynamoDBStreams_20120810")
+    def __init__(self, client: Any, observe: Observer | None = None, aws_clock: AwsClock | None = None) -> None:
+        self._wire = WireClient(client, "DynamoDBStreams_20120810", aws_clock=aws_clock)
         self._observe = observe
 
     def get_records(self, iterator: str, limit: int) -> tuple[list[dict[str, Any]], str | None, int]:
@@ -41,9 +41,6 @@ class RawGetRecords:
         started = time.monotonic()
         try:
             answer, size = self._wire.call("GetRecords", {"ShardIterator": iterator, "Limit": limit})
-        except TransportError as exc:
-            self._report("network", started)
-            raise StreamError(f"get_records failed: {exc}") from exc
         except WireCallError as exc:
             error_class = _ERRORS.get(exc.code, StreamError)
             if error_class is ThrottledError:
@@ -51,6 +48,9 @@ class RawGetRecords:
             else:
                 self._report("server_error" if exc.status >= 500 else "client_error", started)
             raise error_class(f"get_records failed: {exc.code or exc.status}: {exc.message}") from exc
+        except WireError as exc:
+            self._report(exc.outcome, started)
+            raise StreamError(f"get_records failed: {exc}") from exc
         self._report("ok", started)
         return answer.get("Records", []), answer.get("NextShardIterator"), size
 
