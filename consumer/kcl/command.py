@@ -46,7 +46,10 @@ def kcl_processor_command(settings: Settings) -> None:
     batches = build_processor(settings, source, Metrics(CollectorRegistry()), Health(stall_after_seconds=3600))
     try:
         processor = ShardProcessor(
-            batches, KclVersionStore(aws.dynamodb, settings.kcl_lease_table), settings.kcl_batch_timeout_seconds
+            batches,
+            KclVersionStore(aws.dynamodb, settings.kcl_lease_table),
+            settings.kcl_batch_timeout_seconds,
+            retry_base=settings.retry_base_seconds,
         )
         StrictKCLProcess(processor, input_file=sys.stdin, output_file=protocol_out, error_file=sys.stderr).run()
     finally:

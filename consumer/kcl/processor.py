@@ -17,8 +17,13 @@ Per message:
 * ``leaseLost``: nothing (another processor has the shard; checkpointing is no longer possible).
 
 A checkpoint refused with ``ThrottlingException`` or ``KinesisClientLibDependencyException`` is
-retried with backoff; ``ShutdownException`` / ``InvalidStateException`` mean the lease is gone: the
-processor stops checkpointing and waits for ``leaseLost``. Single-threaded: the protocol is.
+retried with backoff; when the refusals outlast ``CHECKPOINT_ATTEMPTS`` the batch stays applied and
+not checkpointed, and the next batch's checkpoint covers it (checkpoints are cumulative).
+``ShutdownException`` / ``InvalidStateException``, or a version store refused because another
+processor checkpointed, mean the lease is gone: the processor stops storing versions and
+checkpointing, and waits for ``leaseLost``. Whatever happens, a batch the daemon hands over is
+applied before it is answered: a record is never acknowledged unapplied (a zombie's writes lose to
+the new owner's by version, docs/versioning.md). Single-threaded: the protocol is.
 """
 
 from __future__ import annotations
@@ -65,23 +70,29 @@ class ShardProcessor(RecordProcessorBase):
     def initialize(self, initialize_input: Any) -> None:
         self.shard_id = initialize_input.shard_id
         self.checkpoint = str(initialize_input.sequence_number)
-        start = self._versions.start(self.shard_id)
+        start = self._versions.start(self.shard_id)  # also the owner its version writes are fenced by
         self.version = start.version
         structlog.contextvars.bind_contextvars(shard_id=self.shard_id)
         log.info("kcl_shard_initialized", checkpoint=self.checkpoint, version=self.version, reason=start.reason)
 
     def process_records(self, process_records_input: Any) -> None:
         records = process_records_input.records
-        if not records or not self.lease_held:
+        if not records:
             return
         wire = [wire_record(record.data, record.sequence_number) for record in records]
         result = self._settle(wire)
+        self.version = result.version
+        if not self.lease_held:
+            log.warning("kcl_batch_applied_without_lease", records=len(records), checkpoint=self.checkpoint)
+            return
         last = records[-1].sequence_number
         if self._store(result.version, last):
             self._checkpoint(process_records_input.checkpointer, last)
-        self.version = result.version
 
     def shard_ended(self, shard_ended_input: Any) -> None:
+        if not self.lease_held:
+            log.warning("kcl_shard_end_not_checkpointed", reason="the lease was lost", checkpoint=self.checkpoint)
+            return
         if self._store(self.version, SHARD_END):
             self._checkpoint(shard_ended_input.checkpointer, None)
             log.info("kcl_shard_ended", version=self.version)
@@ -122,9 +133,15 @@ class ShardProcessor(RecordProcessorBase):
                 checkpointer.checkpoint(sequence_number)
             except CheckpointError as exc:
                 error = str(exc.value)
-                if error not in RETRIED_CHECKPOINT_ERRORS or attempt == CHECKPOINT_ATTEMPTS - 1:
-                    self.lease_held = False
+                if error not in RETRIED_CHECKPOINT_ERRORS:
+                    self.lease_held = False  # the lease is gone
                     log.warning("kcl_checkpoint_refused", sequence_number=sequence_number, error=error)
+                    return
+                if attempt == CHECKPOINT_ATTEMPTS - 1:
+                    # The batch is applied and its version stored; the next checkpoint covers it.
+                    log.warning(
+                        "kcl_checkpoint_postponed", sequence_number=sequence_number, error=error, attempts=attempt + 1
+                    )
                     return
                 log.info("kcl_checkpoint_retried", sequence_number=sequence_number, error=error, attempt=attempt + 1)
                 threading.Event().wait(backoff_delay(attempt, self._retry_base, 5.0))

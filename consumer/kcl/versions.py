@@ -3,13 +3,21 @@
 The daemon owns the lease table (``applicationName``); our processor adds two attributes to its
 shard's item: ``checkpointVersion`` (the clock after the last record settled) and
 ``checkpointVersionAt`` (the sequence number it belongs to, or ``SHARD_END``). They are written
-*before* each KCL checkpoint, conditional on the item's ``checkpoint`` still being the one the
-batch started from, so:
+*before* each KCL checkpoint, with one conditional write that requires
+
+* the item's ``checkpoint`` still to be the one the batch started from,
+* its ``leaseOwner`` still to be the daemon that owned the lease when this processor started (read
+  at ``start``), and
+* the stored version not to be above the new one (``attribute_not_exists OR ≤``: the clock only
+  grows in the condition itself, not only in the writer's logic),
+
+so:
 
 * the stored version is never below the version of any record at or before the KCL checkpoint
   (the clock only grows, and it is stored before the checkpoint moves);
-* a processor that lost its shard to another daemon fails the condition once the other one
-  checkpointed, and stops before checkpointing (``LeaseLost``).
+* a processor that lost its shard to another daemon fails the condition as soon as the lease
+  changed owner, and stops before checkpointing (``LeaseLost``): paused and woken up late, it can
+  never lower the clock the new owner stored (which would make the new owner's next change lose).
 
 ``starting_version`` (pure) decides where a processor's clock starts at ``initialize``: the item's
 stored version; for a shard never checkpointed with a version, the highest final version of its
@@ -76,31 +84,37 @@ class KclVersionStore:
     def __init__(self, dynamodb: Any, table: str) -> None:
         self._dynamodb = dynamodb
         self._table = table
+        self._owner: str | None = None  # the lease's owner when this processor started: our daemon
 
     def start(self, shard_id: str) -> Start:
+        """Where the shard's clock starts; remembers the lease's owner, which every ``save`` requires."""
         lease = self._get(shard_id)
         if lease is None:
             raise ConfigError(
                 f"no lease for {shard_id} in table {self._table!r}: set CDC_KCL_LEASE_TABLE to the daemon's lease "
                 "table (its applicationName)"
             )
+        self._owner = lease.get("leaseOwner", {}).get("S")
         return starting_version(lease, {parent: self._get(parent) for parent in parent_ids(lease)})
 
     def save(self, shard_id: str, version: int, at: str, expected_checkpoint: str) -> bool:
-        """Store the clock after the batch that ends at ``at``; False when the item's checkpoint is no
-        longer ``expected_checkpoint`` (another processor has the shard)."""
+        """Store the clock after the batch that ends at ``at``; False when the lease is no longer ours
+        (its checkpoint is no longer ``expected_checkpoint``, its owner changed) or holds a later clock."""
+        condition = "#checkpoint = :expected AND (attribute_not_exists(#v) OR #v <= :v)"
+        names = {"#v": VERSION, "#at": VERSION_AT, "#checkpoint": "checkpoint"}
+        values = {":v": {"N": str(version)}, ":at": {"S": at}, ":expected": {"S": expected_checkpoint}}
+        if self._owner is not None:
+            condition += " AND #owner = :owner"
+            names["#owner"] = "leaseOwner"
+            values[":owner"] = {"S": self._owner}
         try:
             self._dynamodb.update_item(
                 TableName=self._table,
                 Key={"leaseKey": {"S": shard_id}},
                 UpdateExpression="SET #v = :v, #at = :at",
-                ConditionExpression="#checkpoint = :expected",
-                ExpressionAttributeNames={"#v": VERSION, "#at": VERSION_AT, "#checkpoint": "checkpoint"},
-                ExpressionAttributeValues={
-                    ":v": {"N": str(version)},
-                    ":at": {"S": at},
-                    ":expected": {"S": expected_checkpoint},
-                },
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
             )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":

@@ -176,7 +176,7 @@ def test_a_child_shard_starts_above_its_parents_final_version(kcl, search_engine
     assert index_documents(search_engine.url, table_name)["a|1"]["status"] == "from child"
 
 
-def test_refused_checkpoints_are_retried_or_end_checkpointing(kcl, table_name):
+def test_refused_checkpoints_are_retried_or_end_checkpointing_but_never_applying(kcl, search_engine, table_name):
     child = kcl.child()
     kcl.put_lease(SHARD)
     child.exchange(initialize())
@@ -187,13 +187,65 @@ def test_refused_checkpoints_are_retried_or_end_checkpointing(kcl, table_name):
     child.exchange(records_message(first), SHARD)
     assert child.checkpoints == [first["dynamodb"]["SequenceNumber"]]
 
-    # a checkpoint refused because the lease is gone is not asked for again, and later batches are
-    # not applied by this child (another one has the shard)
+    # a checkpoint refused because the lease is gone is not asked for again, and nothing more is
+    # checkpointed; a batch the daemon still hands over is applied all the same (never acknowledged
+    # unapplied: its writes lose to the new owner's by version), and the shard's end is not claimed
     child.refusals = ["ShutdownException"]
     child.exchange(records_message(change("MODIFY", "a", "paid")), SHARD)
-    status = child.exchange(records_message(change("MODIFY", "a", "lost")), SHARD)
+    status = child.exchange(records_message(change("MODIFY", "a", "shipped")), SHARD)
     assert status["responseFor"] == "processRecords" and len(child.checkpoints) == 1
+    assert index_documents(search_engine.url, table_name)["a|1"]["status"] == "shipped"
+    child.exchange({"action": "shardEnded"}, SHARD)
+    assert len(child.checkpoints) == 1 and kcl.lease()["checkpointVersionAt"]["S"] != "SHARD_END"
     assert "kcl_checkpoint_refused" in child.stderr()
+
+
+def test_a_checkpoint_throttled_past_its_retries_is_covered_by_the_next_one(kcl, search_engine, table_name):
+    # GIVEN a child whose checkpoint is refused with throttling more times than it retries (the
+    # daemon's lease table throttled for seconds)
+    child = kcl.child()
+    kcl.put_lease(SHARD)
+    child.exchange(initialize())
+    child.refusals = ["ThrottlingException"] * 8
+    child.exchange(records_message(change("INSERT", "a")), SHARD)
+    assert child.checkpoints == []
+
+    # WHEN the next batches come, and the shard ends
+    later = change("MODIFY", "a", "paid")
+    child.exchange(records_message(later), SHARD)
+    child.exchange({"action": "shardEnded"}, SHARD)
+
+    # THEN they are applied and checkpointed as usual: the lease was not given up for a throttle
+    assert index_documents(search_engine.url, table_name)["a|1"]["status"] == "paid"
+    assert child.checkpoints == [later["dynamodb"]["SequenceNumber"], None]
+    assert kcl.lease()["checkpointVersionAt"]["S"] == "SHARD_END"
+
+
+def test_a_zombie_processor_can_never_lower_the_clock_the_new_owner_stored(kcl, ddb):
+    # GIVEN a processor of daemon-1 that started on a shard, and paused (its batch settled, the
+    # version not yet stored)
+    from consumer.kcl.versions import KclVersionStore
+
+    kcl.put_lease(SHARD)
+    zombie = KclVersionStore(ddb, kcl.leases)
+    zombie.start(SHARD)
+
+    # WHEN the lease moves to daemon-2, whose processor settles more of the shard and stores its clock
+    ddb.update_item(
+        TableName=kcl.leases,
+        Key={"leaseKey": {"S": SHARD}},
+        UpdateExpression="SET leaseOwner = :o",
+        ExpressionAttributeValues={":o": {"S": "daemon-2"}},
+    )
+    owner = KclVersionStore(ddb, kcl.leases)
+    owner.start(SHARD)
+    assert owner.save(SHARD, 105, "5", "TRIM_HORIZON")
+
+    # THEN the zombie, waking up before daemon-2 checkpointed, cannot store its lower clock
+    assert not zombie.save(SHARD, 103, "3", "TRIM_HORIZON")
+    assert kcl.lease()["checkpointVersion"]["N"] == "105"
+    # AND even the owner cannot move its own clock back
+    assert not owner.save(SHARD, 104, "4", "TRIM_HORIZON")
 
 
 @pytest.mark.parametrize(
