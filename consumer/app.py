@@ -56,6 +56,7 @@ def run_worker(settings: Settings, stop: threading.Event) -> None:
     try:
         aws = aws_clients(settings.aws_region, settings.streams_endpoint_url)
         count_retries(aws.dynamodb, metrics.count_aws_retries)
+        metrics.host_clock_ahead.set_function(lambda: aws.clock.host_ahead_seconds or 0.0)
         source = _until_stopped(
             lambda: resolve_stream(aws.dynamodb, aws.streams, settings.source_table, settings.stream_arn),
             "stream not resolved",
@@ -99,10 +100,10 @@ def start_backfill(
     """CDC_BACKFILL=on-new-index: the worker that created the index creates the backfill's segments;
     every worker then shares them, once the stream's leases leave no gap (``consumer.backfill.job``)."""
 
-    def run() -> None:
-        structlog.contextvars.bind_contextvars(worker_id=settings.worker_id)
-        leases = LeaseTable(aws.dynamodb, settings.lease_table_name, observe=metrics.observe_aws)
-        api = Boto3StreamApi(aws.streams, observe=metrics.observe_aws)
+    leases = LeaseTable(aws.dynamodb, settings.lease_table_name, observe=metrics.observe_aws, aws_clock=aws.clock)
+    api = Boto3StreamApi(aws.streams, observe=metrics.observe_aws, aws_clock=aws.clock)
+
+    def wait_for_no_gap() -> bool:
         attempt = 0
         while not stop.is_set():
             try:
@@ -110,12 +111,15 @@ def start_backfill(
                     size = int(describe_table(aws.dynamodb, source.table_name).get("TableSizeBytes", 0))
                     ensure_segments(leases, settings.backfill_segments, size, restart=False)
                 check_no_gap(leases.list_leases(), api.list_shards(source.stream_arn))
-                break
+                return True
             except ConsumerError as exc:
                 health.set_note("backfill", f"backfill waiting: {exc}")
                 attempt += 1
                 stop.wait(backoff_delay(attempt, 1.0, 10.0))
-        else:
+        return False
+
+    def backfill() -> None:
+        if not wait_for_no_gap():
             return
         runner = build_runner(
             settings,
@@ -125,10 +129,31 @@ def start_backfill(
             metrics,
             health,
             lambda tally: health.set_note("backfill", f"backfill running: {tally.items} items by this worker"),
+            aws_clock=aws.clock,
         )
         progress = runner.run(stop)
         health.set_note("backfill", f"backfill: {progress.done}/{progress.total} segments done")
         log.info("backfill_finished", segments_done=progress.done, segments=progress.total, items=runner.tally.items)
+
+    def run() -> None:
+        """The backfill, supervised: a failure nobody anticipated is said and counted, and the backfill
+        resumes from its segments' checkpoints after a pause; a set-up error stops it, said so."""
+        structlog.contextvars.bind_contextvars(worker_id=settings.worker_id)
+        failures = 0
+        while not stop.is_set():
+            try:
+                backfill()
+                return
+            except ConfigError as exc:
+                log.error("backfill_stopped", error=str(exc))
+                health.set_note("backfill", f"backfill stopped: {exc}")
+                return
+            except Exception as exc:  # noqa: BLE001 - supervised: the segments' checkpoints stand; resumed below
+                metrics.routine_failures.labels(routine="backfill").inc()
+                log.error("routine_round_failed", routine="backfill", error_type=type(exc).__name__, exc_info=exc)
+                health.set_note("backfill", f"backfill failing, resumed shortly: {type(exc).__name__}: {exc}")
+                failures += 1
+                stop.wait(backoff_delay(failures, 1.0, 30.0))
 
     thread = threading.Thread(target=run, name="backfill", daemon=True)
     thread.start()
@@ -138,18 +163,25 @@ def start_backfill(
 def _until_stopped(
     step: Callable[[], T], what: str, settings: Settings, stop: threading.Event, health: Health
 ) -> T | None:
-    """Run a start-up step until it succeeds (None if stopped first): transient failures are retried
-    with backoff while ``/readyz`` says what is missing; set-up errors (ConfigError) are raised."""
+    """Run a start-up step until it succeeds (None if stopped first): every other failure, a transient
+    one or one nobody anticipated, is retried with backoff while ``/readyz`` says what is missing;
+    set-up errors (ConfigError) are raised."""
     attempt = 0
     while not stop.is_set():
         try:
             return step()
         except ConfigError:
             raise
-        except ConsumerError as exc:
+        except Exception as exc:  # noqa: BLE001 - a ConsumerError, or what no one named: tried again, loudly
             delay = backoff_delay(attempt, settings.retry_base_seconds, settings.retry_max_delay_seconds)
-            health.beat(f"{what} yet: {exc}")
-            log.warning("startup_step_failed", step=what, error=str(exc), retry_in_seconds=round(delay, 3))
+            health.beat(f"{what} yet: {type(exc).__name__}: {exc}")
+            log.warning(
+                "startup_step_failed",
+                step=what,
+                error=f"{type(exc).__name__}: {exc}" if not isinstance(exc, ConsumerError) else str(exc),
+                retry_in_seconds=round(delay, 3),
+                exc_info=not isinstance(exc, ConsumerError),
+            )
             attempt += 1
             stop.wait(delay)
     return None

@@ -57,9 +57,13 @@ def build_worker(
 ) -> Worker:
     """A worker of the pool, ready to ``run()``."""
     leases = LeaseTable(
-        aws.dynamodb, settings.lease_table_name, observe=metrics.observe_aws, stream_arn=source.stream_arn
+        aws.dynamodb,
+        settings.lease_table_name,
+        observe=metrics.observe_aws,
+        stream_arn=source.stream_arn,
+        aws_clock=aws.clock,
     )
-    api = Boto3StreamApi(aws.streams, observe=metrics.observe_aws)
+    api = Boto3StreamApi(aws.streams, observe=metrics.observe_aws, aws_clock=aws.clock)
     follow = None
     if settings.stream_arn is None:  # configured by table name: follow a replaced stream
 
@@ -100,6 +104,7 @@ def build_worker(
         health=health,
         timings=timings,
         stop=stop,
+        aws_clock=aws.clock,
         reap=lambda: reaper.reap_once().more,
         reap_interval=settings.tombstone_reap_interval_seconds,
     )

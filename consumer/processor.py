@@ -4,12 +4,14 @@
 loses a record: each one ends APPLIED, STALE (a newer or equal version is indexed), filtered, or
 durably dead-lettered; a failure to get there raises instead, and the caller retries the same batch
 from the same starting version, which yields the same versions (consumer.versioning). A record that
-makes decoding or projection fail in any way, a bug included, is dead-lettered with the exception's
+makes decoding or projection fail every time, a bug included, is dead-lettered with the exception's
 class and message, so no record can stall its shard. Thread-safe: one processor serves all shard
 consumers.
 
 ``process`` is ``prepare`` (pure CPU: decode, version, project, encode) then ``apply`` (the sink, the
-dead letters, the metrics). A shard task prepares its next page while the current one's ``_bulk``
+dead letters, the metrics). A record is dead-lettered only when it is proven to be the cause (a
+RecordError, or the same exception again when it is tried alone): a failure that passes, or one of
+the process (MemoryError), is raised, and the caller tries the page again. A shard task prepares its next page while the current one's ``_bulk``
 is in flight (``apply``'s ``while_in_flight``), so a catch-up's decoding does not add to
 OpenSearch's latency.
 """
@@ -39,6 +41,8 @@ from consumer.sink.opensearch import OpenSearchSink, Result
 from consumer.versioning import next_version
 
 log = structlog.get_logger(__name__)
+
+PROOF_ATTEMPTS = 3  # a record that raises what no one anticipated this many times, alone, is poison
 
 
 @dataclass(frozen=True)
@@ -117,26 +121,47 @@ class BatchProcessor:
         """Apply ``raw_records`` (in shard order) with versions continuing from ``start_version``."""
         return self.apply(self.prepare(shard_id, raw_records, start_version), stop)
 
-    def prepare(self, shard_id: str, raw_records: list[dict[str, Any]], start_version: int) -> PreparedBatch:
+    def prepare(
+        self,
+        shard_id: str,
+        raw_records: list[dict[str, Any]],
+        start_version: int,
+        skip_before: int | None = None,
+    ) -> PreparedBatch:
         """Decode, version, project and encode ``raw_records`` (in shard order), with versions
         continuing from ``start_version``; touches nothing outside this process. Filtered records
-        still tick the clock: versions must not depend on the rules in force."""
+        still tick the clock: versions must not depend on the rules in force. ``skip_before``: records
+        of an earlier second are before the shard's start (a lease at LATEST: ``Lease.latest_anchor_at``)
+        and count as filtered without ticking the clock.
+
+        A record is dead-lettered only when it is proven to be the cause: a RecordError, or another
+        exception that the record raises again when tried alone (``PROOF_ATTEMPTS`` times in all:
+        decoding and projection are pure, so a bug fails every time, a passing fault does not).
+        MemoryError is the process's, never the record's: it is raised, and the page is tried again."""
         actions: list[BulkAction] = []
         letters: list[DeadLetter] = []
         filtered: Counter[tuple[str, str]] = Counter()
         version = start_version
         for raw in raw_records:
+            before = version
             try:
                 record = StreamRecord.from_wire(raw)
+                if skip_before is not None and record.approximate_second < skip_before:
+                    filtered[(record.event_name, "filtered")] += 1
+                    continue
                 version = next_version(version, record.approximate_second)
                 action = to_bulk_action(record, self._schema, version, self._rules)
             except RecordError as exc:
                 letters.append(self._letter(shard_id, raw, str(exc)))
                 continue
-            except Exception as exc:  # noqa: BLE001 - a bug must cost one record, never stall the shard
-                log.exception("record_processing_crashed", shard_id=shard_id, sequence_number=_sequence_number(raw))
-                letters.append(self._letter(shard_id, raw, f"{type(exc).__name__}: {exc}"))
-                continue
+            except MemoryError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - not the record's fault until proven: tried alone again
+                version, outcome = self._retry_alone(shard_id, raw, before, exc)
+                if isinstance(outcome, DeadLetter):
+                    letters.append(outcome)
+                    continue
+                record, action = outcome
             if action is None:
                 filtered[(record.event_name, "filtered")] += 1
             else:
@@ -153,6 +178,35 @@ class BatchProcessor:
             last_sequence_number=_sequence_number(last) if last is not None else None,
             last_record_second=_approximate_second(last) if last is not None else None,
         )
+
+    def _retry_alone(
+        self, shard_id: str, raw: dict[str, Any], before: int, first: Exception
+    ) -> tuple[int, tuple[StreamRecord, BulkAction | None] | DeadLetter]:
+        """Try one record that raised ``first`` again, alone, from clock value ``before``: the clock
+        after it, and its record and action, or its dead letter when it fails every time (the record
+        is the cause; the clock then ticks as it does for a RecordError: if the record decoded)."""
+        sequence_number = _sequence_number(raw)
+        error: Exception = first
+        version = before
+        for attempt in range(2, PROOF_ATTEMPTS + 1):
+            log.warning(
+                "record_processing_retried",
+                shard_id=shard_id,
+                sequence_number=sequence_number,
+                attempt=attempt,
+                error=f"{type(error).__name__}: {error}",
+            )
+            version = before
+            try:
+                record = StreamRecord.from_wire(raw)
+                version = next_version(before, record.approximate_second)
+                return version, (record, to_bulk_action(record, self._schema, version, self._rules))
+            except MemoryError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the same record failing again, alone
+                error = exc
+        log.error("record_processing_crashed", shard_id=shard_id, sequence_number=sequence_number, exc_info=error)
+        return version, self._letter(shard_id, raw, f"{type(error).__name__}: {error}")
 
     def apply(
         self, batch: PreparedBatch, stop: threading.Event, while_in_flight: Callable[[], None] | None = None

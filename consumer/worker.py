@@ -26,12 +26,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
+from consumer.aws_clock import AwsClock
 from consumer.backfill.segments import shard_leases
-from consumer.errors import ConsumerError
+from consumer.backoff import backoff_delay
+from consumer.errors import ConfigError, ConsumerError, Interrupted, LeaseTableError
 from consumer.leases.coordinator import HeldLease, LeaseCoordinator
 from consumer.leases.model import Lease
 from consumer.leases.renewal import RenewalRoutine
@@ -43,6 +45,7 @@ from consumer.processor import BatchProcessor
 from consumer.shards.api import StreamApi
 from consumer.shards.budget import ByteBudget
 from consumer.shards.lineage import start_version
+from consumer.shards.restarts import TaskRestarts
 from consumer.shards.scheduler import ShardScheduler
 from consumer.shards.sync import ShardSync
 from consumer.shards.task import ReaderSettings, ShardTask, TaskContext
@@ -51,6 +54,10 @@ from consumer.shards.throttle import ThrottleGate
 log = structlog.get_logger(__name__)
 
 STUCK_TICK_SECONDS = 600.0  # a tick running this long is hung, not slow: let liveness fail
+
+
+class RoutineDiedError(ConsumerError):
+    """A routine the worker cannot be without (lease renewal) died: the worker stops, and exits non-zero."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,7 @@ class WorkerParts:
     health: Health
     timings: WorkerTimings
     stop: threading.Event
+    aws_clock: AwsClock = field(default_factory=AwsClock)
     reap: Callable[[], bool] | None = None
     reap_interval: float = 3600.0
 
@@ -101,7 +109,21 @@ class Worker:
         parts.metrics.buffered_bytes.set_function(lambda: parts.budget.used)
         parts.metrics.buffered_bytes_peak.set_function(lambda: parts.budget.peak)
         self._renewal = RenewalRoutine(
-            parts.coordinator, parts.renew_executor, parts.timings.failover, parts.metrics, self.on_lease_lost, clock
+            parts.coordinator,
+            parts.renew_executor,
+            parts.timings.failover,
+            parts.metrics,
+            self.on_lease_lost,
+            clock,
+            parts.health,
+        )
+        parts.health.watch("lease renewal", self._renewal.problem)
+        self._restarts = TaskRestarts(
+            parts.reader.retry_base_seconds,
+            parts.reader.retry_max_delay_seconds,
+            give_up_after=3 * parts.timings.failover,
+            cool_down=6 * parts.timings.failover,
+            clock=clock,
         )
         self._tasks: dict[str, ShardTask] = {}
         self._tasks_lock = threading.Lock()
@@ -115,6 +137,7 @@ class Worker:
         self._sync_problem: str | None = None
         self._next_reap = 0.0
         self._reaping: threading.Thread | None = None
+        self._died: str | None = None  # a routine the worker cannot be without died: why
 
     def run(self, index_preexisted: bool = False) -> None:
         """Work until the stop event is set, then hand off. ``index_preexisted``: the index held data
@@ -122,7 +145,13 @@ class Worker:
         parts = self._parts
         structlog.contextvars.bind_contextvars(worker_id=parts.worker_id)
         log.info("worker_started", stream_arn=parts.sync.stream_arn, lease_table=parts.leases.name)
-        if parts.leases.ensure_table(parts.stop) and index_preexisted:
+        try:
+            created = self._ensure_lease_table()
+        except Interrupted:
+            created = None
+        if created is None:
+            return  # stopped first
+        if created and index_preexisted:
             # The version clocks restart with a new lease table (docs/versioning.md): changes made in
             # the same second as the index's last change of an item may lose to it. Audit repairs that.
             log.warning(
@@ -138,6 +167,32 @@ class Worker:
         finally:
             self._shutdown()
         log.info("worker_stopped")
+        if self._died is not None:
+            raise RoutineDiedError(self._died)
+
+    def _ensure_lease_table(self) -> bool | None:
+        """The lease table, created if missing, tried again while DynamoDB is unreachable (``/readyz``
+        says why); whether this worker created it, None when stopped first."""
+        parts = self._parts
+        attempt = 0
+        while not parts.stop.is_set():
+            try:
+                return parts.leases.ensure_table(parts.stop)
+            except (Interrupted, ConfigError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - LeaseTableError, or what no one named: tried again, loudly
+                delay = backoff_delay(attempt, parts.reader.retry_base_seconds, parts.reader.retry_max_delay_seconds)
+                parts.health.beat(f"lease table not ready yet: {type(exc).__name__}: {exc}")
+                log.warning(
+                    "startup_step_failed",
+                    step="lease table",
+                    error=f"{type(exc).__name__}: {exc}",
+                    retry_in_seconds=round(delay, 3),
+                    exc_info=not isinstance(exc, LeaseTableError),
+                )
+                attempt += 1
+                parts.stop.wait(delay)
+        return None
 
     def _bind_context(self) -> None:
         structlog.contextvars.bind_contextvars(worker_id=self._parts.worker_id)
@@ -145,11 +200,19 @@ class Worker:
     # --- the tick ----------------------------------------------------------------------------------
 
     def _supervise(self) -> None:
-        """Run ticks on the tick thread; keep the probes honest while one is slow."""
+        """Run ticks on the tick thread; keep the probes honest while one is slow. A tick that fails
+        unexpectedly is logged, counted and reported as not ready; the next one runs as usual. A dead
+        renewal routine stops the worker: it would hold leases it can no longer keep."""
         parts = self._parts
         tick: Future[str | None] | None = None
         started = 0.0
         while not parts.stop.is_set():
+            died = self._renewal.problem()
+            if died is not None:
+                log.error("worker_routine_died", routine="lease renewal", problem=died)
+                self._died = f"{died}: stopping, so that the leases go to workers that can keep them"
+                parts.stop.set()
+                break
             if tick is None:
                 started = self._clock()
                 tick = self._tick_thread.submit(self._do_tick)
@@ -162,6 +225,8 @@ class Worker:
                         f"coordination slow: a tick has run for {running:.0f} s (lease table or DynamoDB Streams slow)"
                     )
                 continue
+            except Exception as exc:  # noqa: BLE001 - one failed round; the tick runs again (its state is the view's)
+                problem = _routine_failed(parts.metrics, "tick", exc)
             tick = None
             parts.health.beat(problem)
             parts.metrics.loop_heartbeat.set_to_current_time()
@@ -190,11 +255,15 @@ class Worker:
         else:
             self._maybe_sync()
         problem = self._sync_problem
+        parts.health.set_condition("shards", self._restarts.problem())
         try:
             with steps("lease_taking"):
-                taken = parts.coordinator.take_leases(leases, shard_leases(view.read))
+                taken = parts.coordinator.take_leases(leases, shard_leases(view.read), self._restarts.avoided())
                 self._view.merge(held.lease for held in taken)
             parts.metrics.taker_cycles.inc()
+            errors = parts.coordinator.take_errors
+            if errors:
+                problem = f"lease table refuses writes: {len(errors)} lease takes failed: {errors[0]}"
         except ConsumerError as exc:
             problem = self._tick_failed("lease_taking", exc)
         with steps("tasks"):
@@ -238,6 +307,10 @@ class Worker:
             self._sync_problem = self._tick_failed("shard_sync", exc)
             self._next_sync = 0.0  # the next tick tries again
             return
+        except Exception as exc:  # noqa: BLE001 - one failed pass, said so; the next tick tries again
+            self._sync_problem = _routine_failed(parts.metrics, "shard_sync", exc)
+            self._next_sync = 0.0
+            return
         self._synced_once = True
         self._sync_problem = None
         self._next_sync = self._clock() + parts.timings.shard_sync_interval
@@ -249,7 +322,11 @@ class Worker:
         """Start a task for every held shard whose parents are done. A parent the view does not show
         may be one it has not read yet: it is looked up first, never assumed gone."""
         with self._tasks_lock:
-            waiting = [held for held in self._parts.coordinator.holding() if held.shard_id not in self._tasks]
+            waiting = [
+                held
+                for held in self._parts.coordinator.holding()
+                if held.shard_id not in self._tasks and self._restarts.may_start(held.shard_id)
+            ]
         missing = sorted({key for held in waiting for key in held.lease.parent_shard_ids if key not in leases})
         found = [lease for lease in self._parts.lease_executor.map(self._parts.leases.get_lease, missing) if lease]
         self._view.merge(found)
@@ -269,18 +346,43 @@ class Worker:
         self._parts.scheduler.add(task)
 
     def _reap_tasks(self) -> None:
-        """Forget finished tasks; release the leases of ended shards so clean-up can delete them."""
+        """Forget finished tasks; release the leases of ended shards so clean-up can delete them. A
+        task that failed is started again from its lease's checkpoint once its backoff is over
+        (``consumer.shards.restarts``), or its lease released when the shard keeps failing."""
         with self._tasks_lock:
             finished = [task for task in self._tasks.values() if task.finished.is_set()]
             for task in finished:
                 del self._tasks[task.shard_id]
+            running = list(self._tasks.values())
+        for task in running:
+            if task.settled_pages:
+                self._restarts.progressed(task.shard_id)
         coordinator = self._parts.coordinator
         for task in finished:
             held = coordinator.held.get(task.shard_id)
+            if task.failure is not None and held is not None and not held.lost.is_set():
+                self._task_failed(task, held)
+                continue
+            self._restarts.forget(task.shard_id)
             if held is not None and task.reached_shard_end:
                 coordinator.release(held)
             if held is None or task.reached_shard_end:
                 self._parts.metrics.shard_progress.forget(task.shard_id)
+        self._parts.metrics.shards_failing.set(self._restarts.failing())
+
+    def _task_failed(self, task: ShardTask, held: HeldLease) -> None:
+        assert task.failure is not None
+        if not self._restarts.failed(task.shard_id, task.failure, progressed=task.settled_pages > 0):
+            return  # started again from the checkpoint by a later tick, once its backoff is over
+        log.error(
+            "shard_given_up",
+            shard_id=task.shard_id,
+            checkpoint=held.lease.checkpoint,
+            error=f"{type(task.failure).__name__}: {task.failure}"[:500],
+            action="the lease is released for another worker to try; see the shard_task_failed logs",
+        )
+        self._parts.coordinator.release(held)
+        self._parts.metrics.shard_progress.forget(task.shard_id)
 
     def _task_context(self, stream_arn: str) -> TaskContext:
         parts = self._parts
@@ -297,6 +399,7 @@ class Worker:
             parts.stop,
             self.on_shard_end,
             self.confirm_vanished,
+            parts.aws_clock,
         )
 
     # --- shard end, lease loss, vanished shards -------------------------------------------------------
@@ -350,8 +453,10 @@ class Worker:
         try:
             if self._parts.reap():
                 self._next_reap = 0.0  # the page was full: go on at the next tick
-        except Exception as exc:  # noqa: BLE001 - OpenSearch failing, or an odd answer: the next pass tries again
+        except ConsumerError as exc:  # OpenSearch failing: the next pass tries again
             log.warning("tombstone_reaping_failed", error=str(exc), error_type=type(exc).__name__)
+        except Exception as exc:  # noqa: BLE001 - one failed pass, said so; the next one tries again
+            _routine_failed(self._parts.metrics, "reaper", exc)
 
     # --- shutdown -----------------------------------------------------------------------------------
 
@@ -367,6 +472,15 @@ class Worker:
         parts.coordinator.release_all()
         self._renewal.stop()
         self._tick_thread.shutdown(wait=False, cancel_futures=True)
+
+
+def _routine_failed(metrics: Metrics, routine: str, exc: BaseException) -> str:
+    """Log and count a round of a routine that failed unexpectedly; what readiness says about it."""
+    metrics.routine_failures.labels(routine=routine).inc()
+    log.error(
+        "routine_round_failed", routine=routine, error_type=type(exc).__name__, error=str(exc)[:500], exc_info=exc
+    )
+    return f"{routine} failing: {type(exc).__name__}: {exc}"
 
 
 class _StepTimes:

@@ -155,8 +155,16 @@ class BackfillRunner:
             self._release_quietly(held)  # another process resumes from the checkpoint at once
         except ConfigError:
             raise  # the table or the permissions are wrong: no segment can succeed
-        except (ConsumerError, ValueError) as exc:
+        except ConsumerError as exc:
             log.warning("backfill_segment_failed", segment=held.shard_id, error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - its checkpoint stands; the lease expires and the segment is resumed
+            self._metrics.routine_failures.labels(routine="backfill").inc()
+            log.error(
+                "backfill_segment_failed",
+                segment=held.shard_id,
+                error=f"{type(exc).__name__}: {exc}",
+                exc_info=exc,
+            )
         finally:
             heartbeat.stop()
 
@@ -225,7 +233,8 @@ def _letter(segment: str, item: dict, schema: KeySchema, error: str) -> DeadLett
 
 
 class _Heartbeat:
-    """Renews a held segment lease while a page is in flight (a checkpoint renews it as well)."""
+    """Renews a held segment lease while a page is in flight (a checkpoint renews it as well). A
+    renewal that fails is tried again at the next beat; only a lost lease ends it."""
 
     def __init__(self, held: HeldLease, interval: float) -> None:
         self._held = held
@@ -246,5 +255,9 @@ class _Heartbeat:
                 continue
             try:
                 self._held.try_renew()
-            except (LeaseLostError, LeaseTableError):
-                return
+            except LeaseLostError:
+                return  # the segment's next checkpoint fails too, and the scan stops
+            except Exception as exc:  # noqa: BLE001 - not renewed this time (LeaseTableError, credentials, …): next beat
+                log.warning(
+                    "backfill_segment_renew_failed", segment=self._held.shard_id, error=f"{type(exc).__name__}: {exc}"
+                )

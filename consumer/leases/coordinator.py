@@ -73,6 +73,12 @@ class HeldLease:
                 lambda lease: self._table.checkpoint(lease, checkpoint, version, record_second, vanished_after)
             )
 
+    def anchor_latest(self, second: int) -> None:
+        """Record the LATEST anchor (``LeaseTable.anchor_latest``). Raises LeaseLostError (and sets
+        ``lost``) if not ours."""
+        with self._lock:
+            self._write_locked(lambda lease: self._table.anchor_latest(lease, second))
+
     def release(self) -> None:
         """Give the lease up; a lease already lost is left alone."""
         if self.lost.is_set():
@@ -142,16 +148,21 @@ class LeaseCoordinator:
         self._lock = threading.Lock()
         self.held: dict[str, HeldLease] = {}
         self.last_expired: dict[str, bool] = {}  # lease key → expired, as of the last scan
+        self.take_errors: list[str] = []  # why takes of the last cycle failed (the lease table refusing)
 
     def holding(self) -> list[HeldLease]:
         """A snapshot of the held leases (safe from any thread)."""
         with self._lock:
             return list(self.held.values())
 
-    def take_leases(self, leases: list[Lease], read: list[Lease] | None = None) -> list[HeldLease]:
+    def take_leases(
+        self, leases: list[Lease], read: list[Lease] | None = None, avoid: frozenset[str] = frozenset()
+    ) -> list[HeldLease]:
         """Take free leases toward this worker's target, or steal when none is free, given this
         worker's view of the table (``consumer.leases.view``). ``read``: the leases of the view read
-        from the table just now (default: all of them); only reads move expiry on."""
+        from the table just now (default: all of them); only reads move expiry on. ``avoid``: free
+        leases not to take (shards this worker gave up lately)."""
+        self.take_errors = []
         observed = self._expiry.observe(leases if read is None else read, [lease.lease_key for lease in leases])
         expired = {lease.lease_key: observed.get(lease.lease_key, False) for lease in leases}
         self.last_expired = expired
@@ -172,7 +183,7 @@ class LeaseCoordinator:
             for lease in leases
         ]
         held_keys = frozenset(self.held)
-        keys = leases_to_take(states, self._worker_id, held_keys, self._max_leases)
+        keys = leases_to_take(states, self._worker_id, held_keys, self._max_leases, avoid)
         stolen = [] if keys else leases_to_steal(states, self._worker_id, held_keys, self._rng, self._max_leases)
         wanted = [(by_key[key], expired[key], False) for key in keys] + [(by_key[key], False, True) for key in stolen]
         return self._take_all(wanted)
@@ -197,6 +208,7 @@ class LeaseCoordinator:
             return None  # another worker was faster: fine
         except LeaseTableError as exc:
             log.warning("lease_take_failed", shard_id=lease.lease_key, error=str(exc))
+            self.take_errors.append(str(exc))
             return None
         held = HeldLease(taken, table, self._clock)
         with self._lock:

@@ -12,10 +12,18 @@ half spare for a slow lease table (``due_for_renewal``).
 
 A lease whose renewal is refused by condition is lost (another worker took it): ``on_lost`` is told
 at once, so its shard task stops before the new owner writes. A lease that could not be written for
-``failover`` seconds (DynamoDB unreachable) is given up locally for the same reason.
+``failover`` seconds (DynamoDB unreachable) is given up locally for the same reason. While renewals
+fail, readiness says so (``Health`` condition ``lease_renewals``).
 
 Renewal never waits for the worker's tick, for a checkpoint in flight, or for another lease's
-renewal, so one slow call cannot cost the pool its leases. Thread-safe; ``start()`` / ``stop()``.
+renewal, so one slow call cannot cost the pool its leases.
+
+Supervised: a round that fails in a way nobody anticipated is logged (``routine_round_failed``),
+counted (``cdc_routine_failures_total{routine="renewal"}``) and the next round runs as usual (a
+lease not renewed meanwhile is given up by the rule above, as for a lease table that is down).
+``problem()`` says when the routine's thread is gone or a round has been stuck for
+``STUCK_ROUND_SECONDS``: liveness turns red and the worker stops (``consumer.worker``), since a worker
+whose renewals are dead holds leases it cannot keep. Thread-safe; ``start()`` / ``stop()``.
 """
 
 from __future__ import annotations
@@ -28,11 +36,14 @@ from concurrent.futures import Executor, Future
 
 import structlog
 
-from consumer.errors import LeaseLostError, LeaseTableError
+from consumer.errors import LeaseLostError
 from consumer.leases.coordinator import HeldLease, LeaseCoordinator
+from consumer.observability.health import Health
 from consumer.observability.metrics import Metrics
 
 log = structlog.get_logger(__name__)
+
+STUCK_ROUND_SECONDS = 600.0  # a round running this long is hung (its calls have timeouts), not slow
 
 
 def due_for_renewal(last_written: float, now: float, interval: float) -> bool:
@@ -55,6 +66,7 @@ class RenewalRoutine:
         metrics: Metrics,
         on_lost: Callable[[HeldLease], None],
         clock: Callable[[], float] = time.monotonic,
+        health: Health | None = None,
     ) -> None:
         self._coordinator = coordinator
         self._executor = executor
@@ -63,10 +75,12 @@ class RenewalRoutine:
         self._metrics = metrics
         self._on_lost = on_lost
         self._clock = clock
+        self._health = health
         self._rng = random.Random()
         self._stop = threading.Event()
         self._context: Callable[[], None] | None = None
         self._thread = threading.Thread(target=self._renew_routine, name="lease-renewal", daemon=True)
+        self._round_started: float | None = None  # of the round in progress
         self.last_round_seconds = 0.0
 
     def start(self, context: Callable[[], None] | None = None) -> None:
@@ -80,12 +94,29 @@ class RenewalRoutine:
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
 
+    def problem(self) -> str | None:
+        """Why the routine is not doing its job: its thread died, or a round is stuck; else None."""
+        if not self._thread.is_alive():
+            started = self._thread.ident is not None
+            return "the lease renewal routine died" if started and not self._stop.is_set() else None
+        round_started = self._round_started
+        if round_started is not None and self._clock() - round_started > STUCK_ROUND_SECONDS:
+            return f"a lease renewal round has been stuck for {self._clock() - round_started:.0f} s"
+        return None
+
     def _renew_routine(self) -> None:
         if self._context is not None:
             self._context()
         next_round = self._clock() + self._gap()
         while not self._stop.wait(max(0.0, next_round - self._clock())):
-            self.renew_round()
+            self._round_started = self._clock()
+            try:
+                self.renew_round()
+            except Exception as exc:  # noqa: BLE001 - one failed round; the next runs as usual (docstring)
+                self._metrics.routine_failures.labels(routine="renewal").inc()
+                log.error("routine_round_failed", routine="renewal", error_type=type(exc).__name__, exc_info=exc)
+            finally:
+                self._round_started = None
             next_round = max(next_round + self._gap(), self._clock())  # fixed rate; never a burst to catch up
 
     def _gap(self) -> float:
@@ -98,19 +129,24 @@ class RenewalRoutine:
             held for held in self._coordinator.holding() if due_for_renewal(held.last_written, started, self._interval)
         ]
         futures: list[tuple[HeldLease, Future[bool]]] = [(held, self._executor.submit(held.try_renew)) for held in due]
+        failed: list[str] = []
         for held, future in futures:
             try:
                 future.result()
             except LeaseLostError:
                 self._lost(held, "renew")
-            except LeaseTableError as exc:
+            except Exception as exc:  # noqa: BLE001 - LeaseTableError, or what no one named: the lease was not renewed
                 self._metrics.lease_events.labels(event="renew_failed").inc()
-                log.warning("lease_renew_failed", shard_id=held.shard_id, error=str(exc))
+                log.warning("lease_renew_failed", shard_id=held.shard_id, error=f"{type(exc).__name__}: {exc}")
+                failed.append(f"{type(exc).__name__}: {exc}")
                 if self._clock() - held.last_written >= self._failover:
                     held.lost.set()  # others may take it now: stop before they do
                     self._lost(held, "renew_timeout")
         self.last_round_seconds = self._clock() - started
         self._metrics.renew_round_duration.observe(self.last_round_seconds)
+        if self._health is not None:
+            problem = f"lease renewals failing: {len(failed)} of {len(due)}: {failed[0]}" if failed else None
+            self._health.set_condition("lease_renewals", problem)
 
     def _lost(self, held: HeldLease, reason: str) -> None:
         self._coordinator.forget(held, reason)

@@ -45,18 +45,23 @@ def target_per_worker(leases: Sequence[LeaseState], worker_id: str, max_leases: 
 
 
 def leases_to_take(
-    leases: Sequence[LeaseState], worker_id: str, held: frozenset[str], max_leases: int | None = None
+    leases: Sequence[LeaseState],
+    worker_id: str,
+    held: frozenset[str],
+    max_leases: int | None = None,
+    avoid: frozenset[str] = frozenset(),
 ) -> list[str]:
     """Keys of free leases to take now, in key order, so that this worker reaches its target.
 
     ``held`` are the keys this worker holds in memory. A lease that names this worker as owner
-    but is not held (a restart that kept ``CDC_WORKER_ID``) is free: its holder is gone.
+    but is not held (a restart that kept ``CDC_WORKER_ID``) is free: its holder is gone. Leases in
+    ``avoid`` (shards this worker gave up after failing on them) are left to other workers.
     """
     target = target_per_worker(leases, worker_id, max_leases)
     free = [
         lease.lease_key
         for lease in sorted(leases, key=lambda lease: lease.lease_key)
-        if not lease.ended and _is_free(lease, worker_id, held)
+        if not lease.ended and lease.lease_key not in avoid and _is_free(lease, worker_id, held)
     ]
     return free[: max(0, target - len(held))]
 

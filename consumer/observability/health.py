@@ -1,7 +1,8 @@
 """Liveness and readiness, as the HTTP probes report them.
 
-* Liveness (``/healthz``): this process's own loops are ticking. It never depends on DynamoDB or
-  OpenSearch being up — an outage of either must not turn into a restart storm.
+* Liveness (``/healthz``): this process's own loops are ticking, and no watched routine (``watch``:
+  the lease renewal) has died or is stuck. It never depends on DynamoDB or OpenSearch being up — an
+  outage of either must not turn into a restart storm.
 * Readiness (``/readyz``): configuration loaded, stream resolved, lease table reachable at the
   last tick, the first shard sync done, and no named condition failing (``set_condition``: the
   sink unavailable, the dead-letter destination refusing writes).
@@ -29,6 +30,7 @@ class Health:
         self._problem: str | None = "starting"
         self._conditions: dict[str, str] = {}
         self._notes: dict[str, str] = {}
+        self._watched: dict[str, Callable[[], str | None]] = {}
 
     def beat(self, problem: str | None = None) -> None:
         """A loop completed a step; ``problem`` says what keeps the worker from being ready, if anything."""
@@ -52,6 +54,11 @@ class Health:
             else:
                 self._notes[name] = note
 
+    def watch(self, name: str, problem: Callable[[], str | None]) -> None:
+        """Make liveness fail while ``problem()`` says something (a routine that died or is stuck)."""
+        with self._lock:
+            self._watched[name] = problem
+
     def mark_synced(self) -> None:
         with self._lock:
             self._synced = True
@@ -59,8 +66,12 @@ class Health:
     def liveness(self) -> tuple[bool, str]:
         with self._lock:
             silent = self._clock() - self._last_beat
+            watched = list(self._watched.values())
         if silent > self._stall_after:
             return False, f"worker loops silent for {silent:.0f} s"
+        problems = [problem for check in watched if (problem := check()) is not None]
+        if problems:
+            return False, "; ".join(problems)
         return True, "ok"
 
     def readiness(self) -> tuple[bool, str]:

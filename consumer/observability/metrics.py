@@ -194,7 +194,7 @@ class Metrics:
         self.aws_requests = Counter(
             "cdc_aws_requests_total",
             "AWS API calls by operation and outcome (ok, throttled, conditional_failed, client_error, "
-            "server_error, network).",
+            "server_error, network, credentials, bad_answer).",
             ["operation", "outcome"],
             registry=registry,
         )
@@ -278,6 +278,29 @@ class Metrics:
         )
         self.backfill_read_units = Counter(
             "cdc_backfill_read_units_total", "DynamoDB read units the backfill's Scans consumed.", registry=registry
+        )
+        self.shard_task_failures = Counter(
+            "cdc_shard_task_failures_total",
+            "Shard tasks ended by a failure nobody anticipated; each is started again from its checkpoint "
+            "(shard_task_failed logs).",
+            registry=registry,
+        )
+        self.shards_failing = Gauge(
+            "cdc_shards_failing",
+            "Shards of this worker whose tasks keep failing and are retried from their checkpoints.",
+            registry=registry,
+        )
+        self.routine_failures = Counter(
+            "cdc_routine_failures_total",
+            "Rounds of a background routine (renewal, tick, shard_sync, reaper, backfill, backfill_heartbeat) "
+            "that failed unexpectedly; the routine goes on (routine_round_failed logs).",
+            ["routine"],
+            registry=registry,
+        )
+        self.host_clock_ahead = Gauge(
+            "cdc_host_clock_ahead_seconds",
+            "How far this host's clock is ahead of AWS's (negative: behind), from the Date headers of AWS answers.",
+            registry=registry,
         )
         self.pool = PoolStateCollector()
         registry.register(self.pool)

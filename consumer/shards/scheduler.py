@@ -12,6 +12,8 @@ its threads runs the earliest task that is due. Guarantees:
 * idle tasks cost nothing but their place in the heap until they are due, and an idle worker's
   threads do not all wake for each due task: one thread (the *leader*) waits for the earliest due
   time, the others wait to be told (a leader/follower queue, as Java's ``DelayQueue``);
+* a step that raises (steps are not to) ends its task (``abandon``): it is never run again, so it
+  cannot move past what the failed step left unsettled;
 * ``stop()`` lets each running step finish (steps watch the stop event) and ends the threads;
   ``join()`` waits for them, bounded.
 
@@ -37,6 +39,9 @@ class Task(Protocol):
     def name(self) -> str: ...
 
     def step(self) -> float | None: ...
+
+    def abandon(self, error: BaseException) -> None:
+        """End the task after its ``step`` raised; must not raise."""
 
 
 class ShardScheduler:
@@ -100,15 +105,25 @@ class ShardScheduler:
                 return
             try:
                 due = task.step()
-            except Exception:  # noqa: BLE001 - a task's bug must not kill a thread that serves every shard
+            except Exception as exc:  # noqa: BLE001 - a task's bug must not kill a thread that serves every shard
+                # Steps are not to raise; one that did is in an unknown state, so it is ended (never
+                # run on: its next step could move past what this one left unsettled).
                 log.exception("shard_task_step_crashed", task=task.name)
-                due = self._clock() + 5.0
+                due = None
+                self._abandon(task, exc)
             finally:
                 with self._ready:
                     self._running -= 1
                     self.steps += 1
             if due is not None:
                 self.add(task, due)
+
+    @staticmethod
+    def _abandon(task: Task, error: BaseException) -> None:
+        try:
+            task.abandon(error)
+        except Exception:  # noqa: BLE001 - the task is dropped either way; its owner sees it unfinished
+            log.exception("shard_task_abandon_failed", task=task.name)
 
     def _next_due(self) -> Task | None:
         with self._ready:

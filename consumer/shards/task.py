@@ -30,6 +30,13 @@ ends the task at its next step (its checkpoint writes fail by condition). Reads 
 worker's ``ByteBudget`` (backpressure), and each page held is charged to it until settled (a
 settled page's objects may outlive that by one request of the same shard, while it catches up).
 
+The failure discipline (docs/operations.md): the iterator and the pages read ahead run ahead of what
+is settled, so a step that fails in a way nobody anticipated may have moved them past unsettled
+records. Such a step is never followed by another: ``step`` never raises, it fails closed — the task
+ends (``failure`` says why) and its in-memory position with it, and the worker starts a new task
+from the lease's checkpoint (``consumer.shards.restarts``). A lease at LATEST is anchored before its
+first iterator is taken, so no later reader takes a fresh LATEST (``_latest_iterator``).
+
 A task is stepped by one scheduler thread at a time; its fields are not shared otherwise.
 """
 
@@ -38,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import math
 import random
 import threading
 import time
@@ -49,6 +57,7 @@ from typing import Any
 
 import structlog
 
+from consumer.aws_clock import AwsClock
 from consumer.backoff import backoff_delay
 from consumer.errors import (
     Interrupted,
@@ -73,6 +82,7 @@ from consumer.shards.throttle import ThrottleGate
 
 log = structlog.get_logger(__name__)
 
+LATEST_ANCHOR_MARGIN_SECONDS = 5  # a LATEST lease's anchor is this much before its first iterator
 READ_AHEAD_PAGES = 2  # pages read ahead of the one being applied: the next (prepared) and the one after
 VANISH_CONFIRMATIONS = 3  # a shard still listed but whose iterator keeps answering ResourceNotFound
 FULL_PAGE_BYTES = 900_000  # a GetRecords answer this large hit the 1 MB limit: more records wait
@@ -105,6 +115,7 @@ class TaskContext:
     stop: threading.Event
     on_shard_end: Callable[[str], None]
     confirm_vanished: Callable[[str], bool]
+    aws_clock: AwsClock
 
 
 class ShardTask:
@@ -127,10 +138,14 @@ class ShardTask:
         self._not_found = 0
         self._trimmed_after: str | None = None  # set while the first read after a trim is pending
         self._read_failure_delay = 0.0  # how long to wait after the last failed read
+        self._page_bytes = 0  # bytes of the page in hand (read, not settled), charged to the budget
+        self._skip_before: int | None = None  # reading a LATEST lease from TRIM_HORIZON: its anchor second
         self._rng = random.Random()
         self._started = False
         self.finished = threading.Event()
         self.reached_shard_end = False
+        self.failure: BaseException | None = None  # why the task failed (``_fail``), if it did
+        self.settled_pages = 0
 
     @property
     def name(self) -> str:
@@ -141,32 +156,63 @@ class ShardTask:
         return self._held.shard_id
 
     def step(self) -> float | None:
-        """One unit of work; the monotonic time to run again, or None when the task is over."""
+        """One unit of work; the monotonic time to run again, or None when the task is over. Never raises."""
         with structlog.contextvars.bound_contextvars(shard_id=self.shard_id):
-            if not self._started:
-                self._start()
-            if self._context.stop.is_set() or self._held.lost.is_set():
-                return self._finish("lease_lost" if self._held.lost.is_set() else "stopped")
-            if self._position == SHARD_END:
-                self.reached_shard_end = True
-                return self._finish("shard_end")
             try:
+                if not self._started:
+                    self._start()
+                if self._context.stop.is_set() or self._held.lost.is_set():
+                    return self._finish("lease_lost" if self._held.lost.is_set() else "stopped")
+                if self._position == SHARD_END:
+                    self.reached_shard_end = True
+                    return self._finish("shard_end")
                 return self._work()
             except LeaseLostError:
                 return self._finish("lease_lost")
             except Interrupted:
                 return self._finish("interrupted")
+            except Exception as exc:  # noqa: BLE001 - fail closed: the task ends, its position with it (below)
+                return self._fail(exc)
+
+    def abandon(self, error: BaseException) -> None:
+        """End the task after ``step`` raised (a bug in this class): as ``_fail`` does."""
+        with structlog.contextvars.bound_contextvars(shard_id=self.shard_id):
+            self._fail(error)
 
     def _start(self) -> None:
         self._started = True
         log.info("shard_consumer_started", checkpoint=self._position, version=self._version)
         self._context.metrics.shard_progress.record_checkpoint(self.shard_id)  # the age counts from the takeover
 
+    def _fail(self, exc: BaseException) -> float | None:
+        """Something nobody anticipated went wrong in the middle of a step (an answer no one could
+        read, a bug, memory): the task ends, and everything it held in memory goes with it — the
+        iterator, the pages read ahead, the page in hand, the clock past the last checkpoint. Its
+        worker starts a new task from the lease's checkpoint after a pause (``consumer.worker``), so
+        the same records are read and applied again: the position never moves past a record that
+        was not settled, whatever failed and wherever."""
+        self.failure = exc
+        self._context.metrics.shard_task_failures.inc()
+        log.error(
+            "shard_task_failed",
+            error_type=type(exc).__name__,
+            error=str(exc)[:500],
+            checkpoint=self._position,
+            exc_info=exc,
+        )
+        return self._finish("failed")
+
     def _finish(self, why: str) -> float | None:
+        """End the task: let go of what it holds, and wait for its last checkpoint write. Never raises."""
         self._settled = None
+        self._release_page()
         self._discard_prefetch()
-        with contextlib.suppress(LeaseLostError):  # a lost lease is why we finish, or will be seen by the worker
+        try:
             self._await_checkpoint()
+        except LeaseLostError:
+            pass  # a lost lease is why we finish, or the worker will see it
+        except Exception as exc:  # noqa: BLE001 - that write is not durable: the checkpoint before it stands
+            log.warning("checkpoint_failed", checkpoint=self._position, error=f"{type(exc).__name__}: {exc}")
         log.info("shard_consumer_stopped", checkpoint=self._position, shard_end=self.reached_shard_end, reason=why)
         self.finished.set()
         return None
@@ -195,17 +241,19 @@ class ShardTask:
         if page.records:
             self._empty_reads = 0
             if prepared is None or prepared.start_version != self._version:
-                prepared = self._context.processor.prepare(self.shard_id, page.records, self._version)
+                prepared = self._context.processor.prepare(
+                    self.shard_id, page.records, self._version, self._skip_before
+                )
             work = None
             if backlog and self._maybe_prefetch():
                 work = functools.partial(self._prepare_prefetched, prepared.version)
-            self._settle(page, prepared, work)
+            self._settle(prepared, work)
             # Freeing a full page's objects takes about 10 ms of CPU: with the next request due at
             # once, leave that to its flight (``_prepare_prefetched``) instead of the gap before it.
             self._settled = (page, prepared) if work is not None else None
         else:
             self._settled = None
-            self._context.budget.release(page.size_bytes)
+            self._release_page()
         if page.next_iterator is None:
             self._end_shard(vanished=False)
             return None if self.finished.is_set() else time.monotonic()
@@ -224,16 +272,19 @@ class ShardTask:
             future = self._read_ahead.popleft()
             prepared, self._next_prepared = self._next_prepared, None
             try:
-                return future.result(), prepared
+                page = future.result()  # charged to the budget by the read
             except StreamError as exc:
                 self._discard_prefetch()  # pages after a failed read follow an iterator now dropped
                 return self._failed(exc)
+            self._page_bytes = page.size_bytes
+            return page, prepared
         try:
             self._iterator = self._iterator or self._acquire_iterator()
             page = self._context.api.get_records(self._iterator, self._settings.max_records_per_read)
-        except StreamError as exc:
+        except (StreamError, LeaseTableError) as exc:  # a LeaseTableError: anchoring a LATEST lease failed
             return self._failed(exc)
         self._context.budget.charge(page.size_bytes)
+        self._page_bytes = page.size_bytes
         return page, None
 
     def _maybe_prefetch(self) -> bool:
@@ -269,10 +320,16 @@ class ShardTask:
             return
         if not page.records:
             return
-        self._next_prepared = self._context.processor.prepare(self.shard_id, page.records, version)
+        self._next_prepared = self._context.processor.prepare(self.shard_id, page.records, version, self._skip_before)
         full = is_full_page(len(page.records), page.size_bytes, self._settings.max_records_per_read)
         if full and page.next_iterator is not None and len(self._read_ahead) == 1:  # none read past it yet
             self._start_read(page.next_iterator)
+
+    def _release_page(self) -> None:
+        """The page in hand is settled (or given up): its bytes leave the budget."""
+        size, self._page_bytes = self._page_bytes, 0
+        if size:
+            self._context.budget.release(size)
 
     def _discard_prefetch(self) -> None:
         self._next_prepared = None
@@ -284,14 +341,39 @@ class ShardTask:
     def _acquire_iterator(self) -> str:
         """An iterator just after the last settled record (or at the initial position)."""
         api, stream, shard = self._context.api, self._context.stream_arn, self.shard_id
-        if self._position in (TRIM_HORIZON, LATEST):
-            iterator = api.get_shard_iterator(stream, shard, self._position)
+        if self._position == LATEST:
+            return self._latest_iterator()
+        self._skip_before = None
+        if self._position == TRIM_HORIZON:
+            iterator = api.get_shard_iterator(stream, shard, TRIM_HORIZON)
         else:
             iterator = api.get_shard_iterator(stream, shard, AFTER_SEQUENCE_NUMBER, self._position)
         log.info("shard_iterator_acquired", position=self._position)
         return iterator
 
-    def _failed(self, exc: StreamError) -> None:
+    def _latest_iterator(self) -> str:
+        """An iterator for a lease still at LATEST (nothing checkpointed yet).
+
+        A fresh LATEST iterator taken again — after a failed read, or by the next owner after a
+        handover — would skip every record written since the first one was taken, records the first
+        reader may never have settled. So the first reader *anchors* the lease before taking its
+        LATEST iterator: it records a second no later than that moment on AWS's clock
+        (``LATEST_ANCHOR_MARGIN_SECONDS`` earlier). Every later reader reads the shard from
+        TRIM_HORIZON and skips only the records of earlier seconds: the records it applies are a
+        superset of the first reader's, and their versions are at least as high (docs/versioning.md).
+        """
+        api, stream, shard = self._context.api, self._context.stream_arn, self.shard_id
+        anchor = self._held.lease.latest_anchor_at
+        if anchor is not None:
+            self._skip_before = anchor
+            log.info("shard_iterator_acquired", position=TRIM_HORIZON, skipping_records_before_second=anchor)
+            return api.get_shard_iterator(stream, shard, TRIM_HORIZON)
+        anchor = math.floor(self._context.aws_clock.read_time(LATEST_ANCHOR_MARGIN_SECONDS))
+        self._held.anchor_latest(anchor)
+        log.info("shard_iterator_acquired", position=LATEST, anchor_second=anchor)
+        return api.get_shard_iterator(stream, shard, LATEST)
+
+    def _failed(self, exc: StreamError | LeaseTableError) -> None:
         """Count and log a failed read; sets how long to wait before the next one."""
         if not isinstance(exc, ThrottledError):
             self._iterator = None  # unusable after other failures (moto answers 500 for an unknown one)
@@ -370,14 +452,15 @@ class ShardTask:
 
     # --- applying ------------------------------------------------------------------------------
 
-    def _settle(self, page: RecordsPage, prepared: PreparedBatch, while_in_flight: Callable[[], None] | None) -> None:
+    def _settle(self, prepared: PreparedBatch, while_in_flight: Callable[[], None] | None) -> None:
         """Apply one prepared page, retrying what the sink could not settle, then checkpoint it;
         ``while_in_flight`` runs during the first ``_bulk`` request."""
         started = time.perf_counter()
         try:
             result = self._apply(prepared, while_in_flight)
         finally:
-            self._context.budget.release(page.size_bytes)
+            self._release_page()
+        self.settled_pages += 1
         self._version = result.version
         if result.last_sequence_number is not None:
             if self._position in (TRIM_HORIZON, LATEST):

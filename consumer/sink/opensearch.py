@@ -35,6 +35,7 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import TransportError
 
+from consumer.aws_calls import CREDENTIAL_ERRORS
 from consumer.backoff import backoff_delay
 from consumer.errors import Interrupted
 from consumer.observability.health import Health
@@ -275,15 +276,26 @@ class OpenSearchSink:
             failure = classify_request_failure(status)
             text = f"OpenSearch bulk answered {exc.status_code} {exc.error}: {exc.info}"
             raise self._request_failed(failure, text) from exc
+        except CREDENTIAL_ERRORS as exc:
+            raise self._request_failed(
+                RequestFailure.OUTAGE, f"no credentials to sign the bulk request: {exc}"
+            ) from exc
+        except Exception as exc:  # noqa: BLE001 - classified here, at the edge: see below
+            # An answer opensearch-py could not read (a proxy's HTML page with 200, a body cut short:
+            # SerializationError), or a failure nobody named: the records are fine, so it is the
+            # sink's failure, waited out like an outage and said so, never a skipped batch.
+            text = f"OpenSearch bulk failed: {type(exc).__name__}: {str(exc)[:300]}"
+            raise self._request_failed(RequestFailure.OUTAGE, text) from exc
         finally:  # the caller's work done while the request was in flight is not OpenSearch's time
             self._metrics.bulk_duration.observe(time.perf_counter() - started - armed.seconds)
+        items = response.get("items") if isinstance(response, dict) else None
+        if not isinstance(items, list) or len(items) != count or not all(map(_is_item, items)):
+            raise self._request_failed(
+                RequestFailure.OUTAGE,
+                f"bulk answer has no well-formed item for each of the {count} actions: {str(response)[:200]}",
+            )
         self._metrics.bulk_requests.labels(outcome="ok").inc()
         self._metrics.bulk_bytes.inc(len(body))
-        items = response.get("items") if isinstance(response, dict) else None
-        if not isinstance(items, list) or len(items) != count:
-            raise self._request_failed(
-                RequestFailure.OUTAGE, f"bulk answer has no item for each of the {count} actions: {str(response)[:200]}"
-            )
         return items
 
     def _request_failed(self, failure: RequestFailure, text: str) -> _RequestFailedError:
@@ -331,6 +343,11 @@ class OpenSearchSink:
         log.info("bulk_retry_scheduled", attempt=attempt + 1, actions=pending, delay_seconds=round(delay, 3))
         if stop.wait(delay):
             raise Interrupted(f"stop requested while {pending} actions awaited a retry")
+
+
+def _is_item(item: Any) -> bool:
+    """Whether ``item`` has the shape of one ``items[]`` entry: one operation and its result."""
+    return isinstance(item, dict) and len(item) == 1 and isinstance(next(iter(item.values())), dict)
 
 
 @dataclass

@@ -1,11 +1,23 @@
-"""When a held lease is renewed: never so late that a slow lease table costs the pool a lease."""
+"""When a held lease is renewed: never so late that a slow lease table costs the pool a lease; and the
+routine that renews, supervised: it survives failures nobody named, and its death is never silent."""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from botocore.exceptions import CredentialRetrievalError
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
-from consumer.leases.renewal import due_for_renewal
+from consumer.leases.coordinator import HeldLease
+from consumer.leases.model import Lease
+from consumer.leases.renewal import RenewalRoutine, due_for_renewal
+from consumer.observability.health import Health
+from consumer.observability.metrics import Metrics
+from tests.support.worker_process import wait_until
 
 ROUNDS = 30
 
@@ -44,3 +56,98 @@ def test_a_lease_is_never_unwritten_longer_than_half_its_failover_plus_one_round
 def test_a_lease_checkpointed_within_half_an_interval_costs_no_renewal() -> None:
     assert not due_for_renewal(last_written=100.0, now=101.0, interval=3.0)
     assert due_for_renewal(last_written=100.0, now=101.5, interval=3.0)
+
+
+# --- the routine, supervised ------------------------------------------------------------------
+
+
+class _Table:
+    """A lease table whose renewals raise what ``fault`` makes (None: succeed); counts them."""
+
+    def __init__(self, fault=None) -> None:
+        self.fault = fault
+        self.renewals = 0
+
+    def renew(self, lease):
+        self.renewals += 1
+        if self.fault is not None:
+            raise self.fault()
+        return lease.bumped()
+
+
+class _Coordinator:
+    def __init__(self, held, holding_fault=None) -> None:
+        self.held = held
+        self.holding_fault = holding_fault
+        self.forgotten = []
+
+    def holding(self):
+        if self.holding_fault is not None:
+            raise self.holding_fault()
+        return list(self.held)
+
+    def forget(self, held, reason):
+        self.forgotten.append(reason)
+
+
+def _routine(coordinator, health, failover=0.3):
+    metrics = Metrics(CollectorRegistry())
+    routine = RenewalRoutine(coordinator, ThreadPoolExecutor(2), failover, metrics, lambda held: None, health=health)
+    health.watch("lease renewal", routine.problem)
+    return routine, metrics
+
+
+def _held(table):
+    return HeldLease(Lease("shard-1", "me", 1, "TRIM_HORIZON"), table, time.monotonic)
+
+
+def test_renewals_failing_in_ways_nobody_named_keep_the_routine_going_and_are_said() -> None:
+    # GIVEN a held lease whose renewals fail with a credential error, then with a bug's ValueError
+
+    table = _Table(lambda: CredentialRetrievalError(provider="container-role", error_msg="unreachable"))
+    health = Health(stall_after_seconds=60)
+    health.beat()
+    routine, _ = _routine(_Coordinator([_held(table)]), health)
+
+    # WHEN the routine runs
+    routine.start()
+    try:
+        wait_until(lambda: table.renewals >= 2, timeout=5, what="two renewal rounds")
+        table.fault = lambda: ValueError("bug")
+        seen = table.renewals
+        wait_until(lambda: table.renewals >= seen + 2, timeout=5, what="two more rounds")
+
+        # THEN it goes on, alive, and readiness says the renewals fail
+        assert routine.problem() is None and health.liveness() == (True, "ok")
+        ready, why = health.readiness()
+        assert not ready and "lease renewals failing" in why
+    finally:
+        routine.stop()
+
+
+def test_a_round_that_fails_is_counted_and_the_next_one_runs() -> None:
+
+    health = Health(stall_after_seconds=60)
+    coordinator = _Coordinator([], holding_fault=lambda: KeyError("bug"))
+    routine, metrics = _routine(coordinator, health)
+    routine.start()
+    try:
+        failures = lambda: metrics.registry.get_sample_value("cdc_routine_failures_total", {"routine": "renewal"})  # noqa: E731
+        wait_until(lambda: (failures() or 0) >= 2, timeout=5, what="two failed rounds")
+        assert routine.problem() is None
+    finally:
+        routine.stop()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_routine_that_died_turns_liveness_red() -> None:
+    # GIVEN a routine whose thread is killed by what no round survives (a BaseException)
+
+    health = Health(stall_after_seconds=60)
+    health.beat()
+    routine, _ = _routine(_Coordinator([], holding_fault=lambda: SystemExit(3)), health)
+    routine.start()
+
+    # THEN liveness fails, naming it
+    wait_until(lambda: routine.problem() is not None, timeout=5, what="the routine's death noticed")
+    assert health.liveness() == (False, "the lease renewal routine died")

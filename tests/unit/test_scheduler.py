@@ -110,20 +110,35 @@ def test_idle_tasks_run_only_when_due_and_a_finished_task_leaves():
     assert once.steps == 1
 
 
-def test_a_step_that_raises_is_retried_later_and_does_not_kill_the_thread():
+def test_a_step_that_raises_ends_its_task_and_does_not_kill_the_thread():
+    # GIVEN a task whose step raises (steps are not to: its state is unknown), beside a busy one
     scheduler = ShardScheduler(threads=1)
 
     class Broken:
         name = "broken"
+        steps = 0
+        abandoned: list[BaseException] = []
 
         def step(self) -> float | None:
+            self.steps += 1
             raise RuntimeError("bug")
 
+        def abandon(self, error: BaseException) -> None:
+            self.abandoned.append(error)
+
+    broken = Broken()
     log: list[str] = []
-    scheduler.add(Broken())
+    scheduler.add(broken)
     scheduler.add(BusyTask("fine", log))
+
+    # WHEN they run
     run_for(scheduler, 0.3)
-    assert log  # the other task kept running on the only thread
+
+    # THEN the broken task ran once and was ended (never stepped again past what it left unsettled),
+    # and the other task kept running on the only thread
+    assert broken.steps == 1
+    assert [str(error) for error in broken.abandoned] == ["bug"]
+    assert log
 
 
 def test_reads_pause_at_the_budget_and_resume_as_pages_settle():
