@@ -95,9 +95,11 @@ def start_worker(tmp_path: Path) -> Iterator[Any]:
     """Factory: ``start_worker(env, name)`` runs a worker process; all are stopped at teardown."""
     workers: list[WorkerProcess] = []
 
-    def start(env: dict[str, str], name: str = "worker") -> WorkerProcess:
+    def start(env: dict[str, str], name: str = "worker", logs_through_pipe: bool = False) -> WorkerProcess:
         worker = WorkerProcess(
-            {"CDC_WORKER_ID": f"{name}-{len(workers)}", **env}, tmp_path / f"{name}-{len(workers)}.log"
+            {"CDC_WORKER_ID": f"{name}-{len(workers)}", **env},
+            tmp_path / f"{name}-{len(workers)}.log",
+            logs_through_pipe,
         )
         workers.append(worker)
         return worker

@@ -3,20 +3,13 @@ applied and no lease lost, and a burst on many shards held within the worker's b
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
 
-from consumer.assembly import build_processor, build_worker
-from consumer.clients import aws_clients
-from consumer.config import load_settings
-from consumer.observability.health import Health
 from consumer.observability.metrics import Metrics
-from consumer.source import resolve_stream
-from consumer.worker import WorkerTimings
+from tests.support.in_process import InProcessWorker, start_worker
 from tests.support.tables import COMPOSITE_KEY, create_table, index_documents, table_documents, write_random_history
 from tests.support.worker_process import wait_until
 
@@ -73,7 +66,7 @@ def _lease_loss_report(workers: list[Any], taken_expired: list[dict[str, Any]]) 
 def in_process_worker(moto, stream_server, proxy, worker_env, monkeypatch) -> Iterator[Any]:
     """Factory: a worker run in this process (so a test can read its budget), on the stream-server
     stream ``arn`` (read from its start), writing through the proxy; stopped at teardown."""
-    running: list[tuple[threading.Event, threading.Thread]] = []
+    running: list[InProcessWorker] = []
 
     def start(arn: str, **env: str) -> Metrics:
         variables = {
@@ -83,27 +76,12 @@ def in_process_worker(moto, stream_server, proxy, worker_env, monkeypatch) -> It
             "CDC_OPENSEARCH_URL": proxy.url,
             **env,
         }
-        for name, value in variables.items():
-            if name.startswith("AWS_"):
-                monkeypatch.setenv(name, value)  # boto3 reads them from the environment, as in a worker
-        settings, _ = load_settings(variables)
-        aws = aws_clients(settings.aws_region, variables["AWS_ENDPOINT_URL_DYNAMODBSTREAMS"])
-        source = resolve_stream(aws.dynamodb, aws.streams, settings.source_table, settings.stream_arn)
-        metrics = Metrics(CollectorRegistry())
-        health = Health(stall_after_seconds=60)
-        stop = threading.Event()
-        timings = WorkerTimings(settings.failover_seconds, settings.shard_sync_interval_seconds, 5)
-        processor = build_processor(settings, source, metrics, health)
-        worker = build_worker(settings, aws, source, processor, metrics, timings, stop, health)
-        thread = threading.Thread(target=worker.run, daemon=True)
-        thread.start()
-        running.append((stop, thread))
-        return metrics
+        running.append(start_worker(variables, monkeypatch))
+        return running[-1].metrics
 
     yield start
-    for stop, thread in running:
-        stop.set()
-        thread.join(timeout=30)
+    for worker in running:
+        worker.halt()
 
 
 def _key_schema() -> list[dict[str, str]]:

@@ -10,6 +10,11 @@ instead the proxy answers in its place. Faults are scripted per test:
 * ``reset_connections(count)``: bulk requests are answered by closing the connection;
 * ``stall(seconds, count)``: bulk requests are answered only after ``seconds`` (a client timeout);
 * ``limit_body(max_bytes)``: bulk bodies over ``max_bytes`` get 413, as ``http.max_content_length``;
+* ``bad_answers(kinds, every, count)``: every ``every``-th bulk request is answered the way a
+  misbehaving proxy or load balancer answers (``BAD_ANSWERS``: an HTML page with 200 or 502, an empty
+  or non-bulk JSON body, a body cut short, an answer missing items, valid JSON labelled text/plain,
+  a connection closed halfway through the body), the kinds taken in turn, ``count`` times in all;
+  some of them after the request reached OpenSearch (its writes applied, the answer lost);
 * ``refuse()``: the proxy stops listening (connection refused) until ``heal()``.
 
 Other requests pass through untouched. Every bulk item that reached the server is appended to
@@ -41,6 +46,19 @@ class LedgerEntry(NamedTuple):
     status: int
 
 
+# How misbehaving proxies and load balancers answer; those marked True let the request through first.
+BAD_ANSWERS = {
+    "html_200": False,
+    "html_502": False,
+    "empty_200": False,
+    "not_bulk": False,
+    "truncated": True,
+    "items_missing": True,
+    "text_plain": True,
+    "cut_connection": True,
+}
+
+
 class FaultProxy:
     def __init__(self, upstream: str) -> None:
         self._upstream = upstream.rstrip("/")
@@ -50,6 +68,8 @@ class FaultProxy:
         self._resets: int | None = 0
         self._stall: tuple[float, int | None] | None = None
         self._max_body: int | None = None
+        self._bad: tuple[list[str], int, int | None] | None = None  # kinds, every, count left
+        self.bad_answered: list[str] = []
         self.too_large = 0
         self._in_flight = 0
         self.max_in_flight = 0  # the most bulk requests forwarded upstream at once
@@ -87,6 +107,10 @@ class FaultProxy:
         with self._lock:
             self._stall = (seconds, count)
 
+    def bad_answers(self, kinds: list[str], every: int = 2, count: int | None = None) -> None:
+        with self._lock:
+            self._bad = (list(kinds), every, count)
+
     def limit_body(self, max_bytes: int | None) -> None:
         with self._lock:
             self._max_body = max_bytes
@@ -104,6 +128,7 @@ class FaultProxy:
             self._item_faults = None
             self._resets = 0
             self._stall = None
+            self._bad = None
         if self._server is None:
             self._listen()
 
@@ -121,6 +146,13 @@ class FaultProxy:
                 seconds, count = self._stall
                 self._stall = None if count == 1 else (seconds, None if count is None else count - 1)
                 return "stall", int(seconds * 1000), ""
+            if self._bad is not None and self.bulk_requests % self._bad[1] == 0:
+                kinds, every, count = self._bad
+                kind = kinds[len(self.bad_answered) % len(kinds)]
+                self.bad_answered.append(kind)
+                left = None if count is None else count - 1
+                self._bad = None if left == 0 else (kinds, every, left)
+                return "bad", 0, kind
             if self._max_body is not None and size > self._max_body:
                 self.too_large += 1
                 return "request", 413, "content_too_long"
@@ -177,6 +209,8 @@ class FaultProxy:
                     return self._reply(fault[1], json.dumps(error).encode())
                 if fault and fault[0] == "items":
                     return self._reply(200, _rejected_items(body, fault[1], fault[2]))
+                if fault and fault[0] == "bad":
+                    return self._bad_answer(fault[2], body)
                 bulk = "/_bulk" in self.path
                 if bulk:
                     proxy._enter()
@@ -191,6 +225,35 @@ class FaultProxy:
                     proxy._record(body, payload)
                 self._reply(status, payload)
 
+            def _bad_answer(self, kind: str, body: bytes) -> None:
+                payload = self._upstream(body)[1] if BAD_ANSWERS[kind] else b""
+                if kind == "html_200":
+                    return self._reply(200, b"<html><body>Welcome to the proxy</body></html>", "text/html")
+                if kind == "html_502":
+                    return self._reply(502, b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html")
+                if kind == "empty_200":
+                    return self._reply(200, b"")
+                if kind == "not_bulk":
+                    return self._reply(200, b'{"acknowledged": true}')
+                if kind == "truncated":
+                    return self._reply(200, payload[: len(payload) // 2])
+                if kind == "items_missing":
+                    answer = json.loads(payload)
+                    answer["items"] = answer.get("items", [])[:-1]
+                    return self._reply(200, json.dumps(answer).encode())
+                if kind == "text_plain":
+                    return self._reply(200, payload, "text/plain")
+                # cut_connection: the whole length announced, half of it sent, then the connection closed
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload[: len(payload) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return None
+
             def _upstream(self, body: bytes) -> tuple[int, bytes]:
                 request = urllib.request.Request(
                     proxy._upstream + self.path,
@@ -204,9 +267,9 @@ class FaultProxy:
                 except urllib.error.HTTPError as exc:
                     return exc.code, exc.read()
 
-            def _reply(self, status: int, payload: bytes) -> None:
+            def _reply(self, status: int, payload: bytes, content_type: str = "application/json") -> None:
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)

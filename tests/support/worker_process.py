@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -24,15 +25,31 @@ from prometheus_client.parser import text_string_to_metric_families
 class WorkerProcess:
     """One worker process. Always ``stop()`` it (the fixtures do)."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, logs_through_pipe: bool = False) -> None:
+        """``logs_through_pipe``: the worker writes its logs to a pipe (copied to ``log_path`` by this
+        process) instead of to the file itself, as in a container: for tests that limit the size of
+        the files the worker may write."""
         self.log_path = log_path
         self.worker_id = env.get("CDC_WORKER_ID")
         self._log_file = open(log_path, "wb")  # noqa: SIM115 (closed in stop)
         full_env = {"PATH": os.environ.get("PATH", ""), "CDC_METRICS_PORT": "0", **env}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "consumer", "run"], env=full_env, stdout=self._log_file, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "consumer", "run"],
+            env=full_env,
+            stdout=subprocess.PIPE if logs_through_pipe else self._log_file,
+            stderr=subprocess.STDOUT,
         )
+        if logs_through_pipe:
+            threading.Thread(target=self._copy_logs, daemon=True).start()
         self._port: int | None = None
+
+    def _copy_logs(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if self._log_file.closed:
+                return
+            self._log_file.write(line)
+            self._log_file.flush()
 
     def logs(self) -> list[dict[str, Any]]:
         events = []
