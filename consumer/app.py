@@ -29,6 +29,7 @@ from consumer.leases.table import LeaseTable
 from consumer.observability.health import Health
 from consumer.observability.http import ObservabilityServer
 from consumer.observability.metrics import Metrics
+from consumer.observability.routines import routine_failed
 from consumer.shards.api import Boto3StreamApi
 from consumer.source import StreamSource, describe_table, resolve_stream
 from consumer.worker import WorkerTimings
@@ -149,9 +150,7 @@ def start_backfill(
                 health.set_note("backfill", f"backfill stopped: {exc}")
                 return
             except Exception as exc:  # noqa: BLE001 - supervised: the segments' checkpoints stand; resumed below
-                metrics.routine_failures.labels(routine="backfill").inc()
-                log.error("routine_round_failed", routine="backfill", error_type=type(exc).__name__, exc_info=exc)
-                health.set_note("backfill", f"backfill failing, resumed shortly: {type(exc).__name__}: {exc}")
+                health.set_note("backfill", f"{routine_failed(metrics, 'backfill', exc)}; resumed shortly")
                 failures += 1
                 stop.wait(backoff_delay(failures, 1.0, 30.0))
 

@@ -11,9 +11,9 @@ consumers.
 ``process`` is ``prepare`` (pure CPU: decode, version, project, encode) then ``apply`` (the sink, the
 dead letters, the metrics). A record is dead-lettered only when it is proven to be the cause (a
 RecordError, or the same exception again when it is tried alone): a failure that passes, or one of
-the process (MemoryError), is raised, and the caller tries the page again. A shard task prepares its next page while the current one's ``_bulk``
-is in flight (``apply``'s ``while_in_flight``), so a catch-up's decoding does not add to
-OpenSearch's latency.
+the process (MemoryError), is raised, and the caller tries the page again. A shard task prepares
+its next page while the current one's ``_bulk`` is in flight (``apply``'s ``while_in_flight``), so
+a catch-up's decoding does not add to OpenSearch's latency.
 """
 
 from __future__ import annotations

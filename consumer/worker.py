@@ -41,6 +41,7 @@ from consumer.leases.table import LeaseTable
 from consumer.leases.view import LeaseView
 from consumer.observability.health import Health
 from consumer.observability.metrics import Metrics
+from consumer.observability.routines import routine_failed
 from consumer.processor import BatchProcessor
 from consumer.shards.api import StreamApi
 from consumer.shards.budget import ByteBudget
@@ -226,7 +227,7 @@ class Worker:
                     )
                 continue
             except Exception as exc:  # noqa: BLE001 - one failed round; the tick runs again (its state is the view's)
-                problem = _routine_failed(parts.metrics, "tick", exc)
+                problem = routine_failed(parts.metrics, "tick", exc)
             tick = None
             parts.health.beat(problem)
             parts.metrics.loop_heartbeat.set_to_current_time()
@@ -308,7 +309,7 @@ class Worker:
             self._next_sync = 0.0  # the next tick tries again
             return
         except Exception as exc:  # noqa: BLE001 - one failed pass, said so; the next tick tries again
-            self._sync_problem = _routine_failed(parts.metrics, "shard_sync", exc)
+            self._sync_problem = routine_failed(parts.metrics, "shard_sync", exc)
             self._next_sync = 0.0
             return
         self._synced_once = True
@@ -354,9 +355,10 @@ class Worker:
             for task in finished:
                 del self._tasks[task.shard_id]
             running = list(self._tasks.values())
-        for task in running:
-            if task.settled_pages:
-                self._restarts.progressed(task.shard_id)
+        if self._restarts.failing():
+            for task in running:
+                if task.settled_pages:
+                    self._restarts.progressed(task.shard_id)
         coordinator = self._parts.coordinator
         for task in finished:
             held = coordinator.held.get(task.shard_id)
@@ -456,7 +458,7 @@ class Worker:
         except ConsumerError as exc:  # OpenSearch failing: the next pass tries again
             log.warning("tombstone_reaping_failed", error=str(exc), error_type=type(exc).__name__)
         except Exception as exc:  # noqa: BLE001 - one failed pass, said so; the next one tries again
-            _routine_failed(self._parts.metrics, "reaper", exc)
+            routine_failed(self._parts.metrics, "reaper", exc)
 
     # --- shutdown -----------------------------------------------------------------------------------
 
@@ -472,15 +474,6 @@ class Worker:
         parts.coordinator.release_all()
         self._renewal.stop()
         self._tick_thread.shutdown(wait=False, cancel_futures=True)
-
-
-def _routine_failed(metrics: Metrics, routine: str, exc: BaseException) -> str:
-    """Log and count a round of a routine that failed unexpectedly; what readiness says about it."""
-    metrics.routine_failures.labels(routine=routine).inc()
-    log.error(
-        "routine_round_failed", routine=routine, error_type=type(exc).__name__, error=str(exc)[:500], exc_info=exc
-    )
-    return f"{routine} failing: {type(exc).__name__}: {exc}"
 
 
 class _StepTimes:

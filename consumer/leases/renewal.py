@@ -40,6 +40,7 @@ from consumer.errors import LeaseLostError
 from consumer.leases.coordinator import HeldLease, LeaseCoordinator
 from consumer.observability.health import Health
 from consumer.observability.metrics import Metrics
+from consumer.observability.routines import routine_failed
 
 log = structlog.get_logger(__name__)
 
@@ -113,8 +114,7 @@ class RenewalRoutine:
             try:
                 self.renew_round()
             except Exception as exc:  # noqa: BLE001 - one failed round; the next runs as usual (docstring)
-                self._metrics.routine_failures.labels(routine="renewal").inc()
-                log.error("routine_round_failed", routine="renewal", error_type=type(exc).__name__, exc_info=exc)
+                routine_failed(self._metrics, "renewal", exc)
             finally:
                 self._round_started = None
             next_round = max(next_round + self._gap(), self._clock())  # fixed rate; never a burst to catch up

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from tests.support.fault_proxy import FaultProxy
+from tests.support.kcl_daemon import build_launcher
 from tests.support.moto_feed import MotoFeed
+from tests.support.table_facade import TableFacade
 from tests.support.tables import COMPOSITE_KEY_SCHEMA, create_table
 
 
@@ -20,6 +22,20 @@ def proxy(search_engine) -> Iterator[FaultProxy]:
     proxy = FaultProxy(search_engine.url)
     yield proxy
     proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def kcl_classpath(tmp_path_factory) -> str:
+    """The KCL launcher of deploy/kcl, built once per test process (its jars cached in ~/.m2)."""
+    return build_launcher(tmp_path_factory.mktemp("kcl-build") / "build.log")
+
+
+@pytest.fixture
+def dynamodb_front(moto) -> Iterator[TableFacade]:
+    """A scriptable DynamoDB endpoint in front of moto (throttled writes, a replaced stream)."""
+    front = TableFacade(moto.url)
+    yield front
+    front.stop()
 
 
 @dataclass

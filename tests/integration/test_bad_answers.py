@@ -8,12 +8,12 @@ never a skipped page and never a dead letter. The index ends equal to the table,
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
 
 from tests.support.fault_proxy import BAD_ANSWERS
+from tests.support.probes import ProbeSampler
 from tests.support.tables import index_documents, table_documents, write_random_history
 from tests.support.worker_process import wait_until
 
@@ -28,38 +28,26 @@ def test_every_kind_of_bad_answer_is_waited_out_and_nothing_is_lost(
     lineage = fed_stream(4, CDC_RETRY_MAX_DELAY_SECONDS="0.3")
     proxy.bad_answers(list(BAD_ANSWERS), every=2, count=2 * len(BAD_ANSWERS))
     workers = [start_worker(lineage.env, f"w{i}") for i in range(2)]
-    readiness: list[tuple[int, str]] = []
-    sampling = threading.Event()
+    with ProbeSampler(workers, interval=0.1) as probes:
+        # WHEN a writer changes the table meanwhile, until every bad answer was given
+        for round_ in range(40):
+            write_random_history(ddb, table_name, changes=30, seed=round_)
+            lineage.feed.wait_caught_up(timeout=60)
+            if len(proxy.bad_answered) == 2 * len(BAD_ANSWERS):
+                break
+        assert len(proxy.bad_answered) == 2 * len(BAD_ANSWERS)
 
-    def sample() -> None:
-        while not sampling.wait(0.1):
-            for worker in workers:
-                readiness.append(worker.probe("/readyz"))
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-
-    # WHEN a writer changes the table meanwhile, until every bad answer was given
-    for round_ in range(40):
-        write_random_history(ddb, table_name, changes=30, seed=round_)
-        lineage.feed.wait_caught_up(timeout=60)
-        if len(proxy.bad_answered) == 2 * len(BAD_ANSWERS):
-            break
-    assert len(proxy.bad_answered) == 2 * len(BAD_ANSWERS)
-
-    # THEN the index converges to the table, with no dead letter
-    wait_until(
-        lambda: index_documents(search_engine.url, table_name) == table_documents(ddb, table_name),
-        timeout=120,
-        what="index to equal table",
-    )
-    sampling.set()
-    sampler.join(5)
+        # THEN the index converges to the table, with no dead letter
+        wait_until(
+            lambda: index_documents(search_engine.url, table_name) == table_documents(ddb, table_name),
+            timeout=120,
+            what="index to equal table",
+        )
     assert sum(worker.metric("cdc_records_dead_lettered_total") for worker in workers) == 0
     letters = Path(lineage.env["CDC_DEAD_LETTER_PATH"])
     assert not letters.exists() or letters.read_bytes() == b""
     # AND while it lasted, it was an outage said so: readiness named OpenSearch, the outages were counted
-    assert any(status == 503 and "OpenSearch" in body for status, body in readiness), readiness[-5:]
+    assert probes.said("/readyz", 503, "OpenSearch"), probes.samples[-5:]
     assert sum(worker.metric('cdc_bulk_requests_total{outcome="outage"}') for worker in workers) >= len(BAD_ANSWERS)
     assert all(worker.probe("/readyz")[0] == 200 for worker in workers)
     assert [worker.terminate() for worker in workers] == [0, 0]

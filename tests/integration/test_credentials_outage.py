@@ -10,14 +10,13 @@ answers again, the index converges to the table."""
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.support.credentials_server import CredentialsServer
-from tests.support.tables import index_documents, table_documents, write_random_history
+from tests.support.probes import ProbeSampler
+from tests.support.tables import index_documents, keep_writing, table_documents, write_random_history
 from tests.support.worker_process import wait_until
 
 pytestmark = pytest.mark.integration
@@ -46,43 +45,24 @@ def test_workers_live_through_a_minute_without_credentials(
         timeout=60,
         what="a first convergence",
     )
-    probes: list[tuple[str, int, str]] = []
-    sampling = threading.Event()
-
-    def sample() -> None:
-        while not sampling.wait(0.5):
-            for worker in workers:
-                probes.append(("/healthz", *worker.probe("/healthz")))
-                probes.append(("/readyz", *worker.probe("/readyz")))
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
 
     # WHEN the endpoint fails for a minute, while the table keeps changing
-    credentials.fail()
-    started = time.monotonic()
-    seed = 100
-    while time.monotonic() - started < OUTAGE_SECONDS:
-        write_random_history(ddb, table_name, changes=10, seed=seed)
-        seed += 1
-        time.sleep(1)
-    credentials.heal()
-    lineage.feed.wait_caught_up(timeout=60)
+    with ProbeSampler(workers) as probes:
+        credentials.fail()
+        keep_writing(ddb, table_name, OUTAGE_SECONDS, first_seed=100)
+        credentials.heal()
+        lineage.feed.wait_caught_up(timeout=60)
 
-    # THEN the index converges to the table
-    wait_until(
-        lambda: index_documents(osmem.url, table_name) == table_documents(ddb, table_name),
-        timeout=120,
-        what="index to equal table after the outage",
-    )
-    sampling.set()
-    sampler.join(10)
+        # THEN the index converges to the table
+        wait_until(
+            lambda: index_documents(osmem.url, table_name) == table_documents(ddb, table_name),
+            timeout=120,
+            what="index to equal table after the outage",
+        )
     # AND no worker died, none ever reported a dead routine, and readiness said what was wrong
     assert [worker.process.poll() for worker in workers] == [None, None]
     assert credentials.refused > 0
-    assert {status for path, status, _ in probes if path == "/healthz"} == {200}
-    assert any(path == "/readyz" and status == 503 and "credentials" in body for path, status, body in probes), [
-        body for path, status, body in probes if path == "/readyz"
-    ][-4:]
+    assert probes.statuses("/healthz") == {200}
+    assert probes.said("/readyz", 503, "credentials"), probes.samples[-4:]
     assert sum(worker.metric('cdc_aws_requests_total{operation="scan",outcome="credentials"}') for worker in workers)
     assert [worker.terminate() for worker in workers] == [0, 0]

@@ -16,17 +16,12 @@ import time
 
 import pytest
 
-from tests.support.kcl_daemon import KclDaemon, build_launcher, daemon_properties
+from tests.support.kcl_daemon import KclDaemon, daemon_properties
 from tests.support.kcl_daemon_side import kcl_env
 from tests.support.tables import create_table, index_documents, table_documents, write_random_history
 from tests.support.worker_process import wait_until
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="session")
-def kcl_classpath(tmp_path_factory) -> str:
-    return build_launcher(tmp_path_factory.mktemp("kcl-build") / "build.log")
 
 
 def test_two_daemons_share_the_stream_and_a_killed_one_restarts_into_convergence(

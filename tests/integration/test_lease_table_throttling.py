@@ -1,5 +1,5 @@
 """Black box: a lease table that throttles every write for 30 s. Two worker processes read a two-shard
-stream through a DynamoDB front (``tests.support.dynamodb_front``) that answers every PutItem,
+stream through a DynamoDB front (``tests.support.table_facade``) that answers every PutItem,
 UpdateItem and DeleteItem on the lease table ``ProvisionedThroughputExceededException``, while a
 writer changes the table: renewals, checkpoints and takes all fail. The workers live through it
 (no exit, ``/healthz`` 200), say so (``/readyz``, ``cdc_aws_requests_total{outcome="throttled"}``),
@@ -8,14 +8,11 @@ and once writes are taken again the index converges to the table."""
 from __future__ import annotations
 
 import os
-import threading
-import time
-from collections.abc import Iterator
 
 import pytest
 
-from tests.support.dynamodb_front import DynamoDBFront
-from tests.support.tables import index_documents, table_documents, write_random_history
+from tests.support.probes import ProbeSampler
+from tests.support.tables import index_documents, keep_writing, table_documents, write_random_history
 from tests.support.worker_process import wait_until
 
 pytestmark = pytest.mark.integration
@@ -23,16 +20,10 @@ pytestmark = pytest.mark.integration
 THROTTLE_SECONDS = float(os.environ.get("CDC_TEST_LEASE_THROTTLE_SECONDS", "30"))
 
 
-@pytest.fixture
-def front(moto) -> Iterator[DynamoDBFront]:
-    running = DynamoDBFront(moto.url)
-    yield running
-    running.stop()
-
-
 def test_workers_live_through_a_lease_table_that_throttles_every_write(
-    ddb, osmem, fed_stream, table_name, start_worker, front
+    ddb, osmem, fed_stream, table_name, start_worker, dynamodb_front
 ):
+    front = dynamodb_front
     # GIVEN two workers whose DynamoDB calls go through the front
     lineage = fed_stream(2)
     env = {**lineage.env, "AWS_ENDPOINT_URL_DYNAMODB": front.url}
@@ -44,42 +35,25 @@ def test_workers_live_through_a_lease_table_that_throttles_every_write(
         timeout=60,
         what="a first convergence",
     )
-    probes: list[tuple[str, int, str]] = []
-    sampling = threading.Event()
-
-    def sample() -> None:
-        while not sampling.wait(0.5):
-            for worker in workers:
-                probes.append(("/healthz", *worker.probe("/healthz")))
-                probes.append(("/readyz", *worker.probe("/readyz")))
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
 
     # WHEN every write to the lease table is throttled for 30 s, while the table keeps changing
-    front.throttle_writes("-cdc-leases")
-    started = time.monotonic()
-    seed = 200
-    while time.monotonic() - started < THROTTLE_SECONDS:
-        write_random_history(ddb, table_name, changes=10, seed=seed)
-        seed += 1
-        time.sleep(1)
-    front.throttle_writes(None)
-    lineage.feed.wait_caught_up(timeout=60)
+    with ProbeSampler(workers) as probes:
+        front.throttle_writes("-cdc-leases")
+        keep_writing(ddb, table_name, THROTTLE_SECONDS, first_seed=200)
+        front.throttle_writes(None)
+        lineage.feed.wait_caught_up(timeout=60)
 
-    # THEN the index converges to the table
-    wait_until(
-        lambda: index_documents(osmem.url, table_name) == table_documents(ddb, table_name),
-        timeout=120,
-        what="index to equal table after the throttling",
-    )
-    sampling.set()
-    sampler.join(10)
+        # THEN the index converges to the table
+        wait_until(
+            lambda: index_documents(osmem.url, table_name) == table_documents(ddb, table_name),
+            timeout=120,
+            what="index to equal table after the throttling",
+        )
     # AND no worker died or reported a dead routine, and readiness and the metrics said what was wrong
     assert [worker.process.poll() for worker in workers] == [None, None]
     assert front.throttled > 0
-    assert {status for path, status, _ in probes if path == "/healthz"} == {200}
-    assert any(path == "/readyz" and status == 503 and "lease" in body for path, status, body in probes)
+    assert probes.statuses("/healthz") == {200}
+    assert probes.said("/readyz", 503, "lease"), probes.samples[-4:]
     assert sum(
         worker.metric('cdc_aws_requests_total{operation="update_item",outcome="throttled"}') for worker in workers
     )

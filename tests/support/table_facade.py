@@ -1,11 +1,14 @@
-"""A DynamoDB endpoint in front of moto whose DescribeTable names a stream-server stream.
+"""A DynamoDB endpoint in front of moto, scripted by the test. It forwards every call to moto
+unchanged, except:
 
-moto cannot replace a table's stream: after ``StreamEnabled=false`` it keeps the old stream's label
-and refuses to enable a new one (``StreamAlreadyEnabledException``). The test-side stream server can
-hold several streams for one table. This facade forwards every DynamoDB call to moto unchanged,
-except that ``DescribeTable`` of a table given to ``point(table, arn)`` answers with that stream as
-``LatestStreamArn`` (enabled), or with no stream at all after ``point(table, None)``: what a worker
-configured by table name sees while a stream is disabled and re-enabled.
+* ``DescribeTable`` of a table given to ``point(table, arn)`` answers with that stream-server stream
+  as ``LatestStreamArn`` (enabled), or with no stream at all after ``point(table, None)``: what a
+  worker configured by table name sees while a stream is disabled and re-enabled (moto cannot
+  replace a table's stream: after ``StreamEnabled=false`` it keeps the old stream's label and
+  refuses to enable a new one; the test-side stream server can hold several streams for one table);
+* while ``throttle_writes(table_part)`` is on, item writes (PutItem, UpdateItem, DeleteItem) to
+  tables whose name contains ``table_part`` are answered ``ProvisionedThroughputExceededException``,
+  as DynamoDB answers them: a lease table that throttles every write.
 
 Thread-safe; ``stop()`` shuts it down.
 """
@@ -21,6 +24,13 @@ from http.server import BaseHTTPRequestHandler
 from tests.support.quiet_http import QuietHTTPServer
 
 _UNSET = object()
+_WRITES = ("DynamoDB_20120810.PutItem", "DynamoDB_20120810.UpdateItem", "DynamoDB_20120810.DeleteItem")
+_THROTTLED = json.dumps(
+    {
+        "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+        "message": "The level of configured provisioned throughput for the table was exceeded (injected)",
+    }
+).encode()
 
 
 class TableFacade:
@@ -28,6 +38,8 @@ class TableFacade:
         self._moto = moto_url.rstrip("/")
         self._lock = threading.Lock()
         self._streams: dict[str, str | None] = {}
+        self._throttled_tables: str | None = None
+        self.throttled = 0
         self._server = QuietHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
@@ -41,9 +53,22 @@ class TableFacade:
         with self._lock:
             self._streams[table] = stream_arn
 
+    def throttle_writes(self, table_part: str | None) -> None:
+        """Throttle item writes to tables whose name contains ``table_part`` (None: stop)."""
+        with self._lock:
+            self._throttled_tables = table_part
+
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def _throttles(self, target: str, body: bytes) -> bool:
+        with self._lock:
+            part = self._throttled_tables
+            if part is None or target not in _WRITES or part not in str(json.loads(body).get("TableName", "")):
+                return False
+            self.throttled += 1
+            return True
 
     def _patched(self, body: bytes, answer: bytes) -> bytes:
         table = json.loads(body or b"{}").get("TableName")
@@ -70,20 +95,27 @@ class TableFacade:
 
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                headers = {name: value for name, value in self.headers.items() if name.lower() != "host"}
-                request = urllib.request.Request(facade._moto + self.path, data=body, method="POST", headers=headers)
-                try:
-                    with urllib.request.urlopen(request, timeout=30) as response:
-                        status, answer = response.status, response.read()
-                except urllib.error.HTTPError as exc:
-                    status, answer = exc.code, exc.read()
-                if status == 200 and self.headers.get("X-Amz-Target", "").endswith(".DescribeTable"):
+                target = self.headers.get("X-Amz-Target", "")
+                if facade._throttles(target, body):
+                    status, answer = 400, _THROTTLED
+                else:
+                    status, answer = self._forward(body)
+                if status == 200 and target.endswith(".DescribeTable"):
                     answer = facade._patched(body, answer)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/x-amz-json-1.0")
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
                 self.wfile.write(answer)
+
+            def _forward(self, body: bytes) -> tuple[int, bytes]:
+                headers = {name: value for name, value in self.headers.items() if name.lower() != "host"}
+                request = urllib.request.Request(facade._moto + self.path, data=body, method="POST", headers=headers)
+                try:
+                    with urllib.request.urlopen(request, timeout=30) as response:
+                        return response.status, response.read()
+                except urllib.error.HTTPError as exc:
+                    return exc.code, exc.read()
 
             def log_message(self, *args: object) -> None:
                 return

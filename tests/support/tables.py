@@ -92,6 +92,16 @@ def write_random_history(ddb: Any, table: str, changes: int, seed: int, keyspace
     return counts
 
 
+def keep_writing(ddb: Any, table: str, seconds: float, first_seed: int, changes_a_second: int = 10) -> None:
+    """``write_random_history`` for ``seconds``: a writer that goes on while something else happens."""
+    deadline = time.monotonic() + seconds
+    seed = first_seed
+    while time.monotonic() < deadline:
+        write_random_history(ddb, table, changes=changes_a_second, seed=seed)
+        seed += 1
+        time.sleep(1)
+
+
 def table_documents(ddb: Any, table: str, schema: KeySchema = COMPOSITE_KEY) -> dict[str, dict[str, Any]]:
     """The table's items as the index should hold them: id → document."""
     documents = {}
