@@ -122,7 +122,10 @@ class ObservabilityServer:
                 self._idle.pop(key, None)
             keep_alive = _keeps_alive(head)
             method, path = _request(head)
-            status, body, content_type = self._routes.answer(path)
+            try:
+                status, body, content_type = self._routes.answer(path)
+            except Exception as exc:  # noqa: BLE001 - a failing probe callback is an answer too, never a dead loop
+                status, body, content_type = 500, f"probe failed: {type(exc).__name__}\n".encode(), _TEXT
             writer.write(_response(status, body, content_type, keep_alive, with_body=method != "HEAD"))
             await asyncio.wait_for(writer.drain(), self._timeout)
             if not keep_alive:
@@ -165,7 +168,13 @@ def _keeps_alive(head: bytes) -> bool:
 
 
 def _response(status: int, body: bytes, content_type: str, keep_alive: bool, with_body: bool) -> bytes:
-    reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 503: "Service Unavailable"}[status]
+    reason = {
+        200: "OK",
+        400: "Bad Request",
+        404: "Not Found",
+        500: "Internal Server Error",
+        503: "Service Unavailable",
+    }[status]
     head = (
         f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
         f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"

@@ -45,7 +45,7 @@ from tests.support.worker_process import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.engines]
 
-EXAMPLES = int(os.environ.get("CDC_FAULT_INJECTION_EXAMPLES", "3"))
+EXAMPLES = int(os.environ.get("CDC_FAULT_INJECTION_EXAMPLES", "6"))
 ITEMS = [f"item-{i}" for i in range(6)]
 _names = itertools.count()
 
@@ -159,6 +159,7 @@ def cluster(moto, stream_server, search_engine, ddb, tmp_path):
     return moto, stream_server, search_engine, ddb, tmp_path
 
 
+@pytest.mark.timeout(max(300, 60 * EXAMPLES))  # the long run takes as long as its examples
 @given(
     history=st.lists(OPS, min_size=10, max_size=50),
     rate=st.sampled_from([0.03, 0.08, 0.15]),
@@ -220,10 +221,21 @@ def test_whatever_fails_wherever_nothing_is_lost_or_passed(cluster, history, rat
                 return {doc_id.split("|")[0]: doc.get("revision") for doc_id, doc in live.items()} == model.table()
 
             wait_until(converged, timeout=120, what=f"the index to equal the table (faults: {dict(injector.injected)})")
-            wait_until(lambda: _dead_lettered(letters) == model.poison, timeout=60, what="the poison dead-lettered")
+            try:
+                wait_until(lambda: _dead_lettered(letters) == model.poison, timeout=60, what="the poison dead-lettered")
+            except AssertionError:
+                letters_read = _dead_lettered(letters)
+                raise AssertionError(
+                    f"dead letters differ from the poison: valid ones dead-lettered {letters_read - model.poison}, "
+                    f"poison missing {model.poison - letters_read}; letters: {letters.read_text()[:3000]}"
+                ) from None
             # AND no checkpoint ever passed a record the index did not hold yet
             assert witness.violations == [], witness.violations[:5]
-            print("STATS", len(history), rate, witness.checked, dict(injector.injected), len(model.poison))
+            print(  # the long run's tally (pytest -s)
+                f"fault-injection example: {len(history)} ops, {len(model.changes)} changes, "
+                f"{len(model.poison)} poison, rate {rate}, {sum(injector.injected.values())} faults injected, "
+                f"{witness.checked} checkpoints witnessed; faults by seam: {sorted(injector.injected.items())}"
+            )
             # AND no worker died, and the running ones are alive and say so truly
             died = ["".join(traceback.format_exception(w.error)) for w in started if w.error is not None]
             assert died == [], died[0]

@@ -119,3 +119,16 @@ def test_what_is_no_request_gets_a_400_and_unknown_paths_a_404(server):
     with sock:
         sock.sendall(b"BREW /coffee HTCPCP/1.0\r\n\r\n")
         assert sock.recv(1024).startswith(b"HTTP/1.1 400")
+
+
+def test_a_probe_whose_callback_fails_answers_500_and_the_listener_goes_on():
+    def broken() -> tuple[bool, str]:
+        raise RuntimeError("bug")
+
+    server = ObservabilityServer("127.0.0.1", 0, CollectorRegistry(), liveness=lambda: (True, "ok"), readiness=broken)
+    server.start()
+    try:
+        assert get(server, "/readyz") == (500, "probe failed: RuntimeError\n")
+        assert get(server, "/healthz") == (200, "ok\n")
+    finally:
+        server.stop()

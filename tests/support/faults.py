@@ -6,8 +6,10 @@ write that landed, whose answer was lost); some return a garbled answer instead 
 
 Each seam wraps the real call (the class attribute is patched for the duration of a test, through a
 ``pytest.MonkeyPatch``): when no fault is drawn, the call is the real one, against the real servers.
-Faults are transient, as a network's are: a seam fails at most ``burst`` calls in a row. Only calls
-made off the test's main thread (the workers' threads) are touched. Thread-safe.
+Faults are transient, as a network's are: a seam fails at most ``burst`` calls in a row on one
+thread (a caller that tries again at once gets through; a record that fails every time is another
+matter, tested on its own). Only calls made off the test's main thread (the workers' threads) are
+touched. Thread-safe.
 """
 
 from __future__ import annotations
@@ -116,7 +118,7 @@ class Injector:
         self._rate = rate
         self._burst = burst
         self._lock = threading.Lock()
-        self._streak: Counter[str] = Counter()
+        self._streak: Counter[tuple[str, int]] = Counter()  # (seam, thread) → faults in a row
         self.active = False
         self.injected: Counter[tuple[str, str]] = Counter()
 
@@ -145,11 +147,12 @@ class Injector:
     def _draw(self, seam_name: str, seam: Seam) -> str | None:
         if not self.active or threading.current_thread() is threading.main_thread():
             return None
+        streak = (seam_name, threading.get_ident())
         with self._lock:
-            if self._streak[seam_name] >= self._burst or self._rng.random() >= self._rate:
-                self._streak[seam_name] = 0
+            if self._streak[streak] >= self._burst or self._rng.random() >= self._rate:
+                self._streak[streak] = 0
                 return None
-            self._streak[seam_name] += 1
+            self._streak[streak] += 1
             kinds = ["before"] + (["after"] if seam.after else []) + (["garbage"] if seam.garbage else [])
             return self._rng.choice(kinds)
 
