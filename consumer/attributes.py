@@ -59,7 +59,7 @@ def parse_number(text: str) -> decimal.Decimal:
         raise RecordError(f"attribute of type N is not a number: {text!r}") from None
     if not value.is_finite():
         raise RecordError(f"attribute of type N is not finite: {text!r}")
-    if value and (_significant_digits(value) > _MAX_DIGITS or not _MIN_EXPONENT <= value.adjusted() <= _MAX_EXPONENT):
+    if value and (_too_many_digits(value) or not _MIN_EXPONENT <= value.adjusted() <= _MAX_EXPONENT):
         raise RecordError(
             "attribute of type N is not a number DynamoDB holds (at most 38 significant digits, magnitude "
             f"1E-130 … 9.99…E+125): {text[:60]!r}"
@@ -67,16 +67,16 @@ def parse_number(text: str) -> decimal.Decimal:
     return value
 
 
-def _significant_digits(value: decimal.Decimal) -> int:
-    """Digits of a non-zero finite Decimal without its leading and trailing zeros."""
+def _too_many_digits(value: decimal.Decimal) -> bool:
+    """Whether a non-zero finite Decimal has more significant digits than DynamoDB keeps. A Decimal's
+    digits carry no leading zeros; trailing ones (``1000``, ``1.50``) are not significant."""
     digits = value.as_tuple().digits
+    if len(digits) <= _MAX_DIGITS:  # nearly always: no need to look at them
+        return False
     end = len(digits)
-    while end > 1 and digits[end - 1] == 0:
+    while digits[end - 1] == 0:
         end -= 1
-    start = 0
-    while start < end - 1 and digits[start] == 0:
-        start += 1
-    return end - start
+    return end > _MAX_DIGITS
 
 
 def canonical_number(text: str) -> str:
