@@ -1,7 +1,7 @@
-"""``python -m consumer``: see consumer.cli."""
+"""``python -m consumer``: see consumer.commands.cli."""
 
 import sys
 
-from consumer.cli import main
+from consumer.commands.cli import main
 
 sys.exit(main())

@@ -23,9 +23,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from consumer.errors import ConfigError
-from consumer.filtering import PatternError, validate_pattern
-from consumer.shaping import FieldPath
-from consumer.sink.mapping import IndexTemplate
+from consumer.pipeline.doc_ids import KeySchema
+from consumer.pipeline.filtering import PatternError, validate_pattern
+from consumer.pipeline.mapping import IndexTemplate
+from consumer.pipeline.projection import ProjectionRules
+from consumer.pipeline.shaping import FieldPath
 
 ENV_PREFIX = "CDC_"
 _STREAM_ARN = re.compile(r"^arn:aws[\w-]*:dynamodb:[\w-]+:\d{12}:table/(?P<table>[\w.-]+)/stream/.+$")
@@ -359,11 +361,6 @@ class Settings(BaseModel):
         then read within two poll intervals)."""
         return self.idle_poll_max_seconds or 2 * self.poll_interval_seconds
 
-    @property
-    def renew_interval_seconds(self) -> float:
-        """KCL cadence: renew held leases three times per failover period."""
-        return self.failover_seconds / 3
-
 
 def load_settings(environ: Mapping[str, str], require_opensearch: bool = True) -> tuple[Settings, list[str]]:
     """Validate the ``CDC_*`` variables of ``environ``.
@@ -442,3 +439,19 @@ def _describe(exc: ValidationError, values: Mapping[str, str]) -> str:
         else:
             lines.append(f"  {error['msg'].removeprefix('Value error, ')}")
     return "\n".join(lines)
+
+
+def projection_rules(settings: Settings, schema: KeySchema) -> ProjectionRules:
+    """The projection rules the settings describe (filters, TTL handling, the fields to keep, drop and
+    mask): one place, for the workers, the backfill, audit and redrive."""
+    return ProjectionRules(
+        event_names=frozenset(settings.event_names),
+        patterns=settings.filter_patterns,
+        filter_mode=settings.filter_mode,
+        ttl_deletes=settings.ttl_deletes,
+        include_fields=tuple(FieldPath.parse(text) for text in settings.include_fields),
+        drop_fields=tuple(FieldPath.parse(text) for text in settings.drop_fields),
+        mask_fields=tuple(FieldPath.parse(text) for text in settings.mask_fields),
+        mask_key=settings.mask_secret,
+        key_names=frozenset(attribute.name for attribute in schema.attributes),
+    )

@@ -2,7 +2,7 @@
 
 ``BackfillRunner.run`` takes free segment leases (``consumer.backfill.segments``: unowned, or
 expired on this process's clock) and scans each, page by page: every item is shaped exactly as the
-stream path shapes it (``consumer.repair.project_item``: the same ids, projection, field rules and
+stream path shapes it (``consumer.pipeline.repair.project_item``: the same ids, projection, field rules and
 state filter) and written with the external version ``repair_version(read time of its page)``, which
 loses to every change made after the page was read and beats every change made before it
 (docs/versioning.md, "Backfill"). A document OpenSearch cannot hold is dead-lettered, never blocking
@@ -25,18 +25,18 @@ from dataclasses import dataclass, field
 import structlog
 
 from consumer.backfill.scan import ScanPage, SegmentScan, read_ahead
-from consumer.backfill.segments import SHARD_END, decode_position, encode_position, is_segment, parse_key
-from consumer.doc_ids import KeySchema, document_id
+from consumer.backfill.segments import decode_position, encode_position, parse_key
 from consumer.errors import ConfigError, ConsumerError, Interrupted, LeaseLostError, LeaseTableError, RecordError
 from consumer.leases.coordinator import ExpiryTracker, HeldLease
-from consumer.leases.model import Lease
+from consumer.leases.model import SHARD_END, Lease, renew_interval
 from consumer.leases.table import LeaseTable
 from consumer.observability.metrics import Metrics
-from consumer.projection import ProjectionRules
-from consumer.repair import RepairAction, project_item, repair_version, restore
-from consumer.sink.bulk import Outcome
+from consumer.pipeline.bulk import Outcome
+from consumer.pipeline.doc_ids import KeySchema, document_id
+from consumer.pipeline.letters import DeadLetter
+from consumer.pipeline.projection import ProjectionRules
+from consumer.pipeline.repair import RepairAction, project_item, repair_version, restore
 from consumer.sink.dlq import DurableDeadLetters
-from consumer.sink.letters import DeadLetter
 from consumer.sink.opensearch import OpenSearchSink
 
 log = structlog.get_logger(__name__)
@@ -45,7 +45,7 @@ WAIT_FOR_OTHERS_SECONDS = 1.0
 
 
 @dataclass
-class Tally:
+class BackfillTally:
     """What the backfill did, in this process."""
 
     items: int = 0
@@ -68,7 +68,7 @@ class Progress:
     total: int
     done: int
     running: int
-    tally: Tally
+    tally: BackfillTally
 
 
 class BackfillRunner:
@@ -85,7 +85,7 @@ class BackfillRunner:
         worker_id: str,
         metrics: Metrics,
         failover_seconds: float = 10.0,
-        on_progress: Callable[[Tally], None] | None = None,
+        on_progress: Callable[[BackfillTally], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._schema = schema
@@ -100,12 +100,12 @@ class BackfillRunner:
         self._on_progress = on_progress
         self._clock = clock
         self._expiry = ExpiryTracker(failover_seconds, clock)
-        self.tally = Tally()
+        self.tally = BackfillTally()
 
     def run(self, stop: threading.Event) -> Progress:
         """Scan free segments until every one is done, or ``stop`` is set; the progress at the end."""
         while True:
-            segments = [lease for lease in self._leases.list_leases() if is_segment(lease)]
+            segments = [lease for lease in self._leases.list_leases() if lease.is_segment]
             progress = self._progress(segments)
             if progress.done == progress.total:  # every segment done (or no backfill at all)
                 return progress
@@ -118,7 +118,7 @@ class BackfillRunner:
             if held is not None:
                 self._scan_segment(held, stop)
             if stop.is_set():
-                return self._progress([lease for lease in self._leases.list_leases() if is_segment(lease)])
+                return self._progress([lease for lease in self._leases.list_leases() if lease.is_segment])
 
     def _free(self, segments: list[Lease]) -> Lease | None:
         expired = self._expiry.observe(segments)
@@ -135,7 +135,7 @@ class BackfillRunner:
 
     def _scan_segment(self, held: HeldLease, stop: threading.Event) -> None:
         segment, total = parse_key(held.shard_id)
-        heartbeat = _Heartbeat(held, self._failover / 3)
+        heartbeat = _Heartbeat(held, renew_interval(self._failover))
         heartbeat.start()
         try:
             start = decode_position(held.lease.checkpoint)

@@ -1,13 +1,13 @@
 """Scanning one segment of the table, page by page, gently: a read-unit budget, throttling slows it.
 
 ``SegmentScan.pages`` yields the pages of one Scan segment from a start key, each with a time no
-later than the start of its request on AWS's clock (``consumer.aws_clock``: the host's clock less a
+later than the start of its request on AWS's clock (``consumer.aws.clock``: the host's clock less a
 margin, or what AWS's answers show when the host's runs ahead), from which the page's external
-version is derived (``consumer.repair.repair_version``; docs/versioning.md, "Backfill"). Reads are consistent by default: a consistent Scan sees every write acknowledged before
+version is derived (``consumer.pipeline.repair.repair_version``; docs/versioning.md, "Backfill"). Reads are consistent by default: a consistent Scan sees every write acknowledged before
 it started, which is what the version proof needs. Eventually consistent reads (half the cost) are
 an opt-in whose safety rests on DynamoDB's replication lag staying below the margin.
 
-Pages come straight off the wire (``consumer.aws_json``: botocore's parser would cost more CPU
+Pages come straight off the wire (``consumer.aws.json_client``: botocore's parser would cost more CPU
 than everything else a backfill does): items and keys in wire form, binary values as base64 text,
 which the projection and the checkpoints take as they are. Failed requests are retried here with
 backoff; set-up errors (no table, no permission) are raised at once as ConfigError.
@@ -29,10 +29,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from consumer.aws_calls import THROTTLING_CODES, Observer, client_error_outcome
-from consumer.aws_clock import AwsClock
-from consumer.aws_json import WireCallError, WireClient, WireError
-from consumer.backoff import backoff_delay
+from consumer.aws.accounting import THROTTLING_CODES, Observer, client_error_outcome
+from consumer.aws.backoff import backoff_delay
+from consumer.aws.clock import CLOCK_SKEW_MARGIN_SECONDS, AwsClock
+from consumer.aws.json_client import WireCallError, WireClient, WireError
 from consumer.errors import ConfigError, ConsumerError, Interrupted
 
 Item = dict[str, dict[str, Any]]
@@ -85,7 +85,7 @@ class SegmentScan:
         table: str,
         rate: ReadRate,
         consistent: bool = True,
-        read_margin: float = 1.0,
+        read_margin: float = CLOCK_SKEW_MARGIN_SECONDS,
         observe: Observer | None = None,
         page_limit: int | None = None,
         retry_base_seconds: float = 0.1,

@@ -14,39 +14,28 @@ Thread-safe (pure functions).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from typing import Any
 
 import orjson
 
 from consumer.errors import ConfigError
-from consumer.leases.model import SHARD_END, TRIM_HORIZON, Lease
+from consumer.leases.model import SEGMENT_PREFIX, SHARD_END, TRIM_HORIZON, Lease
 
-PREFIX = "backfill:"
 MAX_SEGMENTS = 1_000_000  # DynamoDB's TotalSegments limit
 BYTES_PER_SEGMENT = 256 * 1024 * 1024
 DEFAULT_MAX_SEGMENTS = 64
 
 
 def segment_key(segment: int, total: int) -> str:
-    return f"{PREFIX}{segment}/{total}"
+    return f"{SEGMENT_PREFIX}{segment}/{total}"
 
 
 def parse_key(key: str) -> tuple[int, int]:
     """``(segment, total)`` of a backfill lease key. Raises ValueError for another key."""
-    if not key.startswith(PREFIX):
+    if not key.startswith(SEGMENT_PREFIX):
         raise ValueError(f"{key!r} is not a backfill segment")
-    segment, _, total = key[len(PREFIX) :].partition("/")
+    segment, _, total = key[len(SEGMENT_PREFIX) :].partition("/")
     return int(segment), int(total)
-
-
-def is_segment(lease: Lease) -> bool:
-    return lease.lease_key.startswith(PREFIX)
-
-
-def shard_leases(leases: Iterable[Lease]) -> list[Lease]:
-    """The leases of stream shards among ``leases``: the lease table without the backfill's segments."""
-    return [lease for lease in leases if not is_segment(lease)]
 
 
 def segment_leases(total: int) -> list[Lease]:

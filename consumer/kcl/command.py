@@ -17,8 +17,6 @@ import sys
 import structlog
 from prometheus_client import CollectorRegistry
 
-from consumer.assembly import build_processor, set_up_index
-from consumer.clients import aws_clients
 from consumer.config import Settings
 from consumer.errors import ConfigError
 from consumer.kcl.processor import ShardProcessor
@@ -26,7 +24,9 @@ from consumer.kcl.protocol import StrictKCLProcess
 from consumer.kcl.versions import KclVersionStore
 from consumer.observability.health import Health
 from consumer.observability.metrics import Metrics
-from consumer.source import resolve_stream
+from consumer.runtime.assembly import build_processor, set_up_index
+from consumer.runtime.clients import aws_clients
+from consumer.runtime.stream_source import resolve_stream
 
 log = structlog.get_logger(__name__)
 

@@ -1,5 +1,5 @@
 """``ShardProcessor``: one shard's records under the KCL MultiLangDaemon, through the same
-decode → version → project → bulk path as the native workers (``consumer.processor``).
+decode → version → project → bulk path as the native workers (``consumer.sink.processor``).
 
 Per message:
 
@@ -35,17 +35,17 @@ import structlog
 from amazon_kclpy.kcl import CheckpointError
 from amazon_kclpy.v3.processor import RecordProcessorBase
 
-from consumer.backoff import backoff_delay
+from consumer.aws.backoff import backoff_delay
 from consumer.errors import ConsumerError, Interrupted
 from consumer.kcl.records import wire_record
 from consumer.kcl.versions import KclVersionStore
-from consumer.processor import BatchProcessor
+from consumer.leases.model import SHARD_END  # the KCL's checkpoint at a shard's end, the same word as ours
+from consumer.sink.processor import BatchProcessor
 
 log = structlog.get_logger(__name__)
 
 RETRIED_CHECKPOINT_ERRORS = frozenset({"ThrottlingException", "KinesisClientLibDependencyException"})
 CHECKPOINT_ATTEMPTS = 8
-SHARD_END = "SHARD_END"
 
 
 class BatchTimeout(ConsumerError):

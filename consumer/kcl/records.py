@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from consumer.records import DECODE_ERROR_FIELD
+from consumer.pipeline.records import DECODE_ERROR_FIELD
 
 
 def wire_record(data: str, envelope_sequence_number: str | None) -> dict[str, Any]:

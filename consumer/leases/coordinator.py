@@ -170,7 +170,7 @@ class LeaseCoordinator:
             self.forget(held, reason="checkpoint")
         by_key = {lease.lease_key: lease for lease in leases}
         # A child whose parent is still being read is left unowned: the worker that ends the parent
-        # takes it at once (consumer.worker.on_shard_end), so a rollover waits for no tick.
+        # takes it at once (consumer.runtime.worker.on_shard_end), so a rollover waits for no tick.
         waiting = {
             lease.lease_key
             for lease in leases

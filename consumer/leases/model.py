@@ -4,7 +4,7 @@ Attributes: ``leaseKey`` (shard id), ``leaseOwner``, ``leaseCounter``, ``checkpo
 number, or TRIM_HORIZON | LATEST | SHARD_END), ``ownerSwitchesSinceCheckpoint``,
 ``parentShardId`` (SS), ``childShardIds`` (SS); and ours:
 
-* ``checkpointVersion``: the version clock at the checkpoint (consumer.versioning), which a resumed
+* ``checkpointVersion``: the version clock at the checkpoint (consumer.pipeline.versioning), which a resumed
   or child shard starts from;
 * ``streamArn``: the stream the shard belongs to. Every write is conditional on it, so leases of two
   streams never mix in one table (a worker only touches its stream's leases, and retires the old
@@ -24,6 +24,7 @@ and ``checkpointRecordAt`` (the checkpointed record's ApproximateCreationDateTim
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -31,6 +32,8 @@ TRIM_HORIZON = "TRIM_HORIZON"
 LATEST = "LATEST"
 SHARD_END = "SHARD_END"
 SENTINELS = (TRIM_HORIZON, LATEST, SHARD_END)
+SEGMENT_PREFIX = "backfill:"
+RENEWALS_PER_FAILOVER = 3  # the KCL's cadence: a lease survives two failed renewals in a row  # the key of a backfill segment's lease (consumer.backfill.segments)
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,11 @@ class Lease:
     @property
     def is_vanished(self) -> bool:
         return self.end_reason == "vanished"
+
+    @property
+    def is_segment(self) -> bool:
+        """A backfill segment's lease, not a shard's."""
+        return self.lease_key.startswith(SEGMENT_PREFIX)
 
     @property
     def has_sequence_checkpoint(self) -> bool:
@@ -112,3 +120,13 @@ class Lease:
 def _optional_number(item: dict[str, Any], name: str) -> float | None:
     value = item.get(name, {}).get("N")
     return float(value) if value is not None else None
+
+
+def shard_leases(leases: Iterable[Lease]) -> list[Lease]:
+    """The leases of stream shards among ``leases``: the lease table without the backfill's segments."""
+    return [lease for lease in leases if not lease.is_segment]
+
+
+def renew_interval(failover_seconds: float) -> float:
+    """Seconds between renewals of a held lease (and between a worker's ticks)."""
+    return failover_seconds / RENEWALS_PER_FAILOVER

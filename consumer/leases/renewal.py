@@ -22,7 +22,7 @@ Supervised: a round that fails in a way nobody anticipated is logged (``routine_
 counted (``cdc_routine_failures_total{routine="renewal"}``) and the next round runs as usual (a
 lease not renewed meanwhile is given up by the rule above, as for a lease table that is down).
 ``problem()`` says when the routine's thread is gone or a round has been stuck for
-``STUCK_ROUND_SECONDS``: liveness turns red and the worker stops (``consumer.worker``), since a worker
+``STUCK_ROUND_SECONDS``: liveness turns red and the worker stops (``consumer.runtime.worker``), since a worker
 whose renewals are dead holds leases it cannot keep. Thread-safe; ``start()`` / ``stop()``.
 """
 
@@ -38,6 +38,7 @@ import structlog
 
 from consumer.errors import LeaseLostError
 from consumer.leases.coordinator import HeldLease, LeaseCoordinator
+from consumer.leases.model import renew_interval
 from consumer.observability.health import Health
 from consumer.observability.metrics import Metrics
 from consumer.observability.routines import routine_failed
@@ -72,7 +73,7 @@ class RenewalRoutine:
         self._coordinator = coordinator
         self._executor = executor
         self._failover = failover_seconds
-        self._interval = failover_seconds / 3
+        self._interval = renew_interval(failover_seconds)
         self._metrics = metrics
         self._on_lost = on_lost
         self._clock = clock

@@ -7,7 +7,7 @@ condition is translated into ``LeaseLostError``; throttling and network faults i
 one lease (``HeldLease`` does).
 
 The item reads and writes (Scan, GetItem, UpdateItem, PutItem, DeleteItem) go straight over the wire
-(``consumer.aws_json``): at a thousand leases a worker writes a hundred or more a second and reads
+(``consumer.aws.json_client``): at a thousand leases a worker writes a hundred or more a second and reads
 the whole table every tick, and botocore's request building and answer parsing cost about 1 ms of
 CPU per write (measured) — most of an idle worker's CPU. A throttled call is retried here, up to
 ``WRITE_ATTEMPTS`` times, as botocore's standard mode did; any other failure is reported at once
@@ -24,10 +24,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from consumer.aws_calls import Observer, client_error_outcome, observed_call
-from consumer.aws_clock import AwsClock
-from consumer.aws_json import WireCallError, WireClient, WireError
-from consumer.backoff import backoff_delay
+from consumer.aws.accounting import Observer, client_error_outcome, observed_call
+from consumer.aws.backoff import backoff_delay
+from consumer.aws.clock import AwsClock
+from consumer.aws.json_client import WireCallError, WireClient, WireError
 from consumer.errors import ConfigError, Interrupted, LeaseLostError, LeaseTableError
 from consumer.leases.model import Lease
 

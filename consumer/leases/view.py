@@ -22,7 +22,7 @@ Guarantees:
 
 The view may be a pass behind the table. Every decision taken from it is a conditional write, which
 fails on a stale counter, except starting a task, which must never start a child before its parent:
-a parent the view does not show is read directly before the child starts (``consumer.worker``).
+a parent the view does not show is read directly before the child starts (``consumer.runtime.worker``).
 Shard sync needs the whole table at once (``consumer.shards.lineage``) and reads it itself.
 
 Thread-safe: the tick refreshes; shard sync and shard ends merge what they create or take.

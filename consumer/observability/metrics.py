@@ -306,10 +306,10 @@ class Metrics:
         registry.register(self.pool)
 
     def observe_aws(self, operation: str, outcome: str, seconds: float) -> None:
-        """Observer for consumer.aws_calls.observed_call (and the wire calls)."""
+        """Observer for consumer.aws.accounting.observed_call (and the wire calls)."""
         self.aws_requests.labels(operation=operation, outcome=outcome).inc()
         self.aws_request_duration.labels(operation=operation).observe(seconds)
 
     def count_aws_retries(self, operation: str, retries: int) -> None:
-        """Recorder for consumer.aws_calls.count_retries."""
+        """Recorder for consumer.aws.accounting.count_retries."""
         self.aws_retries.labels(operation=operation).inc(retries)

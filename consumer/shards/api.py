@@ -12,19 +12,14 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from consumer.aws_calls import Observer, observed_call
-from consumer.aws_clock import AwsClock
+from consumer.aws.accounting import Observer, observed_call
+from consumer.aws.clock import AwsClock
 from consumer.errors import (
-    IteratorExpiredError,
-    ShardNotFoundError,
     StreamError,
-    ThrottledError,
-    TrimmedDataError,
 )
 from consumer.shards.raw_records import RawGetRecords
+from consumer.shards.stream_errors import stream_error
 
-TRIM_HORIZON = "TRIM_HORIZON"
-LATEST = "LATEST"
 AFTER_SEQUENCE_NUMBER = "AFTER_SEQUENCE_NUMBER"
 AT_SEQUENCE_NUMBER = "AT_SEQUENCE_NUMBER"
 
@@ -62,16 +57,7 @@ class StreamApi(Protocol):
     def get_records(self, iterator: str, limit: int) -> RecordsPage: ...
 
 
-_ERRORS = {
-    "ExpiredIteratorException": IteratorExpiredError,
-    "TrimmedDataAccessException": TrimmedDataError,
-    "LimitExceededException": ThrottledError,
-    "ThrottlingException": ThrottledError,
-    "ResourceNotFoundException": ShardNotFoundError,
-}
-
-
-class Boto3StreamApi:
+class StreamsApi:
     """StreamApi over a boto3 ``dynamodbstreams`` client; GetRecords goes straight over the wire
     (``consumer.shards.raw_records``) unless ``raw_get_records`` is False. Thread-safe (boto3
     clients are, and the wire path keeps one connection per thread)."""
@@ -119,9 +105,7 @@ class Boto3StreamApi:
         try:
             return observed_call(self._client, operation, self._observe, **kwargs)
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            error_class = _ERRORS.get(code, StreamError)
-            raise error_class(f"{operation} failed: {code or 'error'}: {exc}") from exc
+            raise stream_error(operation, exc.response.get("Error", {}).get("Code", ""), exc) from exc
         except BotoCoreError as exc:
             raise StreamError(f"{operation} failed: {exc}") from exc
 

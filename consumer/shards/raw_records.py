@@ -1,6 +1,6 @@
-"""GetRecords straight off the wire (``consumer.aws_json``): the records in the wire form that
-``consumer.records.StreamRecord.from_wire`` reads, errors mapped exactly as ``consumer.shards.api``
-maps botocore's.
+"""GetRecords straight off the wire (``consumer.aws.json_client``): the records in the wire form that
+``consumer.pipeline.records.StreamRecord.from_wire`` reads, errors mapped by the same table as botocore's
+(``consumer.shards.stream_errors``).
 
 Thread-safe.
 """
@@ -10,23 +10,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from consumer.aws_calls import THROTTLING_CODES, Observer
-from consumer.aws_clock import AwsClock
-from consumer.aws_json import WireCallError, WireClient, WireError
-from consumer.errors import (
-    IteratorExpiredError,
-    ShardNotFoundError,
-    StreamError,
-    ThrottledError,
-    TrimmedDataError,
-)
-
-_ERRORS = {
-    "ExpiredIteratorException": IteratorExpiredError,
-    "TrimmedDataAccessException": TrimmedDataError,
-    "ResourceNotFoundException": ShardNotFoundError,
-    **{code: ThrottledError for code in THROTTLING_CODES},
-}
+from consumer.aws.accounting import Observer
+from consumer.aws.clock import AwsClock
+from consumer.aws.json_client import WireCallError, WireClient, WireError
+from consumer.errors import StreamError, ThrottledError
+from consumer.shards.stream_errors import stream_error
 
 
 class RawGetRecords:
@@ -42,12 +30,12 @@ class RawGetRecords:
         try:
             answer, size = self._wire.call("GetRecords", {"ShardIterator": iterator, "Limit": limit})
         except WireCallError as exc:
-            error_class = _ERRORS.get(exc.code, StreamError)
-            if error_class is ThrottledError:
+            error = stream_error("get_records", exc.code or str(exc.status), exc.message)
+            if isinstance(error, ThrottledError):
                 self._report("throttled", started)
             else:
                 self._report("server_error" if exc.status >= 500 else "client_error", started)
-            raise error_class(f"get_records failed: {exc.code or exc.status}: {exc.message}") from exc
+            raise error from exc
         except WireError as exc:
             self._report(exc.outcome, started)
             raise StreamError(f"get_records failed: {exc}") from exc

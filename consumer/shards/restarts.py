@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from consumer.backoff import backoff_delay
+from consumer.aws.backoff import backoff_delay
 
 MIN_ATTEMPTS = 3
 

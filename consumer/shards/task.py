@@ -57,14 +57,13 @@ from typing import Any
 
 import structlog
 
-from consumer.aws_clock import AwsClock
-from consumer.backoff import backoff_delay
+from consumer.aws.backoff import backoff_delay
+from consumer.aws.clock import AwsClock
 from consumer.errors import (
     Interrupted,
     IteratorExpiredError,
     LeaseLostError,
     LeaseTableError,
-    RecordError,
     ShardNotFoundError,
     SinkError,
     StreamError,
@@ -74,11 +73,10 @@ from consumer.errors import (
 from consumer.leases.coordinator import HeldLease
 from consumer.leases.model import LATEST, SHARD_END, TRIM_HORIZON
 from consumer.observability.metrics import Metrics
-from consumer.processor import BatchProcessor, BatchResult, PreparedBatch
-from consumer.records import StreamRecord
 from consumer.shards.api import AFTER_SEQUENCE_NUMBER, RecordsPage, StreamApi
 from consumer.shards.budget import ByteBudget
 from consumer.shards.throttle import ThrottleGate
+from consumer.sink.processor import BatchProcessor, BatchResult, PreparedBatch
 
 log = structlog.get_logger(__name__)
 
@@ -181,14 +179,14 @@ class ShardTask:
 
     def _start(self) -> None:
         self._started = True
-        log.info("shard_consumer_started", checkpoint=self._position, version=self._version)
+        log.info("shard_task_started", checkpoint=self._position, version=self._version)
         self._context.metrics.shard_progress.record_checkpoint(self.shard_id)  # the age counts from the takeover
 
     def _fail(self, exc: BaseException) -> float | None:
         """Something nobody anticipated went wrong in the middle of a step (an answer no one could
         read, a bug, memory): the task ends, and everything it held in memory goes with it — the
         iterator, the pages read ahead, the page in hand, the clock past the last checkpoint. Its
-        worker starts a new task from the lease's checkpoint after a pause (``consumer.worker``), so
+        worker starts a new task from the lease's checkpoint after a pause (``consumer.runtime.worker``), so
         the same records are read and applied again: the position never moves past a record that
         was not settled, whatever failed and wherever."""
         self.failure = exc
@@ -213,7 +211,7 @@ class ShardTask:
             pass  # a lost lease is why we finish, or the worker will see it
         except Exception as exc:  # noqa: BLE001 - that write is not durable: the checkpoint before it stands
             log.warning("checkpoint_failed", checkpoint=self._position, error=f"{type(exc).__name__}: {exc}")
-        log.info("shard_consumer_stopped", checkpoint=self._position, shard_end=self.reached_shard_end, reason=why)
+        log.info("shard_task_stopped", checkpoint=self._position, shard_end=self.reached_shard_end, reason=why)
         self.finished.set()
         return None
 
@@ -232,18 +230,17 @@ class ShardTask:
         self._failures = 0
         self._not_found = 0
         self._context.throttle.succeeded()
-        age = self._observe(page)
+        if page.records and (prepared is None or prepared.start_version != self._version):
+            prepared = self._context.processor.prepare(self.shard_id, page.records, self._version, self._skip_before)
+        age = self._observe(page, prepared)
         self._iterator = page.next_iterator
         settings = self._settings
         backlog = bool(page.records) and more_records_waiting(
             len(page.records), page.size_bytes, age, settings.max_records_per_read, settings.poll_interval_seconds
         )
         if page.records:
+            assert prepared is not None
             self._empty_reads = 0
-            if prepared is None or prepared.start_version != self._version:
-                prepared = self._context.processor.prepare(
-                    self.shard_id, page.records, self._version, self._skip_before
-                )
             work = None
             if backlog and self._maybe_prefetch():
                 work = functools.partial(self._prepare_prefetched, prepared.version)
@@ -427,8 +424,9 @@ class ShardTask:
         base = self._settings.poll_interval_seconds
         return min(self._settings.idle_poll_max_seconds, base * (2 ** min(self._empty_reads - 1, 16)))
 
-    def _observe(self, page: RecordsPage) -> float:
-        """Count the page; returns the age in seconds of its last record (0 when empty)."""
+    def _observe(self, page: RecordsPage, prepared: PreparedBatch | None) -> float:
+        """Count the page; returns the age in seconds of its last record (0 when empty, or when the
+        last record does not decode: the processor reports it)."""
         metrics = self._context.metrics
         metrics.get_records.labels(outcome="records" if page.records else "empty").inc()
         if not page.records:
@@ -444,9 +442,8 @@ class ShardTask:
                 first_available_sequence_number=first,
             )
             self._trimmed_after = None
-        age = 0.0
-        with contextlib.suppress(RecordError):  # a malformed record is the processor's to report
-            age = time.time() - StreamRecord.from_wire(page.records[-1]).approximate_second
+        second = prepared.last_record_second if prepared is not None else None
+        age = time.time() - second if second is not None else 0.0
         metrics.shard_progress.record_read(self.shard_id, age)
         return age
 

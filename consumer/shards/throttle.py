@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from consumer.backoff import backoff_delay
+from consumer.aws.backoff import backoff_delay
 
 
 class ThrottleGate:

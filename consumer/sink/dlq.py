@@ -1,6 +1,6 @@
 """Dead-letter destinations for records that cannot be indexed (poison records).
 
-A dead letter (``consumer.sink.letters``) holds what is needed to understand and redrive a record:
+A dead letter (``consumer.pipeline.letters``) holds what is needed to understand and redrive a record:
 its identity and keys, its shaped image, its shard id and sequence number, the error, the attempts
 and when it happened, serialised by ``to_json`` — one JSON object, the same for every destination:
 
@@ -31,12 +31,12 @@ from typing import Any, Protocol
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
-from consumer.aws_calls import Observer, observed_call
-from consumer.backoff import backoff_delay
+from consumer.aws.accounting import Observer, observed_call
+from consumer.aws.backoff import backoff_delay
 from consumer.errors import ConfigError, DeadLetterError, Interrupted
 from consumer.observability.health import Health
 from consumer.observability.metrics import Metrics
-from consumer.sink.letters import DeadLetter, to_json
+from consumer.pipeline.letters import DeadLetter, to_json
 
 log = structlog.get_logger(__name__)
 

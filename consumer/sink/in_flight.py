@@ -9,7 +9,7 @@ time). Done on the request's thread, after the body is sent and before the answe
 work overlaps OpenSearch's and delays nothing.
 
 ``while_in_flight(work)`` arms ``work`` for the next request the calling thread sends through an
-``OverlappingConnection`` (opensearch-py's urllib3 connection, used by ``consumer.clients``): the
+``OverlappingConnection`` (opensearch-py's urllib3 connection, used by ``consumer.runtime.clients``): the
 connection runs it between sending the request and reading its answer. Everything else (headers,
 authentication, TLS, compression, timeouts, errors) is opensearch-py's and urllib3's, unchanged.
 Work armed but not run (the request failed before it was sent, or another kind of connection) is

@@ -1,11 +1,11 @@
 """Index bootstrap: the physical index with the mapping policy, and the filtered read alias.
 
-Deletes are written as tombstone documents (``consumer.projection.tombstone``), so the physical index
+Deletes are written as tombstone documents (``consumer.pipeline.projection.tombstone``), so the physical index
 holds deleted items too. Applications search the *read alias* (``CDC_OPENSEARCH_READ_ALIAS``,
 default ``<index>-live``), whose filter hides every tombstone.
 
 ``ensure_index`` is idempotent and safe to run from every worker at once, before any worker writes:
-it creates the index when missing with the settings and mappings of ``consumer.sink.mapping``
+it creates the index when missing with the settings and mappings of ``consumer.pipeline.mapping``
 (so no document depends on which one arrives first); on an index that exists it adds what is
 missing (the service's fields, the key attributes, the dynamic templates) and warns about key
 attributes mapped with a type that cannot hold every key; then it adds the alias (adding an alias
@@ -25,10 +25,9 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import TransportError
 
-from consumer.doc_ids import KeySchema
 from consumer.errors import ConfigError, SinkError
-from consumer.projection import DELETED_FIELD
-from consumer.sink.mapping import (
+from consumer.pipeline.doc_ids import KeySchema
+from consumer.pipeline.mapping import (
     NO_TEMPLATE,
     IndexTemplate,
     MappingMode,
@@ -36,6 +35,7 @@ from consumer.sink.mapping import (
     index_body,
     key_mapping_problems,
 )
+from consumer.pipeline.projection import DELETED_FIELD
 
 log = structlog.get_logger(__name__)
 

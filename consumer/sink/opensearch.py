@@ -12,7 +12,7 @@ POISON, and only once every action is one of those:
   Only when ``RetryLimits`` are given (``CDC_DEAD_LETTER_ON_OUTAGE``) does an outage end: the
   actions still pending then become POISON with a ``GaveUp`` error.
 * A document OpenSearch refuses (400) because an attribute's shape conflicts with the mapping is
-  sent again with that attribute diverted to the typed form (``consumer.sink.drift``), judged
+  sent again with that attribute diverted to the typed form (``consumer.pipeline.drift``), judged
   against the index's current mapping (or sent again as it is when it fits that mapping: another
   writer changed it meanwhile); a refusal nothing explains is POISON. A request
   refused as a whole with another 4xx is bisected until the actions at fault are isolated.
@@ -35,21 +35,22 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import TransportError
 
-from consumer.aws_calls import CREDENTIAL_ERRORS
-from consumer.backoff import backoff_delay
+from consumer.aws.accounting import CREDENTIAL_ERRORS
+from consumer.aws.backoff import backoff_delay
 from consumer.errors import Interrupted
 from consumer.observability.health import Health
 from consumer.observability.metrics import Metrics
-from consumer.sink import in_flight
-from consumer.sink.bulk import (
+from consumer.pipeline.bulk import (
     BulkOperation,
     Outcome,
     RequestFailure,
+    bulk_body,
     classify_item,
     classify_request_failure,
     encode_action,
 )
-from consumer.sink.drift import conflicting_attributes, divert, named_attributes
+from consumer.pipeline.drift import conflicting_attributes, divert, named_attributes
+from consumer.sink import in_flight
 from consumer.sink.index_setup import read_mapping
 
 log = structlog.get_logger(__name__)
@@ -173,7 +174,7 @@ class OpenSearchSink:
             chunk = requests.popleft()
             work, batch.while_in_flight = batch.while_in_flight, None
             try:
-                items = self._send(b"".join(batch.encoded[i] for i in chunk), len(chunk), work)
+                items = self._send(bulk_body(batch.encoded[i] for i in chunk), len(chunk), work)
             except _RequestFailedError as exc:
                 if exc.failure in (RequestFailure.OUTAGE, RequestFailure.THROTTLED):
                     later += chunk + [i for rest in requests for i in rest]  # the rest would fail alike

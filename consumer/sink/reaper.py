@@ -1,6 +1,6 @@
 """The tombstone reaper: deletes tombstones older than the retention (pure plan + thin I/O).
 
-A tombstone (``consumer.projection.tombstone``) keeps a deleted item's external version so a stale
+A tombstone (``consumer.pipeline.projection.tombstone``) keeps a deleted item's external version so a stale
 replay answers 409. Once it is removed, OpenSearch's own delete tombstone protects the id only for
 ``index.gc_deletes`` (60 s), so a tombstone may be reaped only when no stale write of its item can
 still arrive: after the stream's 24 h retention plus the longest pause of a zombie writer
@@ -28,7 +28,7 @@ from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import TransportError
 
 from consumer.errors import SinkError
-from consumer.projection import DELETED_AT_FIELD, DELETED_FIELD
+from consumer.pipeline.projection import DELETED_AT_FIELD, DELETED_FIELD
 
 log = structlog.get_logger(__name__)
 

@@ -39,9 +39,9 @@ from typing import Any
 import boto3
 from opensearchpy import OpenSearch
 
-from consumer.doc_ids import KeyAttribute, KeySchema
-from consumer.repair import project_item, repair_version, restore
-from consumer.sink.bulk import encode_bulk
+from consumer.pipeline.bulk import encode_bulk
+from consumer.pipeline.doc_ids import KeyAttribute, KeySchema
+from consumer.pipeline.repair import project_item, repair_version, restore
 from consumer.sink.index_setup import LIVE_FILTER
 from tests.bench.harness import ENGINES, NullSink, engine, raw_bulk_rate
 from tests.bench.table_front import TableFront

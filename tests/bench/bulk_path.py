@@ -39,21 +39,22 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConflictError, NotFoundError
 from prometheus_client import CollectorRegistry
 
-from consumer.clients import opensearch_client
 from consumer.config import Settings
-from consumer.garbage_collection import tune_collector
 from consumer.observability.logging import configure_logging
 from consumer.observability.metrics import Metrics
-from consumer.processor import BatchProcessor
-from consumer.projection import to_bulk_action
-from consumer.records import StreamRecord
-from consumer.sink.bulk import BulkAction, encode_bulk
+from consumer.pipeline.bulk import BulkAction
+from consumer.pipeline.projection import to_bulk_action
+from consumer.pipeline.records import StreamRecord
+from consumer.pipeline.versioning import next_version
+from consumer.runtime.clients import opensearch_client
+from consumer.runtime.garbage_collection import tune_collector
 from consumer.sink.dlq import DeadLetterFile
 from consumer.sink.index_setup import LIVE_FILTER
 from consumer.sink.opensearch import OpenSearchSink
-from consumer.versioning import next_version
+from consumer.sink.processor import BatchProcessor
 from tests.bench.harness import ENGINES, Engine, engine
 from tests.bench.synthetic import KEY_SCHEMA, SyntheticStream
+from tests.support.bulk_bodies import bulk_of
 
 T = TypeVar("T")
 BATCH_SIZE = 1000  # GetRecords returns at most 1000 records
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     stream = SyntheticStream(args.seed)
     records = stream.records(args.records)
     batches = [records[i : i + BATCH_SIZE] for i in range(0, len(records), BATCH_SIZE)]
-    bodies = [encode_bulk(CEILING_INDEX, actions) for actions in _versioned_batches(batches)]
+    bodies = [bulk_of(CEILING_INDEX, actions) for actions in _versioned_batches(batches)]
     _describe_input(records, batches, bodies, time.perf_counter() - started)
     # The pre-generated input (~0.6 GB of dicts) is a bench artefact: a consumer holds one page at a
     # time. Freezing it keeps the garbage collector from re-scanning it on every full collection.

@@ -22,7 +22,7 @@ import urllib3
 from opensearchpy import OpenSearch
 from osmem_server import OsmemServer
 
-from consumer.doc_ids import KeySchema
+from consumer.pipeline.doc_ids import KeySchema
 from consumer.sink.index_setup import ensure_index
 from tests.support.opensearch_node import OpenSearchNode
 

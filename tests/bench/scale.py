@@ -44,12 +44,12 @@ from typing import Any
 import boto3
 from opensearchpy import OpenSearch
 
-from consumer.projection import to_bulk_action
-from consumer.records import StreamRecord
-from consumer.sink.bulk import encode_bulk
-from consumer.versioning import next_version
+from consumer.pipeline.projection import to_bulk_action
+from consumer.pipeline.records import StreamRecord
+from consumer.pipeline.versioning import next_version
 from tests.bench.harness import ENGINES, NullSink, cores_apart, engine, raw_bulk_rate, sample
 from tests.bench.synthetic import KEY_SCHEMA, SyntheticStream
+from tests.support.bulk_bodies import bulk_of
 from tests.support.emulators import MotoServer, aws_env, start_osmem
 from tests.support.stream_model import StreamModel
 from tests.support.stream_server import StreamServer
@@ -109,7 +109,7 @@ class Bench:
 
 def hot_path(bench: Bench, records: int) -> None:
     """Consumer CPU per record against the naive reference, on the same records; and the same
-    worker with CPython's default garbage collector thresholds (``consumer.garbage_collection``)."""
+    worker with CPython's default garbage collector thresholds (``consumer.runtime.garbage_collection``)."""
     synthetic = SyntheticStream(11).records(records)
     sink = NullSink()
     try:
@@ -229,7 +229,7 @@ def _ceiling_bodies(stream: StreamModel, index: str) -> list[bytes]:
             record = StreamRecord.from_wire(raw)
             version = next_version(version, record.approximate_second)
             actions.append(to_bulk_action(record, KEY_SCHEMA, version))
-        bodies.append(encode_bulk(index, actions))
+        bodies.append(bulk_of(index, actions))
     return bodies
 
 

@@ -19,7 +19,7 @@ import datetime as dt
 import random
 from typing import Any
 
-from consumer.doc_ids import KeyAttribute, KeySchema
+from consumer.pipeline.doc_ids import KeyAttribute, KeySchema
 
 KEY_SCHEMA = KeySchema((KeyAttribute("pk", "S"), KeyAttribute("sk", "N")))
 EVENT_WEIGHTS = {"INSERT": 30, "MODIFY": 60, "REMOVE": 10}

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from consumer.shards.api import Boto3StreamApi
+from consumer.shards.api import StreamsApi
 from tests.support.stream_backends import FakeClock, MotoBackend, ServerBackend, StreamBackend
 from tests.support.stream_server import StreamServer
 
@@ -41,5 +41,5 @@ def client(server: StreamServer) -> Any:
 
 
 @pytest.fixture
-def api(client: Any) -> Boto3StreamApi:
-    return Boto3StreamApi(client)
+def api(client: Any) -> StreamsApi:
+    return StreamsApi(client)

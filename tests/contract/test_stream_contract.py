@@ -1,7 +1,7 @@
 """One suite of basic DynamoDB Streams behaviours, run against moto server and the test stream server.
 
 Where the two overlap (one open shard, no faults) they must answer alike, so the stream server
-cannot drift from the wire behaviour that boto3, ``Boto3StreamApi`` and the consumer rely on.
+cannot drift from the wire behaviour that boto3, ``StreamsApi`` and the consumer rely on.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from consumer.errors import ShardNotFoundError
-from consumer.records import StreamRecord
-from consumer.shards.api import AFTER_SEQUENCE_NUMBER, TRIM_HORIZON, Boto3StreamApi
+from consumer.pipeline.records import StreamRecord
+from consumer.shards.api import AFTER_SEQUENCE_NUMBER, TRIM_HORIZON, StreamsApi
 from tests.support.stream_backends import KEY_SCHEMA, StreamBackend, key_of, unknown_arn
 
 SHARD_ID = re.compile(r"shardId-\d{20}-[0-9a-f]{8}")
@@ -219,7 +219,7 @@ def test_an_unknown_stream_arn_is_resource_not_found(backend: StreamBackend, ope
 def test_boto3_stream_api_lists_and_reads_the_stream(backend: StreamBackend) -> None:
     # GIVEN five records, read through the consumer's own StreamApi
     expected = write_history(backend)
-    api = Boto3StreamApi(backend.streams)
+    api = StreamsApi(backend.streams)
     # WHEN it lists the shards (following pagination) and reads, then resumes after the third record
     (shard,) = api.list_shards(backend.arn)
     page = api.get_records(api.get_shard_iterator(backend.arn, shard.shard_id, TRIM_HORIZON), 1000)
@@ -237,7 +237,7 @@ def test_boto3_stream_api_lists_and_reads_the_stream(backend: StreamBackend) -> 
 
 def test_boto3_stream_api_translates_an_unknown_stream(backend: StreamBackend) -> None:
     # GIVEN the consumer's StreamApi and the ARN of a stream that does not exist
-    api = Boto3StreamApi(backend.streams)
+    api = StreamsApi(backend.streams)
     # WHEN its shards are listed
     # THEN the botocore error is translated once, into ShardNotFoundError
     with pytest.raises(ShardNotFoundError):

@@ -1,5 +1,5 @@
 """What only the test stream server does about lineage: splits, rollovers, more than 100 shards,
-the open-parent page and key routing, seen through boto3 and the consumer's ``Boto3StreamApi``.
+the open-parent page and key routing, seen through boto3 and the consumer's ``StreamsApi``.
 Failure modes are in test_stream_server_faults; what it shares with moto in test_stream_contract.
 """
 
@@ -8,14 +8,14 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from consumer.records import StreamRecord
-from consumer.shards.api import TRIM_HORIZON, Boto3StreamApi
+from consumer.pipeline.records import StreamRecord
+from consumer.shards.api import TRIM_HORIZON, StreamsApi
 from consumer.shards.lineage import parents_first
 from tests.support.stream_backends import put_revision, read_shard
 from tests.support.stream_server import StreamServer
 
 
-def test_list_shards_follows_pagination_past_100_shards(server: StreamServer, api: Boto3StreamApi) -> None:
+def test_list_shards_follows_pagination_past_100_shards(server: StreamServer, api: StreamsApi) -> None:
     # GIVEN a stream grown to 251 shards by 125 splits
     arn = server.create_stream("big")
     open_shards = [server.shards(arn)[0].shard_id]
@@ -31,7 +31,7 @@ def test_list_shards_follows_pagination_past_100_shards(server: StreamServer, ap
     assert sum(not shard.is_closed for shard in shards) == 126
 
 
-def test_a_full_last_page_is_followed_by_an_empty_one(server: StreamServer, api: Boto3StreamApi) -> None:
+def test_a_full_last_page_is_followed_by_an_empty_one(server: StreamServer, api: StreamsApi) -> None:
     # GIVEN exactly 100 shards: the first page is full
     arn = server.create_stream("hundred", shard_count=100)
     # WHEN the consumer lists them
@@ -74,7 +74,7 @@ def test_a_closed_shard_is_read_to_its_end_without_next_iterator(server: StreamS
     assert ended
 
 
-def test_an_empty_closed_shard_ends_at_once(server: StreamServer, client: Any, api: Boto3StreamApi) -> None:
+def test_an_empty_closed_shard_ends_at_once(server: StreamServer, client: Any, api: StreamsApi) -> None:
     # GIVEN a shard that split before any record reached it
     arn = server.create_stream("orders")
     shard = server.shards(arn)[0]
@@ -87,7 +87,7 @@ def test_an_empty_closed_shard_ends_at_once(server: StreamServer, client: Any, a
     assert page.records == [] and page.next_iterator is None
 
 
-def test_rollover_opens_one_child_with_the_same_hash_range(server: StreamServer, api: Boto3StreamApi) -> None:
+def test_rollover_opens_one_child_with_the_same_hash_range(server: StreamServer, api: StreamsApi) -> None:
     # GIVEN a stream of two shards
     arn = server.create_stream("orders", shard_count=2)
     first, second = server.shards(arn)
@@ -105,9 +105,7 @@ def test_rollover_opens_one_child_with_the_same_hash_range(server: StreamServer,
     assert appended.shard_id == child
 
 
-def test_the_open_parent_page_shows_a_split_parent_as_open(
-    server: StreamServer, client: Any, api: Boto3StreamApi
-) -> None:
+def test_the_open_parent_page_shows_a_split_parent_as_open(server: StreamServer, client: Any, api: StreamsApi) -> None:
     # GIVEN a parent with a record, split, and DescribeStream scripted to show the open-parent page
     arn = server.create_stream("orders")
     parent = server.shards(arn)[0].shard_id
@@ -173,7 +171,7 @@ def test_describe_stream_filters_child_shards(server: StreamServer, client: Any)
     assert [shard["ShardId"] for shard in description["StreamDescription"]["Shards"]] == list(children)
 
 
-def test_a_ttl_delete_carries_the_service_identity(server: StreamServer, api: Boto3StreamApi) -> None:
+def test_a_ttl_delete_carries_the_service_identity(server: StreamServer, api: StreamsApi) -> None:
     # GIVEN an item removed by TTL
     arn = server.create_stream("orders")
     keys = {"pk": {"S": "expired"}}

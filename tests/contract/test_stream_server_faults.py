@@ -1,5 +1,5 @@
 """The failure modes only the test stream server produces: trimming, iterator expiry, throttling,
-invalid requests and the 1 MB page cap, seen through boto3 and the consumer's ``Boto3StreamApi``.
+invalid requests and the 1 MB page cap, seen through boto3 and the consumer's ``StreamsApi``.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from consumer.clients import aws_clients
 from consumer.errors import IteratorExpiredError, ShardNotFoundError, ThrottledError, TrimmedDataError
-from consumer.shards.api import TRIM_HORIZON, Boto3StreamApi
+from consumer.runtime.clients import aws_clients
+from consumer.shards.api import TRIM_HORIZON, StreamsApi
 from tests.support.emulators import aws_env
 from tests.support.stream_backends import FakeClock, error_code, put_revision, read_shard
 from tests.support.stream_server import StreamServer
@@ -48,10 +48,10 @@ def test_trimming_moves_the_horizon_and_old_positions_are_lost(server: StreamSer
     assert error_code(caught) == "TrimmedDataAccessException"
     # AND the consumer's StreamApi reports it as TrimmedDataError
     with pytest.raises(TrimmedDataError):
-        Boto3StreamApi(client).get_records(stale, 1000)
+        StreamsApi(client).get_records(stale, 1000)
 
 
-def test_trimming_by_age_and_dropping_ended_shards(server: StreamServer, clock: FakeClock, api: Boto3StreamApi) -> None:
+def test_trimming_by_age_and_dropping_ended_shards(server: StreamServer, clock: FakeClock, api: StreamsApi) -> None:
     # GIVEN a record written a day ago in a shard that has since rolled over, and a fresh one
     arn = server.create_stream("orders")
     parent = server.shards(arn)[0].shard_id
@@ -68,7 +68,7 @@ def test_trimming_by_age_and_dropping_ended_shards(server: StreamServer, clock: 
         api.get_shard_iterator(arn, parent, TRIM_HORIZON)
 
 
-def test_expire_iterators_makes_every_outstanding_iterator_expire(server: StreamServer, api: Boto3StreamApi) -> None:
+def test_expire_iterators_makes_every_outstanding_iterator_expire(server: StreamServer, api: StreamsApi) -> None:
     # GIVEN an iterator on a shard with a record
     arn = server.create_stream("orders")
     shard_id = server.shards(arn)[0].shard_id
@@ -100,7 +100,7 @@ def test_an_iterator_expires_fifteen_minutes_after_it_was_issued(
     assert "NextShardIterator" in client.get_records(ShardIterator=second)
 
 
-def test_throttling_answers_limit_exceeded_for_the_scripted_reads(server: StreamServer, api: Boto3StreamApi) -> None:
+def test_throttling_answers_limit_exceeded_for_the_scripted_reads(server: StreamServer, api: StreamsApi) -> None:
     # GIVEN two shards, and the next two reads of the first throttled
     arn = server.create_stream("orders", shard_count=2)
     first, second = (shard.shard_id for shard in server.shards(arn))
@@ -124,7 +124,7 @@ def test_the_consumers_stream_client_surfaces_every_throttle(
         monkeypatch.setenv(name, value)
     arn = server.create_stream("orders")
     shard_id = server.shards(arn)[0].shard_id
-    api = Boto3StreamApi(aws_clients("us-east-1").streams)
+    api = StreamsApi(aws_clients("us-east-1").streams)
     shard_iterator = api.get_shard_iterator(arn, shard_id, TRIM_HORIZON)
     server.throttle(2)
     # WHEN the consumer reads three times

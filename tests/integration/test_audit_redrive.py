@@ -13,9 +13,9 @@ import time
 import pytest
 from opensearchpy import OpenSearch
 
+from consumer.pipeline.letters import DeadLetter
+from consumer.pipeline.versioning import COUNTER_BITS
 from consumer.sink.dlq import DeadLetterFile
-from consumer.sink.letters import DeadLetter
-from consumer.versioning import COUNTER_BITS
 from tests.support.commands import consumer
 from tests.support.emulators import aws_env
 from tests.support.factories import stream_record, unindexable_image

@@ -20,16 +20,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from consumer.assembly import build_processor, build_worker
-from consumer.backfill.job import build_runner, check_no_gap, ensure_segments
-from consumer.clients import aws_clients
 from consumer.config import load_settings
 from consumer.leases.table import LeaseTable
 from consumer.observability.health import Health
 from consumer.observability.metrics import Metrics
-from consumer.shards.api import Boto3StreamApi
-from consumer.source import resolve_stream
-from consumer.worker import WorkerTimings
+from consumer.runtime.assembly import build_processor, build_worker
+from consumer.runtime.backfill_job import build_runner, check_no_gap, ensure_segments
+from consumer.runtime.clients import aws_clients
+from consumer.runtime.stream_source import resolve_stream
+from consumer.runtime.worker import WorkerTimings
+from consumer.shards.api import StreamsApi
 from tests.support.tables import COMPOSITE_KEY, index_documents, table_documents
 from tests.support.worker_process import wait_until
 
@@ -87,7 +87,7 @@ class InProcess:
 
     def start(self) -> None:
         self.thread.start()
-        api = Boto3StreamApi(self.aws.streams)
+        api = StreamsApi(self.aws.streams)
 
         def no_gap() -> bool:
             try:

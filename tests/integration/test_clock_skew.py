@@ -11,12 +11,12 @@ import time
 
 import pytest
 
-from consumer.aws_clock import AwsClock
+from consumer.aws.clock import AwsClock
 from consumer.backfill.scan import ReadRate, SegmentScan
-from consumer.clients import aws_clients, watch_clock
+from consumer.commands.reconcile import Reconciler
 from consumer.config import load_settings
-from consumer.reconcile import Reconciler
-from consumer.repair import repair_version
+from consumer.pipeline.repair import repair_version
+from consumer.runtime.clients import aws_clients, watch_clock
 from tests.support.emulators import aws_env
 from tests.support.tables import create_table
 

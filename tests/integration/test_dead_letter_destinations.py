@@ -18,18 +18,18 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from consumer.attributes import item_to_json
-from consumer.clients import opensearch_client
 from consumer.config import load_settings
-from consumer.doc_ids import KeyAttribute, KeySchema
 from consumer.errors import ConfigError
 from consumer.leases.model import Lease
 from consumer.observability.health import Health
 from consumer.observability.metrics import Metrics
-from consumer.processor import BatchProcessor
+from consumer.pipeline.attributes import item_to_json
+from consumer.pipeline.doc_ids import KeyAttribute, KeySchema
+from consumer.pipeline.letters import letter_for
+from consumer.runtime.clients import opensearch_client
 from consumer.sink.dlq import SQS_MAX_MESSAGE_BYTES, DeadLetterObjects, DeadLetterQueue
-from consumer.sink.letters import letter_for
 from consumer.sink.opensearch import OpenSearchSink
+from consumer.sink.processor import BatchProcessor
 from tests.support.commands import consumer
 from tests.support.emulators import aws_env
 from tests.support.factories import poison_batch, stream_record, unindexable_image

@@ -13,14 +13,14 @@ import pytest
 from opensearchpy import OpenSearch
 from prometheus_client import CollectorRegistry
 
-from consumer.doc_ids import KeyAttribute, KeySchema
 from consumer.observability.metrics import Metrics
-from consumer.processor import BatchProcessor
+from consumer.pipeline.doc_ids import KeyAttribute, KeySchema
+from consumer.pipeline.versioning import COUNTER_BITS
 from consumer.sink.dlq import DeadLetterFile
 from consumer.sink.index_setup import ensure_index
 from consumer.sink.opensearch import OpenSearchSink
+from consumer.sink.processor import BatchProcessor
 from consumer.sink.reaper import Reaper, ReapResult
-from consumer.versioning import COUNTER_BITS
 from tests.support.factories import stream_record
 from tests.support.tables import forget_deletes, index_documents
 

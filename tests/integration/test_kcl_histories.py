@@ -30,14 +30,14 @@ from hypothesis import strategies as st
 from opensearchpy import OpenSearch
 from prometheus_client import CollectorRegistry
 
-from consumer.doc_ids import KeyAttribute, KeySchema
 from consumer.kcl.processor import ShardProcessor
 from consumer.kcl.versions import KclVersionStore
 from consumer.observability.metrics import Metrics
-from consumer.processor import BatchProcessor
+from consumer.pipeline.doc_ids import KeyAttribute, KeySchema
 from consumer.sink.dlq import DeadLetterFile
 from consumer.sink.index_setup import ensure_index
 from consumer.sink.opensearch import OpenSearchSink
+from consumer.sink.processor import BatchProcessor
 from tests.support.histories import final_table, histories, shards_of
 from tests.support.kcl_daemon_side import create_kcl_lease_table, kcl_record, put_kcl_lease
 from tests.support.tables import index_documents

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from opensearchpy import OpenSearch
 
-from consumer.versioning import next_version
+from consumer.pipeline.versioning import next_version
 from tests.support.factories import stream_record
 from tests.support.fault_proxy import FaultProxy
 from tests.support.kcl_daemon_side import KclChild, create_kcl_lease_table, kcl_env, kcl_record, put_kcl_lease

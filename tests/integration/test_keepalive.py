@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from consumer.keepalive import KeepAliveConnections, TransportError
+from consumer.aws.connections import ConnectionFailedError, KeepAliveConnections
 from tests.support.quiet_http import QuietHTTPServer
 
 pytestmark = pytest.mark.integration
@@ -110,7 +110,7 @@ def test_a_connection_the_server_closed_while_idle_is_replaced_and_the_call_succ
 def test_a_fresh_connection_dropped_without_an_answer_is_an_error_sent_once(server: Server) -> None:
     connections = KeepAliveConnections(server.url, connect_timeout=2, read_timeout=2)
     server.mode = "drop"
-    with pytest.raises(TransportError, match="127.0.0.1"):
+    with pytest.raises(ConnectionFailedError, match="127.0.0.1"):
         post(connections, {}, b"lost")
     assert server.requests == 1
     server.mode = "keep-alive"
@@ -120,7 +120,7 @@ def test_a_fresh_connection_dropped_without_an_answer_is_an_error_sent_once(serv
 def test_an_answer_that_never_comes_is_an_error_after_the_read_timeout(server: Server) -> None:
     connections = KeepAliveConnections(server.url, connect_timeout=2, read_timeout=0.3)
     server.mode = "hang"
-    with pytest.raises(TransportError, match="timed out"):
+    with pytest.raises(ConnectionFailedError, match="timed out"):
         post(connections, {}, b"slow")
     assert server.requests == 1
 
@@ -130,7 +130,7 @@ def test_nothing_listening_is_an_error_naming_the_endpoint() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     connections = KeepAliveConnections(f"http://127.0.0.1:{port}/", connect_timeout=1, read_timeout=1)
-    with pytest.raises(TransportError, match=f"127.0.0.1:{port}"):
+    with pytest.raises(ConnectionFailedError, match=f"127.0.0.1:{port}"):
         post(connections, {}, b"anyone?")
 
 
@@ -271,6 +271,6 @@ def test_a_malformed_answer_is_an_error_saying_what_was_wrong(
 ) -> None:
     server = _serve(scripted, answer, close=True)
     connections = KeepAliveConnections(server.url, connect_timeout=2, read_timeout=2)
-    with pytest.raises(TransportError, match=complaint):
+    with pytest.raises(ConnectionFailedError, match=complaint):
         post(connections, {}, b"x")
     assert len(server.requests) == 1  # sent once: only an answer that never began is retried, on a reused connection

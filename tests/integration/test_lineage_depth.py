@@ -84,7 +84,7 @@ def test_six_generations_of_rollovers_read_each_shard_from_its_start_once(
 
     ended, started, applied = (
         first("shard_ended"),
-        first("shard_consumer_started"),
+        first("shard_task_started"),
         first("shard_first_records_applied"),
     )
     parent_of = {s.shard_id: s.parent_shard_id for s in shards}

@@ -20,15 +20,15 @@ from hypothesis import strategies as st
 from opensearchpy import OpenSearch
 from prometheus_client import CollectorRegistry
 
-from consumer.assembly import protected_fields
-from consumer.attributes import item_to_json
-from consumer.doc_ids import KeyAttribute, KeySchema
 from consumer.observability.metrics import Metrics
-from consumer.processor import BatchProcessor
+from consumer.pipeline.attributes import item_to_json
+from consumer.pipeline.doc_ids import KeyAttribute, KeySchema
+from consumer.pipeline.mapping import MappingMode
+from consumer.runtime.assembly import protected_fields
 from consumer.sink.dlq import DeadLetterFile
 from consumer.sink.index_setup import ensure_index
-from consumer.sink.mapping import MappingMode
 from consumer.sink.opensearch import OpenSearchSink
+from consumer.sink.processor import BatchProcessor
 from tests.support.factories import stream_record
 from tests.support.strategies import dynamo_decimals, spelling_of
 from tests.support.tables import index_documents

@@ -8,13 +8,13 @@ from collections import defaultdict
 import pytest
 from prometheus_client import CollectorRegistry
 
-from consumer.clients import opensearch_client
 from consumer.config import load_settings
-from consumer.doc_ids import KeyAttribute, KeySchema
 from consumer.observability.metrics import Metrics
-from consumer.processor import BatchProcessor
+from consumer.pipeline.doc_ids import KeyAttribute, KeySchema
+from consumer.runtime.clients import opensearch_client
 from consumer.sink.dlq import DeadLetterFile
 from consumer.sink.opensearch import OpenSearchSink
+from consumer.sink.processor import BatchProcessor
 from tests.support.factories import stream_record
 from tests.support.tables import index_documents
 

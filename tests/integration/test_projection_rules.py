@@ -12,14 +12,14 @@ from hypothesis import strategies as st
 from opensearchpy import OpenSearch
 from prometheus_client import CollectorRegistry
 
-from consumer.attributes import item_to_json
-from consumer.doc_ids import KeyAttribute, KeySchema
 from consumer.observability.metrics import Metrics
-from consumer.processor import BatchProcessor
-from consumer.projection import ProjectionRules
+from consumer.pipeline.attributes import item_to_json
+from consumer.pipeline.doc_ids import KeyAttribute, KeySchema
+from consumer.pipeline.projection import ProjectionRules
 from consumer.sink.dlq import DeadLetterFile
 from consumer.sink.index_setup import ensure_index
 from consumer.sink.opensearch import OpenSearchSink
+from consumer.sink.processor import BatchProcessor
 from tests.support.factories import stream_record
 from tests.support.tables import create_table, index_documents
 from tests.support.worker_process import wait_until

@@ -14,15 +14,15 @@ import threading
 import pytest
 from prometheus_client import CollectorRegistry
 
-from consumer.clients import opensearch_client
 from consumer.config import load_settings
-from consumer.doc_ids import KeyAttribute, KeySchema
 from consumer.errors import Interrupted
 from consumer.leases.model import TRIM_HORIZON, Lease
 from consumer.observability.metrics import Metrics
-from consumer.processor import BatchProcessor
+from consumer.pipeline.doc_ids import KeyAttribute, KeySchema
+from consumer.runtime.clients import opensearch_client
 from consumer.sink.dlq import DeadLetterFile
 from consumer.sink.opensearch import NO_LIMITS, OpenSearchSink, RetryLimits
+from consumer.sink.processor import BatchProcessor
 from tests.support.factories import poison_batch, stream_record
 from tests.support.tables import create_table, index_documents, table_documents, write_random_history
 from tests.support.worker_process import wait_until
@@ -127,7 +127,7 @@ def test_worker_never_checkpoints_past_unacknowledged_writes(
     # THEN the checkpoint never moved and the lease was handed back
     (lease,) = [Lease.from_item(i) for i in ddb.scan(TableName=f"{table_name}-cdc-leases")["Items"]]
     assert (lease.checkpoint, lease.owner) == (TRIM_HORIZON, None)
-    assert [event["reason"] for event in worker.events("shard_consumer_stopped")] == ["interrupted"]
+    assert [event["reason"] for event in worker.events("shard_task_stopped")] == ["interrupted"]
 
     # AND once OpenSearch recovers, a new worker applies everything
     proxy.heal()

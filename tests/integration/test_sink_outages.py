@@ -15,16 +15,16 @@ import pytest
 from opensearchpy import OpenSearch
 from prometheus_client import CollectorRegistry
 
-from consumer.assembly import protected_fields
-from consumer.clients import opensearch_client
 from consumer.config import load_settings
-from consumer.doc_ids import KeyAttribute, KeySchema
 from consumer.observability.health import Health
 from consumer.observability.metrics import Metrics
-from consumer.processor import BatchProcessor
+from consumer.pipeline.doc_ids import KeyAttribute, KeySchema
+from consumer.runtime.assembly import protected_fields
+from consumer.runtime.clients import opensearch_client
 from consumer.sink.dlq import DeadLetterFile
 from consumer.sink.index_setup import ensure_index
 from consumer.sink.opensearch import OpenSearchSink
+from consumer.sink.processor import BatchProcessor
 from tests.support.factories import stream_record, unindexable_image
 from tests.support.tables import index_documents
 from tests.support.worker_process import wait_until

@@ -185,7 +185,7 @@ def test_a_new_lease_table_for_an_existing_index_is_warned_about(
 
     # WHEN a worker starts again
     second = start_worker(worker_env, "second")
-    wait_until(lambda: second.events("shard_consumer_started"), timeout=60, what="reading to start")
+    wait_until(lambda: second.events("shard_task_started"), timeout=60, what="reading to start")
 
     # THEN it warns and says what to do, and replaying the whole stream leaves the index as it was
     (warning,) = second.events("lease_table_created_for_existing_index")

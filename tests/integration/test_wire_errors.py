@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 import pytest
 
-from consumer.aws_json import BadAnswerError, CredentialsError, NoAnswerError, WireCallError, WireClient
+from consumer.aws.json_client import BadAnswerError, CredentialsError, NoAnswerError, WireCallError, WireClient
 from consumer.errors import LeaseTableError, StreamError
 from consumer.leases.model import Lease
 from consumer.leases.table import LeaseTable

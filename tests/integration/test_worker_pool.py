@@ -64,7 +64,7 @@ def resumed_at(workers: list[WorkerProcess], shards: set[str], after: dt.datetim
     """When each shard's consumer started on a surviving worker after ``after``."""
     started = {}
     for worker in workers:
-        for event in worker.events("shard_consumer_started"):
+        for event in worker.events("shard_task_started"):
             if event["shard_id"] in shards and log_time(event) > after:
                 started[event["shard_id"]] = min(log_time(event), started.get(event["shard_id"], log_time(event)))
     return started
@@ -168,7 +168,7 @@ def test_a_frozen_zombie_neither_regresses_checkpoints_nor_wins_writes(
     finally:
         os.kill(second.process.pid, signal.SIGCONT)
     wait_until(
-        lambda: second.events("lease_lost") or second.events("shard_consumer_stopped_lease_lost"),
+        lambda: second.events("lease_lost") or second.events("shard_task_stopped"),
         timeout=30,
         what="the zombie to notice",
     )

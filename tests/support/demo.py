@@ -26,7 +26,7 @@ from typing import Any
 import boto3
 from prometheus_client.parser import text_string_to_metric_families
 
-from consumer.doc_ids import KeyAttribute, KeySchema
+from consumer.pipeline.doc_ids import KeyAttribute, KeySchema
 from tests.support.emulators import MotoServer, aws_env, free_port, start_osmem
 from tests.support.tables import index_documents, table_documents
 

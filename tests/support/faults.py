@@ -28,11 +28,11 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import SerializationError
 
-import consumer.processor
 import consumer.sink.opensearch
+import consumer.sink.processor
 from consumer.errors import LeaseTableError, StreamError
 from consumer.leases.table import LeaseTable
-from consumer.shards.api import Boto3StreamApi
+from consumer.shards.api import StreamsApi
 from consumer.sink.dlq import DeadLetterFile
 
 
@@ -74,12 +74,12 @@ class Seam:
 
 SEAMS: dict[str, Seam] = {
     "get_records": Seam(
-        Boto3StreamApi,
+        StreamsApi,
         "get_records",
         (lambda: StreamError("injected"), _no_credentials, *_UNKNOWN),
         after=True,  # read, then lost while parsing
     ),
-    "projection": Seam(consumer.processor, "to_bulk_action", tuple(_UNKNOWN)),
+    "projection": Seam(consumer.sink.processor, "to_bulk_action", tuple(_UNKNOWN)),
     "bulk": Seam(
         OpenSearch,
         "bulk",

@@ -1,5 +1,5 @@
 """Workers run inside the test process, built exactly as ``consumer run`` builds them
-(``consumer.assembly``), so a test can read their metrics and health, and wrap their seams
+(``consumer.runtime.assembly``), so a test can read their metrics and health, and wrap their seams
 (``tests.support.faults``). Each runs ``Worker.run`` on a thread of its own until stopped."""
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from consumer.assembly import build_processor, build_worker
-from consumer.clients import aws_clients
 from consumer.config import load_settings
 from consumer.observability.health import Health
 from consumer.observability.metrics import Metrics
-from consumer.processor import BatchProcessor
-from consumer.source import resolve_stream
-from consumer.worker import Worker, WorkerTimings
+from consumer.runtime.assembly import build_processor, build_worker
+from consumer.runtime.clients import aws_clients
+from consumer.runtime.stream_source import resolve_stream
+from consumer.runtime.worker import Worker, WorkerTimings
+from consumer.sink.processor import BatchProcessor
 
 
 @dataclass

@@ -2,7 +2,7 @@
 lineage and failure modes moto cannot produce (splits, rollovers, trimming, throttling, expired
 iterators, the "open parent" DescribeStream page).
 
-Tests point a boto3 ``dynamodbstreams`` client (and so ``Boto3StreamApi`` and the worker) at
+Tests point a boto3 ``dynamodbstreams`` client (and so ``StreamsApi`` and the worker) at
 ``server.url`` and script the stream in-process::
 
     server = StreamServer.start()

@@ -7,8 +7,8 @@ import random
 import time
 from typing import Any
 
-from consumer.attributes import item_to_json
-from consumer.doc_ids import KeySchema, document_id
+from consumer.pipeline.attributes import item_to_json
+from consumer.pipeline.doc_ids import KeySchema, document_id
 
 COMPOSITE_KEY_SCHEMA = [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]
 COMPOSITE_KEY = KeySchema.from_table_description(
@@ -119,8 +119,8 @@ def index_documents(opensearch_url: str, index: str) -> dict[str, dict[str, Any]
     from opensearchpy import OpenSearch
     from opensearchpy.exceptions import NotFoundError
 
-    from consumer.clients import ExactJSONSerializer
-    from consumer.sink.drift import natural_document
+    from consumer.pipeline.drift import natural_document
+    from consumer.runtime.clients import ExactJSONSerializer
     from consumer.sink.index_setup import LIVE_FILTER
 
     client = OpenSearch(hosts=[opensearch_url], serializer=ExactJSONSerializer())

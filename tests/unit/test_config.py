@@ -30,7 +30,6 @@ def test_defaults():
     assert warnings == []
     assert settings.initial_position == "TRIM_HORIZON"
     assert settings.failover_seconds == 10.0
-    assert settings.renew_interval_seconds == pytest.approx(10.0 / 3)
     assert settings.max_records_per_read == 1000
     assert settings.metrics_port == 9400
     assert settings.dead_letter_path == Path("cdc-dead-letters.jsonl")
@@ -331,7 +330,7 @@ def test_on_ecs_the_worker_id_is_the_task_id_from_the_task_metadata():
 
 
 def test_the_effective_configuration_names_each_source_and_redacts_secrets():
-    from consumer.config_command import effective
+    from consumer.commands.show_config import effective
 
     env = environ(CDC_OPENSEARCH_AUTH="basic", CDC_OPENSEARCH_USERNAME="u", CDC_OPENSEARCH_PASSWORD="hunter2")
     settings, _ = load_settings(env)

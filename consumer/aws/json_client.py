@@ -1,0 +1,148 @@
+"""DynamoDB and DynamoDB Streams calls straight off the wire: a SigV4-signed JSON 1.0 POST whose
+answer is parsed once with orjson.
+
+botocore turns every answer into Python objects through its shape parser, which costs about 0.6 ms
+of CPU per item or record (measured): most of the consumer's cost on its hot calls, GetRecords
+(``consumer.shards.raw_records``), the backfill's Scan (``consumer.backfill.scan``) and the lease
+table's item reads and writes (``consumer.leases.table``). This sends
+the same request, signed by ``consumer.aws.sigv4`` with the boto3 client's own credentials chain,
+endpoint and region, and gives back the answer in wire form (binary values as base64 text,
+timestamps as epoch seconds).
+
+Every way a call can fail leaves here as a ``WireError``, classified at this edge, so that no
+failure can escape the callers' handlers (``outcome`` names it in ``cdc_aws_requests_total``):
+
+* ``WireCallError``: the service answered with an error (its code and message);
+* ``NoAnswerError``: no answer (refused, reset, timed out, a malformed HTTP answer);
+* ``CredentialsError``: the credentials could not be had (a refresh that failed: STS, the container
+  credentials endpoint or IMDS unreachable or refusing);
+* ``BadAnswerError``: an answer that is not the service's JSON (a proxy's HTML page, a truncated
+  body).
+
+Each is retriable: callers back off and try again, loudly. Each answer's ``Date`` is handed to the
+``AwsClock`` when one is given. Thread-safe: each thread has its own connection
+(``consumer.aws.connections``), and credentials are frozen per request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from botocore.exceptions import ClientError
+
+from consumer.aws.clock import AwsClock
+from consumer.aws.connections import ConnectionFailedError, KeepAliveConnections
+from consumer.aws.sigv4 import JsonRequestSigner
+
+
+class WireError(Exception):
+    """A wire call that failed; ``outcome`` is its label in ``cdc_aws_requests_total``."""
+
+    outcome = "network"
+
+
+class NoAnswerError(WireError):
+    """The request got no answer (connection refused, reset, timed out, a malformed HTTP answer)."""
+
+
+class CredentialsError(WireError):
+    """The credentials to sign the request could not be had (their refresh failed)."""
+
+    outcome = "credentials"
+
+
+class BadAnswerError(WireError):
+    """An answer that is not the service's JSON object: from something in between, or cut short."""
+
+    outcome = "bad_answer"
+
+
+class WireCallError(WireError):
+    """The service answered with an error (``status``, the code after ``#`` in ``__type``, its message)."""
+
+    def __init__(self, operation: str, status: int, code: str, message: str) -> None:
+        super().__init__(f"{operation} failed: {code or status}: {message}")
+        self.operation = operation
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def as_client_error(self) -> ClientError:
+        """The same error as botocore raises it, for callers written against boto3's errors."""
+        return ClientError(
+            {
+                "Error": {"Code": self.code, "Message": self.message},
+                "ResponseMetadata": {"HTTPStatusCode": self.status},
+            },
+            self.operation,
+        )
+
+
+class WireClient:
+    """JSON 1.0 calls through a boto3 client's endpoint, region and credentials.
+
+    Raises (from ``call``): a ``WireError``, whatever went wrong.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        target_prefix: str,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 10.0,
+        aws_clock: AwsClock | None = None,
+    ) -> None:
+        self._endpoint = client.meta.endpoint_url.rstrip("/") + "/"
+        self._region = client.meta.region_name
+        self._credentials = client._request_signer._credentials  # the client's own (refreshable) chain
+        self._prefix = target_prefix
+        self._signer = JsonRequestSigner(self._endpoint, self._region, "dynamodb")
+        self._http = KeepAliveConnections(self._endpoint, connect_timeout, read_timeout)
+        self._clock = aws_clock
+
+    def call(self, operation: str, request: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        """The answer to ``operation`` (e.g. ``GetRecords``) and its size in bytes."""
+        body = orjson.dumps(request)
+        try:
+            credentials = self._credentials.get_frozen_credentials()
+        except Exception as exc:  # noqa: BLE001 - any failure of the refresh (botocore's, STS's, a timeout)
+            raise CredentialsError(f"{operation}: no credentials: {type(exc).__name__}: {exc}") from exc
+        headers = self._signer.headers(
+            f"{self._prefix}.{operation}", body, credentials.access_key, credentials.secret_key, credentials.token
+        )
+        try:
+            answer = self._http.post(headers, body)
+        except ConnectionFailedError as exc:
+            raise NoAnswerError(f"{operation}: {exc}") from exc
+        if self._clock is not None:
+            self._clock.observe(answer.date)
+        if answer.status != 200:
+            raise _error(operation, answer.status, answer.body)
+        try:
+            parsed = orjson.loads(answer.body)
+        except orjson.JSONDecodeError as exc:
+            raise BadAnswerError(
+                f"{operation}: the answer is not JSON ({_describe(answer.body, answer.content_type)})"
+            ) from exc
+        if not isinstance(parsed, dict):
+            raise BadAnswerError(
+                f"{operation}: the answer is not a JSON object ({_describe(answer.body, answer.content_type)})"
+            )
+        return parsed, len(answer.body)
+
+
+def _describe(body: bytes, content_type: str) -> str:
+    return f"{len(body)} bytes of {content_type or 'no content type'}: {body[:80]!r}"
+
+
+def _error(operation: str, status: int, data: bytes) -> WireCallError:
+    try:
+        answer = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        answer = {}
+    if not isinstance(answer, dict):
+        answer = {}
+    code = str(answer.get("__type", "")).rsplit("#", 1)[-1]
+    message = answer.get("message") or answer.get("Message") or data[:200].decode(errors="replace")
+    return WireCallError(operation, status, code, str(message))

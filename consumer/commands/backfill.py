@@ -1,0 +1,91 @@
+"""``consumer backfill``: bring the table's existing items into the index while the stream flows.
+
+Checks that nothing can fall between the scan and the stream (``job.check_no_gap``), sets up the index
+as workers do, creates (or resumes) the backfill's segments in the lease table, and runs them with
+``BackfillRunner`` until every one is done — by this process or by others running the same command
+(or workers with ``CDC_BACKFILL=on-new-index``). Interrupted (SIGTERM, Ctrl-C, kill -9), it resumes
+where each segment's checkpoint says when run again. On a terminal a progress line shows items,
+items/s and an ETA from the table's ``ItemCount``; otherwise a ``backfill_progress`` log line every
+few seconds. A summary ends the run; it is true (exit 3) unless every segment is done.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from consumer.backfill.runner import BackfillTally
+from consumer.config import Settings
+from consumer.leases.table import LeaseTable
+from consumer.observability.metrics import Metrics
+from consumer.runtime.assembly import set_up_index
+from consumer.runtime.backfill_job import build_runner, check_no_gap, ensure_segments
+from consumer.runtime.clients import aws_clients
+from consumer.runtime.stream_source import describe_table, resolve_stream
+from consumer.shards.api import StreamsApi
+
+log = structlog.get_logger(__name__)
+PROGRESS_LOG_SECONDS = 5.0
+
+
+def backfill_command(settings: Settings, segments: int | None, restart: bool, stop: threading.Event) -> bool:
+    """Run the backfill; True (needs attention) unless every segment is done."""
+    aws = aws_clients(settings.aws_region, settings.streams_endpoint_url)
+    source = resolve_stream(aws.dynamodb, aws.streams, settings.source_table, settings.stream_arn)
+    table = describe_table(aws.dynamodb, source.table_name)
+    metrics = Metrics(CollectorRegistry())
+    leases = LeaseTable(aws.dynamodb, settings.lease_table_name, observe=metrics.observe_aws, aws_clock=aws.clock)
+    api = StreamsApi(aws.streams, observe=metrics.observe_aws, aws_clock=aws.clock)
+    check_no_gap(leases.list_leases() if leases.exists() else [], api.list_shards(source.stream_arn))
+    set_up_index(settings, source.key_schema)
+    total = ensure_segments(
+        leases, segments or settings.backfill_segments, int(table.get("TableSizeBytes", 0)), restart
+    )
+    display = _Display(int(table.get("ItemCount", 0)))
+    runner = build_runner(
+        settings, source, aws.dynamodb, leases, metrics, on_progress=display.show, aws_clock=aws.clock
+    )
+    log.info("backfill_started", table=source.table_name, index=settings.index_name, segments=total)
+    progress = runner.run(stop)
+    display.finish()
+    tally = progress.tally
+    elapsed = time.monotonic() - tally.started
+    sys.stdout.write(
+        f"backfill of {source.table_name} into {settings.index_name}: {progress.done}/{progress.total} segments done; "
+        f"this process: {tally.items} items in {elapsed:.0f} s ({tally.items / max(elapsed, 1e-9):,.0f}/s): "
+        f"{tally.applied} applied, {tally.stale} stale (a newer change was indexed), {tally.filtered} filtered, "
+        f"{tally.dead_lettered} dead-lettered; {tally.read_units:,.0f} read units\n"
+    )
+    if progress.done < progress.total:
+        sys.stdout.write("not every segment is done: run `consumer backfill` again to resume\n")
+    return progress.done < progress.total
+
+
+class _Display:
+    """A progress line on a terminal, or a progress log line every few seconds."""
+
+    def __init__(self, estimated_items: int) -> None:
+        self._estimate = estimated_items
+        self._tty = sys.stderr.isatty()
+        self._last = 0.0
+
+    def show(self, tally: BackfillTally) -> None:
+        now = time.monotonic()
+        elapsed = max(now - tally.started, 1e-9)
+        rate = tally.items / elapsed
+        eta = (self._estimate - tally.items) / rate if rate and self._estimate > tally.items else 0.0
+        if self._tty:
+            sys.stderr.write(
+                f"\rbackfill: {tally.items:,}/~{self._estimate:,} items, {rate:,.0f}/s, ETA {eta:,.0f} s   "
+            )
+        elif now - self._last >= PROGRESS_LOG_SECONDS:
+            log.info("backfill_progress", items=tally.items, items_per_second=round(rate), eta_seconds=round(eta))
+            self._last = now
+
+    def finish(self) -> None:
+        if self._tty:
+            sys.stderr.write("\n")

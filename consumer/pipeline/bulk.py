@@ -1,0 +1,131 @@
+"""Pure ``_bulk`` encoding and the classification of its failures (docs/operations.md, "Sink failures").
+
+A ``BulkAction`` is one record made ready for OpenSearch: document id, external version and the
+operation. ``BulkOperation`` is what writing needs of an action, so writes that come from no stream
+record (``consumer.pipeline.repair``) travel the same path. ``encode_action`` turns an action into its NDJSON
+lines and ``bulk_body`` joins lines into a request's body; ``classify_item`` turns one item of the response into an ``Outcome``, and
+``classify_request_failure`` a failed request into a ``RequestFailure``.
+
+The rule behind both: a failure that belongs to the record (OpenSearch refused *this* document)
+is the record's; every other failure (credentials, permissions, a missing index, a write block,
+throttling, an unreachable or failing cluster) is the sink's, and is waited out, because the record
+is fine. Under external versioning a 409 means "this or a newer change is already indexed": the
+outcome STALE, not an error. Pure and thread-safe.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import orjson
+
+from consumer.pipeline.attributes import dumps_json
+from consumer.pipeline.records import StreamRecord
+
+
+class Outcome(enum.Enum):
+    """What became of one action."""
+
+    APPLIED = "applied"  # OpenSearch now holds this version (or, for a delete, its tombstone)
+    STALE = "stale"  # 409: an equal or newer version was already there
+    RETRY = "retry"  # 429 / 5xx on the item: send it again after a pause
+    BLOCKED = "blocked"  # the sink refuses writes (401/403, a write block, no index): an outage; wait
+    REFUSED = "refused"  # 400: OpenSearch refused this document (mapping, parsing): divert or give up
+    POISON = "poison"  # final: sending it again cannot succeed
+
+
+class RequestFailure(enum.Enum):
+    """What a ``_bulk`` request that failed as a whole calls for."""
+
+    OUTAGE = "outage"  # unreachable, 5xx, 401/403 (credentials), 404 (index or endpoint): wait, resend
+    THROTTLED = "throttled"  # 429: wait, resend
+    TOO_LARGE = "too_large"  # 413: send smaller requests
+    REJECTED = "rejected"  # another 4xx: bisect to find the actions at fault
+
+
+class BulkOperation(Protocol):
+    """One index or delete operation with its external version: all ``encode_action`` reads."""
+
+    @property
+    def doc_id(self) -> str: ...
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def op(self) -> Literal["index", "delete"]: ...
+
+    @property
+    def document(self) -> dict[str, Any] | None: ...
+
+
+@dataclass(frozen=True)
+class BulkAction:
+    """One record turned into one index or delete operation."""
+
+    record: StreamRecord
+    doc_id: str
+    version: int
+    op: Literal["index", "delete"]
+    document: dict[str, Any] | None
+
+
+def encode_action(index: str, action: BulkOperation) -> bytes:
+    """The NDJSON lines of one action (metadata, then the document of an index), newline-terminated."""
+    meta = {"_index": index, "_id": action.doc_id, "version": action.version, "version_type": "external"}
+    if action.document is None:
+        return orjson.dumps({action.op: meta}) + b"\n"
+    return orjson.dumps({action.op: meta}) + b"\n" + dumps_json(action.document) + b"\n"
+
+
+def bulk_body(lines: Iterable[bytes]) -> bytes:
+    """The NDJSON body of a ``_bulk`` request: the actions' lines (``encode_action``) in order."""
+    return b"".join(lines)
+
+
+def classify_item(item: dict[str, Any]) -> tuple[Outcome, str | None]:
+    """Outcome and error text of one ``items[]`` entry of a ``_bulk`` response."""
+    ((op, result),) = item.items()
+    status = int(result.get("status", 500))
+    if 200 <= status < 300:
+        return Outcome.APPLIED, None
+    error = result.get("error")
+    if op == "delete" and status == 404 and _error_type(error) != "index_not_found_exception":
+        # Deleting a document that is not there still records the tombstone version.
+        return Outcome.APPLIED, None
+    text = _error_text(error, status)
+    if status == 409:
+        return Outcome.STALE, text
+    if status == 429 or status >= 500:
+        return Outcome.RETRY, text
+    if status in (401, 403, 404):
+        # Credentials, permissions, a write block (cluster_block_exception: read-only, or
+        # read-only-allow-delete after a full disk), no index: the sink's failure, not the record's.
+        return Outcome.BLOCKED, text
+    if status == 400:
+        return Outcome.REFUSED, text
+    return Outcome.POISON, text
+
+
+def classify_request_failure(status: int | None) -> RequestFailure:
+    """What a ``_bulk`` request that failed as a whole with HTTP ``status`` (None: no answer) calls for."""
+    if status == 429:
+        return RequestFailure.THROTTLED
+    if status == 413:
+        return RequestFailure.TOO_LARGE
+    if status is None or status >= 500 or status in (401, 403, 404, 408):
+        return RequestFailure.OUTAGE
+    return RequestFailure.REJECTED
+
+
+def _error_type(error: Any) -> str | None:
+    return error.get("type") if isinstance(error, dict) else None
+
+
+def _error_text(error: Any, status: int) -> str:
+    if isinstance(error, dict):
+        return f"{status} {error.get('type')}: {error.get('reason')}"
+    return f"{status} {error}"

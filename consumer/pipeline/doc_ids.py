@@ -1,0 +1,86 @@
+"""Document ``_id`` from an item's primary key.
+
+Guarantee: for one table, ``document_id`` is injective — different keys never share an id — and
+equal keys always give the same id.
+
+* Key attributes are taken in key-schema order (hash, then range), never in map order.
+* The attribute types are fixed by the table's key schema, so a position always holds one type;
+  a record whose key type disagrees with the schema is rejected, not coerced.
+* ``S`` values escape ``\\`` as ``\\\\`` and ``|`` as ``\\|``; parts are joined with ``|``. An
+  unescaped ``|`` therefore only ever separates parts.
+* ``N`` values use their canonical decimal text (``1.50`` and ``1.5`` are one DynamoDB key, so one
+  id); ``B`` values use base64, whose alphabet has no ``|`` or ``\\``.
+* OpenSearch caps ``_id`` at 512 bytes while DynamoDB keys reach 3 KB. A longer id is replaced by
+  ``#sha256:<hex of the readable id>``. Readable ids never start with ``#`` (a leading ``#`` is
+  escaped as ``\\#``), so hashed and readable ids cannot meet; two hashed ids meet only on a
+  SHA-256 collision.
+
+Single-attribute string keys stay readable: the id of ``{"pk": {"S": "order-1"}}`` is ``order-1``.
+Pure and thread-safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from consumer.errors import RecordError
+from consumer.pipeline.attributes import binary_to_text, canonical_number
+
+MAX_ID_BYTES = 512
+HASHED_ID_PREFIX = "#sha256:"
+
+
+@dataclass(frozen=True)
+class KeyAttribute:
+    """One attribute of a table's primary key: its name and scalar type (S, N or B)."""
+
+    name: str
+    type: str
+
+
+@dataclass(frozen=True)
+class KeySchema:
+    """A table's primary key: the hash attribute, then the optional range attribute."""
+
+    attributes: tuple[KeyAttribute, ...]
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.attributes) <= 2:
+            raise ValueError("a key schema has a hash attribute and at most one range attribute")
+        for attribute in self.attributes:
+            if attribute.type not in ("S", "N", "B"):
+                raise ValueError(f"key attribute {attribute.name} has non-scalar type {attribute.type}")
+
+    @classmethod
+    def from_table_description(cls, table: dict[str, Any]) -> KeySchema:
+        """Build from a DescribeTable ``Table`` dict (KeySchema + AttributeDefinitions)."""
+        types = {d["AttributeName"]: d["AttributeType"] for d in table["AttributeDefinitions"]}
+        ordered = sorted(table["KeySchema"], key=lambda k: 0 if k["KeyType"] == "HASH" else 1)
+        return cls(tuple(KeyAttribute(k["AttributeName"], types[k["AttributeName"]]) for k in ordered))
+
+
+def document_id(schema: KeySchema, keys: dict[str, dict[str, Any]]) -> str:
+    """The document id of the item with these key attributes (a record's ``dynamodb.Keys``)."""
+    parts = [_key_part(attribute, keys) for attribute in schema.attributes]
+    readable = "|".join(parts)
+    if readable.startswith("#"):
+        readable = "\\" + readable
+    if len(readable.encode("utf-8")) <= MAX_ID_BYTES:
+        return readable
+    return HASHED_ID_PREFIX + hashlib.sha256(readable.encode("utf-8")).hexdigest()
+
+
+def _key_part(attribute: KeyAttribute, keys: dict[str, dict[str, Any]]) -> str:
+    value = keys.get(attribute.name)
+    if value is None:
+        raise RecordError(f"record keys lack key attribute {attribute.name!r}: got {sorted(keys)}")
+    if attribute.type not in value:
+        raise RecordError(f"key attribute {attribute.name!r} should be of type {attribute.type}, got {sorted(value)}")
+    raw = value[attribute.type]
+    if attribute.type == "S":
+        return raw.replace("\\", "\\\\").replace("|", "\\|")
+    if attribute.type == "N":
+        return canonical_number(raw)
+    return binary_to_text(raw)
