@@ -39,12 +39,12 @@ from typing import Any
 import boto3
 from opensearchpy import OpenSearch
 
-from consumer.pipeline.bulk import encode_bulk
 from consumer.pipeline.doc_ids import KeyAttribute, KeySchema
 from consumer.pipeline.repair import project_item, repair_version, restore
 from consumer.sink.index_setup import LIVE_FILTER
 from tests.bench.harness import ENGINES, NullSink, engine, raw_bulk_rate
 from tests.bench.table_front import TableFront
+from tests.support.bulk_bodies import bulk_of
 from tests.support.emulators import MotoServer, aws_env
 from tests.support.tables import create_table
 from tests.support.worker_process import WorkerProcess, wait_until
@@ -173,7 +173,7 @@ def bulk_bodies(content: list[dict[str, Any]]) -> list[bytes]:
     """The documents a backfill writes for ``content``, pre-serialised as _bulk bodies of 1000."""
     version = repair_version(time.time() - 1)
     actions = [restore(*project_item(SCHEMA, raw), version) for raw in content]
-    return [encode_bulk("bench-ceiling", actions[i : i + 1000]) for i in range(0, len(actions), 1000)]
+    return [bulk_of("bench-ceiling", actions[i : i + 1000]) for i in range(0, len(actions), 1000)]
 
 
 def ceiling(url: str, bodies: list[bytes], items: int, keep_index: bool = False) -> float:

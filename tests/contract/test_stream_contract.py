@@ -14,8 +14,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from consumer.errors import ShardNotFoundError
+from consumer.leases.model import TRIM_HORIZON
 from consumer.pipeline.records import StreamRecord
-from consumer.shards.api import AFTER_SEQUENCE_NUMBER, TRIM_HORIZON, StreamsApi
+from consumer.shards.api import AFTER_SEQUENCE_NUMBER, StreamsApi
 from tests.support.stream_backends import KEY_SCHEMA, StreamBackend, key_of, unknown_arn
 
 SHARD_ID = re.compile(r"shardId-\d{20}-[0-9a-f]{8}")

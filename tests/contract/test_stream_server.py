@@ -8,8 +8,9 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from consumer.leases.model import TRIM_HORIZON
 from consumer.pipeline.records import StreamRecord
-from consumer.shards.api import TRIM_HORIZON, StreamsApi
+from consumer.shards.api import StreamsApi
 from consumer.shards.lineage import parents_first
 from tests.support.stream_backends import put_revision, read_shard
 from tests.support.stream_server import StreamServer

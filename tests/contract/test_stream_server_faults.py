@@ -10,8 +10,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from consumer.errors import IteratorExpiredError, ShardNotFoundError, ThrottledError, TrimmedDataError
+from consumer.leases.model import TRIM_HORIZON
 from consumer.runtime.clients import aws_clients
-from consumer.shards.api import TRIM_HORIZON, StreamsApi
+from consumer.shards.api import StreamsApi
 from tests.support.emulators import aws_env
 from tests.support.stream_backends import FakeClock, error_code, put_revision, read_shard
 from tests.support.stream_server import StreamServer
