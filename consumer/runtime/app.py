@@ -44,7 +44,9 @@ def run_worker(settings: Settings, stop: threading.Event) -> None:
     metrics = Metrics(registry)
     metrics.build_info.info({"version": __version__, "commit": settings.build_commit})
     timings = WorkerTimings(
-        settings.failover_seconds, settings.shard_sync_interval_seconds, settings.shutdown_timeout_seconds
+        failover=settings.failover_seconds,
+        shard_sync_interval=settings.shard_sync_interval_seconds,
+        shutdown_timeout=settings.shutdown_timeout_seconds,
     )
     health = Health(stall_after_seconds=max(3 * timings.tick, settings.retry_max_delay_seconds) + 30)
     metrics.worker_ready.set_function(lambda: 1.0 if health.readiness()[0] else 0.0)

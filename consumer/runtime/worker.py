@@ -4,10 +4,10 @@ Lifecycle: ``run()`` ensures the lease table, then runs a *tick* every ``failove
 tick thread: it reads the next page of the lease table into the worker's view of it
 (``consumer.leases.view``: a large table is read over a few ticks), takes leases from that view
 (``LeaseCoordinator``), starts a task for every held shard whose parents are done, reaps finished
-tasks, and starts a shard sync and a tombstone reaping pass when due. Renewal runs on its own
-routine (``consumer.leases.renewal``), the shard tasks on the ``ShardScheduler``'s threads, and shard
-sync (follow a replaced stream, sync shards to leases, from a whole read of the table) on a thread of
-its own after the first, so none of them waits for another.
+tasks, and starts a shard sync (``consumer.runtime.shard_sync_routine``) and a tombstone reaping pass
+(``consumer.runtime.tombstone_reaping``) when due, each on a thread of its own. Renewal runs on its
+own routine (``consumer.leases.renewal``) and the shard tasks on the ``ShardScheduler``'s threads, so
+none of them waits for another.
 
 The main thread only supervises: while a tick runs longer than its period (DynamoDB slow or
 unreachable), it keeps ``/healthz`` alive and makes ``/readyz`` say why, so a slow AWS call never
@@ -41,7 +41,9 @@ from consumer.leases.table import LeaseTable
 from consumer.leases.view import LeaseView
 from consumer.observability.health import Health
 from consumer.observability.metrics import Metrics
-from consumer.observability.routines import routine_failed
+from consumer.observability.routines import routine_failed, step_failed
+from consumer.runtime.shard_sync_routine import ShardSyncRoutine
+from consumer.runtime.tombstone_reaping import ReapingRoutine
 from consumer.shards.api import StreamApi
 from consumer.shards.budget import ByteBudget
 from consumer.shards.lineage import start_version
@@ -61,7 +63,7 @@ class RoutineDiedError(ConsumerError):
     """A routine the worker cannot be without (lease renewal) died: the worker stops, and exits non-zero."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class WorkerTimings:
     """The worker's cadences, in seconds."""
 
@@ -132,12 +134,27 @@ class Worker:
         self._held_before: frozenset[str] = frozenset()
         self._held_changed_at = float("-inf")
         self._tick_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tick")
-        self._next_sync = 0.0
-        self._synced_once = False
-        self._syncing: threading.Thread | None = None
-        self._sync_problem: str | None = None
-        self._next_reap = 0.0
-        self._reaping: threading.Thread | None = None
+        self._shard_sync = ShardSyncRoutine(
+            leases=parts.leases,
+            sync=parts.sync,
+            view=self._view,
+            health=parts.health,
+            metrics=parts.metrics,
+            interval=parts.timings.shard_sync_interval,
+            context=self._bind_context,
+            clock=clock,
+        )
+        self._reaping = (
+            ReapingRoutine(
+                reap=parts.reap,
+                interval=parts.reap_interval,
+                metrics=parts.metrics,
+                context=self._bind_context,
+                clock=clock,
+            )
+            if parts.reap is not None
+            else None
+        )
         self._died: str | None = None  # a routine the worker cannot be without died: why
 
     def run(self, index_preexisted: bool = False) -> None:
@@ -248,14 +265,14 @@ class Worker:
             with steps("lease_read"):
                 view = self._view.refresh(whole=moving)
         except ConsumerError as exc:
-            return self._tick_failed("lease_read", exc)
+            return step_failed("lease_read", exc)
         leases = shard_leases(view.leases)
-        if not self._synced_once:  # the first sync runs in the tick: before it, there is nothing to take
+        if not self._shard_sync.synced_once:  # the first sync runs in the tick: before it, there is nothing to take
             with steps("shard_sync"):
-                self._sync_pass(leases if view.whole else None)
+                self._shard_sync.run_pass(leases if view.whole else None)
         else:
-            self._maybe_sync()
-        problem = self._sync_problem
+            self._shard_sync.maybe_start()
+        problem = self._shard_sync.problem
         parts.health.set_condition("shards", self._restarts.problem())
         try:
             with steps("lease_taking"):
@@ -266,56 +283,21 @@ class Worker:
             if errors:
                 problem = f"lease table refuses writes: {len(errors)} lease takes failed: {errors[0]}"
         except ConsumerError as exc:
-            problem = self._tick_failed("lease_taking", exc)
+            problem = step_failed("lease_taking", exc)
         with steps("tasks"):
             self._reap_tasks()
             try:
                 self._start_ready_tasks({lease.lease_key: lease for lease in leases})
             except ConsumerError as exc:  # a parent could not be looked up: its children wait a tick
-                problem = self._tick_failed("task_start", exc)
+                problem = step_failed("task_start", exc)
             self._observe_pool(leases)
-            self._maybe_reap()
+            if self._reaping is not None:
+                self._reaping.maybe_start()
         if steps.total > parts.timings.tick / 3:  # renewal has its own routine; a slow tick delays taking only
             log.warning(
                 "coordinator_tick_slow", seconds=round(steps.total, 3), steps=steps.rounded(), leases=len(leases)
             )
         return problem
-
-    def _tick_failed(self, step: str, exc: ConsumerError) -> str:
-        log.warning("worker_tick_failed", step=step, error=str(exc), error_type=type(exc).__name__)
-        return f"{step} failing: {type(exc).__name__}: {exc}"
-
-    # --- shard sync ---------------------------------------------------------------------------------
-
-    def _maybe_sync(self) -> None:
-        """Start a sync pass when due and none is running; never blocks the tick."""
-        if self._clock() < self._next_sync or (self._syncing is not None and self._syncing.is_alive()):
-            return
-        self._syncing = threading.Thread(target=self._sync_pass, name="shard-sync", daemon=True)
-        self._syncing.start()
-
-    def _sync_pass(self, leases: list[Lease] | None = None) -> None:
-        """Follow a replaced stream and sync shards to leases, from a whole read of the table (lineage
-        decisions need all of it at once, ``consumer.shards.lineage``); ``leases``: one this tick made."""
-        self._bind_context()
-        parts = self._parts
-        try:
-            if leases is None:
-                leases = shard_leases(parts.leases.list_leases(consistent=False))
-            parts.sync.follow_stream()
-            self._view.merge(parts.sync.sync(leases).created)
-        except ConsumerError as exc:  # the stream API failing must not stop taking and reading
-            self._sync_problem = self._tick_failed("shard_sync", exc)
-            self._next_sync = 0.0  # the next tick tries again
-            return
-        except Exception as exc:  # noqa: BLE001 - one failed pass, said so; the next tick tries again
-            self._sync_problem = routine_failed(parts.metrics, "shard_sync", exc)
-            self._next_sync = 0.0
-            return
-        self._synced_once = True
-        self._sync_problem = None
-        self._next_sync = self._clock() + parts.timings.shard_sync_interval
-        parts.health.mark_synced()
 
     # --- tasks --------------------------------------------------------------------------------------
 
@@ -389,19 +371,19 @@ class Worker:
     def _task_context(self, stream_arn: str) -> TaskContext:
         parts = self._parts
         return TaskContext(
-            stream_arn,
-            parts.api,
-            parts.processor,
-            parts.metrics,
-            parts.reader,
-            parts.throttle,
-            parts.budget,
-            parts.prefetch,
-            parts.checkpoints,
-            parts.stop,
-            self.on_shard_end,
-            self.confirm_vanished,
-            parts.aws_clock,
+            stream_arn=stream_arn,
+            api=parts.api,
+            processor=parts.processor,
+            metrics=parts.metrics,
+            settings=parts.reader,
+            throttle=parts.throttle,
+            budget=parts.budget,
+            prefetch=parts.prefetch,
+            checkpoints=parts.checkpoints,
+            stop=parts.stop,
+            on_shard_end=self.on_shard_end,
+            confirm_vanished=self.confirm_vanished,
+            aws_clock=parts.aws_clock,
         )
 
     # --- shard end, lease loss, vanished shards -------------------------------------------------------
@@ -421,7 +403,7 @@ class Worker:
                     self._start_task(held, version)
         except ConsumerError as exc:
             log.warning("child_lease_sync_failed", shard_id=shard_id, error=str(exc))
-            self._next_sync = 0.0  # the next tick syncs and takes them
+            self._shard_sync.request()  # the next tick syncs and takes them
 
     def on_lease_lost(self, held: HeldLease) -> None:
         """The renewal routine lost a lease: its task stops at its next step (``held.lost`` is set)."""
@@ -430,7 +412,7 @@ class Worker:
     def confirm_vanished(self, shard_id: str) -> bool:
         return self._parts.sync.confirm_vanished(shard_id)
 
-    # --- observation, reaping tombstones ------------------------------------------------------------
+    # --- observation ------------------------------------------------------------
 
     def _observe_pool(self, leases: list[Lease]) -> None:
         parts = self._parts
@@ -438,28 +420,6 @@ class Worker:
         parts.metrics.leases_held.set(len(parts.coordinator.held))
         expired = parts.coordinator.last_expired
         parts.metrics.pool.observe(lease_states(leases, expired), live_workers(leases, expired, parts.worker_id))
-
-    def _maybe_reap(self) -> None:
-        """Start one reaping pass when due and none is running; never blocks the tick."""
-        parts = self._parts
-        if parts.reap is None or self._clock() < self._next_reap:
-            return
-        if self._reaping is not None and self._reaping.is_alive():
-            return
-        self._next_reap = self._clock() + parts.reap_interval
-        self._reaping = threading.Thread(target=self._reap_pass, name="tombstone-reaper", daemon=True)
-        self._reaping.start()
-
-    def _reap_pass(self) -> None:
-        self._bind_context()
-        assert self._parts.reap is not None
-        try:
-            if self._parts.reap():
-                self._next_reap = 0.0  # the page was full: go on at the next tick
-        except ConsumerError as exc:  # OpenSearch failing: the next pass tries again
-            log.warning("tombstone_reaping_failed", error=str(exc), error_type=type(exc).__name__)
-        except Exception as exc:  # noqa: BLE001 - one failed pass, said so; the next one tries again
-            routine_failed(self._parts.metrics, "reaper", exc)
 
     # --- shutdown -----------------------------------------------------------------------------------
 

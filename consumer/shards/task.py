@@ -1,4 +1,5 @@
-"""The work of one held shard, as a task of the ``ShardScheduler``: read, apply, checkpoint.
+"""The work of one held shard, as a task of the ``ShardScheduler``: read (through its
+``ShardReader``, ``consumer.shards.reader``), apply, checkpoint; and what every failure means.
 
 Each ``step()`` does one bounded unit of work and says when it wants to run again:
 
@@ -9,13 +10,13 @@ Each ``step()`` does one bounded unit of work and says when it wants to run agai
   prepared (decoded, versioned, projected, encoded) on this task's own thread, between sending the
   request and reading its answer (``consumer.sink.in_flight``: CPU work on another thread would hold
   the GIL when the request needs it), and, when it is full, the page after it starts being read: at
-  most ``READ_AHEAD_PAGES`` pages read ahead, within the byte budget (the KCL's polling prefetch
+  most ``READ_AHEAD_PAGES`` (``consumer.shards.reader``) pages read ahead, within the byte budget (the KCL's polling prefetch
   holds up to three). The page just settled is freed in that flight too (freeing is CPU work).
   So reading, preparing, freeing and OpenSearch's indexing overlap during a catch-up.
   At the stream's tip it reads again one poll
   interval after this read began: reading at once would mostly return nothing, and each call is billed;
 * an empty page makes the task wait before the next read: the poll interval, doubled on each
-  further empty read up to ``idle_poll_max_seconds``, and back to no wait as soon as a read returns
+  further empty read up to ``idle_poll_ceiling_seconds``, and back to no wait as soon as a read returns
   data (DynamoDB Streams bills non-Lambda readers per GetRecords call);
 * a read that fails waits as its kind requires (a throttle: the worker's shared gate; another error:
   exponential backoff); an expired iterator is acquired again after the last settled record;
@@ -35,21 +36,18 @@ is settled, so a step that fails in a way nobody anticipated may have moved them
 records. Such a step is never followed by another: ``step`` never raises, it fails closed — the task
 ends (``failure`` says why) and its in-memory position with it, and the worker starts a new task
 from the lease's checkpoint (``consumer.shards.restarts``). A lease at LATEST is anchored before its
-first iterator is taken, so no later reader takes a fresh LATEST (``_latest_iterator``).
+first iterator is taken, so no later reader takes a fresh LATEST (``consumer.shards.reader``).
 
 A task is stepped by one scheduler thread at a time; its fields are not shared otherwise.
 """
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import functools
-import math
 import random
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
@@ -73,20 +71,18 @@ from consumer.errors import (
 from consumer.leases.coordinator import HeldLease
 from consumer.leases.model import LATEST, SHARD_END, TRIM_HORIZON
 from consumer.observability.metrics import Metrics
-from consumer.shards.api import AFTER_SEQUENCE_NUMBER, RecordsPage, StreamApi
+from consumer.shards.api import RecordsPage, StreamApi
 from consumer.shards.budget import ByteBudget
+from consumer.shards.reader import ShardReader, is_full_page
 from consumer.shards.throttle import ThrottleGate
 from consumer.sink.processor import BatchProcessor, BatchResult, PreparedBatch
 
 log = structlog.get_logger(__name__)
 
-LATEST_ANCHOR_MARGIN_SECONDS = 5  # a LATEST lease's anchor is this much before its first iterator
-READ_AHEAD_PAGES = 2  # pages read ahead of the one being applied: the next (prepared) and the one after
 VANISH_CONFIRMATIONS = 3  # a shard still listed but whose iterator keeps answering ResourceNotFound
-FULL_PAGE_BYTES = 900_000  # a GetRecords answer this large hit the 1 MB limit: more records wait
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ReaderSettings:
     """How a shard task paces its reads."""
 
@@ -94,10 +90,10 @@ class ReaderSettings:
     poll_interval_seconds: float = 1.0
     retry_base_seconds: float = 0.1
     retry_max_delay_seconds: float = 10.0
-    idle_poll_max_seconds: float = 2.0
+    idle_poll_ceiling_seconds: float = 2.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TaskContext:
     """What every task of a worker shares."""
 
@@ -125,10 +121,16 @@ class ShardTask:
         self._settings = context.settings
         self._version = start_version
         self._position = held.lease.checkpoint  # the last settled sequence number, or a sentinel
-        self._iterator: str | None = None  # None: get one after the last settled record
-        self._read_ahead: deque[Future[RecordsPage]] = deque()  # the next pages, being read, in order
-        # the prefetched page, prepared while the last page's _bulk was in flight
-        self._next_prepared: PreparedBatch | None = None
+        self._reader = ShardReader(
+            held,
+            stream_arn=context.stream_arn,
+            api=context.api,
+            processor=context.processor,
+            budget=context.budget,
+            prefetch=context.prefetch,
+            aws_clock=context.aws_clock,
+            max_records=context.settings.max_records_per_read,
+        )
         self._settled: tuple[RecordsPage, PreparedBatch] | None = None  # freed in the next page's flight
         self._checkpointing: Future[bool] | None = None  # the last page's checkpoint, written in the background
         self._failures = 0
@@ -136,8 +138,6 @@ class ShardTask:
         self._not_found = 0
         self._trimmed_after: str | None = None  # set while the first read after a trim is pending
         self._read_failure_delay = 0.0  # how long to wait after the last failed read
-        self._page_bytes = 0  # bytes of the page in hand (read, not settled), charged to the budget
-        self._skip_before: int | None = None  # reading a LATEST lease from TRIM_HORIZON: its anchor second
         self._rng = random.Random()
         self._started = False
         self.finished = threading.Event()
@@ -203,8 +203,8 @@ class ShardTask:
     def _finish(self, why: str) -> float | None:
         """End the task: let go of what it holds, and wait for its last checkpoint write. Never raises."""
         self._settled = None
-        self._release_page()
-        self._discard_prefetch()
+        self._reader.release_page()
+        self._reader.discard_read_ahead()
         try:
             self._await_checkpoint()
         except LeaseLostError:
@@ -220,7 +220,7 @@ class ShardTask:
         wait = self._context.throttle.wait_time()
         if wait > 0:
             return now + wait
-        if not self._context.budget.has_room() and not self._read_ahead:
+        if not self._context.budget.has_room() and not self._reader.reading_ahead:
             return now + 0.05  # backpressure: held pages wait to settle before more are read
         read_at = time.monotonic()
         fetched = self._read()
@@ -231,9 +231,11 @@ class ShardTask:
         self._not_found = 0
         self._context.throttle.succeeded()
         if page.records and (prepared is None or prepared.start_version != self._version):
-            prepared = self._context.processor.prepare(self.shard_id, page.records, self._version, self._skip_before)
+            prepared = self._context.processor.prepare(
+                self.shard_id, page.records, self._version, self._reader.skip_before
+            )
         age = self._observe(page, prepared)
-        self._iterator = page.next_iterator
+        self._reader.iterator = page.next_iterator
         settings = self._settings
         backlog = bool(page.records) and more_records_waiting(
             len(page.records), page.size_bytes, age, settings.max_records_per_read, settings.poll_interval_seconds
@@ -242,7 +244,7 @@ class ShardTask:
             assert prepared is not None
             self._empty_reads = 0
             work = None
-            if backlog and self._maybe_prefetch():
+            if backlog and self._reader.read_ahead():
                 work = functools.partial(self._prepare_prefetched, prepared.version)
             self._settle(prepared, work)
             # Freeing a full page's objects takes about 10 ms of CPU: with the next request due at
@@ -250,7 +252,7 @@ class ShardTask:
             self._settled = (page, prepared) if work is not None else None
         else:
             self._settled = None
-            self._release_page()
+            self._reader.release_page()
         if page.next_iterator is None:
             self._end_shard(vanished=False)
             return None if self.finished.is_set() else time.monotonic()
@@ -263,117 +265,22 @@ class ShardTask:
     # --- reading -------------------------------------------------------------------------------
 
     def _read(self) -> tuple[RecordsPage, PreparedBatch | None] | None:
-        """The next page (prefetched, perhaps prepared, or read now), charged to the budget; None
-        after a failure."""
-        if self._read_ahead:
-            future = self._read_ahead.popleft()
-            prepared, self._next_prepared = self._next_prepared, None
-            try:
-                page = future.result()  # charged to the budget by the read
-            except StreamError as exc:
-                self._discard_prefetch()  # pages after a failed read follow an iterator now dropped
-                return self._failed(exc)
-            self._page_bytes = page.size_bytes
-            return page, prepared
+        """The next page (``ShardReader.read``); None after a failure."""
         try:
-            self._iterator = self._iterator or self._acquire_iterator()
-            page = self._context.api.get_records(self._iterator, self._settings.max_records_per_read)
+            return self._reader.read(self._position)
         except (StreamError, LeaseTableError) as exc:  # a LeaseTableError: anchoring a LATEST lease failed
             return self._failed(exc)
-        self._context.budget.charge(page.size_bytes)
-        self._page_bytes = page.size_bytes
-        return page, None
-
-    def _maybe_prefetch(self) -> bool:
-        """Have the next page read while this one is applied (already under way, or started now when
-        the budget has room); whether it is."""
-        return bool(self._read_ahead) or (self._iterator is not None and self._start_read(self._iterator))
-
-    def _start_read(self, iterator: str) -> bool:
-        """Read the page at ``iterator`` on a prefetch thread, when the budget has room."""
-        if len(self._read_ahead) >= READ_AHEAD_PAGES or not self._context.budget.has_room():
-            return False
-        context, limit = self._context, self._settings.max_records_per_read
-
-        def read() -> RecordsPage:
-            page = context.api.get_records(iterator, limit)
-            context.budget.charge(page.size_bytes)
-            return page
-
-        self._read_ahead.append(context.prefetch.submit(contextvars.copy_context().run, read))
-        return True
 
     def _prepare_prefetched(self, version: int) -> None:
-        """Run while this page's ``_bulk`` is in flight: wait for the next page's read, prepare it
-        from clock value ``version`` and, when it is full (more records wait behind it), start
-        reading the page after it. A failed read is left for ``_read`` to report. First, the page
-        settled before this one is let go."""
+        """Run while this page's ``_bulk`` is in flight: let go of the page settled before this one
+        (freeing is CPU work), then prepare the next page (``ShardReader.prepare_next``)."""
         self._settled = None
-        if not self._read_ahead or self._next_prepared is not None:
-            return
-        try:
-            page = self._read_ahead[0].result()
-        except StreamError:
-            return
-        if not page.records:
-            return
-        self._next_prepared = self._context.processor.prepare(self.shard_id, page.records, version, self._skip_before)
-        full = is_full_page(len(page.records), page.size_bytes, self._settings.max_records_per_read)
-        if full and page.next_iterator is not None and len(self._read_ahead) == 1:  # none read past it yet
-            self._start_read(page.next_iterator)
-
-    def _release_page(self) -> None:
-        """The page in hand is settled (or given up): its bytes leave the budget."""
-        size, self._page_bytes = self._page_bytes, 0
-        if size:
-            self._context.budget.release(size)
-
-    def _discard_prefetch(self) -> None:
-        self._next_prepared = None
-        while self._read_ahead:
-            future = self._read_ahead.popleft()
-            with contextlib.suppress(Exception):
-                self._context.budget.release(future.result(timeout=30).size_bytes)
-
-    def _acquire_iterator(self) -> str:
-        """An iterator just after the last settled record (or at the initial position)."""
-        api, stream, shard = self._context.api, self._context.stream_arn, self.shard_id
-        if self._position == LATEST:
-            return self._latest_iterator()
-        self._skip_before = None
-        if self._position == TRIM_HORIZON:
-            iterator = api.get_shard_iterator(stream, shard, TRIM_HORIZON)
-        else:
-            iterator = api.get_shard_iterator(stream, shard, AFTER_SEQUENCE_NUMBER, self._position)
-        log.info("shard_iterator_acquired", position=self._position)
-        return iterator
-
-    def _latest_iterator(self) -> str:
-        """An iterator for a lease still at LATEST (nothing checkpointed yet).
-
-        A fresh LATEST iterator taken again — after a failed read, or by the next owner after a
-        handover — would skip every record written since the first one was taken, records the first
-        reader may never have settled. So the first reader *anchors* the lease before taking its
-        LATEST iterator: it records a second no later than that moment on AWS's clock
-        (``LATEST_ANCHOR_MARGIN_SECONDS`` earlier). Every later reader reads the shard from
-        TRIM_HORIZON and skips only the records of earlier seconds: the records it applies are a
-        superset of the first reader's, and their versions are at least as high (docs/versioning.md).
-        """
-        api, stream, shard = self._context.api, self._context.stream_arn, self.shard_id
-        anchor = self._held.lease.latest_anchor_at
-        if anchor is not None:
-            self._skip_before = anchor
-            log.info("shard_iterator_acquired", position=TRIM_HORIZON, skipping_records_before_second=anchor)
-            return api.get_shard_iterator(stream, shard, TRIM_HORIZON)
-        anchor = math.floor(self._context.aws_clock.read_time(LATEST_ANCHOR_MARGIN_SECONDS))
-        self._held.anchor_latest(anchor)
-        log.info("shard_iterator_acquired", position=LATEST, anchor_second=anchor)
-        return api.get_shard_iterator(stream, shard, LATEST)
+        self._reader.prepare_next(version)
 
     def _failed(self, exc: StreamError | LeaseTableError) -> None:
         """Count and log a failed read; sets how long to wait before the next one."""
         if not isinstance(exc, ThrottledError):
-            self._iterator = None  # unusable after other failures (moto answers 500 for an unknown one)
+            self._reader.iterator = None  # unusable after other failures (moto answers 500 for an unknown one)
         if isinstance(exc, ShardNotFoundError):
             self._read_failure_delay = self._shard_not_found(exc)
             return None
@@ -422,7 +329,7 @@ class ShardTask:
 
     def _idle_delay(self) -> float:
         base = self._settings.poll_interval_seconds
-        return min(self._settings.idle_poll_max_seconds, base * (2 ** min(self._empty_reads - 1, 16)))
+        return min(self._settings.idle_poll_ceiling_seconds, base * (2 ** min(self._empty_reads - 1, 16)))
 
     def _observe(self, page: RecordsPage, prepared: PreparedBatch | None) -> float:
         """Count the page; returns the age in seconds of its last record (0 when empty, or when the
@@ -456,7 +363,7 @@ class ShardTask:
         try:
             result = self._apply(prepared, while_in_flight)
         finally:
-            self._release_page()
+            self._reader.release_page()
         self.settled_pages += 1
         self._version = result.version
         if result.last_sequence_number is not None:
@@ -555,12 +462,6 @@ def more_records_waiting(
     its last record is older than a poll interval (one second more: a record's time is whole
     seconds), i.e. the reader is behind the tip. A local clock ahead of AWS's only makes reads sooner."""
     return is_full_page(records, size_bytes, max_records) or last_record_age > poll_interval + 1.0
-
-
-def is_full_page(records: int, size_bytes: int, max_records: int) -> bool:
-    """Whether a page of ``records`` (``size_bytes`` on the wire) stopped at a read's limit, by count
-    or by the 1 MB answer size: more records wait behind it."""
-    return records >= max_records or size_bytes >= FULL_PAGE_BYTES
 
 
 def _size_of(record: dict[str, Any]) -> int:

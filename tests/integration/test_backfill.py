@@ -76,7 +76,7 @@ class InProcess:
         self.source = resolve_stream(self.aws.dynamodb, self.aws.streams, self.settings.source_table, None)
         self.metrics = Metrics(CollectorRegistry())
         self.stop = threading.Event()
-        timings = WorkerTimings(self.settings.failover_seconds, 60, 5)
+        timings = WorkerTimings(failover=self.settings.failover_seconds, shard_sync_interval=60, shutdown_timeout=5)
         health = Health(60)
         processor = build_processor(self.settings, self.source, self.metrics, health)
         self.worker = build_worker(

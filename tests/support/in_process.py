@@ -55,7 +55,11 @@ def start_worker(variables: dict[str, str], monkeypatch: Any, shutdown_timeout: 
     metrics = Metrics(CollectorRegistry())
     health = Health(stall_after_seconds=60)
     stop = threading.Event()
-    timings = WorkerTimings(settings.failover_seconds, settings.shard_sync_interval_seconds, shutdown_timeout)
+    timings = WorkerTimings(
+        failover=settings.failover_seconds,
+        shard_sync_interval=settings.shard_sync_interval_seconds,
+        shutdown_timeout=shutdown_timeout,
+    )
     processor = build_processor(settings, source, metrics, health)
     worker = build_worker(settings, aws, source, processor, metrics, timings, stop, health)
     running = InProcessWorker(worker, metrics, health, processor, stop, threading.Thread(target=lambda: None))

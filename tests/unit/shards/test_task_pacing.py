@@ -7,7 +7,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.shards.task import FULL_PAGE_BYTES, more_records_waiting
+from consumer.shards.reader import FULL_PAGE_BYTES
+from consumer.shards.task import more_records_waiting
 
 POLL = 1.0
 MAX = 1000
