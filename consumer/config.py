@@ -11,18 +11,20 @@ The README's configuration table documents every field below.
 from __future__ import annotations
 
 import json
-import os
 import re
+import secrets
 import socket
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from consumer.errors import ConfigError
+from consumer.observability.redaction import REDACTED, redact
 from consumer.pipeline.doc_ids import KeySchema
 from consumer.pipeline.filtering import PatternError, validate_pattern
 from consumer.pipeline.mapping import IndexTemplate
@@ -30,6 +32,7 @@ from consumer.pipeline.projection import ProjectionRules
 from consumer.pipeline.shaping import FieldPath
 
 ENV_PREFIX = "CDC_"
+SECRET_SETTINGS = frozenset({"opensearch_password", "mask_key"})  # shown as <redacted> by every output
 _STREAM_ARN = re.compile(r"^arn:aws[\w-]*:dynamodb:[\w-]+:\d{12}:table/(?P<table>[\w.-]+)/stream/.+$")
 _INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _STREAM_RETENTION_SECONDS = 86_400
@@ -98,7 +101,9 @@ def _state_pattern_problem(pattern: dict[str, Any]) -> str | None:
 
 
 def _default_worker_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
+    """The host's name and 8 random hex digits: unique per process even where every container has
+    pid 1 and shares the node's name (host networking), readable in the lease table."""
+    return f"{socket.gethostname()}-{secrets.token_hex(4)}"
 
 
 class Settings(BaseModel):
@@ -124,6 +129,7 @@ class Settings(BaseModel):
     opensearch_password: str | None = Field(None, repr=False)
     opensearch_sigv4_service: Literal["es", "aoss"] = "es"
     opensearch_verify_certs: bool = True
+    opensearch_allow_plaintext_auth: bool = False
     opensearch_ca_bundle: Path | None = None
     worker_id: str = Field(default_factory=_default_worker_id, min_length=1, max_length=256)
     metrics_host: str = "0.0.0.0"
@@ -164,6 +170,7 @@ class Settings(BaseModel):
     kcl_batch_timeout_seconds: float = Field(300.0, gt=0, le=86_400)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
+    log_library_debug: bool = False
     gc_young_threshold: int = Field(100_000, ge=0, le=10_000_000)
     # Not CDC_ variables: AWS_REGION (or AWS_DEFAULT_REGION), which the AWS SDKs also read; and
     # AWS_ENDPOINT_URL_DYNAMODBSTREAMS, an alias of the SDK's AWS_ENDPOINT_URL_DYNAMODB_STREAMS.
@@ -293,6 +300,11 @@ class Settings(BaseModel):
             raise ValueError(
                 "CDC_IDLE_POLL_MAX_SECONDS must be at least CDC_POLL_INTERVAL_SECONDS: it caps the backoff of idle polls"
             )
+        if self.opensearch_url and "@" in urlsplit(self.opensearch_url).netloc:
+            raise ValueError(
+                "CDC_OPENSEARCH_URL holds credentials (user:password@host), and a URL is printed and logged: put "
+                "them in CDC_OPENSEARCH_USERNAME / CDC_OPENSEARCH_PASSWORD with CDC_OPENSEARCH_AUTH=basic"
+            )
         if self.opensearch_auth == "basic" and not (self.opensearch_username and self.opensearch_password):
             raise ValueError(
                 "CDC_OPENSEARCH_AUTH=basic needs CDC_OPENSEARCH_USERNAME and CDC_OPENSEARCH_PASSWORD (one is not set)"
@@ -301,6 +313,12 @@ class Settings(BaseModel):
             raise ValueError(
                 f"CDC_OPENSEARCH_USERNAME / CDC_OPENSEARCH_PASSWORD are set but CDC_OPENSEARCH_AUTH="
                 f"{self.opensearch_auth}: set CDC_OPENSEARCH_AUTH=basic to use them, or unset them"
+            )
+        plaintext = (self.opensearch_url or "").startswith("http://")
+        if self.opensearch_auth == "basic" and plaintext and not self.opensearch_allow_plaintext_auth:
+            raise ValueError(
+                "CDC_OPENSEARCH_AUTH=basic over http:// sends the password in clear: use https://, or set "
+                "CDC_OPENSEARCH_ALLOW_PLAINTEXT_AUTH=true for a network where that is acceptable (a local test)"
             )
         if self.retry_base_seconds > self.retry_max_delay_seconds:
             raise ValueError(
@@ -340,6 +358,15 @@ class Settings(BaseModel):
     def dead_letters(self) -> DeadLetterDestination:
         """CDC_DEAD_LETTER_DESTINATION, or the file at CDC_DEAD_LETTER_PATH when it is unset or ``file``."""
         return self.dead_letter_destination or DeadLetterDestination("file", str(self.dead_letter_path))
+
+    @property
+    def secret_values(self) -> tuple[str | bytes | None, ...]:
+        """The values no output may show (``consumer.observability.redaction.register_secrets``)."""
+        try:
+            mask = self.mask_secret
+        except ValueError:
+            mask = None  # unreadable: reported by the worker's start-up; nothing to hide yet
+        return (self.opensearch_password, self.mask_key, mask)
 
     @property
     def mask_secret(self) -> bytes | None:
@@ -420,7 +447,9 @@ def _ecs_task_id(environ: Mapping[str, str], warnings: list[str]) -> str | None:
         with urllib.request.urlopen(f"{endpoint}/task", timeout=2) as answer:
             task_arn = json.loads(answer.read())["TaskARN"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        warnings.append(f"ECS task metadata unreadable ({exc}): the worker id is <hostname>-<pid>; set CDC_WORKER_ID")
+        warnings.append(
+            f"ECS task metadata unreadable ({exc}): the worker id is <hostname>-<random>; set CDC_WORKER_ID"
+        )
         return None
     return str(task_arn).rsplit("/", 1)[-1]
 
@@ -434,7 +463,11 @@ def _describe(exc: ValidationError, values: Mapping[str, str]) -> str:
         if error["loc"]:
             field = str(error["loc"][0])
             variable = ENV_PREFIX + field.upper()
-            shown = repr(values[field]) if field in values else "(not set)"
+            shown = (
+                (REDACTED if field in SECRET_SETTINGS else repr(redact(values[field])))
+                if field in values
+                else "(not set)"
+            )
             lines.append(f"  {variable}={shown}: {error['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"  {error['msg'].removeprefix('Value error, ')}")

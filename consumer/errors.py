@@ -21,6 +21,10 @@ class ConfigError(ConsumerError):
     """
 
 
+class DuplicateWorkerIdError(ConfigError):
+    """Another live worker uses this worker's id: each would treat the other's leases as its own."""
+
+
 class StreamSetupError(ConfigError):
     """The table has no stream, or its stream view type carries no new images."""
 

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal
 
 import structlog
 
@@ -35,6 +36,7 @@ from consumer.errors import ConfigError, ConsumerError
 from consumer.leases.model import Lease, shard_leases
 from consumer.leases.table import LeaseTable
 from consumer.observability.logging import configure_logging
+from consumer.observability.redaction import register_secrets
 from consumer.runtime.app import run_worker
 from consumer.runtime.clients import aws_clients
 from consumer.runtime.garbage_collection import tune_collector
@@ -162,6 +164,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configure_logging(
+    settings: Settings, fmt: Literal["auto", "json", "console"], worker_id: str | None = None
+) -> None:
+    """Logging as the settings say, with this process's secrets registered for redaction first."""
+    register_secrets(settings.secret_values)
+    configure_logging(settings.log_level, fmt, worker_id, library_debug=settings.log_library_debug)
+
+
 def _count(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"expected a whole number ≥ 0, got {text!r}")
@@ -174,7 +184,7 @@ def run_command() -> int:
     except ConfigError as exc:
         print(f"consumer: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    configure_logging(settings.log_level, settings.log_format, settings.worker_id)
+    _configure_logging(settings, settings.log_format, settings.worker_id)
     for warning in warnings:
         log.warning("config_warning", detail=warning)
     tune_collector(settings.gc_young_threshold)
@@ -199,7 +209,7 @@ def kcl_command() -> int:
     except ConfigError as exc:
         print(f"consumer: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    configure_logging(settings.log_level, "json")
+    _configure_logging(settings, "json")
     for warning in warnings:
         log.warning("config_warning", detail=warning)
     tune_collector(settings.gc_young_threshold)
@@ -235,7 +245,7 @@ def operator_command(body: Callable[[Settings], bool]) -> int:
     report and says whether it found something needing attention (exit 3)."""
 
     def logged(settings: Settings) -> bool:
-        configure_logging(settings.log_level, settings.log_format)  # on stderr: stdout is the report's
+        _configure_logging(settings, settings.log_format)  # on stderr: stdout is the report's
         return body(settings)
 
     return _run_command(logged, require_opensearch=True)

@@ -21,13 +21,13 @@ from typing import Any
 import orjson
 from prometheus_client import CollectorRegistry
 
-from consumer.config import ENV_PREFIX, Settings
+from consumer.config import ENV_PREFIX, SECRET_SETTINGS, Settings
 from consumer.errors import ConsumerError
 from consumer.leases.table import LeaseTable
+from consumer.observability.redaction import REDACTED, redact
 from consumer.runtime.clients import aws_clients, opensearch_client
 from consumer.runtime.stream_source import resolve_stream
 
-SECRETS = frozenset({"opensearch_password", "mask_key"})
 DERIVED = {
     "index_name": "opensearch_index",
     "read_alias_name": "opensearch_read_alias",
@@ -54,7 +54,7 @@ def effective(settings: Settings, environ: Mapping[str, str]) -> list[Entry]:
             source = "derived (ECS task id)"
         else:
             source = "default"
-        shown = "<redacted>" if field in SECRETS and value is not None else _text(value)
+        shown = REDACTED if field in SECRET_SETTINGS and value is not None else redact(_text(value))
         entries.append(Entry(variable, shown, source))
     for name, field in DERIVED.items():
         given = ENV_PREFIX + field.upper() in environ
@@ -88,10 +88,10 @@ def check(settings: Settings) -> list[tuple[str, bool, str]]:
         try:
             results.append((what, True, attempt()))
         except (ConsumerError, OSError, ValueError) as exc:
-            results.append((what, False, str(exc)))
+            results.append((what, False, redact(str(exc))))
             return False
         except Exception as exc:  # noqa: BLE001 - a client error of any library is a failed check, named
-            results.append((what, False, f"{type(exc).__name__}: {exc}"))
+            results.append((what, False, redact(f"{type(exc).__name__}: {exc}")))
             return False
         return True
 

@@ -21,7 +21,7 @@ from concurrent.futures import Executor
 
 import structlog
 
-from consumer.errors import LeaseLostError, LeaseTableError
+from consumer.errors import DuplicateWorkerIdError, LeaseLostError, LeaseTableError
 from consumer.leases.model import Lease
 from consumer.leases.table import LeaseTable
 from consumer.leases.taker import LeaseState, leases_to_steal, leases_to_take
@@ -149,6 +149,8 @@ class LeaseCoordinator:
         self.held: dict[str, HeldLease] = {}
         self.last_expired: dict[str, bool] = {}  # lease key → expired, as of the last scan
         self.take_errors: list[str] = []  # why takes of the last cycle failed (the lease table refusing)
+        self._first_cycle = True  # leases naming this worker are reclaimed in the first cycle only
+        self._own_unheld: dict[str, int] = {}  # leases naming this worker that it does not hold → counter read
 
     def holding(self) -> list[HeldLease]:
         """A snapshot of the held leases (safe from any thread)."""
@@ -163,6 +165,7 @@ class LeaseCoordinator:
         from the table just now (default: all of them); only reads move expiry on. ``avoid``: free
         leases not to take (shards this worker gave up lately)."""
         self.take_errors = []
+        self._check_own_id(leases if read is None else read)
         observed = self._expiry.observe(leases if read is None else read, [lease.lease_key for lease in leases])
         expired = {lease.lease_key: observed.get(lease.lease_key, False) for lease in leases}
         self.last_expired = expired
@@ -183,10 +186,33 @@ class LeaseCoordinator:
             for lease in leases
         ]
         held_keys = frozenset(self.held)
-        keys = leases_to_take(states, self._worker_id, held_keys, self._max_leases, avoid)
-        stolen = [] if keys else leases_to_steal(states, self._worker_id, held_keys, self._rng, self._max_leases)
+        reclaim, self._first_cycle = self._first_cycle, False
+        keys = leases_to_take(states, self._worker_id, held_keys, self._max_leases, avoid, reclaim)
+        stolen = (
+            [] if keys else leases_to_steal(states, self._worker_id, held_keys, self._rng, self._max_leases, reclaim)
+        )
         wanted = [(by_key[key], expired[key], False) for key in keys] + [(by_key[key], False, True) for key in stolen]
         return self._take_all(wanted)
+
+    def _check_own_id(self, read: Iterable[Lease]) -> None:
+        """Raise DuplicateWorkerIdError when a lease that names this worker, and that it does not hold,
+        was written between two reads: another live worker has this worker's id."""
+        held = set(self.held)
+        renewed = []
+        for lease in read:
+            if lease.owner != self._worker_id or lease.lease_key in held:
+                self._own_unheld.pop(lease.lease_key, None)
+                continue
+            before = self._own_unheld.get(lease.lease_key)
+            if before is not None and before != lease.counter:
+                renewed.append(lease.lease_key)
+            self._own_unheld[lease.lease_key] = lease.counter
+        if renewed:
+            raise DuplicateWorkerIdError(
+                f"another live worker uses the worker id {self._worker_id!r}: it renews {len(renewed)} lease(s) "
+                f"this worker does not hold (e.g. {renewed[0]}); give each worker its own CDC_WORKER_ID, or leave "
+                "it unset (the default is unique per process)"
+            )
 
     def take_specific(self, leases: Iterable[Lease]) -> list[HeldLease]:
         """Take these unowned leases now (a finished parent's children), within ``max_leases``."""

@@ -50,18 +50,22 @@ def leases_to_take(
     held: frozenset[str],
     max_leases: int | None = None,
     avoid: frozenset[str] = frozenset(),
+    reclaim_own: bool = True,
 ) -> list[str]:
     """Keys of free leases to take now, in key order, so that this worker reaches its target.
 
-    ``held`` are the keys this worker holds in memory. A lease that names this worker as owner
-    but is not held (a restart that kept ``CDC_WORKER_ID``) is free: its holder is gone. Leases in
-    ``avoid`` (shards this worker gave up after failing on them) are left to other workers.
+    ``held`` are the keys this worker holds in memory. With ``reclaim_own`` (a worker's first cycle:
+    a restart that kept ``CDC_WORKER_ID``, as the KCL reclaims its leases at start-up), a lease that
+    names this worker as owner but is not held is free: its holder is gone. Later such a lease is
+    free only once expired: a live holder of it is another process with this worker's id
+    (``LeaseCoordinator`` stops the worker). Leases in ``avoid`` (shards this worker gave up after
+    failing on them) are left to other workers.
     """
     target = target_per_worker(leases, worker_id, max_leases)
     free = [
         lease.lease_key
         for lease in sorted(leases, key=lambda lease: lease.lease_key)
-        if not lease.ended and lease.lease_key not in avoid and _is_free(lease, worker_id, held)
+        if not lease.ended and lease.lease_key not in avoid and _is_free(lease, worker_id, held, reclaim_own)
     ]
     return free[: max(0, target - len(held))]
 
@@ -72,6 +76,7 @@ def leases_to_steal(
     held: frozenset[str],
     rng: random.Random | None = None,
     max_leases: int | None = None,
+    reclaim_own: bool = True,
 ) -> list[str]:
     """Keys of leases to steal now, all from one victim, or none. Call only when ``leases_to_take``
     found nothing.
@@ -79,7 +84,7 @@ def leases_to_steal(
     The leases are picked at random among the victim's, so that several stealers rarely collide.
     """
     active = [lease for lease in leases if not lease.ended]
-    if any(_is_free(lease, worker_id, held) for lease in active):
+    if any(_is_free(lease, worker_id, held, reclaim_own) for lease in active):
         return []
     target = target_per_worker(leases, worker_id, max_leases)
     needed = target - len(held)
@@ -97,5 +102,6 @@ def leases_to_steal(
     return sorted((rng or random).sample(candidates, steal))
 
 
-def _is_free(lease: LeaseState, worker_id: str, held: frozenset[str]) -> bool:
-    return lease.lease_key not in held and (lease.owner is None or lease.expired or lease.owner == worker_id)
+def _is_free(lease: LeaseState, worker_id: str, held: frozenset[str], reclaim_own: bool) -> bool:
+    mine = reclaim_own and lease.owner == worker_id
+    return lease.lease_key not in held and (lease.owner is None or lease.expired or mine)

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from consumer.errors import ConfigError
+from consumer.observability.redaction import redact
 
 Probe = Callable[[], tuple[bool, str]]
 _MAX_HEAD_BYTES = 8 * 1024
@@ -147,7 +148,7 @@ class _Routes:
             return 200, generate_latest(self._registry), CONTENT_TYPE_LATEST
         if path in ("/healthz", "/readyz"):
             ok, detail = (self._liveness if path == "/healthz" else self._readiness)()
-            return (200 if ok else 503), (detail + "\n").encode(), _TEXT
+            return (200 if ok else 503), (redact(detail) + "\n").encode(), _TEXT
         return 404, b"not found: try /metrics, /healthz or /readyz\n", _TEXT
 
 

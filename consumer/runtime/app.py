@@ -55,6 +55,12 @@ def run_worker(settings: Settings, stop: threading.Event) -> None:
     )
     server.start()
     log.info("observability_listening", port=server.port, index=settings.index_name)
+    if not settings.opensearch_verify_certs:  # said once here and on /readyz; the per-request warnings are off
+        log.warning(
+            "opensearch_tls_unverified",
+            action="anyone on the path can read and change what is indexed: set CDC_OPENSEARCH_CA_BUNDLE instead",
+        )
+        health.set_note("tls", "OpenSearch's TLS certificate is not verified (CDC_OPENSEARCH_VERIFY_CERTS=false)")
     processor = None
     try:
         aws = aws_clients(settings.aws_region, settings.streams_endpoint_url)

@@ -32,7 +32,7 @@ import structlog
 
 from consumer.aws.backoff import backoff_delay
 from consumer.aws.clock import AwsClock
-from consumer.errors import ConfigError, ConsumerError, Interrupted, LeaseTableError
+from consumer.errors import ConfigError, ConsumerError, DuplicateWorkerIdError, Interrupted, LeaseTableError
 from consumer.leases.coordinator import HeldLease, LeaseCoordinator
 from consumer.leases.model import Lease, renew_interval, shard_leases
 from consumer.leases.pool import lease_states, live_workers
@@ -156,6 +156,7 @@ class Worker:
             else None
         )
         self._died: str | None = None  # a routine the worker cannot be without died: why
+        self._refused: ConfigError | None = None  # a set-up found wrong while running (a duplicate worker id)
 
     def run(self, index_preexisted: bool = False) -> None:
         """Work until the stop event is set, then hand off. ``index_preexisted``: the index held data
@@ -185,6 +186,8 @@ class Worker:
         finally:
             self._shutdown()
         log.info("worker_stopped")
+        if self._refused is not None:
+            raise self._refused
         if self._died is not None:
             raise RoutineDiedError(self._died)
 
@@ -282,6 +285,11 @@ class Worker:
             errors = parts.coordinator.take_errors
             if errors:
                 problem = f"lease table refuses writes: {len(errors)} lease takes failed: {errors[0]}"
+        except DuplicateWorkerIdError as exc:  # two workers, one id: neither can keep its leases
+            log.error("worker_id_duplicated", worker_id=parts.worker_id, error=str(exc))
+            self._refused = exc
+            parts.stop.set()
+            return str(exc)
         except ConsumerError as exc:
             problem = step_failed("lease_taking", exc)
         with steps("tasks"):

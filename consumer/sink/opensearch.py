@@ -207,7 +207,7 @@ class OpenSearchSink:
                 resend.append(i)
             else:
                 batch.results[i] = (Outcome.POISON if outcome is Outcome.REFUSED else outcome, error)
-        self._set_available(blocked is None, blocked)
+        self._set_available(blocked is None, None if blocked is None else f"writes to the index blocked ({blocked})")
         return resend
 
     def _maybe_divert(self, batch: _Batch, i: int, error: str, mapping: dict[str, Mapping[str, Any]]) -> bool:
@@ -271,22 +271,26 @@ class OpenSearchSink:
             with in_flight.while_in_flight(work) as armed:
                 response = self._client.bulk(body=body, filter_path=_BULK_RESPONSE_FILTER)
         except OpenSearchConnectionError as exc:
-            raise self._request_failed(RequestFailure.OUTAGE, f"OpenSearch unreachable: {exc}") from exc
+            raise self._request_failed(
+                RequestFailure.OUTAGE, f"OpenSearch unreachable: {exc}", "unreachable (no connection or no answer)"
+            ) from exc
         except TransportError as exc:
             status = exc.status_code if isinstance(exc.status_code, int) else None
             failure = classify_request_failure(status)
             text = f"OpenSearch bulk answered {exc.status_code} {exc.error}: {exc.info}"
-            raise self._request_failed(failure, text) from exc
+            raise self._request_failed(failure, text, _status_summary(status)) from exc
         except CREDENTIAL_ERRORS as exc:
             raise self._request_failed(
-                RequestFailure.OUTAGE, f"no credentials to sign the bulk request: {exc}"
+                RequestFailure.OUTAGE,
+                f"no credentials to sign the bulk request: {exc}",
+                "no AWS credentials to sign requests with (see the credentials_failing runbook)",
             ) from exc
         except Exception as exc:  # noqa: BLE001 - classified here, at the edge: see below
             # An answer opensearch-py could not read (a proxy's HTML page with 200, a body cut short:
             # SerializationError), or a failure nobody named: the records are fine, so it is the
             # sink's failure, waited out like an outage and said so, never a skipped batch.
             text = f"OpenSearch bulk failed: {type(exc).__name__}: {str(exc)[:300]}"
-            raise self._request_failed(RequestFailure.OUTAGE, text) from exc
+            raise self._request_failed(RequestFailure.OUTAGE, text, _UNREADABLE) from exc
         finally:  # the caller's work done while the request was in flight is not OpenSearch's time
             self._metrics.bulk_duration.observe(time.perf_counter() - started - armed.seconds)
         items = response.get("items") if isinstance(response, dict) else None
@@ -294,15 +298,18 @@ class OpenSearchSink:
             raise self._request_failed(
                 RequestFailure.OUTAGE,
                 f"bulk answer has no well-formed item for each of the {count} actions: {str(response)[:200]}",
+                _UNREADABLE,
             )
         self._metrics.bulk_requests.labels(outcome="ok").inc()
         self._metrics.bulk_bytes.inc(len(body))
         return items
 
-    def _request_failed(self, failure: RequestFailure, text: str) -> _RequestFailedError:
+    def _request_failed(self, failure: RequestFailure, text: str, summary: str) -> _RequestFailedError:
+        """Count and log a failed request (``text``: the details, for the log); ``summary`` says in our
+        own words what readiness shows (never an answer's body: it may name roles and domains)."""
         self._metrics.bulk_requests.labels(outcome=failure.value).inc()
         if failure is RequestFailure.OUTAGE:
-            self._set_available(False, text)
+            self._set_available(False, summary)
         log.warning("bulk_request_failed", failure=failure.value, error=text[:500])
         return _RequestFailedError(failure, text)
 
@@ -361,3 +368,19 @@ class _Batch:
     while_in_flight: Callable[[], None] | None = None  # the caller's work, run during the first request
     resends: dict[int, int] = field(default_factory=dict)
     sent_as_is: set[int] = field(default_factory=set)
+
+
+_UNREADABLE = "an answer that is not OpenSearch's (a proxy or load balancer answering in its place?)"
+
+
+def _status_summary(status: int | None) -> str:
+    """What an HTTP status of a failed ``_bulk`` means for an operator, in a few words."""
+    if status == 401:
+        return "authentication refused (401): check CDC_OPENSEARCH_AUTH and its credentials"
+    if status == 403:
+        return "permission denied (403): check the role's es:ESHttpPost on the index and the domain's access policy"
+    if status == 404:
+        return "index not found (404)"
+    if status == 429:
+        return "throttled (429)"
+    return f"failing (HTTP {status})" if status is not None else "no answer"

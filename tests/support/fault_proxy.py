@@ -64,6 +64,7 @@ class FaultProxy:
         self._upstream = upstream.rstrip("/")
         self._lock = threading.Lock()
         self._request_faults: tuple[int, int | None, str] | None = None
+        self._request_fault_reason = "fault proxy"
         self._item_faults: tuple[int, int | None, str] | None = None
         self._resets: int | None = 0
         self._stall: tuple[float, int | None] | None = None
@@ -91,9 +92,12 @@ class FaultProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._port}"
 
-    def fail_requests(self, status: int, count: int | None = None, error_type: str = "injected") -> None:
+    def fail_requests(
+        self, status: int, count: int | None = None, error_type: str = "injected", reason: str = "fault proxy"
+    ) -> None:
         with self._lock:
             self._request_faults = (status, count, error_type)
+            self._request_fault_reason = reason
 
     def fail_items(self, status: int, count: int | None, error_type: str = "injected") -> None:
         with self._lock:
@@ -205,7 +209,7 @@ class FaultProxy:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return None
                 if fault and fault[0] == "request":
-                    error = {"error": {"type": fault[2], "reason": "fault proxy"}, "status": fault[1]}
+                    error = {"error": {"type": fault[2], "reason": proxy._request_fault_reason}, "status": fault[1]}
                     return self._reply(fault[1], json.dumps(error).encode())
                 if fault and fault[0] == "items":
                     return self._reply(200, _rejected_items(body, fault[1], fault[2]))

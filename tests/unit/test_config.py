@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -332,10 +333,50 @@ def test_on_ecs_the_worker_id_is_the_task_id_from_the_task_metadata():
 def test_the_effective_configuration_names_each_source_and_redacts_secrets():
     from consumer.commands.show_config import effective
 
-    env = environ(CDC_OPENSEARCH_AUTH="basic", CDC_OPENSEARCH_USERNAME="u", CDC_OPENSEARCH_PASSWORD="hunter2")
+    env = environ(
+        CDC_OPENSEARCH_URL="https://search.example.com",
+        CDC_OPENSEARCH_AUTH="basic",
+        CDC_OPENSEARCH_USERNAME="u",
+        CDC_OPENSEARCH_PASSWORD="hunter2",
+    )
     settings, _ = load_settings(env)
     rows = {entry.variable: entry for entry in effective(settings, env)}
     assert rows["CDC_OPENSEARCH_PASSWORD"].value == "<redacted>"
     assert "hunter2" not in repr(list(rows.values()))
     assert (rows["CDC_TABLE_NAME"].source, rows["CDC_POLL_INTERVAL_SECONDS"].source) == ("env", "default")
     assert rows["(index_name)"].value == settings.index_name and rows["(index_name)"].source == "derived"
+
+
+def test_a_url_holding_credentials_is_refused_without_being_shown():
+    # GIVEN credentials in the OpenSearch URL (opensearch-py would use them, and the URL is printed)
+    problems = config_error(environ(CDC_OPENSEARCH_URL="https://admin:s3cr3t-Pa55@search.example.com"))
+
+    # THEN the configuration is refused, says where credentials go, and never shows the password
+    assert "CDC_OPENSEARCH_USERNAME / CDC_OPENSEARCH_PASSWORD" in problems
+    assert "s3cr3t-Pa55" not in problems
+    # AND a URL invalid for another reason is shown with its password redacted
+    problems = config_error(environ(CDC_OPENSEARCH_URL="ftp://admin:s3cr3t-Pa55@search.example.com"))
+    assert "CDC_OPENSEARCH_URL=" in problems and "s3cr3t-Pa55" not in problems
+
+
+def test_basic_auth_over_plain_http_needs_an_explicit_opt_in():
+    basic = {
+        "CDC_OPENSEARCH_AUTH": "basic",
+        "CDC_OPENSEARCH_USERNAME": "u",
+        "CDC_OPENSEARCH_PASSWORD": "pw-long-enough",
+    }
+    assert "sends the password in clear" in config_error(environ(**basic))
+    settings, _ = load_settings(environ(**basic, CDC_OPENSEARCH_ALLOW_PLAINTEXT_AUTH="true"))
+    assert settings.opensearch_auth == "basic"
+    settings, _ = load_settings(environ(**basic, CDC_OPENSEARCH_URL="https://search.example.com"))
+    assert settings.opensearch_url == "https://search.example.com"
+
+
+def test_the_default_worker_id_is_unique_per_process_even_with_one_host_name_and_pid():
+    # GIVEN two processes of one host where every container is pid 1 (host networking)
+    first, _ = load_settings(environ())
+    second, _ = load_settings(environ())
+
+    # THEN their ids differ, and each still names the host
+    assert first.worker_id != second.worker_id
+    assert first.worker_id.startswith(socket.gethostname() + "-")

@@ -14,11 +14,11 @@ PACKAGE = Path(consumer.__file__).parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
     ("pipeline",),
-    ("config",),
     ("aws",),
     ("observability",),
     ("leases", "sink"),
     ("shards", "backfill"),
+    ("config",),  # read by the composition root alone: components get what they need from it
     ("runtime",),
     ("kcl",),
     ("commands",),

@@ -106,8 +106,15 @@ def test_a_lease_left_under_this_workers_id_by_a_previous_process_is_taken_back(
     # GIVEN a restarted worker (same CDC_WORKER_ID) whose old process still shows as owner, unexpired
     leases = [LeaseState("shardId-1", ME, expired=False, ended=False)]
 
-    # WHEN it decides what to take THEN it takes the lease back at once instead of waiting for expiry
+    # WHEN it decides what to take in its first cycle THEN it takes the lease back at once instead of
+    # waiting for expiry (as the KCL reclaims a worker's leases at start-up)
     assert leases_to_take(leases, ME, frozenset()) == ["shardId-1"]
+
+    # WHEN such a lease shows up later, unexpired THEN a live process with this id holds it: not taken
+    assert leases_to_take(leases, ME, frozenset(), reclaim_own=False) == []
+    assert leases_to_steal(leases, ME, frozenset(), reclaim_own=False) == []
+    expired = [LeaseState("shardId-1", ME, expired=True, ended=False)]
+    assert leases_to_take(expired, ME, frozenset(), reclaim_own=False) == ["shardId-1"]
 
 
 def test_a_balanced_pool_takes_nothing():
