@@ -488,3 +488,14 @@ def projection_rules(settings: Settings, schema: KeySchema) -> ProjectionRules:
         mask_key=settings.mask_secret,
         key_names=frozenset(attribute.name for attribute in schema.attributes),
     )
+
+
+def document_key_schema(settings: Settings, schema: KeySchema) -> KeySchema:
+    """The table's key schema as document ids use it: the key attributes ``CDC_MASK_FIELDS`` names
+    (as top-level fields) masked with the masking key (``consumer.pipeline.doc_ids``)."""
+    names = frozenset(
+        path.segments[0][0]
+        for path in map(FieldPath.parse, settings.mask_fields)
+        if len(path.segments) == 1 and not path.segments[0][1]
+    )
+    return schema.masking(names, settings.mask_secret) if names else schema

@@ -8,7 +8,9 @@ Two passes, one page at a time, so memory stays flat whatever the table's size:
    *different* one.
 2. *Index pass.* The live documents are scrolled page by page; the items their key fields name are
    read with BatchGetItem; a document without an item (or of an item the state filter leaves out)
-   is *extra*.
+   is *extra*. A masked key attribute (``CDC_MASK_FIELDS``) cannot be read back from a document:
+   the table pass then keeps the ids it saw (about 100 bytes each) and a document of no such id is
+   extra, repaired at the version of the table pass's first read (so an item written since wins).
 
 ``--repair`` writes each page's drift as it is found: the table's state for a missing or different
 document, a tombstone for an extra one, with the external version ``repair_version(read time of
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -131,22 +134,33 @@ class AuditReport:
 def run_audit(reconciler: Reconciler, repair: bool, limit: int, stop: threading.Event) -> AuditReport:
     """Both passes, page by page, repairing each page's drift when asked."""
     report = AuditReport(reconciler.table, reconciler.index, limit, repair=RepairReport(limit) if repair else None)
+    schema = reconciler.schema
+    # A masked key attribute cannot be read back from a document: the second pass then judges by the
+    # ids the first one saw (held whole, about 100 bytes each), at the time of its first read.
+    table_ids: set[str] | None = set() if schema.masked else None
+    first_read_at: float | None = None
     for page in reconciler.table_pages(stop):
         expected = reconciler.projected(page)
         report.items += len(expected)
+        if table_ids is not None:
+            table_ids.update(expected)
+            first_read_at = page.read_at if first_read_at is None else first_read_at
         drift = compare_page(expected, reconciler.live_documents(expected))
         report.add(drift)
         if report.repair is not None and drift.found:
             version = repair_version(page.read_at)
             actions = plan_repair(drift, expected, version)
             report.repair.add(version, actions, reconciler.apply(actions, stop))
-    schema = reconciler.schema
     for page_documents in reconciler.index_pages():
         documents = dict(page_documents)
         report.documents += len(documents)
-        keys = [key for key in (key_of_document(schema, document) for document in documents.values()) if key]
-        read_at, items = reconciler.current_items(keys, stop)
-        extra = extra_ids(schema, documents, items, reconciler.shaping)
+        if table_ids is not None:
+            read_at = first_read_at if first_read_at is not None else reconciler.read_time(time.monotonic())
+            extra = [doc_id for doc_id in documents if doc_id not in table_ids]
+        else:
+            keys = [key for key in (key_of_document(schema, document) for document in documents.values()) if key]
+            read_at, items = reconciler.current_items(keys, stop)
+            extra = extra_ids(schema, documents, items, reconciler.shaping)
         report.add(Drift(extra=tuple(extra)))
         if report.repair is not None and extra:
             version = repair_version(read_at)

@@ -25,7 +25,7 @@ from consumer.observability.metrics import Metrics
 from consumer.runtime.assembly import set_up_index
 from consumer.runtime.backfill_job import build_runner, check_no_gap, ensure_segments
 from consumer.runtime.clients import aws_clients
-from consumer.runtime.stream_source import describe_table, resolve_stream
+from consumer.runtime.stream_source import describe_table, resolve_stream, with_document_ids
 from consumer.shards.api import StreamsApi
 
 log = structlog.get_logger(__name__)
@@ -35,7 +35,9 @@ PROGRESS_LOG_SECONDS = 5.0
 def backfill_command(settings: Settings, segments: int | None, restart: bool, stop: threading.Event) -> bool:
     """Run the backfill; True (needs attention) unless every segment is done."""
     aws = aws_clients(settings.aws_region, settings.streams_endpoint_url)
-    source = resolve_stream(aws.dynamodb, aws.streams, settings.source_table, settings.stream_arn)
+    source = with_document_ids(
+        settings, resolve_stream(aws.dynamodb, aws.streams, settings.source_table, settings.stream_arn)
+    )
     table = describe_table(aws.dynamodb, source.table_name)
     metrics = Metrics(CollectorRegistry())
     leases = LeaseTable(aws.dynamodb, settings.lease_table_name, observe=metrics.observe_aws, aws_clock=aws.clock)

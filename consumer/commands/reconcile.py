@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from consumer.aws.backoff import backoff_delay
 from consumer.aws.clock import CLOCK_SKEW_MARGIN_SECONDS, AwsClock
 from consumer.backfill.scan import ReadRate, ScanPage, SegmentScan
-from consumer.config import Settings, projection_rules
+from consumer.config import Settings, document_key_schema, projection_rules
 from consumer.errors import ConfigError, ConsumerError, Interrupted, RecordError, SinkError
 from consumer.observability.metrics import Metrics
 from consumer.pipeline.doc_ids import KeySchema, document_id
@@ -81,7 +81,7 @@ class Reconciler:
         """Clients from the workers' settings. Raises ConfigError for a set-up it cannot work with."""
         aws = aws_clients(settings.aws_region, settings.streams_endpoint_url)
         dynamodb = aws.dynamodb
-        schema = read_key_schema(dynamodb, settings.source_table)
+        schema = document_key_schema(settings, read_key_schema(dynamodb, settings.source_table))
         shaping = audit_rules(settings, schema)
         search = opensearch_client(settings, exact_numbers=True)
         sink = OpenSearchSink(

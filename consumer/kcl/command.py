@@ -26,7 +26,7 @@ from consumer.observability.health import Health
 from consumer.observability.metrics import Metrics
 from consumer.runtime.assembly import build_processor, set_up_index
 from consumer.runtime.clients import aws_clients
-from consumer.runtime.stream_source import resolve_stream
+from consumer.runtime.stream_source import resolve_stream, with_document_ids
 
 log = structlog.get_logger(__name__)
 
@@ -40,7 +40,9 @@ def kcl_processor_command(settings: Settings) -> None:
     protocol_out = sys.stdout
     sys.stdout = sys.stderr  # nothing but protocol lines may reach the daemon's pipe
     aws = aws_clients(settings.aws_region, settings.streams_endpoint_url)
-    source = resolve_stream(aws.dynamodb, aws.streams, settings.source_table, settings.stream_arn)
+    source = with_document_ids(
+        settings, resolve_stream(aws.dynamodb, aws.streams, settings.source_table, settings.stream_arn)
+    )
     set_up_index(settings, source.key_schema)
     # No /metrics in this mode (one process per shard, started by the daemon): the KCL publishes its own.
     batches = build_processor(settings, source, Metrics(CollectorRegistry()), Health(stall_after_seconds=3600))

@@ -16,17 +16,23 @@ equal keys always give the same id.
   SHA-256 collision.
 
 Single-attribute string keys stay readable: the id of ``{"pk": {"S": "order-1"}}`` is ``order-1``.
-Pure and thread-safe.
+
+A masked key attribute (``CDC_MASK_FIELDS`` names it) is never readable in an id: its part is the
+same digest that stands for it in ``_source`` (``consumer.pipeline.shaping.masked``: HMAC-SHA256 with
+the masking key, of the value's JSON; for ``N`` keys, of their canonical text). A digest has no ``|``
+or ``\\`` and never starts with ``#``, so ids stay injective (short of an HMAC collision) and stable
+for as long as the key does. Pure and thread-safe.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from consumer.errors import RecordError
 from consumer.pipeline.attributes import binary_to_text, canonical_number
+from consumer.pipeline.shaping import masked
 
 MAX_ID_BYTES = 512
 HASHED_ID_PREFIX = "#sha256:"
@@ -42,9 +48,12 @@ class KeyAttribute:
 
 @dataclass(frozen=True)
 class KeySchema:
-    """A table's primary key: the hash attribute, then the optional range attribute."""
+    """A table's primary key: the hash attribute, then the optional range attribute; and which of
+    them are masked in document ids (``masking``)."""
 
     attributes: tuple[KeyAttribute, ...]
+    masked: frozenset[str] = frozenset()
+    mask_key: bytes | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.attributes) <= 2:
@@ -60,10 +69,16 @@ class KeySchema:
         ordered = sorted(table["KeySchema"], key=lambda k: 0 if k["KeyType"] == "HASH" else 1)
         return cls(tuple(KeyAttribute(k["AttributeName"], types[k["AttributeName"]]) for k in ordered))
 
+    def masking(self, names: frozenset[str], key: bytes | None) -> KeySchema:
+        """This schema with the key attributes among ``names`` masked in ids (``key``: the masking
+        key; None: unkeyed digests, ``CDC_MASK_UNKEYED``)."""
+        masked = frozenset(attribute.name for attribute in self.attributes if attribute.name in names)
+        return replace(self, masked=masked, mask_key=key if masked else None)
+
 
 def document_id(schema: KeySchema, keys: dict[str, dict[str, Any]]) -> str:
     """The document id of the item with these key attributes (a record's ``dynamodb.Keys``)."""
-    parts = [_key_part(attribute, keys) for attribute in schema.attributes]
+    parts = [_key_part(attribute, keys, schema) for attribute in schema.attributes]
     readable = "|".join(parts)
     if readable.startswith("#"):
         readable = "\\" + readable
@@ -72,13 +87,15 @@ def document_id(schema: KeySchema, keys: dict[str, dict[str, Any]]) -> str:
     return HASHED_ID_PREFIX + hashlib.sha256(readable.encode("utf-8")).hexdigest()
 
 
-def _key_part(attribute: KeyAttribute, keys: dict[str, dict[str, Any]]) -> str:
+def _key_part(attribute: KeyAttribute, keys: dict[str, dict[str, Any]], schema: KeySchema) -> str:
     value = keys.get(attribute.name)
     if value is None:
         raise RecordError(f"record keys lack key attribute {attribute.name!r}: got {sorted(keys)}")
     if attribute.type not in value:
         raise RecordError(f"key attribute {attribute.name!r} should be of type {attribute.type}, got {sorted(value)}")
     raw = value[attribute.type]
+    if attribute.name in schema.masked:
+        return masked(canonical_number(raw) if attribute.type == "N" else raw, schema.mask_key)
     if attribute.type == "S":
         return raw.replace("\\", "\\\\").replace("|", "\\|")
     if attribute.type == "N":

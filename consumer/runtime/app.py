@@ -30,7 +30,7 @@ from consumer.observability.routines import routine_failed
 from consumer.runtime.assembly import build_processor, build_worker, set_up_index
 from consumer.runtime.backfill_job import build_runner, check_no_gap, ensure_segments
 from consumer.runtime.clients import AwsClients, aws_clients, opensearch_client
-from consumer.runtime.stream_source import StreamSource, describe_table, resolve_stream
+from consumer.runtime.stream_source import StreamSource, describe_table, resolve_stream, with_document_ids
 from consumer.runtime.worker import WorkerTimings
 from consumer.shards.api import StreamsApi
 
@@ -76,6 +76,7 @@ def run_worker(settings: Settings, stop: threading.Event) -> None:
         if source is None:
             return
         log.info("stream_resolved", stream_arn=source.stream_arn, table=source.table_name)
+        source = with_document_ids(settings, source)
         client = opensearch_client(settings)
         index_created = _until_stopped(
             lambda: set_up_index(settings, source.key_schema, client),

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
+from consumer.config import Settings, document_key_schema
 from consumer.errors import StreamError, StreamSetupError
 from consumer.pipeline.doc_ids import KeySchema
+
+log = structlog.get_logger(__name__)
 
 USABLE_VIEW_TYPES = ("NEW_IMAGE", "NEW_AND_OLD_IMAGES")
 
@@ -83,3 +87,17 @@ def _describe_stream(streams: Any, stream_arn: str) -> dict[str, Any]:
         raise StreamError(f"DescribeStream {stream_arn} failed: {exc}") from exc
     except BotoCoreError as exc:
         raise StreamError(f"DescribeStream {stream_arn} failed: {exc}") from exc
+
+
+def with_document_ids(settings: Settings, source: StreamSource) -> StreamSource:
+    """``source`` with its key schema as document ids use it: key attributes that ``CDC_MASK_FIELDS``
+    names are masked in ids too (``consumer.config.document_key_schema``), which is said once."""
+    schema = document_key_schema(settings, source.key_schema)
+    if schema.masked:
+        log.info(
+            "document_ids_masked",
+            attributes=sorted(schema.masked),
+            detail="masked key attributes appear in document ids, tombstones, logs and dead-letter "
+            "metadata as their digest only (docs/operations.md, Security)",
+        )
+    return replace(source, key_schema=schema)

@@ -5,17 +5,19 @@ token) and the chattiest logging there is (DEBUG, the libraries' DEBUG too: boto
 request's signed headers), while OpenSearch answers 403 with a body naming the IAM role. Its log
 lines, its probes and metrics, and ``consumer config`` (``--check`` too) show none of the secrets,
 and ``/readyz`` says what is wrong in our words, not OpenSearch's. Two workers started with one
-``CDC_WORKER_ID`` do not share leases silently: one of them stops, exit code 2, naming the cause."""
+``CDC_WORKER_ID`` do not share leases silently: one of them stops, exit code 2, naming the cause. A
+masked key attribute shows in no document id, tombstone or log line, and audit still agrees."""
 
 from __future__ import annotations
 
 import base64
 
 import pytest
+from opensearchpy import OpenSearch
 
 from tests.support.commands import consumer
 from tests.support.probes import ProbeSampler
-from tests.support.tables import index_documents, table_documents, write_random_history
+from tests.support.tables import COMPOSITE_KEY, create_table, index_documents, table_documents, write_random_history
 from tests.support.worker_process import wait_until
 
 pytestmark = pytest.mark.integration
@@ -113,3 +115,40 @@ def test_two_live_workers_with_one_id_do_not_share_leases_silently(ddb, fed_stre
             timeout=90,
             what="index to equal table",
         )
+
+
+def test_a_masked_key_attribute_shows_nowhere_and_audit_still_agrees(
+    ddb, search_engine, table_name, worker_env, start_worker
+):
+    # GIVEN a table keyed by an email, and a worker told to mask that key attribute
+    create_table(ddb, table_name)
+    emails = [f"customer{i}@example.com" for i in range(12)]
+    for email in emails:
+        ddb.put_item(TableName=table_name, Item={"pk": {"S": email}, "sk": {"N": "1"}, "plan": {"S": "gold"}})
+    for email in emails[:4]:
+        ddb.delete_item(TableName=table_name, Key={"pk": {"S": email}, "sk": {"N": "1"}})
+    env = {**worker_env, "CDC_MASK_FIELDS": "pk", "CDC_MASK_KEY": MASK_KEY}
+    worker = start_worker(env)
+
+    # WHEN it has applied every change (ids as the masked schema makes them)
+    masked = COMPOSITE_KEY.masking(frozenset({"pk"}), MASK_KEY.encode())
+    wait_until(
+        lambda: set(index_documents(search_engine.url, table_name)) == set(table_documents(ddb, table_name, masked)),
+        timeout=60,
+        what="every live item indexed under its masked id",
+    )
+    assert worker.terminate() == 0
+
+    # THEN no document id, no tombstone and no log line holds an email; each id is the digest that
+    # stands for the email in the document
+    client = OpenSearch(hosts=[search_engine.url])
+    client.indices.refresh(index=table_name)
+    hits = client.search(index=table_name, body={"query": {"match_all": {}}}, size=100)["hits"]["hits"]
+    assert len(hits) == len(emails)  # eight documents and four tombstones
+    assert all(hit["_id"] == f"{hit['_source']['pk']}|1" for hit in hits)
+    assert all(hit["_source"]["pk"].startswith("hmac-sha256:") for hit in hits)
+    assert "@example.com" not in str(hits) + worker.log_path.read_text()
+    assert worker.events("document_ids_masked")
+    # AND an audit with the same settings finds the index equal to the table
+    audit = consumer(env, "audit")
+    assert audit.returncode == 0, audit.stdout

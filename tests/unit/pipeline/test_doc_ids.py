@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consumer.errors import RecordError
+from consumer.pipeline import shaping
 from consumer.pipeline.doc_ids import HASHED_ID_PREFIX, MAX_ID_BYTES, KeyAttribute, KeySchema, document_id
 from tests.support.strategies import dynamo_decimals, spelling_of, tricky_strings
 
@@ -242,3 +243,36 @@ def test_impossible_key_schemas_are_refused(attributes):
     # GIVEN no key, three keys, or a non-scalar key WHEN a schema is built THEN ValueError
     with pytest.raises(ValueError):
         KeySchema(attributes)
+
+
+MASK_KEY = b"a-masking-key-of-32-bytes-------"
+
+
+@given(st.lists(st.tuples(key_values("S"), key_values("N")), min_size=2, max_size=20, unique=True))
+def test_a_masked_key_attribute_gives_ids_that_stay_injective_and_never_show_it(keys):
+    # GIVEN a composite key whose hash attribute is masked
+    masked = schema("S", "N").masking(frozenset({"hash", "not-a-key"}), MASK_KEY)
+    assert masked.masked == {"hash"}
+
+    ids = [document_id(masked, {"hash": {"S": h}, "range": {"N": str(r)}}) for h, r in keys]
+    # THEN different keys keep different ids, no id shows the hash value, and each starts with its digest
+    assert len(set(ids)) == len({(h, Decimal(r)) for h, r in keys})
+    assert all(doc_id.startswith("hmac-sha256:") and "|" in doc_id for doc_id in ids)
+    assert all(h not in doc_id for (h, _), doc_id in zip(keys, ids, strict=True) if len(h) >= 12)
+
+
+def test_a_masked_string_key_is_the_digest_that_stands_for_it_in_the_document():
+    # GIVEN a table keyed by an email, masked
+    masked = KeySchema((KeyAttribute("email", "S"),)).masking(frozenset({"email"}), MASK_KEY)
+
+    # THEN the id is the same digest that masking puts in _source, and another key changes it
+    doc_id = document_id(masked, {"email": {"S": "alice@example.com"}})
+    assert doc_id == shaping.masked("alice@example.com", MASK_KEY)
+    assert doc_id != document_id(masked, {"email": {"S": "bob@example.com"}})
+    # AND another masking key gives other ids (the digest is keyed), no key gives a plain digest
+    other = KeySchema((KeyAttribute("email", "S"),)).masking(frozenset({"email"}), b"another-key-of-16-bytes")
+    assert document_id(other, {"email": {"S": "alice@example.com"}}) != doc_id
+    unkeyed = KeySchema((KeyAttribute("email", "S"),)).masking(frozenset({"email"}), None)
+    assert document_id(unkeyed, {"email": {"S": "alice@example.com"}}).startswith("sha256:")
+    # AND a schema that masks nothing keeps readable ids
+    assert document_id(schema("S").masking(frozenset({"email"}), MASK_KEY), {"hash": {"S": "a"}}) == "a"
