@@ -9,6 +9,7 @@ is marked ``engines``: then it runs once per engine, on osmem-server and on a re
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,12 @@ from tests.support.stream_server import StreamServer
 from tests.support.worker_process import WorkerProcess
 
 _names = itertools.count()
+
+# The emulators' credentials, for this process's default credential chain too: the service signs its
+# wire calls with the default chain's credentials, as every client it builds uses (the test helpers'
+# boto3 clients name the same keys explicitly).
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 
 
 @pytest.fixture(scope="session")

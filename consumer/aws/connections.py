@@ -11,9 +11,16 @@ module speaks the small part of HTTP/1.1 these calls use, on a plain (or TLS) so
   ``Connection`` matter), then a body delimited by its length, by chunks, or by the connection's end;
   ``1xx`` answers are skipped; anything else malformed is an error.
 
+The network it runs on: TLS is verified against the system's CAs or ``ca_bundle`` (``AWS_CA_BUNDLE``);
+through an HTTP proxy (``proxy``: ``HTTPS_PROXY`` / ``HTTP_PROXY`` unless ``NO_PROXY`` names the host)
+an https endpoint is reached through a ``CONNECT`` tunnel, an http one by absolute-form requests.
+
 Failures:
 
-* Connecting is bounded by ``connect_timeout``, each read by ``read_timeout``; TCP_NODELAY is set.
+* Connecting is bounded by ``connect_timeout``, each read by ``read_timeout`` and a whole call (the
+  request sent and its answer read) by ``call_timeout``: a server dripping its answer a byte at a
+  time cannot hold a call longer. An answer larger than ``max_answer_bytes`` is refused (AWS's
+  answers here are at most about 1 MB). TCP_NODELAY is set.
 * A reused connection the server closed while idle (keep-alive timeouts) fails before any byte of an
   answer arrives: that request is sent once more on a new connection. Any other failure closes the
   connection and raises ``ConnectionFailedError``; nothing else is retried here.
@@ -25,13 +32,16 @@ Thread-safe: connections are never shared between threads.
 
 from __future__ import annotations
 
+import base64
 import socket
 import ssl
 import threading
+import time
 from typing import NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 _MAX_HEAD_BYTES = 64 * 1024  # status line and headers; AWS answers carry a few hundred bytes
+MAX_ANSWER_BYTES = 16 * 1024 * 1024  # GetRecords and Scan answer at most 1 MB of items
 _READ_SIZE = 64 * 1024  # each read goes into the connection's own buffer of this size: no allocation a read
 
 
@@ -62,19 +72,34 @@ _STALE = (_ClosedBeforeAnswerError, ConnectionResetError, BrokenPipeError, Conne
 
 
 class _Connection:
-    """One socket and the bytes read from it past the last answer."""
+    """One socket and the bytes read from it past the last answer; reads end by ``deadline``."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, read_timeout: float, max_answer_bytes: int) -> None:
         self.sock = sock
         self.buffer = b""
         self._chunk = bytearray(_READ_SIZE)
+        self._read_timeout = read_timeout
+        self.max_answer_bytes = max_answer_bytes
+        self.deadline = float("inf")  # monotonic: the end of the call in progress
 
     def close(self) -> None:
         self.sock.close()
 
+    def recv_into(self, buffer: bytearray | memoryview) -> int:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the answer did not arrive whole within the call's time")
+        self.sock.settimeout(min(self._read_timeout, remaining))
+        try:
+            return self.sock.recv_into(buffer)
+        except TimeoutError:
+            if time.monotonic() >= self.deadline:
+                raise TimeoutError("the answer did not arrive whole within the call's time") from None
+            raise
+
     def fill(self) -> bool:
         """Read what has arrived into the buffer; False at the connection's end."""
-        count = self.sock.recv_into(self._chunk)
+        count = self.recv_into(self._chunk)
         self.buffer += self._chunk[:count]
         return count > 0
 
@@ -89,7 +114,7 @@ class _Connection:
         view[:have] = self.buffer
         self.buffer = b""
         while have < count:
-            got = self.sock.recv_into(view[have:])
+            got = self.recv_into(view[have:])
             if not got:
                 raise _MalformedAnswerError(f"the connection ended {count - have} bytes before the body's end")
             have += got
@@ -104,9 +129,11 @@ class _Connection:
         return line
 
     def rest(self) -> bytes:
-        """Everything until the connection's end."""
-        while self.fill():
+        """Everything until the connection's end (at most ``max_answer_bytes``)."""
+        while len(self.buffer) <= self.max_answer_bytes and self.fill():
             pass
+        if len(self.buffer) > self.max_answer_bytes:
+            raise _MalformedAnswerError(f"an answer of more than {self.max_answer_bytes} bytes")
         data, self.buffer = self.buffer, b""
         return data
 
@@ -114,7 +141,17 @@ class _Connection:
 class KeepAliveConnections:
     """One persistent connection per calling thread to ``endpoint_url``'s host."""
 
-    def __init__(self, endpoint_url: str, connect_timeout: float, read_timeout: float) -> None:
+    def __init__(
+        self,
+        endpoint_url: str,
+        connect_timeout: float,
+        read_timeout: float,
+        *,
+        call_timeout: float | None = None,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
+        ca_bundle: str | None = None,
+        proxy: str | None = None,
+    ) -> None:
         parts = urlsplit(endpoint_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) endpoint: {endpoint_url!r}")
@@ -125,7 +162,14 @@ class KeepAliveConnections:
         self._host_header = parts.netloc.rsplit("@", 1)[-1]
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
-        self._tls = ssl.create_default_context() if self._https else None
+        self._call_timeout = call_timeout if call_timeout is not None else 2 * read_timeout
+        self._max_answer_bytes = max_answer_bytes
+        self._tls = ssl.create_default_context(cafile=ca_bundle) if self._https else None
+        self._proxy = urlsplit(proxy) if proxy else None
+        if self._proxy is not None and (self._proxy.scheme != "http" or not self._proxy.hostname):
+            raise ValueError("a proxy for the wire calls must be an http:// URL (as HTTPS_PROXY usually is)")
+        # through a proxy without a tunnel (an http endpoint), the request names the whole URL
+        self._target = f"http://{self._host_header}{self.path}" if self._proxy and not self._https else self.path
         self._local = threading.local()
 
     def post(self, headers: dict[str, str], body: bytes) -> Answer:
@@ -144,11 +188,14 @@ class KeepAliveConnections:
             raise self._failed(exc) from exc
 
     def _failed(self, exc: BaseException) -> ConnectionFailedError:
-        return ConnectionFailedError(f"POST {self._host}:{self._port} failed: {exc!r}")
+        via = f" via {self._proxy.hostname}:{self._proxy.port or 80}" if self._proxy else ""
+        return ConnectionFailedError(f"POST {self._host}:{self._port}{via} failed: {exc!r}")
 
     def _post_once(self, headers: dict[str, str], body: bytes) -> Answer:
         connection = self._connection()
         try:
+            connection.deadline = time.monotonic() + self._call_timeout
+            connection.sock.settimeout(self._read_timeout)
             connection.sock.sendall(self._request(headers, body))
             answer, will_close = _read_answer(connection)
         except BaseException:
@@ -159,7 +206,7 @@ class KeepAliveConnections:
         return answer
 
     def _request(self, headers: dict[str, str], body: bytes) -> bytes:
-        lines = [f"POST {self.path} HTTP/1.1"]
+        lines = [f"POST {self._target} HTTP/1.1"]
         if not any(name.lower() == "host" for name in headers):
             lines.append(f"Host: {self._host_header}")
         lines += [f"{name}: {value}" for name, value in headers.items()]
@@ -169,18 +216,37 @@ class KeepAliveConnections:
     def _connection(self) -> _Connection:
         connection: _Connection | None = getattr(self._local, "connection", None)
         if connection is None:
-            sock = socket.create_connection((self._host, self._port), timeout=self._connect_timeout)
+            proxy = self._proxy
+            address = (proxy.hostname, proxy.port or 80) if proxy is not None else (self._host, self._port)
+            sock = socket.create_connection(address, timeout=self._connect_timeout)
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if proxy is not None and self._https:
+                    self._tunnel(sock)
                 if self._tls is not None:
                     sock = self._tls.wrap_socket(sock, server_hostname=self._host)
                 sock.settimeout(self._read_timeout)
             except BaseException:
                 sock.close()
                 raise
-            connection = _Connection(sock)
+            connection = _Connection(sock, self._read_timeout, self._max_answer_bytes)
             self._local.connection = connection
         return connection
+
+    def _tunnel(self, sock: socket.socket) -> None:
+        """Ask the proxy for a tunnel to the endpoint (``CONNECT``); raises OSError when refused."""
+        assert self._proxy is not None
+        lines = [f"CONNECT {self._host}:{self._port} HTTP/1.1", f"Host: {self._host}:{self._port}"]
+        if self._proxy.username:
+            user = f"{unquote(self._proxy.username)}:{unquote(self._proxy.password or '')}"
+            lines.append(f"Proxy-Authorization: Basic {base64.b64encode(user.encode()).decode()}")
+        sock.settimeout(self._connect_timeout)
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        reply = _Connection(sock, self._connect_timeout, _MAX_HEAD_BYTES)
+        reply.deadline = time.monotonic() + self._connect_timeout
+        _, status, _ = _read_head(reply)
+        if status != 200 or reply.buffer:
+            raise ConnectionRefusedError(f"the proxy refused a tunnel to {self._host}:{self._port}: HTTP {status}")
 
     def _drop(self, connection: _Connection) -> None:
         connection.close()
@@ -205,6 +271,8 @@ def _read_answer(connection: _Connection) -> tuple[Answer, bool]:
         return Answer(status, connection.rest(), date, content_type), True
     if not length.isdigit():
         raise _MalformedAnswerError(f"Content-Length {length!r}")
+    if int(length) > connection.max_answer_bytes:
+        raise _MalformedAnswerError(f"an answer of {length} bytes (at most {connection.max_answer_bytes} taken)")
     return Answer(status, connection.take(int(length)), date, content_type), will_close
 
 
@@ -235,6 +303,7 @@ def _read_head(connection: _Connection) -> tuple[str, int, dict[str, str]]:
 
 def _read_chunks(connection: _Connection) -> bytes:
     parts = []
+    received = 0
     while True:
         size_text = connection.line().split(b";", 1)[0].strip()
         try:
@@ -245,6 +314,9 @@ def _read_chunks(connection: _Connection) -> bytes:
             while connection.line():  # trailer fields, up to the empty line
                 pass
             return b"".join(parts)
+        received += size
+        if received > connection.max_answer_bytes:
+            raise _MalformedAnswerError(f"an answer of more than {connection.max_answer_bytes} bytes")
         parts.append(connection.take(size))
         if connection.take(2) != b"\r\n":
             raise _MalformedAnswerError("a chunk did not end with CRLF")

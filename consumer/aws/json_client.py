@@ -26,8 +26,12 @@ Each is retriable: callers back off and try again, loudly. Each answer's ``Date`
 
 from __future__ import annotations
 
+import threading
+import urllib.request
 from typing import Any
+from urllib.parse import urlsplit
 
+import botocore.session
 import orjson
 from botocore.exceptions import ClientError
 
@@ -80,7 +84,8 @@ class WireCallError(WireError):
 
 
 class WireClient:
-    """JSON 1.0 calls through a boto3 client's endpoint, region and credentials.
+    """JSON 1.0 calls through a boto3 client's endpoint, region and proxy settings, signed with the
+    default credential chain's credentials (which every client of this process is built from).
 
     Raises (from ``call``): a ``WireError``, whatever went wrong.
     """
@@ -95,17 +100,28 @@ class WireClient:
     ) -> None:
         self._endpoint = client.meta.endpoint_url.rstrip("/") + "/"
         self._region = client.meta.region_name
-        self._credentials = client._request_signer._credentials  # the client's own (refreshable) chain
+        session = botocore.session.get_session()
+        # botocore's default chain (environment, profile, web identity, container, instance metadata),
+        # as the boto3 clients resolve it: found at the first call, refreshed on its own
+        self._session = session
+        self._credentials: Any = None
+        self._credentials_lock = threading.Lock()
         self._prefix = target_prefix
         self._signer = JsonRequestSigner(self._endpoint, self._region, "dynamodb")
-        self._http = KeepAliveConnections(self._endpoint, connect_timeout, read_timeout)
+        self._http = KeepAliveConnections(
+            self._endpoint,
+            connect_timeout,
+            read_timeout,
+            ca_bundle=session.get_config_variable("ca_bundle"),
+            proxy=proxy_for(self._endpoint, client.meta.config.proxies),
+        )
         self._clock = aws_clock
 
     def call(self, operation: str, request: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """The answer to ``operation`` (e.g. ``GetRecords``) and its size in bytes."""
         body = orjson.dumps(request)
         try:
-            credentials = self._credentials.get_frozen_credentials()
+            credentials = self._chain().get_frozen_credentials()
         except Exception as exc:  # noqa: BLE001 - any failure of the refresh (botocore's, STS's, a timeout)
             raise CredentialsError(f"{operation}: no credentials: {type(exc).__name__}: {exc}") from exc
         headers = self._signer.headers(
@@ -131,6 +147,17 @@ class WireClient:
             )
         return parsed, len(answer.body)
 
+    def _chain(self) -> Any:
+        """The credentials of the default chain, found once (raises when none can be found)."""
+        if self._credentials is None:
+            with self._credentials_lock:
+                if self._credentials is None:
+                    found = self._session.get_credentials()
+                    if found is None:
+                        raise LookupError("no AWS credentials in the environment, profile or role")
+                    self._credentials = found
+        return self._credentials
+
 
 def _describe(body: bytes, content_type: str) -> str:
     return f"{len(body)} bytes of {content_type or 'no content type'}: {body[:80]!r}"
@@ -146,3 +173,14 @@ def _error(operation: str, status: int, data: bytes) -> WireCallError:
     code = str(answer.get("__type", "")).rsplit("#", 1)[-1]
     message = answer.get("message") or answer.get("Message") or data[:200].decode(errors="replace")
     return WireCallError(operation, status, code, str(message))
+
+
+def proxy_for(endpoint_url: str, configured: dict[str, str] | None = None) -> str | None:
+    """The HTTP proxy to reach ``endpoint_url`` through, as botocore chooses it: the client's
+    ``proxies`` config, else ``HTTPS_PROXY`` / ``HTTP_PROXY``, unless ``NO_PROXY`` names the host."""
+    parts = urlsplit(endpoint_url)
+    if configured and configured.get(parts.scheme):
+        return configured[parts.scheme]
+    if urllib.request.proxy_bypass_environment(parts.hostname or ""):
+        return None
+    return urllib.request.getproxies_environment().get(parts.scheme)

@@ -165,3 +165,18 @@ def test_pod_monitor_scrapes_the_metrics_port():
     assert monitor["selector"] == manifest("Deployment")["spec"]["selector"]
     # job="cdc-consumer" in the alert rules comes from this pod label.
     assert monitor["jobLabel"] == "app.kubernetes.io/name"
+
+
+def test_only_the_scrapers_reach_the_workers_and_the_workers_reach_only_dns_and_https():
+    policy = manifest("NetworkPolicy")["spec"]
+    deployment = manifest("Deployment")
+    assert policy["podSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
+    # ingress: the metrics and probe port, from the monitoring namespace, nothing else
+    (ingress,) = policy["ingress"]
+    assert [port["port"] for port in ingress["ports"]] == ["metrics"]
+    assert [port["name"] for port in consumer_container()["ports"]] == ["metrics"]
+    assert all("namespaceSelector" in peer and "podSelector" not in peer for peer in ingress["from"])
+    # egress: DNS and HTTPS only
+    allowed = {(port["port"], port["protocol"]) for rule in policy["egress"] for port in rule["ports"]}
+    assert allowed == {(53, "UDP"), (53, "TCP"), (443, "TCP")}

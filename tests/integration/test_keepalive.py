@@ -143,8 +143,8 @@ class ScriptedServer:
     """A loopback server answering every request with ``answer`` (raw bytes, written in pieces of
     ``piece`` bytes), then closing the connection when ``close`` is set; it records each request."""
 
-    def __init__(self, answer: bytes, piece: int = 1 << 20, close: bool = False) -> None:
-        self.answer, self.piece, self.close = answer, piece, close
+    def __init__(self, answer: bytes, piece: int = 1 << 20, close: bool = False, pause: float = 0.001) -> None:
+        self.answer, self.piece, self.close, self.pause = answer, piece, close, pause
         self.requests: list[bytes] = []
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/api"
@@ -179,7 +179,7 @@ class ScriptedServer:
         for start in range(0, len(self.answer), self.piece):
             conn.sendall(self.answer[start : start + self.piece])
             if self.piece < len(self.answer):
-                time.sleep(0.001)
+                time.sleep(self.pause)
         return True
 
     def stop(self) -> None:
@@ -274,3 +274,44 @@ def test_a_malformed_answer_is_an_error_saying_what_was_wrong(
     with pytest.raises(ConnectionFailedError, match=complaint):
         post(connections, {}, b"x")
     assert len(server.requests) == 1  # sent once: only an answer that never began is retried, on a reused connection
+
+
+def test_an_answer_dripped_a_byte_at_a_time_cannot_hold_a_call_past_its_deadline(
+    scripted: list[ScriptedServer],
+) -> None:
+    # GIVEN a server that sends each byte well within the read timeout, but would take 10 s in all
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 200\r\n\r\n" + b"x" * 200
+    server = _serve(scripted, answer, piece=1, pause=0.05)
+    connections = KeepAliveConnections(server.url, connect_timeout=2, read_timeout=1, call_timeout=1.5)
+
+    # WHEN a call is made THEN it fails once the call's time is up, not when the server is done
+    started = time.monotonic()
+    with pytest.raises(ConnectionFailedError, match="within the call's time"):
+        post(connections, {}, b"x")
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 4096\r\n\r\n" + b"x" * 4096,
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"800\r\n"
+        + b"x" * 2048
+        + b"\r\n" * 1
+        + b"800\r\n"
+        + b"x" * 2048
+        + b"\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + b"x" * 4096,
+    ],
+    ids=["content-length", "chunked", "until-close"],
+)
+def test_an_answer_larger_than_the_bound_is_refused_however_it_is_delimited(
+    scripted: list[ScriptedServer], answer: bytes
+) -> None:
+    server = _serve(scripted, answer, close=True)
+    connections = KeepAliveConnections(server.url, connect_timeout=2, read_timeout=2, max_answer_bytes=3000)
+    with pytest.raises(ConnectionFailedError, match="bytes"):
+        post(connections, {}, b"x")
+    # AND one within the bound is read whole
+    assert post(KeepAliveConnections(server.url, 2, 2, max_answer_bytes=5000), {}, b"x")[1] == b"x" * 4096

@@ -4,11 +4,13 @@ osmem-server (OpenSearch). Used by the test fixtures and by ``make demo``."""
 from __future__ import annotations
 
 import socket
+import ssl
 import subprocess
 import sys
 import time
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 
 from osmem_server import OsmemServer
 
@@ -27,21 +29,24 @@ class MotoServer:
     url: str
 
     @classmethod
-    def start(cls, timeout: float = 30.0) -> MotoServer:
+    def start(cls, timeout: float = 30.0, tls: tuple[Path, Path, Path] | None = None) -> MotoServer:
+        """``tls``: (certificate, key, the CA that signed it): serve https with that certificate."""
         port = free_port()
+        tls_options = ["-c", str(tls[0]), "-k", str(tls[1])] if tls else []
         process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port), *tls_options],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C of the demo must not kill it before the worker stops
         )
-        url = f"http://127.0.0.1:{port}"
+        url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+        context = ssl.create_default_context(cafile=str(tls[2])) if tls else None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"moto server exited with {process.returncode} during start-up")
             try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1, context=context).close()
                 return cls(process, url)
             except OSError:
                 time.sleep(0.1)
