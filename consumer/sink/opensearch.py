@@ -269,7 +269,8 @@ class OpenSearchSink:
         armed = in_flight.ArmedWork(None)
         try:
             with in_flight.while_in_flight(work) as armed:
-                response = self._client.bulk(body=body, filter_path=_BULK_RESPONSE_FILTER)
+                # on the index's path: IAM can then grant _bulk on this index alone
+                response = self._client.bulk(body=body, index=self._index, filter_path=_BULK_RESPONSE_FILTER)
         except OpenSearchConnectionError as exc:
             raise self._request_failed(
                 RequestFailure.OUTAGE, f"OpenSearch unreachable: {exc}", "unreachable (no connection or no answer)"

@@ -148,7 +148,9 @@ class Reaper:
             deletes = plan_reap(hits, now, self._retention)
             if not deletes:
                 return ReapResult(more=False)
-            answer = self._client.bulk(body=encode_reap(self._index, deletes), filter_path="items.*.status")
+            answer = self._client.bulk(
+                body=encode_reap(self._index, deletes), index=self._index, filter_path="items.*.status"
+            )
         except (OpenSearchConnectionError, TransportError) as exc:
             raise SinkError(f"reaping tombstones of {self._index!r} failed: {exc}") from exc
         result = summarize_reap(answer.get("items", []), more=len(hits) >= self._page_size)

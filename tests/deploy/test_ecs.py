@@ -84,7 +84,7 @@ def test_metrics_are_discoverable_and_operator_commands_can_exec_in():
     assert labels["ECS_PROMETHEUS_EXPORTER_PORT"] == "9400" and labels["ECS_PROMETHEUS_METRICS_PATH"] == "/metrics"
     actions = {
         action
-        for statement in json_file(DEPLOY / "iam" / "policy.json")["Statement"]
+        for statement in json_file(DEPLOY / "iam" / "policy.ecs-exec.json")["Statement"]
         for action in statement["Action"]
         if action.startswith("ssmmessages:")
     }

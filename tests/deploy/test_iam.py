@@ -26,6 +26,9 @@ ECS_EXEC_ACTIONS = {
     f"ssmmessages:{verb}"
     for verb in ("CreateControlChannel", "CreateDataChannel", "OpenControlChannel", "OpenDataChannel")
 }
+# IAM actions not named after an API operation: the operation each authorizes
+IAM_ONLY_ACTIONS = {"s3:ListBucket": "ListObjectsV2"}
+TRUST_POLICIES = sorted((DEPLOY / "iam" / "trust").glob("*.json"))
 ARN = re.compile(r"^arn:aws:(?P<service>[\w-]+):(?P<region>[\w-]*):(?P<account>\d{12}|):(?P<resource>.+)$")
 
 
@@ -59,15 +62,18 @@ def test_every_action_exists_and_none_is_a_wildcard(path):
         for action in _actions(statement):
             prefix, _, name = action.partition(":")
             assert "*" not in action
+            if action in IAM_ONLY_ACTIONS:
+                assert IAM_ONLY_ACTIONS[action] in _operations(prefix), action
+                continue
             assert action in OPENSEARCH_HTTP_ACTIONS | ECS_EXEC_ACTIONS or name in _operations(prefix), action
 
 
 @pytest.mark.parametrize("path", POLICIES, ids=lambda path: path.name)
-def test_only_list_streams_and_ecs_exec_are_granted_on_every_resource(path):
+def test_only_ecs_exec_is_granted_on_every_resource_and_only_in_its_own_policy(path):
     for statement in _statements(path):
         resources = [statement["Resource"]] if isinstance(statement["Resource"], str) else statement["Resource"]
         if resources == ["*"]:
-            assert _actions(statement) == ["dynamodb:ListStreams"] or set(_actions(statement)) == ECS_EXEC_ACTIONS
+            assert path.name == "policy.ecs-exec.json" and set(_actions(statement)) == ECS_EXEC_ACTIONS
         else:
             assert all(ARN.match(resource) for resource in resources), resources
 
@@ -80,7 +86,16 @@ def test_resources_are_the_configured_tables_and_region():
     assert by_sid["ReadSourceStream"]["Resource"] == f"{table}/stream/*"
     lease_table = f"arn:aws:dynamodb:{config['AWS_REGION']}:123456789012:table/{config['CDC_LEASE_TABLE']}"
     assert by_sid["LeaseTableReadWrite"]["Resource"] == lease_table
-    assert ARN.match(by_sid["WriteOpenSearchDomain"]["Resource"])["region"] == config["AWS_REGION"]
+    # the index alone (and its paths: _bulk, _mapping, _search), never the domain's other indices
+    index = config.get("CDC_OPENSEARCH_INDEX") or config["CDC_TABLE_NAME"].lower()
+    (domain,) = {
+        "/".join(ARN.match(resource)["resource"].split("/")[:2]) for resource in by_sid["WriteTheIndex"]["Resource"]
+    }
+    assert [ARN.match(resource)["resource"] for resource in by_sid["WriteTheIndex"]["Resource"]] == [
+        f"{domain}/{index}",
+        f"{domain}/{index}/*",
+    ]
+    assert ARN.match(by_sid["WriteTheIndex"]["Resource"][0])["region"] == config["AWS_REGION"]
 
 
 def test_the_worker_can_do_what_the_code_calls():
@@ -90,7 +105,6 @@ def test_the_worker_can_do_what_the_code_calls():
         "dynamodb:DescribeStream",
         "dynamodb:GetShardIterator",
         "dynamodb:GetRecords",
-        "dynamodb:ListStreams",
         "dynamodb:CreateTable",
         "dynamodb:Scan",
         "dynamodb:GetItem",
@@ -101,8 +115,9 @@ def test_the_worker_can_do_what_the_code_calls():
         "es:ESHttpPut",
         "es:ESHttpGet",
         "es:ESHttpHead",
-        "es:ESHttpDelete",
     }
+    # nothing it never calls: deletes of documents go through _bulk, indices are never deleted
+    assert not granted & {"es:ESHttpDelete", "es:ESHttpPatch", "dynamodb:ListStreams", "dynamodb:BatchGetItem"}
 
 
 def test_kms_decrypt_only_through_dynamodb():
@@ -120,3 +135,19 @@ def test_the_worker_may_write_dead_letters_exactly_where_the_manifests_send_them
     assert by_sid["WriteDeadLettersS3"]["Resource"] == f"arn:aws:s3:::{bucket}/{prefix}/*"
     granted = {action for statement in _statements(POLICY) for action in _actions(statement)}
     assert {action for action in granted if action.startswith(("s3:", "sqs:"))} == {"s3:PutObject"}
+
+
+@pytest.mark.parametrize("path", TRUST_POLICIES, ids=lambda path: path.name)
+def test_each_trust_policy_lets_exactly_one_kind_of_workload_assume_the_role(path):
+    (statement,) = _statements(path)
+    assert statement["Effect"] == "Allow" and set(statement) == {"Sid", "Effect", "Principal", "Action", "Condition"}
+    principal = statement["Principal"]
+    if "Federated" in principal:  # IRSA: the workers' service account of the manifests, and no other
+        assert _actions(statement) == ["sts:AssumeRoleWithWebIdentity"]
+        conditions = statement["Condition"]["StringEquals"]
+        subject = next(value for key, value in conditions.items() if key.endswith(":sub"))
+        assert subject.rsplit(":", 1)[1] == manifest("ServiceAccount")["metadata"]["name"]
+        assert next(value for key, value in conditions.items() if key.endswith(":aud")) == "sts.amazonaws.com"
+    else:  # a service on behalf of tasks or pods of this account only
+        assert principal["Service"] in {"ecs-tasks.amazonaws.com", "pods.eks.amazonaws.com"}
+        assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == "123456789012"

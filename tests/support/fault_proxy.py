@@ -78,6 +78,7 @@ class FaultProxy:
         self.failed_requests = 0
         self.ledger: list[LedgerEntry] = []
         self.bulk_headers: list[dict[str, str]] = []  # lower-cased headers of every bulk request
+        self.requests: list[tuple[str, str]] = []  # (method, path without its query) of every request
         self._port = 0
         self._server: QuietHTTPServer | None = None
         self._listen()
@@ -201,6 +202,7 @@ class FaultProxy:
 
             def _forward(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                proxy.requests.append((self.command, self.path.split("?", 1)[0]))
                 if "/_bulk" in self.path:
                     proxy.bulk_headers.append({name.lower(): value for name, value in self.headers.items()})
                 fault = proxy._take_fault(len(body)) if "/_bulk" in self.path else None

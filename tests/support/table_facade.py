@@ -40,6 +40,7 @@ class TableFacade:
         self._streams: dict[str, str | None] = {}
         self._throttled_tables: str | None = None
         self.throttled = 0
+        self.calls: list[tuple[str, str]] = []  # (operation, its TableName or StreamArn, or "*") of every call
         self._server = QuietHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
@@ -96,6 +97,11 @@ class TableFacade:
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 target = self.headers.get("X-Amz-Target", "")
+                request = json.loads(body or b"{}")
+                resource = request.get("TableName") or request.get("StreamArn") or "*"
+                if target.endswith((".BatchGetItem", ".BatchWriteItem")):
+                    resource = ",".join(sorted(request.get("RequestItems", {})))
+                facade.calls.append((target.rsplit(".", 1)[-1], resource))
                 if facade._throttles(target, body):
                     status, answer = 400, _THROTTLED
                 else:

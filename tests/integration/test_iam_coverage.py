@@ -1,0 +1,132 @@
+"""The IAM policies of deploy/iam against every call the code makes, recorded on the wire.
+
+A worker (started twice: on a new index, then on an existing one, with the backfill on a new index
+and a record OpenSearch refuses) and the operator commands (audit with repair, redrive of the
+refused record, a restarted backfill, leases, config check) run against a DynamoDB front and an
+OpenSearch front that record each call: its IAM action and resource. Every call of the worker must be
+granted by ``policy.json``, every call of the commands by ``policy.operator.json``; and every grant
+must serve some call (or be one this run cannot make, named with the reason): least privilege, checked
+both ways."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.support.commands import consumer
+from tests.support.tables import create_table, index_documents, table_documents, write_random_history
+from tests.support.worker_process import wait_until
+
+pytestmark = pytest.mark.integration
+
+IAM = Path(__file__).parents[2] / "deploy" / "iam"
+REGION, ACCOUNT, DOMAIN = "us-east-1", "123456789012", "orders"  # moto's region and account
+# Grants this run cannot exercise, and why (each is exercised elsewhere in the suite, or not on moto)
+NOT_EXERCISED = {
+    ("policy.json", "LeaseTableReadWrite", "dynamodb:GetItem"): "a child's parent looked up: splits (test_lineage)",
+    ("policy.json", "LeaseTableReadWrite", "dynamodb:DeleteItem"): "ended leases cleaned up: rollovers",
+    ("policy.json", "WriteDeadLettersS3", "s3:PutObject"): "the S3 destination: test_dead_letter_destinations",
+    ("policy.json", "DecryptStreamWithTableKey", "kms:Decrypt"): "a customer-managed table key: not on moto",
+    ("policy.operator.json", "RedriveFromSqs", "*"): "redrive from SQS: test_audit_redrive",
+    ("policy.operator.json", "RedriveFromS3Objects", "*"): "redrive from S3: test_audit_redrive",
+    ("policy.operator.json", "RedriveFromS3Listing", "*"): "redrive from S3: test_audit_redrive",
+    ("policy.operator.json", "DecryptStreamWithTableKey", "kms:Decrypt"): "a customer-managed table key: not on moto",
+    ("policy.operator.json", "LeaseTableReadWrite", "dynamodb:GetItem"): "a segment re-read: a contended backfill",
+}
+
+
+def test_every_call_is_granted_and_every_grant_is_used(
+    ddb, dynamodb_front, proxy, table_name, worker_env, start_worker, search_engine
+):
+    # GIVEN a table and a worker whose calls all go through recording fronts
+    create_table(ddb, table_name)
+    write_random_history(ddb, table_name, changes=30, seed=3)
+    env = {
+        **worker_env,
+        "AWS_ENDPOINT_URL": dynamodb_front.url,
+        "CDC_OPENSEARCH_URL": proxy.url,
+        "CDC_BACKFILL": "on-new-index",
+        "CDC_TOMBSTONE_REAP_INTERVAL_SECONDS": "1",
+    }
+    proxy.fail_items(400, count=2, error_type="illegal_argument_exception")  # records dead-lettered
+
+    # WHEN the worker runs on a new index, then again on the existing one
+    def run_once(seed: int) -> None:
+        worker = start_worker(env)
+        wait_until(lambda: worker.probe("/readyz")[0] == 200, timeout=60, what="the worker ready")
+        write_random_history(ddb, table_name, changes=10, seed=seed)
+        wait_until(lambda: Path(env["CDC_DEAD_LETTER_PATH"]).exists(), timeout=60, what="a dead letter")
+        assert worker.terminate() == 0
+
+    run_once(seed=4)
+    run_once(seed=5)
+    worker_calls = _requests(dynamodb_front.calls, proxy.requests, table_name)
+    dynamodb_front.calls.clear()
+    proxy.requests.clear()
+
+    # AND the operator commands run (OpenSearch accepting everything again)
+    proxy.heal()
+    for command in (
+        ["redrive", "--apply", env["CDC_DEAD_LETTER_PATH"]],
+        ["audit", "--repair"],
+        ["backfill", "--restart"],
+        ["leases"],
+        ["config", "--check"],
+    ):
+        answer = consumer(env, *command)
+        assert answer.returncode in (0, 3), (command, answer.stderr[-2000:])
+    assert index_documents(search_engine.url, table_name) == table_documents(ddb, table_name)
+    operator_calls = _requests(dynamodb_front.calls, proxy.requests, table_name)
+
+    # THEN each call is granted by its policy, and each grant served a call
+    for policy, calls in (("policy.json", worker_calls), ("policy.operator.json", operator_calls)):
+        statements = _policy(policy, table_name)
+        refused = sorted(call for call in calls if not any(_grants(statement, *call) for statement in statements))
+        assert not refused, f"{policy} does not grant: {refused}"
+        unused = [
+            (statement["Sid"], action)
+            for statement in statements
+            for action in _listed(statement["Action"])
+            if not any(_grants({**statement, "Action": action}, *call) for call in calls)
+            and (policy, statement["Sid"], action) not in NOT_EXERCISED
+            and (policy, statement["Sid"], "*") not in NOT_EXERCISED
+        ]
+        assert not unused, f"{policy} grants what no call needs: {unused}"
+
+
+def _requests(dynamodb: list[tuple[str, str]], opensearch: list[tuple[str, str]], table: str) -> set[tuple[str, str]]:
+    """The recorded calls as (IAM action, resource ARN)."""
+    streams = {resource for _, resource in dynamodb if "/stream/" in resource}
+    calls = set()
+    for operation, resource in dynamodb:
+        if operation == "GetRecords":  # named by its iterator on the wire: the stream it reads
+            calls.update((f"dynamodb:{operation}", stream) for stream in streams)
+            continue
+        for name in resource.split(","):
+            arn = name if name.startswith("arn:") else f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+            calls.add((f"dynamodb:{operation}", arn))
+    for method, path in opensearch:
+        calls.add((f"es:ESHttp{method.title()}", f"arn:aws:es:{REGION}:{ACCOUNT}:domain/{DOMAIN}{path}"))
+    return calls
+
+
+def _policy(name: str, table: str) -> list[dict]:
+    """The policy's statements for this test's table, index and region (the files name `orders`)."""
+    text = (IAM / name).read_text()
+    text = text.replace(":table/orders", f":table/{table}").replace(
+        f"domain/{DOMAIN}/orders", f"domain/{DOMAIN}/{table}"
+    )
+    return json.loads(text.replace("eu-west-1", REGION))["Statement"]
+
+
+def _listed(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else value
+
+
+def _grants(statement: dict, action: str, resource: str) -> bool:
+    return any(
+        fnmatch.fnmatchcase(action.lower(), pattern.lower()) for pattern in _listed(statement["Action"])
+    ) and any(fnmatch.fnmatchcase(resource, pattern) for pattern in _listed(statement["Resource"]))
