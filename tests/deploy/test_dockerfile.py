@@ -59,6 +59,17 @@ def test_the_kcl_image_runs_the_launcher_with_the_processor_it_names():
     # the properties baked in start the processor from the image's virtualenv
     properties = (DEPLOY / "kcl" / "streams-daemon.properties").read_text()
     assert "executableName = /opt/venv/bin/consumer kcl-processor" in properties.splitlines()
+    # and reach AWS's endpoints: no emulator's address is a default of the image
+    settings = [line for line in properties.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    assert not any("Endpoint" in line or "127.0.0.1" in line for line in settings)
+
+
+def test_the_kcl_image_runs_only_jars_maven_verified():
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    # the launcher's jars: a checksum that does not match fails the build
+    assert "mvn -B -q --strict-checksums" in dockerfile
+    # amazon-kclpy's own download (no checksums) does not stay in the image
+    assert "rm -rf /opt/venv/lib/python3.11/site-packages/amazon_kclpy/jars" in dockerfile
 
 
 def test_runs_as_a_numeric_non_root_user():
