@@ -60,10 +60,11 @@ demo: venv
 	$(PY) -m tests.support.demo
 
 ## Throughput of decode → version → bulk, and of the backfill, on osmem-server and a real
-## OpenSearch node, each against its baselines in the same run (README).
+## OpenSearch node, each against its baselines in the same run; the wire client against boto3 (README).
 bench: venv java-tools
 	$(PY) -m tests.bench.bulk_path
 	$(PY) -m tests.bench.backfill
+	$(PY) -m tests.bench.wire_calls
 
 ## One worker and many shards: hot-path CPU per record, catch-up (on a real OpenSearch node), 1000
 ## shards alone and over a pool of four (README).

@@ -37,3 +37,10 @@ def test_the_backfill_benchmark_runs_and_verifies_what_it_indexed():
     assert "verified: 1500 live documents in each index, a sampled document identical: OK" in result.stdout
     assert "engine=osmem backfill_ratio_vs_ceiling=" in result.stdout
     assert result.stdout.count("consumer audit peak RSS") == 2
+
+
+def test_the_wire_calls_benchmark_compares_both_clients_on_both_pages():
+    result = bench("tests.bench.wire_calls")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "full page (20 records)" in result.stdout and "empty page (0 records)" in result.stdout
+    assert result.stdout.count("wire_vs_boto3=") == 2
