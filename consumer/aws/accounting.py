@@ -59,7 +59,11 @@ def client_error_outcome(exc: ClientError) -> str:
     if exc.operation_name in CREDENTIAL_OPERATIONS:
         return "credentials"
     code = exc.response.get("Error", {}).get("Code", "")
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return error_outcome(code, exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+def error_outcome(code: str, status: int) -> str:
+    """The outcome of an error answer with this code and HTTP status."""
     if code in THROTTLING_CODES:
         return "throttled"
     if code == "ConditionalCheckFailedException":

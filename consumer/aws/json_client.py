@@ -27,6 +27,7 @@ Each is retriable: callers back off and try again, loudly. Each answer's ``Date`
 from __future__ import annotations
 
 import threading
+import time
 import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,6 +36,7 @@ import botocore.session
 import orjson
 from botocore.exceptions import ClientError
 
+from consumer.aws.accounting import Observer, error_outcome
 from consumer.aws.clock import AwsClock
 from consumer.aws.connections import ConnectionFailedError, KeepAliveConnections
 from consumer.aws.sigv4 import JsonRequestSigner
@@ -71,6 +73,7 @@ class WireCallError(WireError):
         self.status = status
         self.code = code
         self.message = message
+        self.outcome = error_outcome(code, status)
 
     def as_client_error(self) -> ClientError:
         """The same error as botocore raises it, for callers written against boto3's errors."""
@@ -97,6 +100,7 @@ class WireClient:
         connect_timeout: float = 5.0,
         read_timeout: float = 10.0,
         aws_clock: AwsClock | None = None,
+        observe: Observer | None = None,
     ) -> None:
         self._endpoint = client.meta.endpoint_url.rstrip("/") + "/"
         self._region = client.meta.region_name
@@ -116,9 +120,23 @@ class WireClient:
             proxy=proxy_for(self._endpoint, client.meta.config.proxies),
         )
         self._clock = aws_clock
+        self._observe = observe
 
-    def call(self, operation: str, request: dict[str, Any]) -> tuple[dict[str, Any], int]:
-        """The answer to ``operation`` (e.g. ``GetRecords``) and its size in bytes."""
+    def call(self, operation: str, request: dict[str, Any], report_as: str | None = None) -> tuple[dict[str, Any], int]:
+        """The answer to ``operation`` (e.g. ``GetRecords``) and its size in bytes. Timed, and its
+        outcome reported to ``observe`` as ``report_as`` (the boto3 name, e.g. ``get_records``)."""
+        started = time.monotonic()
+        try:
+            answer = self._call(operation, request)
+        except WireError as exc:
+            if self._observe is not None and report_as is not None:
+                self._observe(report_as, exc.outcome, time.monotonic() - started)
+            raise
+        if self._observe is not None and report_as is not None:
+            self._observe(report_as, "ok", time.monotonic() - started)
+        return answer
+
+    def _call(self, operation: str, request: dict[str, Any]) -> tuple[dict[str, Any], int]:
         body = orjson.dumps(request)
         try:
             credentials = self._chain().get_frozen_credentials()

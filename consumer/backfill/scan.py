@@ -29,7 +29,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from consumer.aws.accounting import THROTTLING_CODES, Observer, client_error_outcome
+from consumer.aws.accounting import THROTTLING_CODES, Observer
 from consumer.aws.backoff import backoff_delay
 from consumer.aws.clock import CLOCK_SKEW_MARGIN_SECONDS, AwsClock
 from consumer.aws.json_client import WireCallError, WireClient, WireError
@@ -93,7 +93,7 @@ class SegmentScan:
         aws_clock: AwsClock | None = None,
     ) -> None:
         aws_clock = aws_clock or AwsClock()
-        self._wire = WireClient(client, "DynamoDB_20120810", read_timeout=30.0, aws_clock=aws_clock)
+        self._wire = WireClient(client, "DynamoDB_20120810", read_timeout=30.0, aws_clock=aws_clock, observe=observe)
         self._table = table
         self.rate = rate
         self._consistent = consistent
@@ -152,22 +152,10 @@ class SegmentScan:
     def _call(self, request: dict[str, Any]) -> dict[str, Any]:
         """One Scan request; its outcome reported as ``scan``. Raises ClientError for an error answer,
         WireError when there is none."""
-        started = time.monotonic()
         try:
-            answer, _ = self._wire.call("Scan", request)
+            return self._wire.call("Scan", request, report_as="scan")[0]
         except WireCallError as exc:
-            error = exc.as_client_error()
-            self._report(client_error_outcome(error), started)
-            raise error from exc
-        except WireError as exc:
-            self._report(exc.outcome, started)
-            raise
-        self._report("ok", started)
-        return answer
-
-    def _report(self, outcome: str, started: float) -> None:
-        if self._observe is not None:
-            self._observe("scan", outcome, time.monotonic() - started)
+            raise exc.as_client_error() from exc
 
     def _refuse_set_up_errors(self, exc: ClientError) -> None:
         code = exc.response.get("Error", {}).get("Code", "")

@@ -24,7 +24,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from consumer.aws.accounting import Observer, client_error_outcome, observed_call
+from consumer.aws.accounting import Observer, observed_call
 from consumer.aws.backoff import backoff_delay
 from consumer.aws.clock import AwsClock
 from consumer.aws.json_client import WireCallError, WireClient, WireError
@@ -57,7 +57,7 @@ class LeaseTable:
         aws_clock: AwsClock | None = None,
     ) -> None:
         self._client = client
-        self._wire = wire or WireClient(client, "DynamoDB_20120810", aws_clock=aws_clock)
+        self._wire = wire or WireClient(client, "DynamoDB_20120810", aws_clock=aws_clock, observe=observe)
         self._name = table_name
         self._observe = observe
         self._clock = clock  # wall clock, only for the informational *At attributes
@@ -301,31 +301,22 @@ class LeaseTable:
 
     def _wire_call(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
         for attempt in range(WRITE_ATTEMPTS):
-            started = time.monotonic()
             try:
-                answer, _ = self._wire.call(_WIRE_NAMES[operation], request)
+                answer, _ = self._wire.call(_WIRE_NAMES[operation], request, report_as=operation)
             except WireCallError as exc:
-                outcome = client_error_outcome(exc.as_client_error())
-                self._report(operation, outcome, started)
-                if outcome == "conditional_failed":
+                if exc.outcome == "conditional_failed":
                     key = (request.get("Key") or request.get("Item") or {}).get("leaseKey", {}).get("S")
                     raise LeaseLostError(f"lease {key} was changed by another worker") from exc
-                if outcome != "throttled" or attempt + 1 == WRITE_ATTEMPTS:
+                if exc.outcome != "throttled" or attempt + 1 == WRITE_ATTEMPTS:
                     raise LeaseTableError(f"{operation} on lease table {self._name} failed: {exc}") from exc
                 # At most two pauses of ≤ 0.05 and ≤ 0.1 s. Not on the stop event: a stopping worker
                 # still renews, checkpoints and releases its leases through here.
                 time.sleep(backoff_delay(attempt, 0.05, 1.0))
                 continue
             except WireError as exc:
-                self._report(operation, exc.outcome, started)
                 raise LeaseTableError(f"{operation} on lease table {self._name} failed: {exc}") from exc
-            self._report(operation, "ok", started)
             return answer
         raise AssertionError("unreachable: the last attempt returns or raises")
-
-    def _report(self, operation: str, outcome: str, started: float) -> None:
-        if self._observe is not None:
-            self._observe(operation, outcome, time.monotonic() - started)
 
     def _status(self) -> str:
         return self._call("describe_table", TableName=self._name)["Table"]["TableStatus"]
