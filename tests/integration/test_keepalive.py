@@ -177,7 +177,10 @@ class ScriptedServer:
             body += conn.recv(65536)
         self.requests.append(head + b"\r\n\r\n" + body)
         for start in range(0, len(self.answer), self.piece):
-            conn.sendall(self.answer[start : start + self.piece])
+            try:
+                conn.sendall(self.answer[start : start + self.piece])
+            except (BrokenPipeError, ConnectionResetError):
+                return False  # the client gave up on the answer (its deadline)
             if self.piece < len(self.answer):
                 time.sleep(self.pause)
         return True

@@ -112,7 +112,12 @@ def test_readyz_is_503_until_the_stream_is_resolved(table_name, worker_env, star
     [
         ({"CDC_OPENSEARCH_AUTH": "sigv4"}, "AWS4-HMAC-SHA256 Credential=testing/"),
         (
-            {"CDC_OPENSEARCH_AUTH": "basic", "CDC_OPENSEARCH_USERNAME": "indexer", "CDC_OPENSEARCH_PASSWORD": "s3cret"},
+            {
+                "CDC_OPENSEARCH_AUTH": "basic",
+                "CDC_OPENSEARCH_USERNAME": "indexer",
+                "CDC_OPENSEARCH_PASSWORD": "s3cret",
+                "CDC_OPENSEARCH_ALLOW_PLAINTEXT_AUTH": "true",  # the test's OpenSearch speaks http
+            },
             "Basic " + base64.b64encode(b"indexer:s3cret").decode(),
         ),
     ],
