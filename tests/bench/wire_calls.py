@@ -5,7 +5,7 @@ the same moto stream: a full page (1000 records) and an empty page (an idle shar
 at a thousand shards). Rounds alternate between the two clients so that the machine's noise falls on
 both; CPU is this thread's (``time.thread_time``), so moto's own work is not counted.
 
-    python -m tests.bench.wire_calls [--records 1000] [--calls 200]
+    python -m tests.bench.wire_calls [--records 1000] [--calls 30]
 
 Prints figures and ratios; asserts nothing about speed (the README records them). ``--smoke`` runs a
 tiny input (make test).
@@ -32,7 +32,7 @@ ROUNDS = 5
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1000, help="records on the full page (≤ 1000)")
-    parser.add_argument("--calls", type=int, default=200, help="calls per client and round")
+    parser.add_argument("--calls", type=int, default=30, help="full-page calls per client and round (5x empty ones)")
     parser.add_argument("--smoke", action="store_true", help="a tiny input (make test)")
     args = parser.parse_args(argv)
     records, calls = (20, 5) if args.smoke else (args.records, args.calls)
@@ -69,7 +69,7 @@ def run(url: str, records: int, calls: int) -> None:
         at = iterator(position)
         return lambda: len(streams.get_records(ShardIterator=at, Limit=1000)["Records"])
 
-    for page, position in (("full page", TRIM_HORIZON), ("empty page", LATEST)):
+    for page, position, count in (("full page", TRIM_HORIZON, calls), ("empty page", LATEST, 5 * calls)):
         times: dict[str, list[float]] = {"wire": [], "boto3": []}
         counts = {}
         for _ in range(ROUNDS):
@@ -77,14 +77,14 @@ def run(url: str, records: int, calls: int) -> None:
                 call = make(position)
                 counts[name] = call()  # warm: the connection made, the page cached by moto
                 started = time.thread_time()
-                for _ in range(calls):
+                for _ in range(count):
                     call()
-                times[name].append((time.thread_time() - started) / calls * 1e6)
+                times[name].append((time.thread_time() - started) / count * 1e6)
         assert counts["wire"] == counts["boto3"] == (records if position == TRIM_HORIZON else 0), counts
         wire_us, boto_us = statistics.median(times["wire"]), statistics.median(times["boto3"])
         print(
             f"{page} ({counts['wire']} records): client CPU per GetRecords, median of {ROUNDS} rounds of "
-            f"{calls}: wire {wire_us:.0f} us, boto3 {boto_us:.0f} us; wire_vs_boto3={wire_us / boto_us:.3f}"
+            f"{count}: wire {wire_us:.0f} us, boto3 {boto_us:.0f} us; wire_vs_boto3={wire_us / boto_us:.3f}"
         )
 
 
