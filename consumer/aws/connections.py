@@ -225,7 +225,6 @@ class KeepAliveConnections:
                     self._tunnel(sock)
                 if self._tls is not None:
                     sock = self._tls.wrap_socket(sock, server_hostname=self._host)
-                sock.settimeout(self._read_timeout)
             except BaseException:
                 sock.close()
                 raise

@@ -5,8 +5,9 @@ botocore turns every answer into Python objects through its shape parser, which 
 of CPU per item or record (measured): most of the consumer's cost on its hot calls, GetRecords
 (``consumer.shards.raw_records``), the backfill's Scan (``consumer.backfill.scan``) and the lease
 table's item reads and writes (``consumer.leases.table``). This sends
-the same request, signed by ``consumer.aws.sigv4`` with the boto3 client's own credentials chain,
-endpoint and region, and gives back the answer in wire form (binary values as base64 text,
+the same request to the boto3 client's endpoint and region (through its proxy, trusting
+``AWS_CA_BUNDLE``), signed by ``consumer.aws.sigv4`` with the default credential chain's credentials
+(the chain every client of this process is built from), and gives back the answer in wire form (binary values as base64 text,
 timestamps as epoch seconds).
 
 Every way a call can fail leaves here as a ``WireError``, classified at this edge, so that no
@@ -104,10 +105,9 @@ class WireClient:
     ) -> None:
         self._endpoint = client.meta.endpoint_url.rstrip("/") + "/"
         self._region = client.meta.region_name
-        session = botocore.session.get_session()
         # botocore's default chain (environment, profile, web identity, container, instance metadata),
         # as the boto3 clients resolve it: found at the first call, refreshed on its own
-        self._session = session
+        self._session = botocore.session.get_session()
         self._credentials: Any = None
         self._credentials_lock = threading.Lock()
         self._prefix = target_prefix
@@ -116,7 +116,7 @@ class WireClient:
             self._endpoint,
             connect_timeout,
             read_timeout,
-            ca_bundle=session.get_config_variable("ca_bundle"),
+            ca_bundle=self._session.get_config_variable("ca_bundle"),
             proxy=proxy_for(self._endpoint, client.meta.config.proxies),
         )
         self._clock = aws_clock
@@ -125,16 +125,15 @@ class WireClient:
     def call(self, operation: str, request: dict[str, Any], report_as: str | None = None) -> tuple[dict[str, Any], int]:
         """The answer to ``operation`` (e.g. ``GetRecords``) and its size in bytes. Timed, and its
         outcome reported to ``observe`` as ``report_as`` (the boto3 name, e.g. ``get_records``)."""
-        started = time.monotonic()
+        started, outcome = time.monotonic(), "ok"
         try:
-            answer = self._call(operation, request)
+            return self._call(operation, request)
         except WireError as exc:
-            if self._observe is not None and report_as is not None:
-                self._observe(report_as, exc.outcome, time.monotonic() - started)
+            outcome = exc.outcome
             raise
-        if self._observe is not None and report_as is not None:
-            self._observe(report_as, "ok", time.monotonic() - started)
-        return answer
+        finally:
+            if self._observe is not None and report_as is not None:
+                self._observe(report_as, outcome, time.monotonic() - started)
 
     def _call(self, operation: str, request: dict[str, Any]) -> tuple[dict[str, Any], int]:
         body = orjson.dumps(request)

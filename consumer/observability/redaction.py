@@ -48,10 +48,7 @@ def redact(text: str) -> str:
 def redact_event(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     """A structlog processor: ``redact`` on every text of the event (after exceptions are formatted)."""
     for key, value in event.items():
-        if isinstance(value, str):
-            event[key] = redact(value)
-        elif isinstance(value, (dict, list, tuple)):
-            event[key] = _redact_nested(value)
+        event[key] = _redact_nested(value)
     return event
 
 

@@ -382,6 +382,4 @@ def _status_summary(status: int | None) -> str:
         return "permission denied (403): check the role's es:ESHttpPost on the index and the domain's access policy"
     if status == 404:
         return "index not found (404)"
-    if status == 429:
-        return "throttled (429)"
     return f"failing (HTTP {status})" if status is not None else "no answer"
