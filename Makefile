@@ -60,9 +60,11 @@ demo: venv
 	$(PY) -m tests.support.demo
 
 ## Throughput of decode → version → bulk, and of the backfill, on osmem-server and a real
-## OpenSearch node, each against its baselines in the same run; the wire client against boto3 (README).
+## OpenSearch node, each against its baselines in the same run; what routes and a transform cost;
+## the wire client against boto3 (README).
 bench: venv java-tools
 	$(PY) -m tests.bench.bulk_path
+	$(PY) -m tests.bench.route_cost
 	$(PY) -m tests.bench.backfill
 	$(PY) -m tests.bench.wire_calls
 

@@ -21,15 +21,18 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from consumer.errors import ConfigError
 from consumer.observability.redaction import REDACTED, redact
 from consumer.pipeline.doc_ids import KeySchema
 from consumer.pipeline.filtering import PatternError, validate_pattern
-from consumer.pipeline.mapping import IndexTemplate
-from consumer.pipeline.projection import ProjectionRules
+from consumer.pipeline.mapping import NO_TEMPLATE, IndexTemplate
+from consumer.pipeline.projection_rules import ProjectionRules
+from consumer.pipeline.routes import IndexName, Route, Routing, single_route
 from consumer.pipeline.shaping import FieldPath
+from consumer.pipeline.transforms import Transform, load_transform
 
 ENV_PREFIX = "CDC_"
 SECRET_SETTINGS = frozenset({"opensearch_password", "mask_key"})  # shown as <redacted> by every output
@@ -100,6 +103,113 @@ def _state_pattern_problem(pattern: dict[str, Any]) -> str | None:
     return None
 
 
+_TRANSFORM_SPEC = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
+MAX_ROUTES = 50  # routes are a metric label: a bounded set
+
+
+def _read_json_or_file(value: str, expected: str) -> Any:
+    """``value`` as JSON, or the contents of the JSON or YAML file it names (``.yaml`` / ``.yml``).
+
+    Raises:
+        ValueError: saying what is wrong, and what ``expected`` is.
+    """
+    text = value.strip()
+    if text[:1] in ("{", "["):
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"not JSON ({exc}); expected {expected}") from None
+    try:
+        content = Path(text).read_text()
+    except OSError as exc:
+        raise ValueError(f"neither JSON nor a readable file: {exc.strerror or exc}; expected {expected}") from None
+    try:
+        return yaml.safe_load(content) if text.endswith((".yaml", ".yml")) else json.loads(content)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ValueError(f"{text}: not {'YAML' if text.endswith(('.yaml', '.yml')) else 'JSON'} ({exc})") from None
+
+
+class RouteSpec(BaseModel):
+    """One route of ``CDC_ROUTES`` (``consumer.pipeline.routes``). Unset field rules, transform and
+    index template are the global ones (``CDC_INCLUDE_FIELDS``, ``CDC_TRANSFORM``, ...)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    match: tuple[dict[str, Any], ...] = ()
+    index: str = Field(max_length=255)
+    max_indices: int = Field(100, ge=1, le=10_000)
+    read_alias: str | None = Field(None, max_length=255, pattern=_INDEX_NAME.pattern)
+    include_fields: tuple[str, ...] | None = None
+    drop_fields: tuple[str, ...] | None = None
+    mask_fields: tuple[str, ...] | None = None
+    transform: str | None = Field(None, pattern=_TRANSFORM_SPEC)
+    index_template: IndexTemplate | None = None
+
+    @field_validator("match", mode="before")
+    @classmethod
+    def _patterns(cls, value: Any) -> Any:
+        patterns = value if isinstance(value, list | tuple) else [value]
+        for position, pattern in enumerate(patterns):
+            try:
+                validate_pattern(pattern, f"match pattern {position}")
+            except PatternError as exc:
+                raise ValueError(str(exc)) from None
+            problem = _state_pattern_problem(pattern)
+            if problem:
+                raise ValueError(
+                    f"match pattern {position}: {problem}; a route judges an item's state (Keys, NewImage)"
+                )
+        return tuple(patterns)
+
+    @field_validator("index")
+    @classmethod
+    def _index(cls, value: str) -> str:
+        IndexName.parse(value)  # raises ValueError naming what is wrong
+        return value
+
+    @field_validator("include_fields", "drop_fields", "mask_fields")
+    @classmethod
+    def _paths(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for text in value or ():
+            FieldPath.parse(text)
+        return value
+
+    @field_validator("index_template", mode="before")
+    @classmethod
+    def _template(cls, value: Any) -> Any:
+        return _index_template(value)
+
+
+def _index_template(value: Any) -> Any:
+    """An ``IndexTemplate`` from JSON text, a file holding it, or its parsed body."""
+    if isinstance(value, IndexTemplate) or value is None:
+        return value
+    body = _read_json_or_file(value, '{"settings": …, "mappings": …}') if isinstance(value, str) else value
+    try:
+        return IndexTemplate.from_json(body)
+    except ConfigError as exc:
+        raise ValueError(str(exc).removeprefix("CDC_INDEX_TEMPLATE: ")) from None
+
+
+def _route_problems(routes: tuple[RouteSpec, ...]) -> str | None:
+    """What makes a list of routes unusable as a whole, or None."""
+    if not routes:
+        return "expected a non-empty list of routes"
+    if len(routes) > MAX_ROUTES:
+        return f"{len(routes)} routes: at most {MAX_ROUTES} (a route is a metric label)"
+    names = [route.name for route in routes]
+    doubled = sorted({name for name in names if names.count(name) > 1})
+    if doubled:
+        return f"route names must be unique: {', '.join(doubled)}"
+    fixed = {route.index for route in routes if "${" not in route.index}
+    aliases = {f"{index}-live" for index in fixed} | {route.read_alias for route in routes if route.read_alias}
+    clash = sorted(fixed & aliases)
+    if clash:
+        return f"{', '.join(clash)}: an index name that is also a read alias"
+    return None
+
+
 def _default_worker_id() -> str:
     """The host's name and 8 random hex digits: unique per process even where every container has
     pid 1 and shares the node's name (host networking), readable in the lease table."""
@@ -158,6 +268,8 @@ class Settings(BaseModel):
     include_fields: tuple[str, ...] = ()
     drop_fields: tuple[str, ...] = ()
     mask_fields: tuple[str, ...] = ()
+    routes: tuple[RouteSpec, ...] = ()
+    transform: str | None = Field(None, pattern=_TRANSFORM_SPEC)
     mask_key: str | None = Field(None, repr=False)
     mask_key_file: Path | None = None
     mask_unkeyed: bool = False
@@ -207,22 +319,25 @@ class Settings(BaseModel):
     @field_validator("index_template", mode="before")
     @classmethod
     def _template(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        text = value.strip()
-        if not text.startswith("{"):
-            try:
-                text = Path(text).read_text()
-            except OSError as exc:
-                raise ValueError(f"neither JSON nor a readable file: {exc.strerror or exc}") from None
-        try:
-            body = json.loads(text)
-        except ValueError as exc:
-            raise ValueError(f'not JSON ({exc}); expected {{"settings": …, "mappings": …}}') from None
-        try:
-            return IndexTemplate.from_json(body)
-        except ConfigError as exc:
-            raise ValueError(str(exc).removeprefix("CDC_INDEX_TEMPLATE: ")) from None
+        return _index_template(value)
+
+    @field_validator("routes", mode="before")
+    @classmethod
+    def _routes(cls, value: Any) -> Any:
+        routes = _read_json_or_file(value, "a list of routes (docs/routes.md)") if isinstance(value, str) else value
+        if isinstance(routes, dict) and "routes" in routes:
+            routes = routes["routes"]
+        if not isinstance(routes, list):
+            raise ValueError("expected a list of routes (docs/routes.md)")
+        return tuple(routes)
+
+    @field_validator("routes")
+    @classmethod
+    def _whole_routes(cls, value: tuple[RouteSpec, ...]) -> tuple[RouteSpec, ...]:
+        problem = _route_problems(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("dead_letter_destination", mode="before")
     @classmethod
@@ -248,13 +363,13 @@ class Settings(BaseModel):
 
     @model_validator(mode="after")
     def _check_masking(self) -> Settings:
-        if not self.mask_fields:
+        if not self.mask_fields and not any(route.mask_fields for route in self.routes):
             return self
         if self.mask_key is not None and self.mask_key_file is not None:
             raise ValueError("set CDC_MASK_KEY or CDC_MASK_KEY_FILE, not both")
         if self.mask_key is None and self.mask_key_file is None and not self.mask_unkeyed:
             raise ValueError(
-                "CDC_MASK_FIELDS needs a secret key: set CDC_MASK_KEY_FILE (a file holding at least 16 bytes, e.g. a "
+                "CDC_MASK_FIELDS (or a route's mask_fields) needs a secret key: set CDC_MASK_KEY_FILE (a file holding at least 16 bytes, e.g. a "
                 "mounted Kubernetes/ECS secret) or CDC_MASK_KEY; without a key a dictionary of likely values (emails, "
                 "phone numbers) undoes the masking. CDC_MASK_UNKEYED=true accepts that risk explicitly"
             )
@@ -324,6 +439,11 @@ class Settings(BaseModel):
             raise ValueError(
                 f"CDC_RETRY_BASE_SECONDS={self.retry_base_seconds:g} is above CDC_RETRY_MAX_DELAY_SECONDS="
                 f"{self.retry_max_delay_seconds:g}: the first backoff step cannot exceed the cap"
+            )
+        if self.routes and (self.opensearch_index or self.opensearch_read_alias):
+            raise ValueError(
+                "CDC_OPENSEARCH_INDEX / CDC_OPENSEARCH_READ_ALIAS name the one index of a table without routes; with "
+                "CDC_ROUTES each route names its index (its read alias is <index>-live, or the route's read_alias)"
             )
         if self.read_alias_name == self.index_name:
             raise ValueError(
@@ -493,9 +613,66 @@ def projection_rules(settings: Settings, schema: KeySchema) -> ProjectionRules:
 def document_key_schema(settings: Settings, schema: KeySchema) -> KeySchema:
     """The table's key schema as document ids use it: the key attributes ``CDC_MASK_FIELDS`` names
     (as top-level fields) masked with the masking key (``consumer.pipeline.doc_ids``)."""
-    names = frozenset(
+    names = _masked_key_names(settings)
+    return schema.masking(names, settings.mask_secret) if names else schema
+
+
+def routing(settings: Settings, schema: KeySchema) -> Routing:
+    """The routes the settings describe (``CDC_ROUTES``, or the one route to the table's index), with
+    their transforms imported: the same for the workers, the KCL processor, backfill, audit and redrive.
+
+    Raises:
+        ConfigError: naming the route whose transform cannot be imported or whose mask names a key
+            attribute (mask key attributes with CDC_MASK_FIELDS: ids are the same in every index).
+    """
+    rules = projection_rules(settings, schema)
+    transforms: dict[str, Transform] = {}
+
+    def transform(spec: str | None, variable: str) -> Transform | None:
+        if spec is None:
+            return None
+        if spec not in transforms:
+            try:
+                transforms[spec] = load_transform(spec)
+            except ValueError as exc:
+                raise ConfigError(f"{variable}={spec!r}: {exc}") from None
+        return transforms[spec]
+
+    template = settings.index_template or NO_TEMPLATE
+    if not settings.routes:
+        return single_route(
+            settings.source_table, settings.index_name, rules, transform(settings.transform, "CDC_TRANSFORM"), template
+        )
+    routes = []
+    for spec in settings.routes:
+        where = f"CDC_ROUTES route {spec.name!r}"
+        masked_keys = sorted(
+            {FieldPath.parse(path).segments[0][0] for path in spec.mask_fields or ()} & rules.key_names
+        )
+        if masked_keys and not set(masked_keys) <= _masked_key_names(settings):
+            raise ConfigError(
+                f"{where}: mask_fields names key attribute {', '.join(masked_keys)}: mask key attributes with "
+                "CDC_MASK_FIELDS, so that an item has the same document id in every index"
+            )
+        routes.append(
+            Route(
+                spec.name,
+                IndexName.parse(spec.index),
+                rules.with_fields(spec.include_fields, spec.drop_fields, spec.mask_fields),
+                spec.match,
+                transform(spec.transform or settings.transform, f"{where} transform"),
+                max_indices=spec.max_indices,
+                read_alias=spec.read_alias,
+                template=spec.index_template or template,
+            )
+        )
+    return Routing(settings.source_table, rules, tuple(routes), rules.key_names)
+
+
+def _masked_key_names(settings: Settings) -> frozenset[str]:
+    """The top-level attributes ``CDC_MASK_FIELDS`` names: masked in document ids when they are keys."""
+    return frozenset(
         path.segments[0][0]
         for path in map(FieldPath.parse, settings.mask_fields)
         if len(path.segments) == 1 and not path.segments[0][1]
     )
-    return schema.masking(names, settings.mask_secret) if names else schema

@@ -2,8 +2,8 @@
 
 ``BackfillRunner.run`` takes free segment leases (``consumer.backfill.segments``: unowned, or
 expired on this process's clock) and scans each, page by page: every item is shaped exactly as the
-stream path shapes it (``consumer.pipeline.repair.project_item``: the same ids, projection, field rules and
-state filter) and written with the external version ``repair_version(read time of its page)``, which
+stream path shapes it (``consumer.pipeline.repair.project_item``: the same ids, routes, projection,
+field rules, transforms and state filter) and written with the external version ``repair_version(read time of its page)``, which
 loses to every change made after the page was read and beats every change made before it
 (docs/versioning.md, "Backfill"). A document OpenSearch cannot hold is dead-lettered, never blocking
 the segment. After each page is settled, the segment's checkpoint moves to the page's
@@ -34,8 +34,8 @@ from consumer.observability.metrics import Metrics
 from consumer.pipeline.bulk import Outcome
 from consumer.pipeline.doc_ids import KeySchema, document_id
 from consumer.pipeline.letters import DeadLetter
-from consumer.pipeline.projection import ProjectionRules
 from consumer.pipeline.repair import RepairAction, project_item, repair_version, restore
+from consumer.pipeline.routes import Routing
 from consumer.sink.dlq import DurableDeadLetters
 from consumer.sink.opensearch import OpenSearchSink
 
@@ -77,7 +77,7 @@ class BackfillRunner:
     def __init__(
         self,
         schema: KeySchema,
-        rules: ProjectionRules,
+        routing: Routing,
         scan: SegmentScan,
         sink: OpenSearchSink,
         dead_letters: DurableDeadLetters,
@@ -89,7 +89,7 @@ class BackfillRunner:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._schema = schema
-        self._rules = rules
+        self._routing = routing
         self._scan = scan
         self._sink = sink
         self._dead_letters = dead_letters
@@ -180,15 +180,15 @@ class BackfillRunner:
         letters: list[DeadLetter] = []
         for item in page.items:
             try:
-                doc_id, document = project_item(self._schema, item, self._rules)
+                doc_id, projected = project_item(self._schema, item, self._routing)
             except RecordError as exc:
                 letters.append(_letter(segment, item, self._schema, str(exc)))
                 continue
-            if document is None:
+            if projected is None:
                 self.tally.add("filtered")
                 self._metrics.backfill_items.labels(outcome="filtered").inc()
                 continue
-            actions.append(restore(doc_id, document, version))
+            actions.append(restore(doc_id, projected.document, version, index=projected.index))
         self.tally.add("items", len(page.items))
         self.tally.read_units += page.read_units
         self._metrics.backfill_read_units.inc(page.read_units)

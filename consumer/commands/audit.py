@@ -1,4 +1,5 @@
-"""``consumer audit``: compare the table with the index; with ``--repair``, fix the drift.
+"""``consumer audit``: compare the table with the index (each index of the routes: an item is
+expected in the index its route puts it in, and nowhere else); with ``--repair``, fix the drift.
 
 Two passes, one page at a time, so memory stays flat whatever the table's size:
 
@@ -35,7 +36,9 @@ from consumer.commands.reconcile import Reconciler
 from consumer.config import Settings
 from consumer.pipeline.bulk import Outcome
 from consumer.pipeline.repair import (
+    Document,
     Drift,
+    Projected,
     RepairAction,
     compare_page,
     extra_ids,
@@ -107,8 +110,9 @@ class AuditReport:
     """The outcome of one audit: items and live documents counted, the drift, the repair's outcome."""
 
     table: str
-    index: str
+    index: str  # the indices, comma-separated (patterns for templated routes)
     limit: int
+    routed: bool = False  # examples then name their index: <index>/<id>
     items: int = 0
     documents: int = 0
     missing: Examples = field(init=False)
@@ -125,48 +129,64 @@ class AuditReport:
     def drift(self) -> bool:
         return bool(self.missing.count or self.extra.count or self.different.count)
 
-    def add(self, drift: Drift) -> None:
-        self.missing.add(drift.missing)
-        self.extra.add(drift.extra)
-        self.different.add(drift.different)
+    def add(self, drift: Drift, index: str) -> None:
+        label = (lambda doc_id: f"{index}/{doc_id}") if self.routed else (lambda doc_id: doc_id)
+        self.missing.add(map(label, drift.missing))
+        self.extra.add(map(label, drift.extra))
+        self.different.add((label(doc_id), fields) for doc_id, fields in drift.different)
 
 
 def run_audit(reconciler: Reconciler, repair: bool, limit: int, stop: threading.Event) -> AuditReport:
     """Both passes, page by page, repairing each page's drift when asked."""
-    report = AuditReport(reconciler.table, reconciler.index, limit, repair=RepairReport(limit) if repair else None)
+    routed = len(reconciler.routing.routes) > 1 or reconciler.routing.routes[0].index.templated
+    report = AuditReport(
+        reconciler.table, reconciler.indices, limit, routed, repair=RepairReport(limit) if repair else None
+    )
     schema = reconciler.schema
     # A masked key attribute cannot be read back from a document: the second pass then judges by the
-    # ids the first one saw (held whole, about 100 bytes each), at the time of its first read.
-    table_ids: set[str] | None = set() if schema.masked else None
+    # ids the first one saw, with their index (held whole, about 100 bytes each), at the time of its
+    # first read.
+    table_ids: set[tuple[str, str]] | None = set() if schema.masked else None
     first_read_at: float | None = None
     for page in reconciler.table_pages(stop):
-        expected = reconciler.projected(page)
-        report.items += len(expected)
+        projected = reconciler.projected(page)
+        report.items += len(projected)
         if table_ids is not None:
-            table_ids.update(expected)
+            table_ids.update((placed.index, doc_id) for doc_id, placed in projected.items())
             first_read_at = page.read_at if first_read_at is None else first_read_at
-        drift = compare_page(expected, reconciler.live_documents(expected))
-        report.add(drift)
-        if report.repair is not None and drift.found:
-            version = repair_version(page.read_at)
-            actions = plan_repair(drift, expected, version)
-            report.repair.add(version, actions, reconciler.apply(actions, stop))
-    for page_documents in reconciler.index_pages():
+        for index, expected in _by_index(projected).items():
+            drift = compare_page(expected, reconciler.live_documents(index, expected))
+            report.add(drift, index)
+            if report.repair is not None and drift.found:
+                version = repair_version(page.read_at)
+                actions = plan_repair(drift, expected, version, index)
+                report.repair.add(version, actions, reconciler.apply(actions, stop))
+    for index, page_documents in reconciler.index_pages():
         documents = dict(page_documents)
         report.documents += len(documents)
         if table_ids is not None:
             read_at = first_read_at if first_read_at is not None else reconciler.read_time(time.monotonic())
-            extra = [doc_id for doc_id in documents if doc_id not in table_ids]
+            extra = [doc_id for doc_id in documents if (index, doc_id) not in table_ids]
         else:
             keys = [key for key in (key_of_document(schema, document) for document in documents.values()) if key]
             read_at, items = reconciler.current_items(keys, stop)
-            extra = extra_ids(schema, documents, items, reconciler.shaping)
-        report.add(Drift(extra=tuple(extra)))
+            extra = extra_ids(schema, index, documents, items, reconciler.routing)
+        report.add(Drift(extra=tuple(extra)), index)
         if report.repair is not None and extra:
             version = repair_version(read_at)
-            actions = [restore(doc_id, None, version, key_fields(schema, documents[doc_id])) for doc_id in extra]
+            actions = [
+                restore(doc_id, None, version, key_fields(schema, documents[doc_id]), index=index) for doc_id in extra
+            ]
             report.repair.add(version, actions, reconciler.apply(actions, stop))
     return report
+
+
+def _by_index(projected: dict[str, Projected]) -> dict[str, dict[str, Document]]:
+    """The page's expected documents (id → document) grouped by their index."""
+    grouped: dict[str, dict[str, Document]] = {}
+    for doc_id, placed in projected.items():
+        grouped.setdefault(placed.index, {})[doc_id] = placed.document
+    return grouped
 
 
 def render_text(report: AuditReport) -> str:

@@ -22,7 +22,7 @@ from consumer.backfill.runner import BackfillTally
 from consumer.config import Settings
 from consumer.leases.table import LeaseTable
 from consumer.observability.metrics import Metrics
-from consumer.runtime.assembly import set_up_index
+from consumer.runtime.assembly import set_up_routes
 from consumer.runtime.backfill_job import build_runner, check_no_gap, ensure_segments
 from consumer.runtime.clients import aws_clients
 from consumer.runtime.stream_source import describe_table, resolve_stream, with_document_ids
@@ -43,21 +43,22 @@ def backfill_command(settings: Settings, segments: int | None, restart: bool, st
     leases = LeaseTable(aws.dynamodb, settings.lease_table_name, observe=metrics.observe_aws, aws_clock=aws.clock)
     api = StreamsApi(aws.streams, observe=metrics.observe_aws, aws_clock=aws.clock)
     check_no_gap(leases.list_leases() if leases.exists() else [], api.list_shards(source.stream_arn))
-    set_up_index(settings, source.key_schema)
+    routes, catalog = set_up_routes(settings, source)
     total = ensure_segments(
         leases, segments or settings.backfill_segments, int(table.get("TableSizeBytes", 0)), restart
     )
     display = _Display(int(table.get("ItemCount", 0)))
     runner = build_runner(
-        settings, source, aws.dynamodb, leases, metrics, on_progress=display.show, aws_clock=aws.clock
+        settings, source, aws.dynamodb, leases, metrics, routes, catalog, on_progress=display.show, aws_clock=aws.clock
     )
-    log.info("backfill_started", table=source.table_name, index=settings.index_name, segments=total)
+    indices = ", ".join(routes.index_patterns)
+    log.info("backfill_started", table=source.table_name, index=indices, segments=total)
     progress = runner.run(stop)
     display.finish()
     tally = progress.tally
     elapsed = time.monotonic() - tally.started
     sys.stdout.write(
-        f"backfill of {source.table_name} into {settings.index_name}: {progress.done}/{progress.total} segments done; "
+        f"backfill of {source.table_name} into {indices}: {progress.done}/{progress.total} segments done; "
         f"this process: {tally.items} items in {elapsed:.0f} s ({tally.items / max(elapsed, 1e-9):,.0f}/s): "
         f"{tally.applied} applied, {tally.stale} stale (a newer change was indexed), {tally.filtered} filtered, "
         f"{tally.dead_lettered} dead-lettered; {tally.read_units:,.0f} read units\n"

@@ -1,6 +1,7 @@
 """Command line: ``consumer run`` starts a worker; ``consumer kcl-processor`` serves one shard under
 the KCL MultiLangDaemon; ``consumer leases`` prints the lease table; ``consumer config [--check]`` prints (and checks) the
-configuration; ``consumer audit`` compares the
+configuration; ``consumer transform --check`` shows what the routes and the transform make of items;
+``consumer audit`` compares the
 table with the index (``--repair`` fixes the drift); ``consumer backfill`` copies the table's items
 into the index; ``consumer redrive`` applies dead-lettered items again from their current state in
 the table.
@@ -31,6 +32,7 @@ from consumer.commands.backfill import backfill_command
 from consumer.commands.leases_report import lease_rows, render_json, render_table
 from consumer.commands.redrive import redrive_command
 from consumer.commands.show_config import config_command
+from consumer.commands.transform_check import transform_command
 from consumer.config import Settings, load_settings
 from consumer.errors import ConfigError, ConsumerError
 from consumer.leases.model import Lease, shard_leases
@@ -79,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "backfill":
         return operator_command(
             lambda settings: _until_signal(lambda stop: backfill_command(settings, args.segments, args.restart, stop))
+        )
+    if args.command == "transform":
+        return _run_command(
+            lambda settings: transform_command(settings, args.check, args.key, args.json), require_opensearch=False
         )
     if args.command == "redrive":
         source = args.source or (str(args.file) if args.file else None)
@@ -161,6 +167,20 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="SQS: how long received messages stay hidden while redrive settles them (default 300)",
     )
+    transform = commands.add_parser(
+        "transform",
+        help="show what the routes and the transform make of items (route, index, id, document); writes nothing",
+        description="Read items from a file (one item, a JSON array, or JSON lines; DynamoDB JSON as "
+        "`aws dynamodb get-item` prints it, or plain JSON) and print, for each, the route it takes, its index, "
+        "document id and document, exactly as the workers would write it: or why it is in no index, or the error "
+        "that would dead-letter its changes. Uses CDC_ROUTES, CDC_TRANSFORM and the field rules (docs/routes.md).",
+        epilog="Exit codes: 0 every item shaped or left out; 3 an item would be dead-lettered; 2 configuration error.",
+    )
+    transform.add_argument("--check", type=Path, required=True, metavar="ITEMS.json", help="the items to shape")
+    transform.add_argument(
+        "--key", metavar="HASH[,RANGE]", help="the key attributes (default: read from the table with DescribeTable)"
+    )
+    transform.add_argument("--json", action="store_true", help="print a JSON array of reports instead of text")
     return parser
 
 

@@ -22,17 +22,19 @@ from prometheus_client import CollectorRegistry
 from consumer.aws.backoff import backoff_delay
 from consumer.aws.clock import CLOCK_SKEW_MARGIN_SECONDS, AwsClock
 from consumer.backfill.scan import ReadRate, ScanPage, SegmentScan
-from consumer.config import Settings, document_key_schema, projection_rules
+from consumer.config import Settings, document_key_schema, routing
 from consumer.errors import ConfigError, ConsumerError, Interrupted, RecordError, SinkError
 from consumer.observability.metrics import Metrics
 from consumer.pipeline.doc_ids import KeySchema, document_id
 from consumer.pipeline.drift import natural_document
-from consumer.pipeline.projection import ProjectionRules
 from consumer.pipeline.records import EVENT_NAMES
-from consumer.pipeline.repair import Document, Item, RepairAction, project_item
+from consumer.pipeline.repair import Document, Item, Projected, RepairAction, project_item
+from consumer.pipeline.routes import Routing
+from consumer.pipeline.service_fields import DELETED_FIELD
 from consumer.runtime.clients import aws_clients, opensearch_client
 from consumer.runtime.stream_source import read_key_schema
-from consumer.sink.index_setup import DELETED_FIELD, LIVE_FILTER
+from consumer.sink.index_catalog import IndexCatalog
+from consumer.sink.index_setup import LIVE_FILTER
 from consumer.sink.opensearch import OpenSearchSink, Result
 
 SCROLL_PAGE_SIZE = 1000
@@ -40,9 +42,9 @@ BATCH_GET_KEYS = 100  # BatchGetItem's limit per request
 WRITE_CHUNK_SIZE = 250
 
 
-def audit_rules(settings: Settings, schema: KeySchema) -> ProjectionRules:
-    """The workers' rules, for a table state: the filter (CDC_FILTER_MODE=state) and the fields kept,
-    dropped and masked.
+def audit_routing(settings: Settings, schema: KeySchema) -> Routing:
+    """The workers' routes and rules, for a table state: the routes, the filter (CDC_FILTER_MODE=state),
+    the fields kept, dropped and masked, and the transforms.
 
     Raises:
         ConfigError: when the rules make the index something other than a function of the table's
@@ -60,16 +62,16 @@ def audit_rules(settings: Settings, schema: KeySchema) -> ProjectionRules:
             "so audit would report their effect as drift and a repair would undo it; audit and redrive support "
             "state filters (CDC_FILTER_MODE=state, the default) and the field rules"
         )
-    return projection_rules(settings, schema)
+    return routing(settings, schema)
 
 
 @dataclass
 class Reconciler:
-    """Reads the table and the index, and writes repairs, for one table and its index."""
+    """Reads the table and the indices of its routes, and writes repairs, for one table."""
 
     table: str
     schema: KeySchema
-    shaping: ProjectionRules
+    routing: Routing
     dynamodb: Any
     search: OpenSearch
     sink: OpenSearchSink
@@ -82,14 +84,16 @@ class Reconciler:
         aws = aws_clients(settings.aws_region, settings.streams_endpoint_url)
         dynamodb = aws.dynamodb
         schema = document_key_schema(settings, read_key_schema(dynamodb, settings.source_table))
-        shaping = audit_rules(settings, schema)
+        routes = audit_routing(settings, schema)
         search = opensearch_client(settings, exact_numbers=True)
+        alias = settings.read_alias_name if not settings.routes else None
         sink = OpenSearchSink(
             search,
             settings.index_name,
             Metrics(CollectorRegistry()),
             settings.retry_base_seconds,
             settings.retry_max_delay_seconds,
+            catalog=IndexCatalog(search, routes, schema, settings.mapping_mode, alias),
         )
         scan = SegmentScan(
             dynamodb,
@@ -101,11 +105,12 @@ class Reconciler:
             retry_cap_seconds=settings.retry_max_delay_seconds,
             aws_clock=aws.clock,
         )
-        return cls(settings.source_table, schema, shaping, dynamodb, search, sink, scan, aws.clock)
+        return cls(settings.source_table, schema, routes, dynamodb, search, sink, scan, aws.clock)
 
     @property
-    def index(self) -> str:
-        return self.sink.index
+    def indices(self) -> str:
+        """Every index of the routes: fixed names and templates' patterns, comma-separated."""
+        return ",".join(self.routing.index_patterns)
 
     def read_time(self, started_at: float) -> float:
         """A time no later than a read that started at ``started_at`` (monotonic), on DynamoDB's
@@ -116,14 +121,14 @@ class Reconciler:
         """The table's pages, read consistently within the read budget, each with its read time."""
         return self.scan.pages(0, 1, None, stop)
 
-    def projected(self, page: ScanPage) -> dict[str, Document]:
-        """The page's items as the worker projects them (id → document); items the state filter
-        leaves out are expected absent and left out."""
-        documents: dict[str, Document] = {}
+    def projected(self, page: ScanPage) -> dict[str, Projected]:
+        """The page's items as the worker projects them (id → document and its index); items in no
+        index (filtered, unrouted, or left out by their transform) are expected absent and left out."""
+        documents: dict[str, Projected] = {}
         for item in page.items:
-            doc_id, document = project_item(self.schema, item, self.shaping)
-            if document is not None:
-                documents[doc_id] = document
+            doc_id, projected = project_item(self.schema, item, self.routing)
+            if projected is not None:
+                documents[doc_id] = projected
         return documents
 
     def get_item(self, key: Item) -> tuple[float, Item | None]:
@@ -143,44 +148,63 @@ class Reconciler:
             raise self._table_error("GetItem", exc) from exc
         return self.read_time(started), response.get("Item")
 
-    def live_documents(self, ids: Iterable[str]) -> dict[str, Document]:
-        """The live documents among ``ids`` (id → source as the item has it), tombstones left out."""
+    def live_documents(self, index: str, ids: Iterable[str]) -> dict[str, Document]:
+        """The live documents of ``index`` among ``ids`` (id → source as the item has it), tombstones
+        left out."""
         ids = list(ids)
         if not ids:
             return {}
         try:
-            self.search.indices.refresh(index=self.index)  # documents written in the last second count too
-            answer = self.search.mget(index=self.index, body={"ids": ids})
+            self.search.indices.refresh(index=index)  # documents written in the last second count too
+            answer = self.search.mget(index=index, body={"ids": ids})
         except NotFoundError:
             return {}
         except TransportError as exc:
-            raise SinkError(f"reading index {self.index!r} failed: {exc}") from exc
+            raise SinkError(f"reading index {index!r} failed: {exc}") from exc
         return {
             doc["_id"]: natural_document(doc["_source"])
             for doc in answer.get("docs", [])
             if doc.get("found") and not (doc.get("_source") or {}).get(DELETED_FIELD)
         }
 
-    def index_pages(self) -> Iterator[list[tuple[str, Document]]]:
-        """Every live document of the index in pages (id, source as the item has it), however many,
-        tombstones left out (a tombstone is an absent item); nothing when the index does not exist."""
+    def index_pages(self) -> Iterator[tuple[str, list[tuple[str, Document]]]]:
+        """Every live document of every index of the routes, in pages of one index each (the index, and
+        (id, source as the item has it) pairs), however many, tombstones left out (a tombstone is an
+        absent item); nothing for an index that does not exist."""
+        indices = self.indices
         try:
-            if not self.search.indices.exists(index=self.index):
-                return
-            self.search.indices.refresh(index=self.index)
+            self.search.indices.refresh(index=indices, ignore_unavailable=True, allow_no_indices=True)
             hits = helpers.scan(
-                self.search, index=self.index, query={"query": LIVE_FILTER}, size=SCROLL_PAGE_SIZE, scroll="5m"
+                self.search,
+                index=indices,
+                query={"query": LIVE_FILTER},
+                size=SCROLL_PAGE_SIZE,
+                scroll="5m",
+                ignore_unavailable=True,
+                allow_no_indices=True,
             )
-            page: list[tuple[str, Document]] = []
+            pages: dict[str, list[tuple[str, Document]]] = {}
             for hit in hits:
+                page = pages.setdefault(hit["_index"], [])
                 page.append((hit["_id"], natural_document(hit.get("_source") or {})))
                 if len(page) == SCROLL_PAGE_SIZE:
-                    yield page
-                    page = []
-            if page:
-                yield page
+                    yield hit["_index"], pages.pop(hit["_index"])
+            yield from pages.items()
         except (TransportError, helpers.ScanError) as exc:
-            raise SinkError(f"reading index {self.index!r} failed: {exc}") from exc
+            raise SinkError(f"reading indices {indices!r} failed: {exc}") from exc
+
+    def holding_indices(self, doc_id: str) -> set[str]:
+        """The indices of the routes that hold a live document of id ``doc_id``."""
+        try:
+            answer = self.search.search(
+                index=self.indices,
+                body={"query": {"bool": {"filter": [{"ids": {"values": [doc_id]}}, LIVE_FILTER]}}, "_source": False},
+                ignore_unavailable=True,
+                allow_no_indices=True,
+            )
+        except TransportError as exc:
+            raise SinkError(f"searching {self.indices!r} for document {doc_id!r} failed: {exc}") from exc
+        return {hit["_index"] for hit in answer["hits"]["hits"]}
 
     def current_items(self, keys: list[Item], stop: threading.Event) -> tuple[float, dict[str, Item]]:
         """The items that exist under ``keys`` (id → item), read consistently in batches within the

@@ -62,12 +62,14 @@ class Entry:
 
 @dataclass(frozen=True)
 class Step:
-    """An entry, what redrive does about it (``action``: None when nothing), and why or with what outcome."""
+    """An entry, what redrive does about it (``action``: None when nothing; ``also``: tombstones in the
+    other indices of the routes that may hold the item), and why or with what outcome."""
 
     entry: Entry
     action: RepairAction | None
     note: str
     needs_attention: bool = False
+    also: tuple[RepairAction, ...] = ()
 
 
 def parse_entry(origin: str, text: bytes | str, schema: KeySchema) -> Entry:
@@ -139,27 +141,54 @@ def plan(reconciler: Reconciler, entries: Iterable[Entry], decided: dict[str, St
 
 def _decide(reconciler: Reconciler, entry: Entry) -> Step:
     assert entry.key is not None and entry.doc_id is not None
+    routing = reconciler.routing
     try:
         read_at, item = reconciler.get_item(entry.key)
-        document = None if item is None else project_item(reconciler.schema, item, reconciler.shaping)[1]
+        projected = None if item is None else project_item(reconciler.schema, item, routing)[1]
+        # the item's document leaves every other index: where a route may have put it, where one is
+        elsewhere = set(routing.fixed_indices)
+        if any(route.index.templated for route in routing.routes):
+            elsewhere |= reconciler.holding_indices(entry.doc_id)
     except RecordError as exc:
         return Step(entry, None, f"unreadable: {exc}", needs_attention=True)
-    keys = None if document is not None else shape_document(item_to_json(entry.key), reconciler.shaping)
-    action = restore(entry.doc_id, document, repair_version(read_at), keys)
-    if document is None:
-        return Step(entry, action, "not in the table: delete its document")
-    return Step(entry, action, "in the table: index its current state")
+    version = repair_version(read_at)
+    keys = shape_document(item_to_json(entry.key), routing.rules)
+    tombstones = tuple(
+        restore(entry.doc_id, None, version, keys, index)
+        for index in sorted(elsewhere - {projected.index if projected else ""})
+    )
+    if projected is not None:
+        action = restore(entry.doc_id, projected.document, version, index=projected.index)
+        return Step(entry, action, "in the table: index its current state", also=tombstones)
+    if not tombstones:
+        return Step(entry, None, "not in the table nor in any index: nothing to do")
+    note = "not in the table: delete its document" if item is None else "in no index's route: delete its document"
+    return Step(entry, tombstones[0], note, also=tombstones[1:])
 
 
 def apply(reconciler: Reconciler, steps: list[Step], stop: threading.Event) -> list[Step]:
-    """Write each item's action once; every step then notes its outcome."""
-    actions = list({step.action.doc_id: step.action for step in steps if step.action is not None}.values())
+    """Write each item's actions once; every step then notes its outcome (a tombstone elsewhere that
+    fails needs attention too)."""
+    actions = list(
+        {
+            (action.index, action.doc_id): action
+            for step in steps
+            if step.action is not None
+            for action in (step.action, *step.also)
+        }.values()
+    )
     results = reconciler.apply(actions, stop)
-    outcomes = {action.doc_id: _outcome(*result) for action, result in zip(actions, results, strict=True)}
+    outcomes = {
+        (action.index, action.doc_id): _outcome(*result) for action, result in zip(actions, results, strict=True)
+    }
     applied = []
     for step in steps:
         if step.action is not None:
-            note, needs_attention = outcomes[step.action.doc_id]
+            note, needs_attention = outcomes[(step.action.index, step.action.doc_id)]
+            elsewhere = [(also.index, *outcomes[(also.index, also.doc_id)]) for also in step.also]
+            failed = [f"{index}: {text}" for index, text, attention in elsewhere if attention]
+            if failed:
+                note, needs_attention = f"{note}; tombstone elsewhere {'; '.join(failed)}", True
             step = replace(step, note=note, needs_attention=needs_attention)
         applied.append(step)
     return applied

@@ -22,11 +22,11 @@ import orjson
 from prometheus_client import CollectorRegistry
 
 from consumer.config import ENV_PREFIX, SECRET_SETTINGS, Settings
-from consumer.errors import ConsumerError
+from consumer.errors import ConfigError, ConsumerError
 from consumer.leases.table import LeaseTable
 from consumer.observability.redaction import REDACTED, redact
 from consumer.runtime.clients import aws_clients, opensearch_client
-from consumer.runtime.stream_source import resolve_stream
+from consumer.runtime.stream_source import resolve_stream, with_document_ids
 
 DERIVED = {
     "index_name": "opensearch_index",
@@ -54,6 +54,8 @@ def effective(settings: Settings, environ: Mapping[str, str]) -> list[Entry]:
             source = "derived (ECS task id)"
         else:
             source = "default"
+        if field == "routes" and value:
+            value = [f"{route['name']}→{route['index']}" for route in value]
         shown = REDACTED if field in SECRET_SETTINGS and value is not None else redact(_text(value))
         entries.append(Entry(variable, shown, source))
     for name, field in DERIVED.items():
@@ -103,6 +105,18 @@ def check(settings: Settings) -> list[tuple[str, bool, str]]:
         return f"{source[0].stream_arn} ({source[0].view_type})"
 
     probe(f"table {settings.source_table} and its stream", stream)
+
+    def routes() -> str:
+        from consumer.runtime.assembly import build_routing
+
+        if not source:
+            raise ConfigError("needs the stream (its view type and key schema): see the check above")
+        routing = build_routing(settings, with_document_ids(settings, source[0]))
+        transforms = sorted({route.transform.spec for route in routing.routes if route.transform is not None})
+        imported = f"; transform {', '.join(transforms)} imported" if transforms else ""
+        return f"{len(routing.routes)} to {', '.join(routing.index_patterns)}{imported}"
+
+    probe("routes and transforms", routes)
 
     def leases() -> str:
         table = LeaseTable(aws.dynamodb, settings.lease_table_name)

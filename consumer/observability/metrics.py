@@ -118,8 +118,9 @@ class Metrics:
         )
         self.records_processed = Counter(
             "cdc_records_processed_total",
-            "Stream records by event name and outcome (applied, stale, filtered, dead_lettered).",
-            ["event", "outcome"],
+            "Stream records by event name, outcome (applied, stale, filtered, dead_lettered) and route "
+            "(CDC_ROUTES; default without routes, none for records that reach no index).",
+            ["event", "outcome", "route"],
             registry=registry,
         )
         self.get_records = Counter(

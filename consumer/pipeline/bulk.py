@@ -46,8 +46,15 @@ class RequestFailure(enum.Enum):
     REJECTED = "rejected"  # another 4xx: bisect to find the actions at fault
 
 
+DEFAULT_ROUTE = "default"  # the route of every item when no routes are configured (consumer.pipeline.routes)
+
+
 class BulkOperation(Protocol):
-    """One index or delete operation with its external version: all ``encode_action`` reads."""
+    """One index or delete operation with its external version: all ``encode_action`` reads, and the
+    index it goes to (None: the sink's own index)."""
+
+    @property
+    def index(self) -> str | None: ...
 
     @property
     def doc_id(self) -> str: ...
@@ -64,13 +71,19 @@ class BulkOperation(Protocol):
 
 @dataclass(frozen=True)
 class BulkAction:
-    """One record turned into one index or delete operation."""
+    """One record turned into one index or delete operation in one index (None: the sink's own).
+
+    A record makes one action, or two when its item changes route or index: the document in the new
+    index, and the ``companion`` tombstone in the old one (``consumer.pipeline.projection``)."""
 
     record: StreamRecord
     doc_id: str
     version: int
     op: Literal["index", "delete"]
     document: dict[str, Any] | None
+    index: str | None = None
+    route: str = DEFAULT_ROUTE
+    companion: bool = False
 
 
 def encode_action(index: str, action: BulkOperation) -> bytes:

@@ -9,7 +9,12 @@ patterns are OR'ed. Leaf elements are literals (equality) or one operator:
 
 Example — only active orders: ``{"dynamodb": {"NewImage": {"status": {"S": ["active"]}}}}``.
 A record value that is a list (e.g. a string set) matches when any element does. Numbers compare
-as decimals (DynamoDB ``N`` values arrive as strings). Thread-safe.
+as decimals (DynamoDB ``N`` values arrive as strings).
+
+``StateMatcher`` is the same test compiled once for patterns that judge an item's state (they name
+``dynamodb.Keys`` and ``dynamodb.NewImage``, as routes and the ``state`` filter mode do): each leaf
+becomes a path and a test, and a leaf of literals a set lookup, so the hot path walks no pattern.
+Thread-safe.
 """
 
 from __future__ import annotations
@@ -62,6 +67,72 @@ def matches(pattern: dict[str, Any], record: Any) -> bool:
 def matches_any(patterns: tuple[dict[str, Any], ...], record: dict[str, Any]) -> bool:
     """OR of the patterns; no patterns at all means everything passes."""
     return not patterns or any(matches(pattern, record) for pattern in patterns)
+
+
+Leaf = Callable[[dict[str, Any], dict[str, Any]], bool]  # (keys, image) → whether one leaf matches
+
+
+def _leaf(root: str | None, path: tuple[str, ...], elements: tuple[Any, ...]) -> Leaf:
+    """One leaf of a pattern as a function of an item's state: its value is at ``path`` below the
+    ``root`` (``Keys`` or ``NewImage``; None: somewhere a state does not have); a leaf of plain
+    strings tests a string value by a set lookup."""
+    literals = frozenset(elements) if all(isinstance(element, str) for element in elements) else None
+    from_keys, from_image = root == "Keys", root == "NewImage"
+
+    def matches_leaf(keys: dict[str, Any], image: dict[str, Any]) -> bool:
+        value: Any = keys if from_keys else image if from_image else _ABSENT
+        for name in path:
+            value = value.get(name, _ABSENT) if value.__class__ is dict else _ABSENT
+        if literals is not None and value.__class__ is str:
+            return value in literals
+        return any(_leaf_matches(element, value) for element in elements)
+
+    return matches_leaf
+
+
+class StateMatcher:
+    """Patterns (OR'ed) compiled to judge an item's state: ``matcher(keys, image)`` equals
+    ``matches_any(patterns, {"dynamodb": {"Keys": keys, "NewImage": image}})``."""
+
+    def __init__(self, patterns: tuple[dict[str, Any], ...]) -> None:
+        self._everything = not patterns
+        self._compiled = [(pattern, _compile(pattern)) for pattern in patterns]
+
+    def __call__(self, keys: dict[str, Any], image: dict[str, Any]) -> bool:
+        if self._everything:
+            return True
+        for pattern, leaves in self._compiled:
+            if leaves is None:  # a leaf above the state's attributes: judged the slow way
+                if matches(pattern, {"dynamodb": {"Keys": keys, "NewImage": image}}):
+                    return True
+                continue
+            for leaf in leaves:
+                if not leaf(keys, image):
+                    break
+            else:
+                return True
+        return False
+
+
+def _compile(pattern: dict[str, Any]) -> list[Leaf] | None:
+    """The leaves of a pattern, or None when one sits at or above ``dynamodb.Keys`` / ``NewImage``."""
+    leaves: list[Leaf] = []
+    for path, elements in _leaves(pattern, ()):
+        if len(path) < 3:
+            return None
+        root = path[1] if path[0] == "dynamodb" and path[1] in ("Keys", "NewImage") else None
+        leaves.append(_leaf(root, path[2:], tuple(elements)))
+    return leaves
+
+
+def _leaves(pattern: dict[str, Any], above: tuple[str, ...]) -> list[tuple[tuple[str, ...], list[Any]]]:
+    found: list[tuple[tuple[str, ...], list[Any]]] = []
+    for key, expected in pattern.items():
+        if isinstance(expected, dict):
+            found += _leaves(expected, (*above, key))
+        else:
+            found.append(((*above, key), expected))
+    return found
 
 
 def _leaf_matches(element: Any, actual: Any) -> bool:

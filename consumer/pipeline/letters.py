@@ -25,7 +25,8 @@ from typing import Any
 import orjson
 
 from consumer.pipeline.attributes import canonical_decimal_text, item_to_json
-from consumer.pipeline.projection import PROJECT_ALL, ProjectionRules, shape_document
+from consumer.pipeline.projection import shape_document
+from consumer.pipeline.projection_rules import PROJECT_ALL, ProjectionRules
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from typing import Any, Literal
 from consumer.errors import ConfigError
 from consumer.pipeline.doc_ids import KeySchema
 from consumer.pipeline.drift import METADATA_FIELDS, TYPED_FIELD
-from consumer.pipeline.projection import DELETED_AT_FIELD, DELETED_FIELD, SERVICE_FIELDS, TTL_MARK_FIELD
+from consumer.pipeline.service_fields import DELETED_AT_FIELD, DELETED_FIELD, SERVICE_FIELDS, TTL_MARK_FIELD
 
 MappingMode = Literal["managed", "dynamic"]
 

@@ -1,4 +1,10 @@
-"""A stream record → the OpenSearch operation that projects it (pure, thread-safe).
+"""A stream record → the OpenSearch operations that project it (pure, thread-safe).
+
+The routes (``consumer.pipeline.routes``) say which index an item's state belongs in; the document
+is the state as JSON, through the route's transform (``consumer.pipeline.transforms``) and field
+rules. A record whose item moves to another route or index (its state before the change, the
+OldImage, belongs elsewhere) also writes a tombstone in the old index, at the same version, so
+every index holds exactly the items of its route (docs/routes.md).
 
 INSERT and MODIFY index the record's NewImage as the whole document; REMOVE indexes a *tombstone*
 (``tombstone``: ``"_cdc_deleted": true``, the deletion time and the item's key attributes), never a
@@ -37,104 +43,101 @@ as a tombstone and none is refused for a name.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import Any
 
 from consumer.errors import RecordError
 from consumer.pipeline.attributes import item_to_json
 from consumer.pipeline.bulk import BulkAction
 from consumer.pipeline.doc_ids import KeySchema, document_id
-from consumer.pipeline.drift import TYPED_FIELD, divert, reserved_attributes
+from consumer.pipeline.drift import divert, reserved_attributes
 from consumer.pipeline.filtering import matches_any
-from consumer.pipeline.records import EVENT_NAMES, StreamRecord
-from consumer.pipeline.shaping import FieldPath, drop, include_only, mask
+from consumer.pipeline.projection_rules import ProjectionRules
+from consumer.pipeline.records import StreamRecord
+from consumer.pipeline.routes import Placement, Routing
+from consumer.pipeline.service_fields import DELETED_AT_FIELD, DELETED_FIELD, SERVICE_FIELDS, TTL_MARK_FIELD
+from consumer.pipeline.shaping import drop, include_only, mask
+from consumer.pipeline.transforms import TransformContext
 
-TtlMode = Literal["delete", "skip", "mark"]
-FilterMode = Literal["state", "events"]
-TTL_MARK_FIELD = "_ttl_expired"
-DELETED_FIELD = "_cdc_deleted"
-DELETED_AT_FIELD = "_cdc_deleted_at"
-SERVICE_FIELDS = (DELETED_FIELD, DELETED_AT_FIELD, TTL_MARK_FIELD, TYPED_FIELD)
-
-
-@dataclass(frozen=True)
-class ProjectionRules:
-    """What to project, and how. The defaults project everything as it is."""
-
-    event_names: frozenset[str] = frozenset(EVENT_NAMES)
-    patterns: tuple[dict[str, Any], ...] = ()
-    filter_mode: FilterMode = "state"
-    ttl_deletes: TtlMode = "delete"
-    include_fields: tuple[FieldPath, ...] = ()
-    drop_fields: tuple[FieldPath, ...] = ()
-    mask_fields: tuple[FieldPath, ...] = ()
-    mask_key: bytes | None = field(default=None, repr=False)
-    key_names: frozenset[str] = frozenset()  # kept by include_fields whatever it lists
-
-    def __post_init__(self) -> None:
-        for name in ("include_fields", "drop_fields", "mask_fields"):  # paths may be given as text
-            paths = tuple(FieldPath.parse(p) if isinstance(p, str) else p for p in getattr(self, name))
-            object.__setattr__(self, name, paths)
-
-    def state_matches(self, keys: dict[str, Any], image: dict[str, Any]) -> bool:
-        """Whether an item state (AttributeValues) passes the patterns, as the ``state`` mode judges it."""
-        return matches_any(self.patterns, {"dynamodb": {"Keys": keys, "NewImage": image}})
-
-    @property
-    def filters_state(self) -> bool:
-        return self.filter_mode == "state" and bool(self.patterns)
+_NONE = object()
 
 
-PROJECT_ALL = ProjectionRules()
-
-
-def to_bulk_action(
-    record: StreamRecord, schema: KeySchema, version: int, rules: ProjectionRules = PROJECT_ALL
-) -> BulkAction | None:
-    """The bulk action for ``record`` at ``version``, or None when the rules filter it out.
+def to_bulk_actions(record: StreamRecord, schema: KeySchema, version: int, routing: Routing) -> list[BulkAction]:
+    """The bulk actions for ``record`` at ``version``: none when the rules filter it out; the document
+    (or tombstone) in the index its new state belongs in; and a tombstone in the index its state
+    before the change was in, when that is another one (the item changed route or index).
 
     Raises RecordError for an unusable record.
     """
+    rules = routing.rules
     if record.event_name not in rules.event_names or (record.is_ttl_delete and rules.ttl_deletes == "skip"):
-        return None
+        return []
     if rules.filter_mode == "events" and not matches_any(rules.patterns, record.raw):
-        return None
+        return []
     doc_id = document_id(schema, record.keys)
-    if rules.filters_state and not _new_state_matches(record, rules):
-        if not _may_be_indexed(record, rules):
-            return None  # neither the new state nor the one before it can be in the index
-        return BulkAction(record, doc_id, version, "index", _tombstone_of(record, rules))
-    if record.event_name == "REMOVE" and not (record.is_ttl_delete and rules.ttl_deletes == "mark"):
-        return BulkAction(record, doc_id, version, "index", _tombstone_of(record, rules))
-    image = record.new_image if record.event_name != "REMOVE" else record.old_image
-    if image is None:
+    marked = record.event_name == "REMOVE" and record.is_ttl_delete and rules.ttl_deletes == "mark"
+    if marked and record.old_image is None:
         raise RecordError("TTL delete to mark has no OldImage: the stream must be NEW_AND_OLD_IMAGES")
-    document = indexable(shape_document(item_to_json(image), rules))
-    if record.event_name == "REMOVE":
-        document[TTL_MARK_FIELD] = True
-    return BulkAction(record, doc_id, version, "index", document)
+    image = record.old_image if marked else record.new_image
+    new = routing.place(record.keys, image) if image is not None else None
+    old = _placement_before(record, routing)
+    actions = []
+    if new is not None:
+        shaped = shaped_document(new, record.keys, image, record.event_name, routing)  # type: ignore[arg-type]
+        if shaped is None:
+            document = _tombstone_of(record, new)
+        else:
+            document = indexable(shaped)
+            if marked:
+                document[TTL_MARK_FIELD] = True
+        actions.append(BulkAction(record, doc_id, version, "index", document, new.index, new.route.name))
+    if old is not None and (new is None or old.index != new.index):
+        tombstone_ = _tombstone_of(record, old)
+        actions.append(
+            BulkAction(record, doc_id, version, "index", tombstone_, old.index, old.route.name, bool(actions))
+        )
+    return actions
 
 
-def _new_state_matches(record: StreamRecord, rules: ProjectionRules) -> bool:
-    """Whether the item's state after the change passes the filter (a deleted item does not, unless
-    a TTL delete is kept as a marked document: then its last state counts)."""
-    if record.event_name != "REMOVE":
-        return record.new_image is not None and rules.state_matches(record.keys, record.new_image)
-    if record.is_ttl_delete and rules.ttl_deletes == "mark" and record.old_image is not None:
-        return rules.state_matches(record.keys, record.old_image)
-    return False
-
-
-def _may_be_indexed(record: StreamRecord, rules: ProjectionRules) -> bool:
-    """Whether the index may hold the item from before this change: not after an INSERT (it did not
-    exist), nor when the state before (the OldImage) did not match; yes when that is unknown."""
+def _placement_before(record: StreamRecord, routing: Routing) -> Placement | None:
+    """Where the index may hold the item from before this change: nowhere after an INSERT (it did not
+    exist); where its OldImage belongs, when the stream has one; else where its keys alone put it
+    (key-only routes: the global filter, which cannot be judged, is then taken to have passed)."""
     if record.event_name == "INSERT":
-        return False
-    return record.old_image is None or rules.state_matches(record.keys, record.old_image)
+        return None
+    if record.old_image is not None:
+        return routing.place(record.keys, record.old_image)
+    return routing.route(record.keys, record.keys)
 
 
-def _tombstone_of(record: StreamRecord, rules: ProjectionRules) -> dict[str, Any]:
-    keys = shape_document(item_to_json(record.keys), rules)
+def shaped_document(
+    placement: Placement,
+    keys: dict[str, Any],
+    image: dict[str, Any],
+    event_name: str | None,
+    routing: Routing,
+) -> dict[str, Any] | None:
+    """The document of an item in state ``image`` in ``placement``: its JSON, through the route's
+    transform (None when the transform leaves the item out), shaped by the route's field rules (as the
+    item has it: ``indexable`` makes it the document to write)."""
+    route = placement.route
+    document = item_to_json(image)
+    if route.transform is not None:
+        key_fields = {name: document[name] for name in keys if name in document}
+        context = TransformContext(routing.table, route.name, event_name, MappingProxyType(key_fields))
+        transformed = route.transform(document, context)
+        if transformed is None:
+            return None
+        for name, value in key_fields.items():
+            if transformed.get(name, _NONE) != value:  # the keys are the item's, whatever the transform did
+                transformed = {**transformed, **key_fields}
+                break
+        document = transformed
+    return shape_document(document, route.rules)
+
+
+def _tombstone_of(record: StreamRecord, placement: Placement) -> dict[str, Any]:
+    keys = shape_document(item_to_json(record.keys), placement.route.rules)
     return tombstone(indexable(keys), record.approximate_second)
 
 

@@ -18,9 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from consumer.pipeline.attributes import item_to_json
+from consumer.errors import RecordError
 from consumer.pipeline.doc_ids import KeySchema, document_id
-from consumer.pipeline.projection import PROJECT_ALL, ProjectionRules, indexable, shape_document, tombstone
+from consumer.pipeline.projection import indexable, shaped_document, tombstone
+from consumer.pipeline.routes import Routing
 from consumer.pipeline.versioning import COUNTER_BITS, MAX_SECOND
 
 Document = dict[str, Any]
@@ -53,20 +54,34 @@ def repair_version(read_at: float) -> int:
     return (second << COUNTER_BITS) - 1
 
 
-def project_item(schema: KeySchema, item: Item, shaping: ProjectionRules = PROJECT_ALL) -> tuple[str, Document | None]:
-    """The document id and document a worker writes when a change leaves the item in this state,
-    shaped exactly as the worker shapes it; the document is None when the state filter
-    (``CDC_FILTER_MODE=state``) leaves the item out of the index.
+@dataclass(frozen=True)
+class Projected:
+    """An item's document as a worker writes it (as the item has it: ``restore`` makes it indexable),
+    the index it belongs in and the route that put it there."""
+
+    index: str
+    route: str
+    document: Document
+
+
+def project_item(schema: KeySchema, item: Item, routing: Routing) -> tuple[str, Projected | None]:
+    """The document id, and the document a worker writes when a change leaves the item in this state
+    with its index, shaped exactly as the worker shapes it; None when the item is in no index (the
+    state filter leaves it out, no route takes it, or its route's transform leaves it out).
 
     Raises:
-        RecordError: when the item lacks a key attribute or holds an unusable value.
+        RecordError: when the item lacks a key attribute or holds an unusable value (the transform's
+            failures included).
     """
     doc_id = document_id(schema, item)
-    if shaping.filters_state:
-        keys = {attribute.name: item[attribute.name] for attribute in schema.attributes}
-        if not shaping.state_matches(keys, item):
-            return doc_id, None
-    return doc_id, shape_document(item_to_json(item), shaping)
+    keys = {attribute.name: item[attribute.name] for attribute in schema.attributes}
+    placement = routing.place(keys, item)
+    if placement is None:
+        return doc_id, None
+    document = shaped_document(placement, keys, item, None, routing)
+    if document is None:
+        return doc_id, None
+    return doc_id, Projected(placement.index, placement.route.name, document)
 
 
 @dataclass(frozen=True)
@@ -112,13 +127,14 @@ def compare_page(expected: Mapping[str, Document], indexed: Mapping[str, Documen
 
 def extra_ids(
     schema: KeySchema,
+    index: str,
     documents: Mapping[str, Document],
     items: Mapping[str, Item],
-    shaping: ProjectionRules = PROJECT_ALL,
+    routing: Routing,
 ) -> list[str]:
-    """Ids of the live ``documents`` that have no business in the index, given the items that exist
-    (id → item) among those their key fields name: no item, an item the state filter leaves out, or
-    key fields that name an item of another id (or none at all)."""
+    """Ids of the live ``documents`` of ``index`` that have no business there, given the items that
+    exist (id → item) among those their key fields name: no item, an item in no index or in another
+    one, or key fields that name an item of another id (or none at all)."""
     extra = []
     for doc_id, document in documents.items():
         key = key_of_document(schema, document)
@@ -126,8 +142,11 @@ def extra_ids(
         if item is None:
             extra.append(doc_id)
             continue
-        item_id, projected = project_item(schema, item, shaping)
-        if projected is None or item_id != doc_id:
+        try:
+            item_id, projected = project_item(schema, item, routing)
+        except RecordError:
+            projected = None  # an item no worker can index has no document anywhere
+        if projected is None or projected.index != index or item_id != doc_id:
             extra.append(doc_id)
     return extra
 
@@ -193,23 +212,30 @@ def _decimal(value: int | float | decimal.Decimal) -> decimal.Decimal:
 
 @dataclass(frozen=True)
 class RepairAction:
-    """Bring one document to the table's state: a ``consumer.pipeline.bulk.BulkOperation``."""
+    """Bring one document of one index (None: the sink's own) to the table's state: a
+    ``consumer.pipeline.bulk.BulkOperation``."""
 
     doc_id: str
     version: int
     op: Literal["index", "delete"]
     document: Document | None = None
+    index: str | None = None
 
 
-def restore(doc_id: str, document: Document | None, version: int, keys: Document | None = None) -> RepairAction:
-    """Index ``document`` under ``doc_id``, or, when the item is gone (None), a tombstone (with the
-    item's JSON ``keys`` when known) deleted at the read time that ``version`` was derived from."""
+def restore(
+    doc_id: str, document: Document | None, version: int, keys: Document | None = None, index: str | None = None
+) -> RepairAction:
+    """Index ``document`` under ``doc_id`` in ``index``, or, when the item is gone from it (None), a
+    tombstone (with the item's JSON ``keys`` when known) deleted at the read time that ``version`` was
+    derived from."""
     if document is None:
         deleted_at = (version + 1) >> COUNTER_BITS  # floor(read_at): see repair_version
-        return RepairAction(doc_id, version, "index", tombstone(indexable(keys or {}), deleted_at))
-    return RepairAction(doc_id, version, "index", indexable(dict(document)))
+        return RepairAction(doc_id, version, "index", tombstone(indexable(keys or {}), deleted_at), index)
+    return RepairAction(doc_id, version, "index", indexable(dict(document)), index)
 
 
-def plan_repair(drift: Drift, expected: Mapping[str, Document], version: int) -> list[RepairAction]:
-    """Index missing and different documents from the table's state, tombstone the extra ones."""
-    return [restore(doc_id, expected.get(doc_id), version) for doc_id in drift.ids]
+def plan_repair(
+    drift: Drift, expected: Mapping[str, Document], version: int, index: str | None = None
+) -> list[RepairAction]:
+    """Index missing and different documents of ``index`` from the table's state, tombstone the extra ones."""
+    return [restore(doc_id, expected.get(doc_id), version, index=index) for doc_id in drift.ids]

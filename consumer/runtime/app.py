@@ -27,12 +27,14 @@ from consumer.observability.health import Health
 from consumer.observability.http import ObservabilityServer
 from consumer.observability.metrics import Metrics
 from consumer.observability.routines import routine_failed
-from consumer.runtime.assembly import build_processor, build_worker, set_up_index
+from consumer.runtime.assembly import build_catalog, build_processor, build_routing, build_worker
 from consumer.runtime.backfill_job import build_runner, check_no_gap, ensure_segments
-from consumer.runtime.clients import AwsClients, aws_clients, opensearch_client
+from consumer.runtime.clients import AwsClients, aws_clients
 from consumer.runtime.stream_source import StreamSource, describe_table, resolve_stream, with_document_ids
 from consumer.runtime.worker import WorkerTimings
 from consumer.shards.api import StreamsApi
+from consumer.sink.index_catalog import IndexCatalog
+from consumer.sink.processor import BatchProcessor
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -77,20 +79,15 @@ def run_worker(settings: Settings, stop: threading.Event) -> None:
             return
         log.info("stream_resolved", stream_arn=source.stream_arn, table=source.table_name)
         source = with_document_ids(settings, source)
-        client = opensearch_client(settings)
-        index_created = _until_stopped(
-            lambda: set_up_index(settings, source.key_schema, client),
-            "index not set up",
-            settings,
-            stop,
-            health,
-        )
+        routes = build_routing(settings, source)
+        catalog = build_catalog(settings, source, routes)
+        index_created = _until_stopped(catalog.set_up, "index not set up", settings, stop, health)
         if index_created is None:
             return
-        processor = build_processor(settings, source, metrics, health)
+        processor = build_processor(settings, source, metrics, health, routes, catalog)
         worker = build_worker(settings, aws, source, processor, metrics, timings, stop, health)
         if settings.backfill == "on-new-index":
-            start_backfill(settings, source, aws, metrics, health, stop, index_created)
+            start_backfill(settings, source, aws, metrics, health, stop, index_created, processor, catalog)
         worker.run(index_preexisted=not index_created)
     finally:
         server.stop()
@@ -106,6 +103,8 @@ def start_backfill(
     health: Health,
     stop: threading.Event,
     index_created: bool,
+    processor: BatchProcessor,
+    catalog: IndexCatalog,
 ) -> threading.Thread:
     """CDC_BACKFILL=on-new-index: the worker that created the index creates the backfill's segments;
     every worker then shares them, once the stream's leases leave no gap (``consumer.runtime.backfill_job``)."""
@@ -137,6 +136,8 @@ def start_backfill(
             aws.dynamodb,
             leases,
             metrics,
+            processor.routing,
+            catalog,
             health,
             lambda tally: health.set_note("backfill", f"backfill running: {tally.items} items by this worker"),
             aws_clock=aws.clock,

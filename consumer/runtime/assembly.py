@@ -12,18 +12,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import structlog
-from opensearchpy import OpenSearch
 
 from consumer.aws.accounting import count_retries
-from consumer.config import Settings, projection_rules
+from consumer.config import Settings, routing
 from consumer.errors import ConfigError
 from consumer.leases.coordinator import LeaseCoordinator
 from consumer.leases.table import LeaseTable
 from consumer.observability.health import Health
 from consumer.observability.metrics import Metrics
 from consumer.pipeline.doc_ids import KeySchema
-from consumer.pipeline.mapping import NO_TEMPLATE
-from consumer.pipeline.projection import SERVICE_FIELDS, ProjectionRules
+from consumer.pipeline.routes import Routing
+from consumer.pipeline.service_fields import SERVICE_FIELDS
 from consumer.runtime.clients import AwsClients, dead_letter_client, opensearch_client
 from consumer.runtime.stream_source import StreamSource, resolve_stream
 from consumer.runtime.worker import Worker, WorkerParts, WorkerTimings
@@ -34,7 +33,7 @@ from consumer.shards.sync import ShardSync
 from consumer.shards.task import ReaderSettings
 from consumer.shards.throttle import ThrottleGate
 from consumer.sink.dlq import DeadLetterFile, DeadLetterObjects, DeadLetterQueue, DeadLetterSink
-from consumer.sink.index_setup import ensure_index
+from consumer.sink.index_catalog import IndexCatalog
 from consumer.sink.opensearch import NO_LIMITS, OpenSearchSink, RetryLimits
 from consumer.sink.processor import BatchProcessor
 from consumer.sink.reaper import Reaper
@@ -70,7 +69,8 @@ def build_worker(
             return resolve_stream(aws.dynamodb, aws.streams, source.table_name, None).stream_arn
 
     lease_executor = ThreadPoolExecutor(max_workers=LEASE_THREADS, thread_name_prefix="lease")
-    reaper = Reaper(opensearch_client(settings), settings.index_name, settings.tombstone_retention_seconds)
+    indices = ",".join(processor.routing.index_patterns)
+    reaper = Reaper(opensearch_client(settings), indices, settings.tombstone_retention_seconds)
     parts = WorkerParts(
         worker_id=settings.worker_id,
         leases=leases,
@@ -110,17 +110,52 @@ def build_worker(
     return Worker(parts)
 
 
-def _rules(settings: Settings, source: StreamSource) -> ProjectionRules:
+def build_routing(settings: Settings, source: StreamSource) -> Routing:
+    """The routes (``consumer.config.routing``), refused when the stream cannot carry what they need.
+
+    Raises:
+        ConfigError: naming the setting or route and the view type to use.
+    """
     if settings.ttl_deletes == "mark" and source.view_type != "NEW_AND_OLD_IMAGES":
         raise ConfigError(
             f"CDC_TTL_DELETES=mark keeps the OldImage of expired items, but stream {source.stream_arn} is "
             f"{source.view_type}: use NEW_AND_OLD_IMAGES, or CDC_TTL_DELETES=delete or skip"
         )
-    return projection_rules(settings, source.key_schema)
+    routes = routing(settings, source.key_schema)
+    leaving = routes.image_routed_names
+    if leaving and source.view_type != "NEW_AND_OLD_IMAGES":
+        raise ConfigError(
+            f"CDC_ROUTES route {', '.join(map(repr, leaving))} decides on attributes other than the keys, so an "
+            f"item can leave it, and its document must then leave that index: that takes the item's state before "
+            f"the change, which stream {source.stream_arn} ({source.view_type}) does not carry. Use "
+            "NEW_AND_OLD_IMAGES, or routes that match and name indices by key attributes only (docs/routes.md)"
+        )
+    return routes
 
 
-def build_sink(settings: Settings, schema: KeySchema, metrics: Metrics, health: Health | None) -> OpenSearchSink:
-    """The OpenSearch sink the settings describe, for the index of a table keyed by ``schema``."""
+def build_catalog(settings: Settings, source: StreamSource, routes: Routing) -> IndexCatalog:
+    """The catalog of the routes' indices (call ``set_up`` before the first write)."""
+    alias = settings.read_alias_name if not settings.routes else None
+    return IndexCatalog(opensearch_client(settings), routes, source.key_schema, settings.mapping_mode, alias)
+
+
+def set_up_routes(settings: Settings, source: StreamSource) -> tuple[Routing, IndexCatalog]:
+    """The routes and their catalog, with the fixed indices set up: for a one-off command (raises
+    SinkError when OpenSearch cannot answer, ConfigError for a set-up it cannot work with)."""
+    routes = build_routing(settings, source)
+    catalog = build_catalog(settings, source, routes)
+    catalog.set_up()
+    return routes, catalog
+
+
+def build_sink(
+    settings: Settings,
+    schema: KeySchema,
+    metrics: Metrics,
+    health: Health | None,
+    catalog: IndexCatalog | None = None,
+) -> OpenSearchSink:
+    """The OpenSearch sink the settings describe, for the indices of a table keyed by ``schema``."""
     return OpenSearchSink(
         opensearch_client(settings),
         settings.index_name,
@@ -131,17 +166,25 @@ def build_sink(settings: Settings, schema: KeySchema, metrics: Metrics, health: 
         max_request_bytes=settings.bulk_max_bytes,
         protected_fields=protected_fields(schema),
         health=health,
+        catalog=catalog,
     )
 
 
-def build_processor(settings: Settings, source: StreamSource, metrics: Metrics, health: Health) -> BatchProcessor:
+def build_processor(
+    settings: Settings,
+    source: StreamSource,
+    metrics: Metrics,
+    health: Health,
+    routes: Routing,
+    catalog: IndexCatalog,
+) -> BatchProcessor:
     return BatchProcessor(
         source.key_schema,
-        build_sink(settings, source.key_schema, metrics, health),
+        build_sink(settings, source.key_schema, metrics, health, catalog),
         build_dead_letters(settings, metrics),
         metrics,
         settings.parallelization_factor,
-        _rules(settings, source),
+        routes,
         keep_raw_letters=settings.dead_letter_raw_records,
         health=health,
         concurrent_batches=settings.shard_threads,
@@ -155,19 +198,6 @@ def retry_limits(settings: Settings) -> RetryLimits:
     return RetryLimits(
         max_attempts=settings.max_retry_attempts if settings.max_retry_attempts >= 0 else None,
         max_record_age_seconds=settings.max_record_age_seconds if settings.max_record_age_seconds >= 0 else None,
-    )
-
-
-def set_up_index(settings: Settings, schema: KeySchema, client: OpenSearch | None = None) -> bool:
-    """The index, its mapping and its read alias as the settings describe them
-    (``consumer.sink.index_setup.ensure_index``); True when the index was created."""
-    return ensure_index(
-        client or opensearch_client(settings),
-        settings.index_name,
-        settings.read_alias_name,
-        schema,
-        settings.mapping_mode,
-        settings.index_template or NO_TEMPLATE,
     )
 
 

@@ -24,16 +24,18 @@ from consumer.aws.clock import CLOCK_SKEW_MARGIN_SECONDS, EVENTUAL_CONSISTENCY_M
 from consumer.backfill.runner import BackfillRunner, BackfillTally
 from consumer.backfill.scan import ReadRate, SegmentScan
 from consumer.backfill.segments import default_segments, parse_key, segment_leases
-from consumer.config import Settings, projection_rules
+from consumer.config import Settings
 from consumer.errors import ConfigError
 from consumer.leases.model import LATEST, Lease
 from consumer.leases.table import LeaseTable
 from consumer.observability.health import Health
 from consumer.observability.metrics import Metrics
+from consumer.pipeline.routes import Routing
 from consumer.runtime.assembly import build_dead_letters, build_sink
 from consumer.runtime.stream_source import StreamSource
 from consumer.shards.api import Shard
 from consumer.sink.dlq import DurableDeadLetters
+from consumer.sink.index_catalog import IndexCatalog
 
 log = structlog.get_logger(__name__)
 
@@ -92,12 +94,14 @@ def build_runner(
     dynamodb: Any,
     leases: LeaseTable,
     metrics: Metrics,
+    routes: Routing,
+    catalog: IndexCatalog,
     health: Health | None = None,
     on_progress: Callable[[BackfillTally], None] | None = None,
     page_items: int | None = None,
     aws_clock: AwsClock | None = None,
 ) -> BackfillRunner:
-    """A runner writing with the workers' sink, rules and dead-letter destination. ``aws_clock``: the
+    """A runner writing with the workers' sink, routes and dead-letter destination. ``aws_clock``: the
     process's (its earlier answers bound the first page's read time too)."""
     margin = CLOCK_SKEW_MARGIN_SECONDS if settings.backfill_consistent_read else EVENTUAL_CONSISTENCY_MARGIN_SECONDS
     scan = SegmentScan(
@@ -114,9 +118,9 @@ def build_runner(
     )
     return BackfillRunner(
         source.key_schema,
-        projection_rules(settings, source.key_schema),
+        routes,
         scan,
-        build_sink(settings, source.key_schema, metrics, health),
+        build_sink(settings, source.key_schema, metrics, health, catalog),
         DurableDeadLetters(build_dead_letters(settings, metrics), metrics, health),
         leases.unscoped(),
         settings.worker_id,

@@ -17,7 +17,7 @@ Raises SinkError for failures worth retrying (connection, 429, 5xx) and ConfigEr
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -25,7 +25,7 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import TransportError
 
-from consumer.errors import ConfigError, SinkError
+from consumer.errors import ConfigError, ConsumerError, SinkError
 from consumer.pipeline.doc_ids import KeySchema
 from consumer.pipeline.mapping import (
     NO_TEMPLATE,
@@ -35,7 +35,7 @@ from consumer.pipeline.mapping import (
     index_body,
     key_mapping_problems,
 )
-from consumer.pipeline.projection import DELETED_FIELD
+from consumer.pipeline.service_fields import DELETED_FIELD
 
 log = structlog.get_logger(__name__)
 
@@ -49,8 +49,10 @@ def ensure_index(
     schema: KeySchema,
     mode: MappingMode = "managed",
     template: IndexTemplate = NO_TEMPLATE,
+    also_aliases: Sequence[str] = (),
 ) -> bool:
-    """Create or update ``index`` as the module docstring says and add the filtered ``read_alias``.
+    """Create or update ``index`` as the module docstring says and add the filtered ``read_alias``
+    (and ``also_aliases``, e.g. the alias over all indices of a templated route).
 
     Returns True when this call created the index.
     """
@@ -61,19 +63,39 @@ def ensure_index(
             created = _create(client, index, body)
         if not created:
             _update(client, index, schema, mode, template)
+        aliases = [read_alias, *also_aliases]
         client.indices.update_aliases(
-            body={"actions": [{"add": {"index": index, "alias": read_alias, "filter": LIVE_FILTER}}]}
+            body={"actions": [{"add": {"index": index, "alias": alias, "filter": LIVE_FILTER}} for alias in aliases]}
         )
-    except OpenSearchConnectionError as exc:
-        raise SinkError(f"OpenSearch unreachable while setting up index {index!r}: {exc}") from exc
-    except TransportError as exc:
-        status = exc.status_code if isinstance(exc.status_code, int) else 0
-        text = f"setting up index {index!r} and read alias {read_alias!r} failed: {status} {exc.error}: {exc.info}"
-        if status == 0 or status == 429 or status >= 500:
-            raise SinkError(text) from exc
-        raise ConfigError(text) from exc
+    except (OpenSearchConnectionError, TransportError) as exc:
+        raise _setup_error(exc, f"setting up index {index!r} and read alias {read_alias!r}") from exc
     log.info("index_ready", index=index, read_alias=read_alias, created=created, mapping_mode=mode)
     return created
+
+
+def put_index_template(client: OpenSearch, name: str, pattern: str, body: dict[str, Any], priority: int) -> None:
+    """An index template that gives every index matching ``pattern`` the service's settings and mapping
+    (``body``: ``consumer.pipeline.mapping.index_body``) even when something else creates it.
+
+    Raises SinkError for failures worth retrying and ConfigError for the others (e.g. a user's own
+    template for the same pattern at the same priority)."""
+    try:
+        client.indices.put_index_template(
+            name=name, body={"index_patterns": [pattern], "priority": priority, "template": body}
+        )
+    except (OpenSearchConnectionError, TransportError) as exc:
+        raise _setup_error(exc, f"putting index template {name!r} for {pattern!r}") from exc
+
+
+def _setup_error(exc: TransportError, what: str) -> ConsumerError:
+    """SinkError (retry) for no answer, 429 and 5xx; ConfigError for the others."""
+    if isinstance(exc, OpenSearchConnectionError):
+        return SinkError(f"OpenSearch unreachable while {what}: {exc}")
+    status = exc.status_code if isinstance(exc.status_code, int) else 0
+    text = f"{what} failed: {status} {exc.error}: {exc.info}"
+    if status == 0 or status == 429 or status >= 500:
+        return SinkError(text)
+    return ConfigError(text)
 
 
 def read_mapping(client: OpenSearch, index: str) -> Mapping[str, Any]:

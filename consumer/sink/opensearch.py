@@ -51,6 +51,7 @@ from consumer.pipeline.bulk import (
 )
 from consumer.pipeline.drift import conflicting_attributes, divert, named_attributes
 from consumer.sink import in_flight
+from consumer.sink.index_catalog import IndexCatalog
 from consumer.sink.index_setup import read_mapping
 
 log = structlog.get_logger(__name__)
@@ -96,7 +97,7 @@ class _RequestFailedError(Exception):
 
 
 class OpenSearchSink:
-    """Applies bulk actions to one index with external versioning."""
+    """Applies bulk actions with external versioning, each to its index (or the sink's own)."""
 
     def __init__(
         self,
@@ -111,7 +112,10 @@ class OpenSearchSink:
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         protected_fields: Collection[str] = (),
         health: Health | None = None,
+        catalog: IndexCatalog | None = None,
     ) -> None:
+        """``index``: where actions that name no index go. ``catalog``: makes the indices that actions
+        name ready before their first document (routes); without it the caller set up every index."""
         self._client = client
         self._index = index
         self._metrics = metrics
@@ -123,6 +127,7 @@ class OpenSearchSink:
         self._max_request_bytes = max_request_bytes
         self._protected = frozenset(protected_fields)
         self._health = health
+        self._catalog = catalog
         self._available = True
         self._availability_lock = threading.Lock()
 
@@ -131,8 +136,9 @@ class OpenSearchSink:
         return self._index
 
     def encode(self, actions: Sequence[BulkOperation]) -> list[bytes]:
-        """The NDJSON lines of each action for this index: ``apply``'s ``encoded``, made ahead of it."""
-        return [encode_action(self._index, action) for action in actions]
+        """The NDJSON lines of each action, for its index or this sink's: ``apply``'s ``encoded``, made
+        ahead of it."""
+        return [encode_action(action.index or self._index, action) for action in actions]
 
     def apply(
         self,
@@ -152,7 +158,7 @@ class OpenSearchSink:
         if len(lines) != len(actions):
             raise ValueError(f"{len(lines)} encoded actions for {len(actions)} actions")
         batch = _Batch(list(actions), [None] * len(actions), lines, while_in_flight)
-        pending = list(range(len(actions)))
+        pending = self._ready(batch)
         rounds = 0
         while pending:
             pending = self._apply_round(batch, pending)
@@ -164,17 +170,32 @@ class OpenSearchSink:
                 self._wait_before_retry(rounds - 1, len(pending), stop)
         return [r for r in batch.results if r is not None]
 
+    def _ready(self, batch: _Batch) -> list[int]:
+        """The actions to send: all, but those for an index the catalog may not create (POISON)."""
+        everything = list(range(len(batch.actions)))
+        if self._catalog is None:
+            return everything
+        refused = self._catalog.ready({action.index for action in batch.actions if action.index})
+        if not refused:
+            return everything
+        for i, action in enumerate(batch.actions):
+            if action.index in refused:
+                batch.results[i] = (Outcome.POISON, refused[action.index])
+        return [i for i in everything if batch.results[i] is None]
+
     def _apply_round(self, batch: _Batch, pending: list[int]) -> list[int]:
         """Send the pending actions once (splitting, bisecting and diverting as needed); returns those
         to send again after a pause."""
         later: list[int] = []
         requests = deque(self._requests(batch, pending))
-        mapping: dict[str, Mapping[str, Any]] = {}  # the index's mapping, read at most once a request
+        mapping: dict[str, Mapping[str, Any]] = {}  # each index's mapping, read at most once a request
         while requests:
             chunk = requests.popleft()
             work, batch.while_in_flight = batch.while_in_flight, None
+            indices = {batch.actions[i].index or self._index for i in chunk}
             try:
-                items = self._send(bulk_body(batch.encoded[i] for i in chunk), len(chunk), work)
+                path_index = indices.pop() if len(indices) == 1 else None
+                items = self._send(bulk_body(batch.encoded[i] for i in chunk), len(chunk), path_index, work)
             except _RequestFailedError as exc:
                 if exc.failure in (RequestFailure.OUTAGE, RequestFailure.THROTTLED):
                     later += chunk + [i for rest in requests for i in rest]  # the rest would fail alike
@@ -218,9 +239,10 @@ class OpenSearchSink:
         action = batch.actions[i]
         if action.document is None or batch.resends.get(i, 0) >= _MAX_RESENDS:
             return False
-        if "current" not in mapping:
-            mapping["current"] = read_mapping(self._client, self._index)
-        names = conflicting_attributes(action.document, mapping["current"], self._protected)
+        index = action.index or self._index
+        if index not in mapping:
+            mapping[index] = read_mapping(self._client, index)
+        names = conflicting_attributes(action.document, mapping[index], self._protected)
         if not names and i not in batch.sent_as_is:
             batch.sent_as_is.add(i)
             names_text = "none: it fits the mapping now"
@@ -230,11 +252,11 @@ class OpenSearchSink:
             if not names:
                 return False
             batch.actions[i] = replace(action, document=divert(action.document, names))  # type: ignore[type-var]
-            batch.encoded[i] = encode_action(self._index, batch.actions[i])
+            batch.encoded[i] = encode_action(index, batch.actions[i])
             self._metrics.documents_diverted.inc()
             names_text = ", ".join(sorted(names))
         batch.resends[i] = batch.resends.get(i, 0) + 1
-        log.info("refused_document_resent", doc_id=action.doc_id, diverted=names_text, error=error[:300])
+        log.info("refused_document_resent", index=index, doc_id=action.doc_id, diverted=names_text, error=error[:300])
         return True
 
     def _split(self, batch: _Batch, chunk: list[int], exc: _RequestFailedError) -> list[list[int]]:
@@ -264,13 +286,16 @@ class OpenSearchSink:
             requests.append(current)
         return requests
 
-    def _send(self, body: bytes, count: int, work: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+    def _send(
+        self, body: bytes, count: int, index: str | None, work: Callable[[], None] | None = None
+    ) -> list[dict[str, Any]]:
         started = time.perf_counter()
         armed = in_flight.ArmedWork(None)
         try:
             with in_flight.while_in_flight(work) as armed:
-                # on the index's path: IAM can then grant _bulk on this index alone
-                response = self._client.bulk(body=body, index=self._index, filter_path=_BULK_RESPONSE_FILTER)
+                # on the index's path when the request writes one index: IAM can then grant _bulk on
+                # that index alone (a request over several indices goes to /_bulk: docs/routes.md)
+                response = self._client.bulk(body=body, index=index, filter_path=_BULK_RESPONSE_FILTER)
         except OpenSearchConnectionError as exc:
             raise self._request_failed(
                 RequestFailure.OUTAGE, f"OpenSearch unreachable: {exc}", "unreachable (no connection or no answer)"

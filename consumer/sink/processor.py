@@ -34,8 +34,10 @@ from consumer.observability.metrics import Metrics
 from consumer.pipeline.bulk import BulkAction, Outcome
 from consumer.pipeline.doc_ids import KeySchema
 from consumer.pipeline.letters import DeadLetter, letter_for
-from consumer.pipeline.projection import PROJECT_ALL, ProjectionRules, to_bulk_action
+from consumer.pipeline.projection import to_bulk_actions
+from consumer.pipeline.projection_rules import PROJECT_ALL
 from consumer.pipeline.records import StreamRecord, is_sequence_number
+from consumer.pipeline.routes import Routing, single_route
 from consumer.pipeline.versioning import next_version
 from consumer.sink.dlq import DeadLetterSink, DurableDeadLetters
 from consumer.sink.opensearch import OpenSearchSink, Result
@@ -43,19 +45,22 @@ from consumer.sink.opensearch import OpenSearchSink, Result
 log = structlog.get_logger(__name__)
 
 PROOF_ATTEMPTS = 3  # a record that raises what no one anticipated this many times, alone, is poison
+NO_ROUTE = "none"  # the route label of records that reach no index (filtered, or undecodable)
+Outcomes = Counter[tuple[str, str, str]]  # (event name, outcome, route) → records
 
 
 @dataclass(frozen=True)
 class PreparedBatch:
-    """A page made ready to send: its actions and their ``_bulk`` lines, the records to dead-letter,
-    and the version clock after it. Immutable: applying it again (a retry) sends the same versions."""
+    """A page made ready to send: its actions (one or two a record: ``consumer.pipeline.projection``)
+    and their ``_bulk`` lines, the records to dead-letter, and the version clock after it. Immutable:
+    applying it again (a retry) sends the same versions."""
 
     shard_id: str
     start_version: int
     actions: list[BulkAction]
     encoded: list[bytes]
     letters: tuple[DeadLetter, ...]
-    filtered: Counter[tuple[str, str]]
+    filtered: Outcomes
     version: int
     last_sequence_number: str | None
     last_record_second: int | None
@@ -68,11 +73,12 @@ class BatchResult:
     last_sequence_number: str | None
     version: int
     last_record_second: int | None = None
-    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)  # (event name, outcome) → records
 
 
 class BatchProcessor:
-    """Applies batches of one table's stream records to one index.
+    """Applies batches of one table's stream records to the indices of its routes (``routing``; by
+    default, every record to the sink's index).
 
     With ``parallelism`` > 1 (Lambda's ParallelizationFactor: concurrent requests *per shard*) a batch
     is split by document id into that many partitions, sent as concurrent ``_bulk`` requests: all
@@ -91,7 +97,7 @@ class BatchProcessor:
         dead_letters: DeadLetterSink,
         metrics: Metrics,
         parallelism: int = 1,
-        rules: ProjectionRules = PROJECT_ALL,
+        routing: Routing | None = None,
         keep_raw_letters: bool = False,
         health: Health | None = None,
         concurrent_batches: int = 1,
@@ -104,12 +110,16 @@ class BatchProcessor:
         self._keep_raw = keep_raw_letters
         self._metrics = metrics
         self._parallelism = parallelism
-        self._rules = rules
+        self._routing = routing or single_route(sink.index, sink.index, PROJECT_ALL)
         self._pool = (
             ThreadPoolExecutor(max_workers=concurrent_batches * (parallelism - 1), thread_name_prefix="bulk")
             if parallelism > 1
             else None
         )
+
+    @property
+    def routing(self) -> Routing:
+        return self._routing
 
     def close(self) -> None:
         if self._pool is not None:
@@ -139,8 +149,9 @@ class BatchProcessor:
         decoding and projection are pure, so a bug fails every time, a passing fault does not).
         MemoryError is the process's, never the record's: it is raised, and the page is tried again."""
         actions: list[BulkAction] = []
+        encoded: list[bytes] = []
         letters: list[DeadLetter] = []
-        filtered: Counter[tuple[str, str]] = Counter()
+        filtered: Outcomes = Counter()
         version = start_version
         last_second: int | None = None  # of the last record, when it decodes
         for raw in raw_records:
@@ -150,10 +161,10 @@ class BatchProcessor:
                 record = StreamRecord.from_wire(raw)
                 last_second = record.approximate_second
                 if skip_before is not None and record.approximate_second < skip_before:
-                    filtered[(record.event_name, "filtered")] += 1
+                    filtered[(record.event_name, "filtered", NO_ROUTE)] += 1
                     continue
                 version = next_version(version, record.approximate_second)
-                action = to_bulk_action(record, self._schema, version, self._rules)
+                record_actions, lines = self._project(record, version)
             except RecordError as exc:
                 letters.append(self._letter(shard_id, raw, str(exc)))
                 continue
@@ -164,18 +175,18 @@ class BatchProcessor:
                 if isinstance(outcome, DeadLetter):
                     letters.append(outcome)
                     continue
-                record, action = outcome
+                record, record_actions, lines = outcome
                 last_second = record.approximate_second
-            if action is None:
-                filtered[(record.event_name, "filtered")] += 1
-            else:
-                actions.append(action)
+            if not record_actions:
+                filtered[(record.event_name, "filtered", NO_ROUTE)] += 1
+            actions += record_actions
+            encoded += lines
         last = raw_records[-1] if raw_records else None
         return PreparedBatch(
             shard_id=shard_id,
             start_version=start_version,
             actions=actions,
-            encoded=self._sink.encode(actions),
+            encoded=encoded,
             letters=tuple(letters),
             filtered=filtered,
             version=version,
@@ -183,9 +194,18 @@ class BatchProcessor:
             last_record_second=last_second,
         )
 
+    def _project(self, record: StreamRecord, version: int) -> tuple[list[BulkAction], list[bytes]]:
+        """The record's actions and their ``_bulk`` lines. Raises RecordError for a document that is
+        not JSON (a transform's result holding a set, an object, ...)."""
+        actions = to_bulk_actions(record, self._schema, version, self._routing)
+        try:
+            return actions, self._sink.encode(actions)
+        except TypeError as exc:  # orjson's JSONEncodeError is one
+            raise RecordError(f"the document is not JSON: {exc}") from exc
+
     def _retry_alone(
         self, shard_id: str, raw: dict[str, Any], before: int, first: Exception
-    ) -> tuple[int, tuple[StreamRecord, BulkAction | None] | DeadLetter]:
+    ) -> tuple[int, tuple[StreamRecord, list[BulkAction], list[bytes]] | DeadLetter]:
         """Try one record that raised ``first`` again, alone, from clock value ``before``: the clock
         after it, and its record and action, or its dead letter when it fails every time (the record
         is the cause; the clock then ticks as it does for a RecordError: if the record decoded)."""
@@ -204,7 +224,7 @@ class BatchProcessor:
             try:
                 record = StreamRecord.from_wire(raw)
                 version = next_version(before, record.approximate_second)
-                return version, (record, to_bulk_action(record, self._schema, version, self._rules))
+                return version, (record, *self._project(record, version))
             except MemoryError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the same record failing again, alone
@@ -223,26 +243,34 @@ class BatchProcessor:
         batch's first ``_bulk`` request is in flight (it may not run: see ``consumer.sink.in_flight``).
         """
         outcomes = Counter(batch.filtered)
-        letters = list(batch.letters)
+        letters = [(letter, NO_ROUTE) for letter in batch.letters]
         results = self._apply(batch, stop, while_in_flight)
+        poisoned: dict[int, BulkAction] = {}  # id(record) → its first poison action: one letter a record
         for action, (outcome, error) in zip(batch.actions, results, strict=True):
-            record = action.record
-            if outcome is Outcome.POISON:
+            if outcome is Outcome.POISON and id(action.record) not in poisoned:
+                poisoned[id(action.record)] = action
                 attempts = getattr(error, "attempts", 1)  # GaveUp errors say how many tries were made
-                letters.append(self._letter(batch.shard_id, record.raw, error or "rejected", attempts))
-                continue
-            outcomes[(record.event_name, outcome.value)] += 1
+                letter = self._letter(batch.shard_id, action.record.raw, error or "rejected", attempts)
+                letters.append((letter, action.route))
+        for action, (outcome, _) in zip(batch.actions, results, strict=True):
+            record = action.record
+            if action.companion or id(record) in poisoned:
+                continue  # a record counts once: by its first action, or as dead-lettered
+            outcomes[(record.event_name, outcome.value, action.route)] += 1
             if outcome is Outcome.STALE:
                 log.debug(
                     "record_stale",
                     shard_id=batch.shard_id,
                     sequence_number=record.sequence_number,
                     doc_id=action.doc_id,
+                    index=action.index,
                 )
         self._dead_letter(letters, outcomes, stop)
-        for (event, outcome), count in outcomes.items():
-            self._metrics.records_processed.labels(event=event, outcome=outcome).inc(count)
-        return BatchResult(batch.last_sequence_number, batch.version, batch.last_record_second, outcomes)
+        by_event: Counter[tuple[str, str]] = Counter()
+        for (event, outcome, route), count in outcomes.items():
+            self._metrics.records_processed.labels(event=event, outcome=outcome, route=route).inc(count)
+            by_event[(event, outcome)] += count
+        return BatchResult(batch.last_sequence_number, batch.version, batch.last_record_second, by_event)
 
     def _apply(
         self, batch: PreparedBatch, stop: threading.Event, while_in_flight: Callable[[], None] | None
@@ -269,22 +297,22 @@ class BatchProcessor:
         return [result for result in results if result is not None]
 
     def _letter(self, shard_id: str, raw: dict[str, Any], error: str, attempts: int = 1) -> DeadLetter:
-        return letter_for(shard_id, raw, error, self._rules, self._keep_raw, attempts)
+        return letter_for(shard_id, raw, error, self._routing.letter_rules, self._keep_raw, attempts)
 
-    def _dead_letter(
-        self, letters: list[DeadLetter], outcomes: Counter[tuple[str, str]], stop: threading.Event
-    ) -> None:
+    def _dead_letter(self, letters: list[tuple[DeadLetter, str]], outcomes: Outcomes, stop: threading.Event) -> None:
+        """Write the letters (each with its record's route) durably, and count them."""
         if not letters:
             return
-        self._dead_letters.write(letters, stop)
+        self._dead_letters.write([letter for letter, _ in letters], stop)
         self._metrics.dead_lettered.inc(len(letters))
-        for letter in letters:
-            outcomes[(str(letter.record.get("eventName", "UNKNOWN")), "dead_lettered")] += 1
+        for letter, route in letters:
+            outcomes[(str(letter.record.get("eventName", "UNKNOWN")), "dead_lettered", route)] += 1
             log.warning(
                 "record_dead_lettered",
                 shard_id=letter.shard_id,
                 sequence_number=letter.sequence_number,
                 event_id=letter.record.get("eventID"),
+                route=route,
                 error=letter.error,
             )
 

@@ -28,7 +28,7 @@ from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import TransportError
 
 from consumer.errors import SinkError
-from consumer.pipeline.projection import DELETED_AT_FIELD, DELETED_FIELD
+from consumer.pipeline.service_fields import DELETED_AT_FIELD, DELETED_FIELD
 
 log = structlog.get_logger(__name__)
 
@@ -37,8 +37,9 @@ PAGE_SIZE = 1000
 
 @dataclass(frozen=True)
 class ReapDelete:
-    """Delete one tombstone, only if unchanged since the search that found it."""
+    """Delete one tombstone of one index, only if unchanged since the search that found it."""
 
+    index: str
     doc_id: str
     seq_no: int
     primary_term: int
@@ -90,15 +91,15 @@ def plan_reap(hits: Iterable[dict[str, Any]], now: float, retention_seconds: int
             continue
         if not isinstance(seq_no, int) or not isinstance(term, int):
             continue
-        deletes.append(ReapDelete(str(hit["_id"]), seq_no, term))
+        deletes.append(ReapDelete(str(hit["_index"]), str(hit["_id"]), seq_no, term))
     return deletes
 
 
-def encode_reap(index: str, deletes: Sequence[ReapDelete]) -> bytes:
+def encode_reap(deletes: Sequence[ReapDelete]) -> bytes:
     """The NDJSON ``_bulk`` body of conditional deletes."""
     lines = [
         orjson.dumps(
-            {"delete": {"_index": index, "_id": d.doc_id, "if_seq_no": d.seq_no, "if_primary_term": d.primary_term}}
+            {"delete": {"_index": d.index, "_id": d.doc_id, "if_seq_no": d.seq_no, "if_primary_term": d.primary_term}}
         )
         for d in deletes
     ]
@@ -121,7 +122,8 @@ def summarize_reap(items: Iterable[dict[str, Any]], more: bool) -> ReapResult:
 
 
 class Reaper:
-    """Reaps the tombstones of one index. Thread-safe (opensearch-py's client is)."""
+    """Reaps the tombstones of the indices ``index`` names: one index, or several and wildcard
+    patterns, comma-separated (the routes' indices). Thread-safe (opensearch-py's client is)."""
 
     def __init__(
         self,
@@ -141,16 +143,19 @@ class Reaper:
         """One bounded pass. Raises SinkError when OpenSearch fails (the next pass tries again)."""
         now = self._clock()
         try:
-            if not self._client.indices.exists(index=self._index):
-                return ReapResult()
-            response = self._client.search(index=self._index, body=reap_query(now, self._retention, self._page_size))
+            response = self._client.search(
+                index=self._index,
+                body=reap_query(now, self._retention, self._page_size),
+                ignore_unavailable=True,
+                allow_no_indices=True,
+            )
             hits = response["hits"]["hits"]
             deletes = plan_reap(hits, now, self._retention)
             if not deletes:
                 return ReapResult(more=False)
-            answer = self._client.bulk(
-                body=encode_reap(self._index, deletes), index=self._index, filter_path="items.*.status"
-            )
+            indices = {d.index for d in deletes}
+            path_index = indices.pop() if len(indices) == 1 else None  # IAM may grant _bulk on that index alone
+            answer = self._client.bulk(body=encode_reap(deletes), index=path_index, filter_path="items.*.status")
         except (OpenSearchConnectionError, TransportError) as exc:
             raise SinkError(f"reaping tombstones of {self._index!r} failed: {exc}") from exc
         result = summarize_reap(answer.get("items", []), more=len(hits) >= self._page_size)

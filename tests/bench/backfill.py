@@ -46,6 +46,7 @@ from tests.bench.harness import ENGINES, NullSink, engine, raw_bulk_rate
 from tests.bench.table_front import TableFront
 from tests.support.bulk_bodies import bulk_of
 from tests.support.emulators import MotoServer, aws_env
+from tests.support.factories import one_index
 from tests.support.tables import create_table
 from tests.support.worker_process import WorkerProcess, wait_until
 
@@ -172,7 +173,9 @@ def _boto3_item(wire: dict[str, Any]) -> dict[str, Any]:
 def bulk_bodies(content: list[dict[str, Any]]) -> list[bytes]:
     """The documents a backfill writes for ``content``, pre-serialised as _bulk bodies of 1000."""
     version = repair_version(time.time() - 1)
-    actions = [restore(*project_item(SCHEMA, raw), version) for raw in content]
+    routing = one_index()
+    placed = (project_item(SCHEMA, raw, routing) for raw in content)
+    actions = [restore(doc_id, projected.document, version) for doc_id, projected in placed if projected]
     return [bulk_of("bench-ceiling", actions[i : i + 1000]) for i in range(0, len(actions), 1000)]
 
 

@@ -43,7 +43,6 @@ from consumer.config import Settings
 from consumer.observability.logging import configure_logging
 from consumer.observability.metrics import Metrics
 from consumer.pipeline.bulk import BulkAction
-from consumer.pipeline.projection import to_bulk_action
 from consumer.pipeline.records import StreamRecord
 from consumer.pipeline.versioning import next_version
 from consumer.runtime.clients import opensearch_client
@@ -55,6 +54,7 @@ from consumer.sink.processor import BatchProcessor
 from tests.bench.harness import ENGINES, Engine, engine
 from tests.bench.synthetic import KEY_SCHEMA, SyntheticStream
 from tests.support.bulk_bodies import bulk_of
+from tests.support.factories import single_action
 
 T = TypeVar("T")
 BATCH_SIZE = 1000  # GetRecords returns at most 1000 records
@@ -234,7 +234,7 @@ def _run_naive(client: OpenSearch, records: list[dict[str, Any]]) -> None:
     for raw in records:
         record = StreamRecord.from_wire(raw)
         version = next_version(version, record.approximate_second)
-        action = to_bulk_action(record, KEY_SCHEMA, version)
+        action = single_action(record, KEY_SCHEMA, version)
         params = {"version": action.version, "version_type": "external"}
         try:
             if action.op == "delete":
@@ -253,7 +253,7 @@ def _versioned_batches(batches: list[list[dict[str, Any]]]) -> list[list[BulkAct
         for raw in batch:
             record = StreamRecord.from_wire(raw)
             version = next_version(version, record.approximate_second)
-            actions.append(to_bulk_action(record, KEY_SCHEMA, version))
+            actions.append(single_action(record, KEY_SCHEMA, version))
         out.append(actions)
     return out
 

@@ -44,13 +44,13 @@ from typing import Any
 import boto3
 from opensearchpy import OpenSearch
 
-from consumer.pipeline.projection import to_bulk_action
 from consumer.pipeline.records import StreamRecord
 from consumer.pipeline.versioning import next_version
 from tests.bench.harness import ENGINES, NullSink, cores_apart, engine, raw_bulk_rate, sample
 from tests.bench.synthetic import KEY_SCHEMA, SyntheticStream
 from tests.support.bulk_bodies import bulk_of
 from tests.support.emulators import MotoServer, aws_env, start_osmem
+from tests.support.factories import single_action
 from tests.support.stream_model import StreamModel
 from tests.support.stream_server import StreamServer
 from tests.support.tables import COMPOSITE_KEY_SCHEMA, create_table
@@ -228,7 +228,7 @@ def _ceiling_bodies(stream: StreamModel, index: str) -> list[bytes]:
         for raw in page:
             record = StreamRecord.from_wire(raw)
             version = next_version(version, record.approximate_second)
-            actions.append(to_bulk_action(record, KEY_SCHEMA, version))
+            actions.append(single_action(record, KEY_SCHEMA, version))
         bodies.append(bulk_of(index, actions))
     return bodies
 

@@ -15,12 +15,12 @@ from prometheus_client import CollectorRegistry
 from consumer.observability.metrics import Metrics
 from consumer.pipeline.attributes import item_to_json
 from consumer.pipeline.doc_ids import KeyAttribute, KeySchema
-from consumer.pipeline.projection import ProjectionRules
+from consumer.pipeline.projection_rules import ProjectionRules
 from consumer.sink.dlq import DeadLetterFile
 from consumer.sink.index_setup import ensure_index
 from consumer.sink.opensearch import OpenSearchSink
 from consumer.sink.processor import BatchProcessor
-from tests.support.factories import stream_record
+from tests.support.factories import one_index, stream_record
 from tests.support.tables import create_table, index_documents
 from tests.support.worker_process import wait_until
 
@@ -66,7 +66,7 @@ def test_ttl_marking_filters_and_masking_shape_the_index(
     assert sorted(documents) == ["a|1"]
     assert documents["a|1"]["_ttl_expired"] is True
     assert documents["a|1"]["email"].startswith("hmac-sha256:")
-    assert worker.metric('cdc_records_processed_total{event="INSERT",outcome="filtered"}') == 1
+    assert worker.metric('cdc_records_processed_total{event="INSERT",outcome="filtered",route="none"}') == 1
 
 
 STATUSES = ["active", "closed", "pending"]
@@ -103,7 +103,7 @@ def test_the_live_index_equals_the_filtered_table_whatever_the_history_and_filte
         OpenSearchSink(client, index, metrics),
         DeadLetterFile(tmp_path / f"{index}.jsonl"),
         metrics,
-        rules=rules,
+        routing=one_index(rules, index),
     )
     table: dict[str, dict] = {}
     records = []

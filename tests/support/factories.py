@@ -21,6 +21,11 @@ import itertools
 from typing import Any
 
 from consumer.leases.model import TRIM_HORIZON, Lease
+from consumer.pipeline.bulk import BulkAction
+from consumer.pipeline.doc_ids import KeySchema
+from consumer.pipeline.projection import to_bulk_actions
+from consumer.pipeline.projection_rules import PROJECT_ALL, ProjectionRules
+from consumer.pipeline.routes import Routing, single_route
 from consumer.shards.api import Shard
 
 FIRST_SEQUENCE = 6_200_000_000_002_513_011_398  # 22 digits, > 2^63 - 1, as DynamoDB's are
@@ -102,6 +107,20 @@ def stream_record(
     if ttl:
         record["userIdentity"] = dict(TTL_IDENTITY)
     return record
+
+
+def one_index(rules: ProjectionRules = PROJECT_ALL, index: str = "orders") -> Routing:
+    """The routing without CDC_ROUTES: every item of table ``orders`` to ``index``, shaped by ``rules``."""
+    return single_route("orders", index, rules)
+
+
+def single_action(
+    record: Any, schema: KeySchema, version: int, rules: ProjectionRules = PROJECT_ALL
+) -> BulkAction | None:
+    """The one action a record makes without routes (None when the rules filter it out)."""
+    actions = to_bulk_actions(record, schema, version, one_index(rules))
+    assert len(actions) <= 1, actions  # one index: a record never makes a companion tombstone
+    return actions[0] if actions else None
 
 
 def shard(

@@ -79,7 +79,7 @@ SEAMS: dict[str, Seam] = {
         (lambda: StreamError("injected"), _no_credentials, *_UNKNOWN),
         after=True,  # read, then lost while parsing
     ),
-    "projection": Seam(consumer.sink.processor, "to_bulk_action", tuple(_UNKNOWN)),
+    "projection": Seam(consumer.sink.processor, "to_bulk_actions", tuple(_UNKNOWN)),
     "bulk": Seam(
         OpenSearch,
         "bulk",

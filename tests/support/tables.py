@@ -22,15 +22,20 @@ COMPOSITE_KEY = KeySchema.from_table_description(
 )
 
 
-def create_table(ddb: Any, name: str, view_type: str | None = "NEW_AND_OLD_IMAGES") -> None:
-    """A table keyed (pk: S, sk: N), with a stream of ``view_type`` (None: no stream)."""
+def create_table(
+    ddb: Any,
+    name: str,
+    view_type: str | None = "NEW_AND_OLD_IMAGES",
+    keys: tuple[tuple[str, str], ...] = (("pk", "S"), ("sk", "N")),
+) -> None:
+    """A table keyed by ``keys`` (hash, then range: name and type; pk: S, sk: N by default), with a
+    stream of ``view_type`` (None: no stream)."""
     kwargs: dict[str, Any] = {
         "TableName": name,
-        "KeySchema": COMPOSITE_KEY_SCHEMA,
-        "AttributeDefinitions": [
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "N"},
+        "KeySchema": [
+            {"AttributeName": key, "KeyType": kind} for (key, _), kind in zip(keys, ("HASH", "RANGE"), strict=False)
         ],
+        "AttributeDefinitions": [{"AttributeName": key, "AttributeType": type_} for key, type_ in keys],
         "BillingMode": "PAY_PER_REQUEST",
     }
     if view_type:

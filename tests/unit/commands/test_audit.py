@@ -14,7 +14,7 @@ DRIFT = Drift(missing=("m1", "m2"), extra=("e1",), different=(("d1", ("name", "p
 def report_of(*drifts: Drift, limit: int = 10, items: int = 10, documents: int = 9) -> AuditReport:
     report = AuditReport("orders", "orders", limit, items=items, documents=documents)
     for drift in drifts:
-        report.add(drift)
+        report.add(drift, "orders")
     return report
 
 

@@ -15,10 +15,9 @@ from consumer.commands.redrive import Entry, RedriveTally, action_name, apply, p
 from consumer.pipeline.bulk import Outcome
 from consumer.pipeline.doc_ids import KeyAttribute, KeySchema, document_id
 from consumer.pipeline.letters import DeadLetter
-from consumer.pipeline.projection import ProjectionRules
 from consumer.pipeline.repair import repair_version
 from consumer.sink.dlq import DeadLetterFile
-from tests.support.factories import stream_record
+from tests.support.factories import one_index, stream_record
 
 SCHEMA = KeySchema((KeyAttribute("id", "B"), KeyAttribute("sk", "N")))
 KEYS = {"id": {"B": b"\x00\xff|"}, "sk": {"N": "1.50"}}
@@ -107,7 +106,7 @@ class FakeReconciler:
     """Answers GetItem from a dict of items keyed by id; counts reads."""
 
     schema = SCHEMA
-    shaping = ProjectionRules()
+    routing = one_index()
 
     def __init__(self, items):
         self.items = items

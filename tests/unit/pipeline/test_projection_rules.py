@@ -10,9 +10,11 @@ import pytest
 
 from consumer.errors import RecordError
 from consumer.pipeline.doc_ids import KeyAttribute, KeySchema
-from consumer.pipeline.projection import TTL_MARK_FIELD, ProjectionRules, is_tombstone, to_bulk_action
+from consumer.pipeline.projection import is_tombstone
+from consumer.pipeline.projection_rules import ProjectionRules
 from consumer.pipeline.records import StreamRecord
-from tests.support.factories import stream_record
+from consumer.pipeline.service_fields import TTL_MARK_FIELD
+from tests.support.factories import single_action, stream_record
 
 SCHEMA = KeySchema((KeyAttribute("pk", "S"),))
 KEYS = {"pk": {"S": "user-1"}}
@@ -25,7 +27,7 @@ IMAGE = {
 
 
 def action(raw, **rules):
-    return to_bulk_action(StreamRecord.from_wire(raw), SCHEMA, 7, ProjectionRules(**rules))
+    return single_action(StreamRecord.from_wire(raw), SCHEMA, 7, ProjectionRules(**rules))
 
 
 def ttl_delete(old_image=IMAGE):

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from consumer.pipeline.attributes import item_to_json
 from consumer.pipeline.doc_ids import KeyAttribute, KeySchema, document_id
-from consumer.pipeline.projection import ProjectionRules, to_bulk_action
+from consumer.pipeline.projection import indexable
+from consumer.pipeline.projection_rules import ProjectionRules
 from consumer.pipeline.records import StreamRecord
 from consumer.pipeline.repair import (
     Drift,
@@ -30,7 +31,7 @@ from consumer.pipeline.repair import (
 )
 from consumer.pipeline.versioning import COUNTER_BITS, MAX_SECOND, MAX_VERSION, next_version
 from tests.support.bulk_bodies import bulk_of
-from tests.support.factories import stream_record
+from tests.support.factories import one_index, single_action, stream_record
 from tests.support.version_clock import VersionClock
 
 NOW = 1_700_000_000
@@ -184,9 +185,16 @@ def test_a_document_is_extra_unless_its_key_fields_name_an_item_the_index_should
     rules = ProjectionRules(patterns=({"dynamodb": {"NewImage": {"status": {"S": ["live"]}}}},), filter_mode="state")
 
     # THEN every document but the one of an existing item the filter keeps is extra
-    assert extra_ids(SCHEMA, {"kept|1": kept}, items) == []
-    assert extra_ids(SCHEMA, documents, items) == ["gone|1", "elsewhere|9", "keyless", "wrong-type|1"]
-    assert "filtered|1" in extra_ids(SCHEMA, documents, items, rules)
+    assert extra_ids(SCHEMA, "orders", {"kept|1": kept}, items, one_index()) == []
+    assert extra_ids(SCHEMA, "orders", documents, items, one_index()) == [
+        "gone|1",
+        "elsewhere|9",
+        "keyless",
+        "wrong-type|1",
+    ]
+    assert "filtered|1" in extra_ids(SCHEMA, "orders", documents, items, one_index(rules))
+    # AND a document in an index its item's route does not write is extra there
+    assert extra_ids(SCHEMA, "customers", {"kept|1": kept}, items, one_index()) == ["kept|1"]
 
 
 def test_the_key_of_a_document_is_read_back_from_its_key_fields():
@@ -247,13 +255,13 @@ ITEM = {
 
 def test_an_item_is_projected_as_the_worker_projects_a_change_to_it():
     # GIVEN no rules: the document is the item as JSON, under its key's id
-    assert project_item(SCHEMA, ITEM) == (document_id(SCHEMA, ITEM), item_to_json(ITEM))
+    doc_id, projected = project_item(SCHEMA, ITEM, one_index())
+    assert (doc_id, projected.document, projected.index) == (document_id(SCHEMA, ITEM), item_to_json(ITEM), "orders")
 
     # AND with dropped and masked fields: exactly what the worker writes for a change to this state
     rules = ProjectionRules(drop_fields=("card.number",), mask_fields=("email",))
     keys = {"pk": ITEM["pk"], "sk": ITEM["sk"]}
-    worker = to_bulk_action(
-        StreamRecord.from_wire(stream_record("INSERT", keys=keys, new_image=ITEM)), SCHEMA, 1, rules
-    )
-    assert project_item(SCHEMA, ITEM, rules) == (worker.doc_id, worker.document)
+    worker = single_action(StreamRecord.from_wire(stream_record("INSERT", keys=keys, new_image=ITEM)), SCHEMA, 1, rules)
+    doc_id, projected = project_item(SCHEMA, ITEM, one_index(rules))
+    assert (doc_id, indexable(projected.document)) == (worker.doc_id, worker.document)
     assert worker.document["email"].startswith("sha256:") and "number" not in worker.document["card"]

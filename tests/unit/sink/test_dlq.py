@@ -9,7 +9,7 @@ from structlog.testing import capture_logs
 
 from consumer.errors import DeadLetterError, SinkError
 from consumer.pipeline.letters import DeadLetter, letter_for, to_json
-from consumer.pipeline.projection import ProjectionRules
+from consumer.pipeline.projection_rules import ProjectionRules
 from consumer.pipeline.shaping import FieldPath
 from consumer.sink.dlq import SQS_MAX_MESSAGE_BYTES, DeadLetterFile, DeadLetterObjects, DeadLetterQueue
 from tests.support.factories import stream_record

@@ -7,12 +7,14 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 import consumer.sink.processor
+from consumer.config import load_settings, routing
 from consumer.observability.metrics import Metrics
 from consumer.pipeline.doc_ids import KeyAttribute, KeySchema
 from consumer.sink.dlq import DeadLetterFile
 from consumer.sink.opensearch import OpenSearchSink
 from consumer.sink.processor import PROOF_ATTEMPTS, BatchProcessor
 from tests.support.factories import stream_record
+from tests.support.single_table import KEY_SCHEMA, route_settings, to_item
 
 SCHEMA = KeySchema((KeyAttribute("pk", "S"),))
 
@@ -30,7 +32,7 @@ def records(*names: str, second: int = 1_800_000_000) -> list[dict]:
 
 def flaky_projection(monkeypatch, fails: dict[str, int], error: type[BaseException] = ValueError) -> None:
     """Projection that raises ``error`` for a record's first ``fails[pk]`` attempts."""
-    real = consumer.sink.processor.to_bulk_action
+    real = consumer.sink.processor.to_bulk_actions
 
     def project(record, *args, **kwargs):
         pk = record.keys["pk"]["S"]
@@ -39,7 +41,7 @@ def flaky_projection(monkeypatch, fails: dict[str, int], error: type[BaseExcepti
             raise error("injected")
         return real(record, *args, **kwargs)
 
-    monkeypatch.setattr(consumer.sink.processor, "to_bulk_action", project)
+    monkeypatch.setattr(consumer.sink.processor, "to_bulk_actions", project)
 
 
 def test_a_failure_that_passes_costs_no_record(processor, monkeypatch):
@@ -85,3 +87,40 @@ def test_records_before_a_latest_anchor_are_skipped_without_ticking_the_clock(pr
     assert prepared.actions[0].version == processor.prepare("shard-1", page[2:], 0).actions[0].version
     assert sum(prepared.filtered.values()) == 2
     assert prepared.last_sequence_number == page[-1]["dynamodb"]["SequenceNumber"]
+
+
+def test_a_record_of_a_route_becomes_two_actions_or_a_dead_letter_that_hides_what_any_index_hides(tmp_path):
+    # GIVEN the single-table routes (customers mask their email), and a page with an order that becomes
+    # archived, and an order whose transform fails
+    settings, _ = load_settings({"CDC_TABLE_NAME": "shop", "CDC_OPENSEARCH_URL": "http://s", **route_settings()})
+    metrics = Metrics(CollectorRegistry())
+    sink = OpenSearchSink(None, "unused", metrics)  # type: ignore[arg-type] - preparing never calls OpenSearch
+    routed = BatchProcessor(
+        KEY_SCHEMA, sink, DeadLetterFile(tmp_path / "l.jsonl"), metrics, routing=routing(settings, KEY_SCHEMA)
+    )
+    key = ("CUSTOMER#1", "ORDER#1")
+    keys = {"PK": {"S": key[0]}, "SK": {"S": key[1]}}
+    order = to_item(key, {"type": "order", "tenant": "acme", "email": "a@example.com"})
+    archived = to_item(key, {"type": "archived", "tenant": "acme", "email": "a@example.com"})
+    broken = to_item(key, {"type": "order", "tenant": "acme", "email": "a@example.com", "lines": [{"qty": "x"}]})
+    page = [
+        stream_record("MODIFY", keys=keys, new_image=archived, old_image=order),
+        stream_record("MODIFY", keys=keys, new_image=broken, old_image=archived),
+    ]
+
+    # WHEN the page is prepared
+    prepared = routed.prepare("shard-1", page, 0)
+
+    # THEN the move is a document in the new index and a tombstone in the old one, at one version
+    move, left = prepared.actions
+    assert (move.index, left.index, move.version == left.version, left.companion) == (
+        "shop-archive",
+        "shop-orders-acme",
+        True,
+        True,
+    )
+    assert len(prepared.encoded) == 2
+    # AND the failing transform dead-letters its record, its image masked as the customers' index masks it
+    (letter,) = prepared.letters
+    assert "transform tests.support.single_table:shape raised ValueError" in letter.error
+    assert letter.document["email"].startswith("hmac-sha256:")

@@ -12,7 +12,7 @@ RETENTION = 172_800
 
 def hit(doc_id, deleted_at, deleted=True, seq_no=5, term=1):
     source = {"_cdc_deleted": deleted, "_cdc_deleted_at": deleted_at}
-    return {"_id": doc_id, "_seq_no": seq_no, "_primary_term": term, "_source": source}
+    return {"_index": "orders", "_id": doc_id, "_seq_no": seq_no, "_primary_term": term, "_source": source}
 
 
 def test_only_tombstones_older_than_the_retention_are_planned_with_their_sequence_numbers():
@@ -28,7 +28,7 @@ def test_only_tombstones_older_than_the_retention_are_planned_with_their_sequenc
     ]
 
     # WHEN the reap is planned THEN only the due tombstones are deleted, each conditional on its seq_no
-    assert plan_reap(hits, NOW, RETENTION) == [ReapDelete("old", 7, 2), ReapDelete("edge", 5, 1)]
+    assert plan_reap(hits, NOW, RETENTION) == [ReapDelete("orders", "old", 7, 2), ReapDelete("orders", "edge", 5, 1)]
 
 
 def test_the_query_asks_for_due_tombstones_with_sequence_numbers_in_a_bounded_page():
@@ -41,7 +41,7 @@ def test_the_query_asks_for_due_tombstones_with_sequence_numbers_in_a_bounded_pa
 
 
 def test_deletes_are_conditional_on_the_searched_sequence_number_not_versioned():
-    lines = encode_reap("orders", [ReapDelete("a|1", 7, 2)]).splitlines()
+    lines = encode_reap([ReapDelete("orders", "a|1", 7, 2)]).splitlines()
     assert [orjson.loads(line) for line in lines] == [
         {"delete": {"_index": "orders", "_id": "a|1", "if_seq_no": 7, "if_primary_term": 2}}
     ]
