@@ -175,7 +175,8 @@ class OpenSearchSink:
         everything = list(range(len(batch.actions)))
         if self._catalog is None:
             return everything
-        refused = self._catalog.ready({action.index for action in batch.actions if action.index})
+        # in the order of the records: of the indices a bound refuses, the later ones are
+        refused = self._catalog.ready(dict.fromkeys(action.index for action in batch.actions if action.index))
         if not refused:
             return everything
         for i, action in enumerate(batch.actions):

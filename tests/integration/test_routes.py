@@ -37,10 +37,13 @@ from consumer.sink.opensearch import OpenSearchSink
 from consumer.sink.processor import BatchProcessor
 from consumer.sink.reaper import Reaper
 from tests.support.commands import consumer
+from tests.support.emulators import aws_env
 from tests.support.factories import stream_record
+from tests.support.in_process import start_worker
 from tests.support.kcl_daemon_side import KclChild, create_kcl_lease_table, kcl_env, kcl_record, put_kcl_lease
 from tests.support.single_table import (
     KEY_SCHEMA,
+    Put,
     create_shop_table,
     expected_indices,
     final_state,
@@ -49,6 +52,7 @@ from tests.support.single_table import (
     route_settings,
     shards_of,
     shop_histories,
+    to_item,
     write_changes,
 )
 from tests.support.tables import index_documents
@@ -364,3 +368,94 @@ def test_the_reaper_reaps_due_tombstones_in_every_index_of_the_routes(client, se
         ids = {hit["_id"] for hit in client.search(index=index, body={"query": {"match_all": {}}})["hits"]["hits"]}
         assert ids == {"live"}
         client.indices.delete(index=index)
+
+
+def test_a_template_past_its_max_indices_dead_letters_with_what_to_do(client, search_engine, tmp_path):
+    # GIVEN a templated route that may make two indices, and orders of three tenants
+    prefix = next(_prefixes)
+    bounded = [{"name": "orders", "index": f"{prefix}-orders-${{tenant}}", "max_indices": 2}]
+    config, _ = load_settings(
+        {"CDC_TABLE_NAME": "shop", "CDC_OPENSEARCH_URL": search_engine.url, "CDC_ROUTES": json.dumps(bounded)}
+    )
+    routes = routing(config, KEY_SCHEMA)
+    catalog = IndexCatalog(client, routes, KEY_SCHEMA, "managed")
+    catalog.set_up()
+    metrics = Metrics(CollectorRegistry())
+    letters = tmp_path / "letters.jsonl"
+    sink = OpenSearchSink(client, f"{prefix}-unused", metrics, catalog=catalog)
+    processor = BatchProcessor(KEY_SCHEMA, sink, DeadLetterFile(letters), metrics, routing=routes)
+    changes = [
+        Put(("CUSTOMER#1", f"ORDER#{n}"), {"type": "order", "tenant": tenant}, 1_800_000_000 + n)
+        for n, tenant in enumerate(["acme", "initech", "acme", "umbrella"])
+    ]
+
+    # WHEN they are applied
+    try:
+        result = processor.process("shard", records_of(changes), 0, threading.Event())
+    finally:
+        processor.close()
+
+    # THEN the first two tenants have their indices, and the third tenant's order is dead-lettered,
+    # saying which bound it met and what to do; the shard moved past it
+    assert sorted(live_indices(search_engine, client, prefix)) == [f"{prefix}-orders-acme", f"{prefix}-orders-initech"]
+    (letter,) = [json.loads(line) for line in letters.read_text().splitlines()]
+    assert letter["record"]["dynamodb"]["Keys"]["SK"] == {"S": "ORDER#3"}
+    assert f"index '{prefix}-orders-umbrella' was not created; raise the route's max_indices" in letter["error"]
+    assert result.outcomes[("INSERT", "dead_lettered")] == 1 and result.outcomes[("INSERT", "applied")] == 3
+    for name in client.indices.get_alias(index=f"{prefix}-*", allow_no_indices=True):
+        client.indices.delete(index=name)
+
+
+def test_a_pool_over_a_splitting_stream_keeps_every_index_to_its_routes(
+    moto, stream_server, search_engine, ddb, table_name, tmp_path
+):
+    # GIVEN a single-table design on a stream of two shards (the test-side server), and a pool of two
+    # in-process workers with the routes
+    create_shop_table(ddb, table_name, view_type=None)
+    key_schema = [{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}]
+    arn = stream_server.create_stream(table_name, key_schema=key_schema, shard_count=2)
+    env = {
+        **aws_env(moto.url),
+        "AWS_ENDPOINT_URL_DYNAMODBSTREAMS": stream_server.url,
+        "CDC_TABLE_NAME": table_name,
+        "CDC_STREAM_ARN": arn,
+        "CDC_OPENSEARCH_URL": search_engine.url,
+        "CDC_FAILOVER_SECONDS": "2",
+        "CDC_POLL_INTERVAL_SECONDS": "0.1",
+        "CDC_SHARD_SYNC_INTERVAL_SECONDS": "1",
+        "CDC_DEAD_LETTER_PATH": str(tmp_path / "dead-letters.jsonl"),
+        **route_settings(table_name),
+    }
+    client = OpenSearch(hosts=[search_engine.url])
+    with pytest.MonkeyPatch.context() as patch:
+        workers = [start_worker({**env, "CDC_WORKER_ID": f"{table_name}-{i}"}, patch, 2) for i in range(2)]
+        started = list(workers)
+        try:
+            # WHEN items change type and tenant while shards split twice and a worker is replaced
+            changes = random_changes(400, seed=13)
+            state: dict[tuple[str, str], dict] = {}
+            for n, change in enumerate(changes):
+                keys = {"PK": {"S": change.key[0]}, "SK": {"S": change.key[1]}}
+                old = state.get(change.key)
+                if change.attributes is None:
+                    if old is not None:
+                        stream_server.put_change(arn, "REMOVE", keys, old_image=state.pop(change.key))
+                else:
+                    new = to_item(change.key, change.attributes)
+                    stream_server.put_change(arn, "MODIFY" if old else "INSERT", keys, new_image=new, old_image=old)
+                    state[change.key] = new
+                if n in (100, 300):
+                    open_shards = [shard.shard_id for shard in stream_server.shards(arn) if not shard.is_closed]
+                    stream_server.split(arn, open_shards[0])
+                if n == 200:
+                    workers[0].halt()
+                    workers[0] = start_worker({**env, "CDC_WORKER_ID": f"{table_name}-2"}, patch, 2)
+                    started.append(workers[0])
+
+            # THEN every index holds exactly the items of its route, and no worker died
+            expected = expected_indices(final_state(changes), table_name)
+            wait_until(lambda: live_indices(search_engine, client, table_name) == expected, timeout=120, what="routes")
+            assert [worker.error for worker in started if worker.error is not None] == []
+        finally:
+            for worker in workers:
+                worker.halt()
