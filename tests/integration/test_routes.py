@@ -160,6 +160,7 @@ def test_a_pool_with_routes_converges_through_kill_9_and_restarts(
     holder.kill()
     writer.join()
     third = start_worker(env, "third")
+    assert third.port  # up (listening): a SIGTERM from here on is a clean stop, not a kill mid-import
     changes += written
 
     # THEN every index converges to the items of its route, nothing in one that belongs to another
