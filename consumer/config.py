@@ -30,7 +30,7 @@ from consumer.pipeline.doc_ids import KeySchema
 from consumer.pipeline.filtering import PatternError, validate_pattern
 from consumer.pipeline.mapping import NO_TEMPLATE, IndexTemplate
 from consumer.pipeline.projection_rules import ProjectionRules
-from consumer.pipeline.routes import IndexName, Route, Routing, single_route
+from consumer.pipeline.routes import IndexName, Route, Routing, read_alias_of, single_route
 from consumer.pipeline.shaping import FieldPath
 from consumer.pipeline.transforms import Transform, load_transform
 
@@ -203,7 +203,7 @@ def _route_problems(routes: tuple[RouteSpec, ...]) -> str | None:
     if doubled:
         return f"route names must be unique: {', '.join(doubled)}"
     fixed = {route.index for route in routes if "${" not in route.index}
-    aliases = {f"{index}-live" for index in fixed} | {route.read_alias for route in routes if route.read_alias}
+    aliases = {read_alias_of(index) for index in fixed} | {route.read_alias for route in routes if route.read_alias}
     clash = sorted(fixed & aliases)
     if clash:
         return f"{', '.join(clash)}: an index name that is also a read alias"
@@ -472,7 +472,7 @@ class Settings(BaseModel):
     @property
     def read_alias_name(self) -> str:
         """The filtered alias applications search: CDC_OPENSEARCH_READ_ALIAS, or ``<index>-live``."""
-        return self.opensearch_read_alias or f"{self.index_name}-live"
+        return self.opensearch_read_alias or read_alias_of(self.index_name)
 
     @property
     def dead_letters(self) -> DeadLetterDestination:

@@ -46,6 +46,11 @@ _INDEX_LITERAL = re.compile(r"^[a-z0-9._-]*$")
 _UNSAFE = re.compile(r"[^a-z0-9_-]")
 
 
+def read_alias_of(index: str) -> str:
+    """The filtered alias applications search for one index: ``<index>-live``."""
+    return f"{index}-live"
+
+
 @dataclass(frozen=True)
 class IndexName:
     """A fixed index name, or a template: literal text with ``${attribute}`` placeholders."""

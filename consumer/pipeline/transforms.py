@@ -58,6 +58,7 @@ class Transform:
         except MemoryError:
             raise
         except Exception as exc:  # noqa: BLE001 - the user's code: whatever it raises, the record is poison
+            # (a RecordError: the processor dead-letters the record, durably, before its shard moves past it)
             raise TransformError(f"transform {self.spec} raised {type(exc).__name__}: {exc}") from exc
         if result is None or isinstance(result, dict):
             return result

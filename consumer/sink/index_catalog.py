@@ -24,17 +24,12 @@ from opensearchpy.exceptions import TransportError
 from consumer.errors import SinkError
 from consumer.pipeline.doc_ids import KeySchema
 from consumer.pipeline.mapping import MappingMode, index_body
-from consumer.pipeline.routes import Route, Routing
+from consumer.pipeline.routes import Route, Routing, read_alias_of
 from consumer.sink.index_setup import ensure_index, put_index_template
 
 log = structlog.get_logger(__name__)
 
 TEMPLATE_PRIORITY = 200  # above a plain user template (OpenSearch's default is 0); route i gets this + i
-
-
-def read_alias_of(index: str) -> str:
-    """The filtered alias applications search for one index: ``<index>-live``."""
-    return f"{index}-live"
 
 
 class IndexCatalog:
