@@ -123,10 +123,11 @@ def _read_json_or_file(value: str, expected: str) -> Any:
         content = Path(text).read_text()
     except OSError as exc:
         raise ValueError(f"neither JSON nor a readable file: {exc.strerror or exc}; expected {expected}") from None
+    is_yaml = text.endswith((".yaml", ".yml"))
     try:
-        return yaml.safe_load(content) if text.endswith((".yaml", ".yml")) else json.loads(content)
+        return yaml.safe_load(content) if is_yaml else json.loads(content)
     except (ValueError, yaml.YAMLError) as exc:
-        raise ValueError(f"{text}: not {'YAML' if text.endswith(('.yaml', '.yml')) else 'JSON'} ({exc})") from None
+        raise ValueError(f"{text}: not {'YAML' if is_yaml else 'JSON'} ({exc})") from None
 
 
 class RouteSpec(BaseModel):

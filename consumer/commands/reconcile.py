@@ -86,14 +86,13 @@ class Reconciler:
         schema = document_key_schema(settings, read_key_schema(dynamodb, settings.source_table))
         routes = audit_routing(settings, schema)
         search = opensearch_client(settings, exact_numbers=True)
-        alias = settings.read_alias_name if not settings.routes else None
         sink = OpenSearchSink(
             search,
             settings.index_name,
             Metrics(CollectorRegistry()),
             settings.retry_base_seconds,
             settings.retry_max_delay_seconds,
-            catalog=IndexCatalog(search, routes, schema, settings.mapping_mode, alias),
+            catalog=IndexCatalog(search, routes, schema, settings.mapping_mode, settings.opensearch_read_alias),
         )
         scan = SegmentScan(
             dynamodb,

@@ -135,8 +135,9 @@ def build_routing(settings: Settings, source: StreamSource) -> Routing:
 
 def build_catalog(settings: Settings, source: StreamSource, routes: Routing) -> IndexCatalog:
     """The catalog of the routes' indices (call ``set_up`` before the first write)."""
-    alias = settings.read_alias_name if not settings.routes else None
-    return IndexCatalog(opensearch_client(settings), routes, source.key_schema, settings.mapping_mode, alias)
+    return IndexCatalog(
+        opensearch_client(settings), routes, source.key_schema, settings.mapping_mode, settings.opensearch_read_alias
+    )
 
 
 def set_up_routes(settings: Settings, source: StreamSource) -> tuple[Routing, IndexCatalog]:

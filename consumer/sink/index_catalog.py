@@ -43,8 +43,8 @@ class IndexCatalog:
         mode: MappingMode,
         read_alias: str | None = None,
     ) -> None:
-        """``read_alias``: the alias of the single route's index when it is not ``<index>-live``
-        (``CDC_OPENSEARCH_READ_ALIAS``)."""
+        """``read_alias``: ``CDC_OPENSEARCH_READ_ALIAS``, the alias of the fixed indices instead of
+        ``<index>-live`` (set only without routes, so it names the one index's alias)."""
         self._client = client
         self._routing = routing
         self._schema = schema
