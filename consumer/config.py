@@ -279,6 +279,10 @@ class Settings(BaseModel):
     backfill_segments: int | None = Field(None, ge=1, le=1_000_000)
     backfill_max_read_units: float = Field(1000.0, gt=0, le=1_000_000)
     backfill_consistent_read: bool = True
+    index_generations: Literal["off", "on"] = "off"
+    reindex: Literal["off", "auto"] = "off"
+    generation_retention_seconds: float = Field(604_800.0, ge=0, le=31_536_000)
+    generation_check_seconds: float = Field(30.0, ge=0.1, le=3600)
     kcl_lease_table: str | None = None
     kcl_batch_timeout_seconds: float = Field(300.0, gt=0, le=86_400)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

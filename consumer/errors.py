@@ -21,6 +21,11 @@ class ConfigError(ConsumerError):
     """
 
 
+class GenerationRefused(ConsumerError):
+    """This configuration may not write the index generation there is (``consumer.pipeline.generations``);
+    the worker waits, not ready, until a generation of its shape exists. The message says what to run."""
+
+
 class DuplicateWorkerIdError(ConfigError):
     """Another live worker uses this worker's id: each would treat the other's leases as its own."""
 

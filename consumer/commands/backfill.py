@@ -22,7 +22,7 @@ from consumer.backfill.runner import BackfillTally
 from consumer.config import Settings
 from consumer.leases.table import LeaseTable
 from consumer.observability.metrics import Metrics
-from consumer.runtime.assembly import set_up_routes
+from consumer.runtime.assembly import set_up_generation
 from consumer.runtime.backfill_job import build_runner, check_no_gap, ensure_segments
 from consumer.runtime.clients import aws_clients
 from consumer.runtime.stream_source import describe_table, resolve_stream, with_document_ids
@@ -40,14 +40,15 @@ def backfill_command(settings: Settings, segments: int | None, restart: bool, st
     )
     table = describe_table(aws.dynamodb, source.table_name)
     metrics = Metrics(CollectorRegistry())
+    settings, catalog = set_up_generation(settings, source)
+    routes = catalog.routing
     leases = LeaseTable(aws.dynamodb, settings.lease_table_name, observe=metrics.observe_aws, aws_clock=aws.clock)
     api = StreamsApi(aws.streams, observe=metrics.observe_aws, aws_clock=aws.clock)
     check_no_gap(leases.list_leases() if leases.exists() else [], api.list_shards(source.stream_arn))
-    routes, catalog = set_up_routes(settings, source)
     total = ensure_segments(
         leases, segments or settings.backfill_segments, int(table.get("TableSizeBytes", 0)), restart
     )
-    display = _Display(int(table.get("ItemCount", 0)))
+    display = ProgressDisplay(int(table.get("ItemCount", 0)), "backfill")
     runner = build_runner(
         settings, source, aws.dynamodb, leases, metrics, routes, catalog, on_progress=display.show, aws_clock=aws.clock
     )
@@ -68,10 +69,11 @@ def backfill_command(settings: Settings, segments: int | None, restart: bool, st
     return progress.done < progress.total
 
 
-class _Display:
+class ProgressDisplay:
     """A progress line on a terminal, or a progress log line every few seconds."""
 
-    def __init__(self, estimated_items: int) -> None:
+    def __init__(self, estimated_items: int, label: str) -> None:
+        self._label = label
         self._estimate = estimated_items
         self._tty = sys.stderr.isatty()
         self._last = 0.0
@@ -83,10 +85,10 @@ class _Display:
         eta = (self._estimate - tally.items) / rate if rate and self._estimate > tally.items else 0.0
         if self._tty:
             sys.stderr.write(
-                f"\rbackfill: {tally.items:,}/~{self._estimate:,} items, {rate:,.0f}/s, ETA {eta:,.0f} s   "
+                f"\r{self._label}: {tally.items:,}/~{self._estimate:,} items, {rate:,.0f}/s, ETA {eta:,.0f} s   "
             )
         elif now - self._last >= PROGRESS_LOG_SECONDS:
-            log.info("backfill_progress", items=tally.items, items_per_second=round(rate), eta_seconds=round(eta))
+            log.info(f"{self._label}_progress", items=tally.items, items_per_second=round(rate), eta_seconds=round(eta))
             self._last = now
 
     def finish(self) -> None:

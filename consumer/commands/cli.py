@@ -31,6 +31,7 @@ from consumer.commands.audit import audit_command
 from consumer.commands.backfill import backfill_command
 from consumer.commands.leases_report import lease_rows, render_json, render_table
 from consumer.commands.redrive import redrive_command
+from consumer.commands.reindex import prove, reindex_command
 from consumer.commands.show_config import config_command
 from consumer.commands.transform_check import transform_command
 from consumer.config import Settings, load_settings
@@ -81,6 +82,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "backfill":
         return operator_command(
             lambda settings: _until_signal(lambda stop: backfill_command(settings, args.segments, args.restart, stop))
+        )
+    if args.command == "reindex":
+        action = next((name for name in ("rollback", "retire", "abandon", "status") if getattr(args, name)), "reindex")
+        return operator_command(
+            lambda settings: _until_signal(
+                lambda stop: reindex_command(settings, action, args.force or args.now, args.json, stop)
+            )
         )
     if args.command == "transform":
         return _run_command(
@@ -143,6 +151,26 @@ def _parser() -> argparse.ArgumentParser:
         help="Scan segments (default: CDC_BACKFILL_SEGMENTS, or one per 256 MiB of table, 1 … 64)",
     )
     backfill.add_argument("--restart", action="store_true", help="forget a previous backfill's checkpoints: scan again")
+    reindex = commands.add_parser(
+        "reindex",
+        help="build an index generation for this configuration and swap the read aliases to it (resumable)",
+        description="Create the next index generation (<index>-g<N>) for the documents this configuration writes, "
+        "fill it with the backfill while workers of this configuration apply the stream to it, prove it with the "
+        "audit, then move <index>-live and <index> to it in one atomic request. The previous generation is kept "
+        "for rollback for CDC_GENERATION_RETENTION_SECONDS. Interrupted, it resumes when run again "
+        "(docs/generations.md).",
+        epilog="Exit codes: 0 done (or nothing to do); 3 stopped before the swap (run it again); 2 configuration "
+        "error, refused (another reindex under way, a previous generation kept) or not proven; 130 interrupted; "
+        "1 other failure.",
+    )
+    steps = reindex.add_mutually_exclusive_group()
+    steps.add_argument("--status", action="store_true", help="print the generations and stop")
+    steps.add_argument("--rollback", action="store_true", help="make the previous generation live again")
+    steps.add_argument("--retire", action="store_true", help="delete the previous generation (after its retention)")
+    steps.add_argument("--abandon", action="store_true", help="delete the generation being built")
+    reindex.add_argument("--force", action="store_true", help="--rollback: even when no worker keeps it current")
+    reindex.add_argument("--now", action="store_true", help="--retire: before its retention ends")
+    reindex.add_argument("--json", action="store_true", help="--status: as JSON")
     redrive = commands.add_parser(
         "redrive",
         help="apply dead-lettered items again from their current state in the table (dry run unless --apply)",
@@ -211,7 +239,7 @@ def run_command() -> int:
     stop = threading.Event()
     _install_signal_handlers(stop)
     try:
-        run_worker(settings, stop)
+        run_worker(settings, stop, prove=lambda generation: prove(settings, generation, stop))
     except ConfigError as exc:
         log.error("startup_failed", error=str(exc))
         print(f"consumer: {exc}", file=sys.stderr)

@@ -32,8 +32,8 @@ from consumer.pipeline.repair import Document, Item, Projected, RepairAction, pr
 from consumer.pipeline.routes import Routing
 from consumer.pipeline.service_fields import DELETED_FIELD
 from consumer.runtime.clients import aws_clients, opensearch_client
+from consumer.runtime.generations import generation_catalog, generation_store, recorded_generation
 from consumer.runtime.stream_source import read_key_schema
-from consumer.sink.index_catalog import IndexCatalog
 from consumer.sink.index_setup import LIVE_FILTER
 from consumer.sink.opensearch import OpenSearchSink, Result
 
@@ -84,15 +84,18 @@ class Reconciler:
         aws = aws_clients(settings.aws_region, settings.streams_endpoint_url)
         dynamodb = aws.dynamodb
         schema = document_key_schema(settings, read_key_schema(dynamodb, settings.source_table))
-        routes = audit_routing(settings, schema)
+        configured = audit_routing(settings, schema)
         search = opensearch_client(settings, exact_numbers=True)
+        generation = recorded_generation(generation_store(search, settings), configured, schema, settings)
+        catalog = generation_catalog(search, configured, schema, settings, generation)
+        routes = catalog.routing
         sink = OpenSearchSink(
             search,
             settings.index_name,
             Metrics(CollectorRegistry()),
             settings.retry_base_seconds,
             settings.retry_max_delay_seconds,
-            catalog=IndexCatalog(search, routes, schema, settings.mapping_mode, settings.opensearch_read_alias),
+            catalog=catalog,
         )
         scan = SegmentScan(
             dynamodb,

@@ -24,7 +24,7 @@ from consumer.kcl.protocol import StrictKCLProcess
 from consumer.kcl.versions import KclVersionStore
 from consumer.observability.health import Health
 from consumer.observability.metrics import Metrics
-from consumer.runtime.assembly import build_processor, set_up_routes
+from consumer.runtime.assembly import build_processor, set_up_generation
 from consumer.runtime.clients import aws_clients
 from consumer.runtime.stream_source import resolve_stream, with_document_ids
 
@@ -43,10 +43,10 @@ def kcl_processor_command(settings: Settings) -> None:
     source = with_document_ids(
         settings, resolve_stream(aws.dynamodb, aws.streams, settings.source_table, settings.stream_arn)
     )
-    routes, catalog = set_up_routes(settings, source)
+    settings, catalog = set_up_generation(settings, source)
     # No /metrics in this mode (one process per shard, started by the daemon): the KCL publishes its own.
     metrics, health = Metrics(CollectorRegistry()), Health(stall_after_seconds=3600)
-    batches = build_processor(settings, source, metrics, health, routes, catalog)
+    batches = build_processor(settings, source, metrics, health, catalog.routing, catalog)
     try:
         processor = ShardProcessor(
             batches,

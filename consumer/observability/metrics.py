@@ -277,6 +277,17 @@ class Metrics:
             ["state"],
             registry=registry,
         )
+        self.index_generation = Gauge(
+            "cdc_index_generation",
+            "Index generations: the one this worker writes (role=written) and the live one (role=live).",
+            ["role"],
+            registry=registry,
+        )
+        self.generation_building = Gauge(
+            "cdc_index_generation_building",
+            "1 while the generation this worker writes is being built (not yet live), else 0.",
+            registry=registry,
+        )
         self.backfill_read_units = Counter(
             "cdc_backfill_read_units_total", "DynamoDB read units the backfill's Scans consumed.", registry=registry
         )

@@ -29,7 +29,7 @@ check ask for.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from consumer.errors import RecordError
@@ -76,6 +76,10 @@ class IndexName:
     @property
     def templated(self) -> bool:
         return bool(self.attributes)
+
+    def suffixed(self, suffix: str) -> IndexName:
+        """This name with ``suffix`` after it (and after every name it makes)."""
+        return IndexName(self.text + suffix, (*self.literals[:-1], self.literals[-1] + suffix), self.attributes)
 
     @property
     def pattern(self) -> str:
@@ -170,6 +174,14 @@ class Routing:
                 if index is not None:
                     return Placement(route, index)
         return None
+
+    def in_generation(self, number: int) -> Routing:
+        """These routes writing index generation ``number`` (``consumer.pipeline.generations``): every
+        index name, fixed or templated, with the generation's suffix."""
+        if number == 0:  # the index adopted from before generations keeps its name
+            return self
+        routes = tuple(replace(route, index=route.index.suffixed(f"-g{number}")) for route in self.routes)
+        return replace(self, routes=routes)
 
     @property
     def key_only(self) -> bool:

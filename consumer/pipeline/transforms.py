@@ -19,9 +19,11 @@ Thread-safe as long as the function is: it is called from every shard's thread.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, NamedTuple
 
 from consumer.errors import RecordError
@@ -45,10 +47,12 @@ class TransformContext(NamedTuple):
 
 @dataclass(frozen=True)
 class Transform:
-    """A loaded transform: its ``spec`` (``module:function``) and the function."""
+    """A loaded transform: its ``spec`` (``module:function``), the function, and its ``version``: the
+    module's ``__version__``, or a digest of its source (what an index generation records of it)."""
 
     spec: str
     function: Callable[[Document, TransformContext], Any] = field(repr=False, compare=False)
+    version: str = ""
 
     def __call__(self, item: Document, context: TransformContext) -> Document | None:
         """The document the function makes of ``item``, or None; raises TransformError for any failure
@@ -83,4 +87,18 @@ def load_transform(spec: str) -> Transform:
             raise ValueError(f"module {module_name!r} has no {function_name!r}")
     if not callable(target):
         raise ValueError(f"{spec!r} is not callable")
-    return Transform(spec, target)
+    return Transform(spec, target, module_version(importlib.import_module(module_name)))
+
+
+def module_version(module: ModuleType) -> str:
+    """``__version__`` of ``module`` when it declares one, else a digest of its source file (so that
+    editing a transform changes the fingerprint of the documents it shapes)."""
+    declared = getattr(module, "__version__", None)
+    if isinstance(declared, str) and declared:
+        return declared
+    source = getattr(module, "__file__", None)
+    try:
+        with open(source or "", "rb") as handle:
+            return "sha256:" + hashlib.sha256(handle.read()).hexdigest()[:12]
+    except OSError:
+        return "unversioned"

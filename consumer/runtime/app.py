@@ -27,9 +27,12 @@ from consumer.observability.health import Health
 from consumer.observability.http import ObservabilityServer
 from consumer.observability.metrics import Metrics
 from consumer.observability.routines import routine_failed
-from consumer.runtime.assembly import build_catalog, build_processor, build_routing, build_worker
+from consumer.runtime.assembly import build_processor, build_routing, build_worker
 from consumer.runtime.backfill_job import build_runner, check_no_gap, ensure_segments
-from consumer.runtime.clients import AwsClients, aws_clients
+from consumer.runtime.clients import AwsClients, aws_clients, opensearch_client
+from consumer.runtime.generation_watch import GenerationWatch
+from consumer.runtime.generations import bound_settings, resolve_generation
+from consumer.runtime.reindex import Prover, Reindex
 from consumer.runtime.stream_source import StreamSource, describe_table, resolve_stream, with_document_ids
 from consumer.runtime.worker import WorkerTimings
 from consumer.shards.api import StreamsApi
@@ -40,8 +43,11 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 
-def run_worker(settings: Settings, stop: threading.Event) -> None:
-    """Run one worker until ``stop`` is set. Raises ConfigError for a set-up it cannot run with."""
+def run_worker(settings: Settings, stop: threading.Event, prove: Prover | None = None) -> None:
+    """Run one worker until ``stop`` is set. Raises ConfigError for a set-up it cannot run with.
+
+    ``prove``: how a reindex proves a generation (``consumer.commands.reindex.prove``); with
+    ``CDC_REINDEX=auto``, the workers of a generation being built run the reindex with it."""
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     metrics.build_info.info({"version": __version__, "commit": settings.build_commit})
@@ -80,13 +86,32 @@ def run_worker(settings: Settings, stop: threading.Event) -> None:
         log.info("stream_resolved", stream_arn=source.stream_arn, table=source.table_name)
         source = with_document_ids(settings, source)
         routes = build_routing(settings, source)
-        catalog = build_catalog(settings, source, routes)
+        search = opensearch_client(settings)
+        reindex = Reindex(settings, aws, source, routes, search, metrics, stop)
+        generation = _until_stopped(
+            lambda: resolve_generation(
+                reindex.store, search, routes, source.key_schema, settings, may_create=settings.reindex == "auto"
+            ),
+            "index generation not resolved",
+            settings,
+            stop,
+            health,
+        )
+        if stop.is_set():
+            return
+        settings = bound_settings(settings, generation)
+        catalog = reindex.catalog(generation)
         index_created = _until_stopped(catalog.set_up, "index not set up", settings, stop, health)
         if index_created is None:
             return
-        processor = build_processor(settings, source, metrics, health, routes, catalog)
+        processor = build_processor(settings, source, metrics, health, catalog.routing, catalog)
         worker = build_worker(settings, aws, source, processor, metrics, timings, stop, health)
-        if settings.backfill == "on-new-index":
+        if generation is not None:
+            log.info("generation_resolved", generation=generation.number, state=generation.state)
+            GenerationWatch(reindex, generation, catalog, health, metrics, stop).start()
+        if generation is not None and generation.state == "building" and settings.reindex == "auto" and prove:
+            supervise("reindex", lambda: reindex.run(prove), settings, metrics, health, stop)
+        elif settings.backfill == "on-new-index":
             start_backfill(settings, source, aws, metrics, health, stop, index_created, processor, catalog)
         worker.run(index_preexisted=not index_created)
     finally:
@@ -146,25 +171,38 @@ def start_backfill(
         health.set_note("backfill", f"backfill: {progress.done}/{progress.total} segments done")
         log.info("backfill_finished", segments_done=progress.done, segments=progress.total, items=runner.tally.items)
 
+    return supervise("backfill", backfill, settings, metrics, health, stop)
+
+
+def supervise(
+    name: str,
+    routine: Callable[[], object],
+    settings: Settings,
+    metrics: Metrics,
+    health: Health,
+    stop: threading.Event,
+) -> threading.Thread:
+    """Run ``routine`` in a thread until it returns: a failure nobody anticipated is said and counted,
+    and the routine runs again after a pause (the backfill and the reindex resume from what they
+    recorded); a set-up error stops it, said so on ``/readyz``."""
+
     def run() -> None:
-        """The backfill, supervised: a failure nobody anticipated is said and counted, and the backfill
-        resumes from its segments' checkpoints after a pause; a set-up error stops it, said so."""
         structlog.contextvars.bind_contextvars(worker_id=settings.worker_id)
         failures = 0
         while not stop.is_set():
             try:
-                backfill()
+                routine()
                 return
             except ConfigError as exc:
-                log.error("backfill_stopped", error=str(exc))
-                health.set_note("backfill", f"backfill stopped: {exc}")
+                log.error(f"{name}_stopped", error=str(exc))
+                health.set_note(name, f"{name} stopped: {exc}")
                 return
-            except Exception as exc:  # noqa: BLE001 - supervised: the segments' checkpoints stand; resumed below
-                health.set_note("backfill", f"{routine_failed(metrics, 'backfill', exc)}; resumed shortly")
+            except Exception as exc:  # noqa: BLE001 - supervised: what it recorded stands; resumed below
+                health.set_note(name, f"{routine_failed(metrics, name, exc)}; resumed shortly")
                 failures += 1
                 stop.wait(backoff_delay(failures, 1.0, 30.0))
 
-    thread = threading.Thread(target=run, name="backfill", daemon=True)
+    thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
     return thread
 

@@ -15,7 +15,7 @@ import structlog
 
 from consumer.aws.accounting import count_retries
 from consumer.config import Settings, routing
-from consumer.errors import ConfigError
+from consumer.errors import ConfigError, GenerationRefused
 from consumer.leases.coordinator import LeaseCoordinator
 from consumer.leases.table import LeaseTable
 from consumer.observability.health import Health
@@ -24,6 +24,7 @@ from consumer.pipeline.doc_ids import KeySchema
 from consumer.pipeline.routes import Routing
 from consumer.pipeline.service_fields import SERVICE_FIELDS
 from consumer.runtime.clients import AwsClients, dead_letter_client, opensearch_client
+from consumer.runtime.generations import bound_settings, generation_catalog, generation_store, resolve_generation
 from consumer.runtime.stream_source import StreamSource, resolve_stream
 from consumer.runtime.worker import Worker, WorkerParts, WorkerTimings
 from consumer.shards.api import StreamsApi
@@ -133,20 +134,27 @@ def build_routing(settings: Settings, source: StreamSource) -> Routing:
     return routes
 
 
-def build_catalog(settings: Settings, source: StreamSource, routes: Routing) -> IndexCatalog:
-    """The catalog of the routes' indices (call ``set_up`` before the first write)."""
-    return IndexCatalog(
-        opensearch_client(settings), routes, source.key_schema, settings.mapping_mode, settings.opensearch_read_alias
-    )
+def set_up_generation(settings: Settings, source: StreamSource) -> tuple[Settings, IndexCatalog]:
+    """For a process that writes without building generations (``consumer backfill``, the KCL
+    processor): the settings bound to this configuration's generation (``consumer.runtime.generations``)
+    and its catalog, with the fixed indices set up; the routes are ``catalog.routing``.
 
-
-def set_up_routes(settings: Settings, source: StreamSource) -> tuple[Routing, IndexCatalog]:
-    """The routes and their catalog, with the fixed indices set up: for a one-off command (raises
-    SinkError when OpenSearch cannot answer, ConfigError for a set-up it cannot work with)."""
+    Raises:
+        ConfigError: no generation holds this configuration's shape (the message says what to run),
+            or a set-up OpenSearch refuses.
+        SinkError: OpenSearch did not answer.
+    """
     routes = build_routing(settings, source)
-    catalog = build_catalog(settings, source, routes)
+    search = opensearch_client(settings)
+    try:
+        generation = resolve_generation(
+            generation_store(search, settings), search, routes, source.key_schema, settings, may_create=False
+        )
+    except GenerationRefused as exc:
+        raise ConfigError(str(exc)) from None
+    catalog = generation_catalog(search, routes, source.key_schema, settings, generation)
     catalog.set_up()
-    return routes, catalog
+    return bound_settings(settings, generation), catalog
 
 
 def build_sink(

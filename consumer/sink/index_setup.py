@@ -39,6 +39,7 @@ from consumer.pipeline.service_fields import DELETED_FIELD
 
 log = structlog.get_logger(__name__)
 
+GENERATION_META = "cdc_generation"  # the key of an index's ``_meta`` that records its generation
 LIVE_FILTER: dict[str, Any] = {"bool": {"must_not": {"term": {DELETED_FIELD: True}}}}
 
 
@@ -50,23 +51,34 @@ def ensure_index(
     mode: MappingMode = "managed",
     template: IndexTemplate = NO_TEMPLATE,
     also_aliases: Sequence[str] = (),
+    plain_aliases: Sequence[str] = (),
+    generation: Mapping[str, Any] | None = None,
 ) -> bool:
     """Create or update ``index`` as the module docstring says and add the filtered ``read_alias``
-    (and ``also_aliases``, e.g. the alias over all indices of a templated route).
+    (and ``also_aliases``, e.g. the alias over all indices of a templated route) and the unfiltered
+    ``plain_aliases``; no alias when ``read_alias`` is None (a generation being built).
+
+    ``generation``: what the index's ``_meta`` records of the generation it belongs to
+    (``consumer.pipeline.generations``); an index whose ``_meta`` records another fingerprint is
+    refused (ConfigError): no index ever holds documents of two shapes.
 
     Returns True when this call created the index.
     """
     body = index_body(schema, mode, template)  # raises ConfigError before anything is written
+    if generation is not None:
+        body["mappings"]["_meta"] = {GENERATION_META: dict(generation)}
     created = False
     try:
         if not client.indices.exists(index=index):
             created = _create(client, index, body)
         if not created:
-            _update(client, index, schema, mode, template)
-        aliases = [read_alias, *also_aliases]
-        client.indices.update_aliases(
-            body={"actions": [{"add": {"index": index, "alias": alias, "filter": LIVE_FILTER}} for alias in aliases]}
-        )
+            _update(client, index, schema, mode, template, generation)
+        actions = [
+            {"add": {"index": index, "alias": alias, "filter": LIVE_FILTER}}
+            for alias in ([read_alias, *also_aliases] if read_alias is not None else [])
+        ] + [{"add": {"index": index, "alias": alias}} for alias in plain_aliases]
+        if actions:
+            client.indices.update_aliases(body={"actions": actions})
     except (OpenSearchConnectionError, TransportError) as exc:
         raise _setup_error(exc, f"setting up index {index!r} and read alias {read_alias!r}") from exc
     log.info("index_ready", index=index, read_alias=read_alias, created=created, mapping_mode=mode)
@@ -125,8 +137,22 @@ def _create(client: OpenSearch, index: str, body: dict[str, Any]) -> bool:
     return True
 
 
-def _update(client: OpenSearch, index: str, schema: KeySchema, mode: MappingMode, template: IndexTemplate) -> None:
+def _update(
+    client: OpenSearch,
+    index: str,
+    schema: KeySchema,
+    mode: MappingMode,
+    template: IndexTemplate,
+    generation: Mapping[str, Any] | None,
+) -> None:
     current = read_mapping(client, index)
+    recorded = (current.get("_meta") or {}).get(GENERATION_META) or {}
+    if generation is not None and recorded.get("fingerprint") not in (None, generation.get("fingerprint")):
+        raise ConfigError(
+            f"index {index!r} holds the documents of generation {recorded.get('generation')} (fingerprint "
+            f"{recorded.get('fingerprint')}), not this configuration's ({generation.get('fingerprint')}): it may not "
+            "write them (docs/generations.md)"
+        )
     for problem in key_mapping_problems(schema, current.get("properties") or {}):
         log.warning(
             "index_key_mapping_inexact",
@@ -135,4 +161,7 @@ def _update(client: OpenSearch, index: str, schema: KeySchema, mode: MappingMode
             action="keys that the mapped type cannot hold are dead-lettered: reindex into a new index created by "
             "the service and move the read alias to it (docs/mapping.md, 'Migrating an existing index')",
         )
-    client.indices.put_mapping(index=index, body=existing_index_mapping(schema, current, mode, template))
+    mapping = existing_index_mapping(schema, current, mode, template)
+    if generation is not None and not recorded:  # an index adopted from before generations: record it now
+        mapping["_meta"] = {**(current.get("_meta") or {}), GENERATION_META: dict(generation)}
+    client.indices.put_mapping(index=index, body=mapping)

@@ -24,7 +24,7 @@ from consumer.config import load_settings
 from consumer.leases.table import LeaseTable
 from consumer.observability.health import Health
 from consumer.observability.metrics import Metrics
-from consumer.runtime.assembly import build_processor, build_worker, set_up_routes
+from consumer.runtime.assembly import build_processor, build_worker, set_up_generation
 from consumer.runtime.backfill_job import build_runner, check_no_gap, ensure_segments
 from consumer.runtime.clients import aws_clients
 from consumer.runtime.stream_source import resolve_stream
@@ -78,7 +78,8 @@ class InProcess:
         self.stop = threading.Event()
         timings = WorkerTimings(failover=self.settings.failover_seconds, shard_sync_interval=60, shutdown_timeout=5)
         health = Health(60)
-        self.routes = set_up_routes(self.settings, self.source)
+        self.settings, catalog = set_up_generation(self.settings, self.source)
+        self.routes = (catalog.routing, catalog)
         processor = build_processor(self.settings, self.source, self.metrics, health, *self.routes)
         self.worker = build_worker(
             self.settings, self.aws, self.source, processor, self.metrics, timings, self.stop, health

@@ -245,7 +245,8 @@ def test_whatever_fails_wherever_nothing_is_lost_or_passed(cluster, history, rat
             injector.active = False
             for worker in workers:
                 worker.halt()
-            search.indices.delete(index=table, ignore_unavailable=True)
+            for name in search.indices.get_alias(index=f"{table}*", allow_no_indices=True):
+                search.indices.delete(index=name)
 
 
 def _write(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -70,9 +71,10 @@ def client(search_engine) -> OpenSearch:
 
 
 def live_indices(search_engine, client: OpenSearch, prefix: str) -> dict[str, dict[str, dict]]:
-    """Every index of the prefix with its live documents (empty indices left out)."""
+    """Every index of the prefix with its live documents (empty indices left out), named as applications
+    know it: a worker writes index generation 1 (``<index>-g1``, docs/generations.md)."""
     names = client.indices.get_alias(index=f"{prefix}-*", allow_no_indices=True)
-    found = {name: index_documents(search_engine.url, name) for name in names}
+    found = {re.sub(r"-g1$", "", name): index_documents(search_engine.url, name) for name in names}
     return {name: documents for name, documents in found.items() if documents}
 
 

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from consumer.config import load_settings
 from consumer.observability.health import Health
 from consumer.observability.metrics import Metrics
-from consumer.runtime.assembly import build_processor, build_worker, set_up_routes
+from consumer.runtime.assembly import build_processor, build_worker, set_up_generation
 from consumer.runtime.clients import aws_clients
 from consumer.runtime.stream_source import resolve_stream
 from consumer.runtime.worker import Worker, WorkerTimings
@@ -60,7 +60,8 @@ def start_worker(variables: dict[str, str], monkeypatch: Any, shutdown_timeout: 
         shard_sync_interval=settings.shard_sync_interval_seconds,
         shutdown_timeout=shutdown_timeout,
     )
-    processor = build_processor(settings, source, metrics, health, *set_up_routes(settings, source))
+    settings, catalog = set_up_generation(settings, source)
+    processor = build_processor(settings, source, metrics, health, catalog.routing, catalog)
     worker = build_worker(settings, aws, source, processor, metrics, timings, stop, health)
     running = InProcessWorker(worker, metrics, health, processor, stop, threading.Thread(target=lambda: None))
 
