@@ -27,7 +27,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import orjson
@@ -136,8 +136,15 @@ class AuditReport:
         self.different.add((label(doc_id), fields) for doc_id, fields in drift.different)
 
 
-def run_audit(reconciler: Reconciler, repair: bool, limit: int, stop: threading.Event) -> AuditReport:
-    """Both passes, page by page, repairing each page's drift when asked."""
+def run_audit(
+    reconciler: Reconciler,
+    repair: bool,
+    limit: int,
+    stop: threading.Event,
+    on_page: Callable[[AuditReport], None] | None = None,
+) -> AuditReport:
+    """Both passes, page by page, repairing each page's drift when asked; ``on_page`` sees the report
+    after each page of either pass."""
     routed = len(reconciler.routing.routes) > 1 or reconciler.routing.routes[0].index.templated
     report = AuditReport(
         reconciler.table, reconciler.indices, limit, routed, repair=RepairReport(limit) if repair else None
@@ -161,6 +168,8 @@ def run_audit(reconciler: Reconciler, repair: bool, limit: int, stop: threading.
                 version = repair_version(page.read_at)
                 actions = plan_repair(drift, expected, version, index)
                 report.repair.add(version, actions, reconciler.apply(actions, stop))
+        if on_page is not None:
+            on_page(report)
     for index, page_documents in reconciler.index_pages():
         documents = dict(page_documents)
         report.documents += len(documents)
@@ -178,6 +187,8 @@ def run_audit(reconciler: Reconciler, repair: bool, limit: int, stop: threading.
                 restore(doc_id, None, version, key_fields(schema, documents[doc_id]), index=index) for doc_id in extra
             ]
             report.repair.add(version, actions, reconciler.apply(actions, stop))
+        if on_page is not None:
+            on_page(report)
     return report
 
 

@@ -29,7 +29,7 @@ import structlog
 from consumer import __version__
 from consumer.commands.audit import audit_command
 from consumer.commands.backfill import backfill_command
-from consumer.commands.leases_report import lease_rows, render_json, render_table
+from consumer.commands.leases_report import generation_heading, lease_rows, render_json, render_table
 from consumer.commands.redrive import redrive_command
 from consumer.commands.reindex import prove, reindex_command
 from consumer.commands.show_config import config_command
@@ -40,9 +40,11 @@ from consumer.leases.model import Lease, shard_leases
 from consumer.leases.table import LeaseTable
 from consumer.observability.logging import configure_logging
 from consumer.observability.redaction import register_secrets
+from consumer.pipeline.generations import Generation
 from consumer.runtime.app import run_worker
-from consumer.runtime.clients import aws_clients
+from consumer.runtime.clients import aws_clients, opensearch_client
 from consumer.runtime.garbage_collection import tune_collector
+from consumer.runtime.generations import generation_store
 
 log = structlog.get_logger("consumer")
 
@@ -239,7 +241,7 @@ def run_command() -> int:
     stop = threading.Event()
     _install_signal_handlers(stop)
     try:
-        run_worker(settings, stop, prove=lambda generation: prove(settings, generation, stop))
+        run_worker(settings, stop, prove=lambda generation, on_audited: prove(settings, generation, stop, on_audited))
     except ConfigError as exc:
         log.error("startup_failed", error=str(exc))
         print(f"consumer: {exc}", file=sys.stderr)
@@ -281,8 +283,20 @@ def leases_command(as_json: bool) -> int:
     """Print the lease table read with the worker's settings; OpenSearch settings are not needed."""
 
     def body(settings: Settings) -> bool:
-        rows = lease_rows(read_leases(settings), now=time.time(), failover_seconds=settings.failover_seconds)
-        sys.stdout.write(render_json(rows) if as_json else render_table(rows))
+        now = time.time()
+        if settings.index_generations == "off":
+            rows = lease_rows(read_leases(settings), now=now, failover_seconds=settings.failover_seconds)
+            sys.stdout.write(render_json(rows) if as_json else render_table(rows))
+            return False
+        sections = []
+        for generation in read_generations(settings):
+            leases = read_leases(settings, generation.lease_table)
+            rows = lease_rows(leases, now=now, failover_seconds=settings.failover_seconds, generation=generation.number)
+            sections.append((generation_heading(generation, now), rows))
+        if as_json:
+            sys.stdout.write(render_json([row for _, rows in sections for row in rows]))
+        else:
+            sys.stdout.write("\n".join(f"{heading}\n{render_table(rows)}" for heading, rows in sections))
         return False
 
     return _run_command(body, require_opensearch=False)
@@ -326,10 +340,28 @@ def _until_signal(body: Callable[[threading.Event], bool]) -> bool:
     return body(stop)
 
 
-def read_leases(settings: Settings) -> list[Lease]:
-    """Every lease in the configured lease table. Raises ConfigError when that table does not exist."""
+def read_generations(settings: Settings) -> list[Generation]:
+    """The index generations recorded for this deployment, oldest first. Raises ConfigError when
+    OpenSearch, which holds their registry, is not configured or none is recorded."""
+    if not settings.opensearch_url:
+        raise ConfigError(
+            "with CDC_INDEX_GENERATIONS=on the lease tables are per generation, listed in OpenSearch: set "
+            "CDC_OPENSEARCH_URL (and its credentials) for `consumer leases`"
+        )
+    registry = generation_store(opensearch_client(settings), settings).read()[0]
+    if not registry.generations:
+        raise ConfigError(
+            "no index generation is recorded yet: a worker records the first on its first start (docs/generations.md)"
+        )
+    return sorted(registry.generations, key=lambda generation: generation.number)
+
+
+def read_leases(settings: Settings, lease_table: str | None = None) -> list[Lease]:
+    """Every lease in ``lease_table`` (the configured one by default). Raises ConfigError when that
+    table does not exist."""
     table = LeaseTable(
-        aws_clients(settings.aws_region, settings.streams_endpoint_url).dynamodb, settings.lease_table_name
+        aws_clients(settings.aws_region, settings.streams_endpoint_url).dynamodb,
+        lease_table or settings.lease_table_name,
     )
     if not table.exists():
         raise ConfigError(

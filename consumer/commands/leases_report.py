@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from consumer.leases.model import SENTINELS, Lease
+from consumer.pipeline.generations import Generation
 
 OWNED, EXPIRED, ENDED, UNOWNED = "owned", "expired", "ended", "unowned"
 UNKNOWN_AGE, NONE = "?", "—"
@@ -37,6 +38,7 @@ class LeaseRow:
         owner_switches: owner changes since the last checkpoint (a lease that keeps moving without
             progress points at a shard no worker can get through).
         counter: ``leaseCounter``; it moves on every renewal, so two runs show whether a lease lives.
+        generation: the index generation whose lease table holds the lease (None: generations off).
     """
 
     shard: str
@@ -48,15 +50,19 @@ class LeaseRow:
     lag_seconds: float | None
     owner_switches: int
     counter: int
+    generation: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "parents": list(self.parents)}
 
 
-def lease_rows(leases: Iterable[Lease], now: float, failover_seconds: float) -> list[LeaseRow]:
+def lease_rows(
+    leases: Iterable[Lease], now: float, failover_seconds: float, generation: int | None = None
+) -> list[LeaseRow]:
     """One row per lease, parents before children, then by shard id.
 
-    ``now`` is the wall clock (epoch seconds) the ages are measured against.
+    ``now`` is the wall clock (epoch seconds) the ages are measured against; ``generation``, the index
+    generation the leases belong to.
     """
     rows = []
     for lease in parents_first(leases):
@@ -72,6 +78,7 @@ def lease_rows(leases: Iterable[Lease], now: float, failover_seconds: float) -> 
                 lag_seconds=_elapsed(lease.checkpoint_record_at, lease.checkpointed_at),
                 owner_switches=lease.owner_switches_since_checkpoint,
                 counter=lease.counter,
+                generation=generation,
             )
         )
     return rows
@@ -114,6 +121,25 @@ def render_table(rows: Sequence[LeaseRow]) -> str:
     widths = [max(len(line[i]) for line in cells) for i in range(len(_COLUMNS))]
     lines = [_aligned(line, widths) for line in cells]
     return "\n".join([*lines, "", summary(rows)]) + "\n"
+
+
+def generation_heading(generation: Generation, now: float) -> str:
+    """E.g. ``generation 2 (building), lease table orders-leases-g2; reindex: fill, 1,200 items filled
+    (last moved 3 s ago)``: the line above a generation's leases."""
+    heading = f"generation {generation.number} ({generation.state}), lease table {generation.lease_table}"
+    if generation.state == "building":
+        heading += f"; {describe_progress(generation, now)}"
+    return heading
+
+
+def describe_progress(generation: Generation, now: float) -> str:
+    """Where the reindex of a building generation stands, and how long since it last moved."""
+    progress = generation.progress
+    silent = f"last moved {format_duration(max(0.0, now - generation.moved_at()))} ago"
+    if progress is None:
+        return f"reindex: not started ({silent}): run `consumer reindex` with this generation's configuration"
+    counted = {"fill": "items filled", "catch-up": "shards behind", "proof": "items audited"}.get(progress.step)
+    return f"reindex: {progress.step}" + (f", {progress.count:,} {counted}" if counted else "") + f" ({silent})"
 
 
 def render_json(rows: Sequence[LeaseRow]) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import orjson
 import structlog
@@ -20,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from consumer.commands.audit import AuditReport, run_audit
 from consumer.commands.backfill import ProgressDisplay
+from consumer.commands.leases_report import describe_progress
 from consumer.commands.reconcile import Reconciler
 from consumer.config import Settings
 from consumer.errors import ConfigError, GenerationRefused
@@ -58,15 +60,17 @@ def reindex_command(settings: Settings, action: str, force: bool, as_json: bool,
     display = ProgressDisplay(int(table.get("ItemCount", 0)), "reindex")
     started = time.monotonic()
     try:
-        generation = reindex.run(lambda built: prove(settings, built, stop), display.show)
+        generation = reindex.run(lambda built, on_audited: prove(settings, built, stop, on_audited), display.show)
     except GenerationRefused as exc:
         raise ConfigError(str(exc)) from None
     display.finish()
     if generation is None:
         sys.stdout.write("stopped before the swap: run `consumer reindex` again to resume\n")
         return True
+    steps = ", ".join(f"{step} {seconds:,.1f} s" for step, seconds in reindex.step_seconds.items())
     sys.stdout.write(
-        f"generation {generation.number} is live ({time.monotonic() - started:,.0f} s); the previous generation is "
+        f"generation {generation.number} is live after {time.monotonic() - started:,.1f} s ({steps or 'already built'}); "
+        "the previous generation is "
         f"kept for rollback for {settings.generation_retention_seconds:,.0f} s (consumer reindex --rollback)\n"
     )
     return False
@@ -81,14 +85,23 @@ def build_reindex(settings: Settings, stop: threading.Event) -> Reindex:
     return Reindex(settings, aws, source, routes, opensearch_client(settings), Metrics(CollectorRegistry()), stop)
 
 
-def prove(settings: Settings, generation: Generation, stop: threading.Event) -> Proof:
+def prove(
+    settings: Settings, generation: Generation, stop: threading.Event, on_audited: Callable[[int], None]
+) -> Proof:
     """Audit ``generation`` (this configuration's) until no id differs in two audits in a row, at most
-    ``PROVE_PASSES`` audits; an id that differs in one audit only was a change in flight."""
+    ``PROVE_PASSES`` audits; an id that differs in one audit only was a change in flight.
+    ``on_audited`` is told the items audited so far, page by page."""
     reconciler = Reconciler.from_settings(settings)
     earlier: set[str] | None = None
     items = 0
+    audited = 0  # items and documents compared by the audits before this one
+
+    def page_done(so_far: AuditReport) -> None:
+        on_audited(audited + so_far.items + so_far.documents)
+
     for passes in range(1, PROVE_PASSES + 1):
-        report = run_audit(reconciler, repair=False, limit=DRIFT_IDS_KEPT, stop=stop)
+        report = run_audit(reconciler, repair=False, limit=DRIFT_IDS_KEPT, stop=stop, on_page=page_done)
+        audited += report.items + report.documents
         items = report.items
         drifting = _drifting(report)
         log.info("reindex_audit", generation=generation.number, audit=passes, items=items, drifting=len(drifting))
@@ -116,6 +129,7 @@ def render_text(registry: Registry, reindex: Reindex) -> str:
             f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(since))}  ({applied})"
         )
         if generation.state == "building":
+            lines.append(f"{'':<12}{describe_progress(generation, reindex.clock())}")
             behind = reindex.behind(generation)
             lines.append(f"{'':<12}catching up: {len(behind)} shards behind the live generation")
     return "\n".join(lines) + "\n"

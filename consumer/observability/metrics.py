@@ -288,6 +288,21 @@ class Metrics:
             "1 while the generation this worker writes is being built (not yet live), else 0.",
             registry=registry,
         )
+        self.reindex_progress = Gauge(
+            "cdc_reindex_progress",
+            "While a generation of this deployment is being built: its reindex's current step and that "
+            "step's count (waiting for workers: 0; fill: items filled; catch-up: shards still behind; proof: "
+            "items audited), as the reindex last reported it.",
+            ["step"],
+            registry=registry,
+        )
+        self.reindex_moved = Gauge(
+            "cdc_reindex_progress_timestamp_seconds",
+            "While a generation of this deployment is being built: when its reindex last made progress "
+            "(Unix time; its creation before any report; 0 when none is being built). Silent long: the "
+            "reindex stalled.",
+            registry=registry,
+        )
         self.backfill_read_units = Counter(
             "cdc_backfill_read_units_total", "DynamoDB read units the backfill's Scans consumed.", registry=registry
         )

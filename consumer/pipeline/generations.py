@@ -26,6 +26,7 @@ Thread-safe (immutable values and pure functions).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -33,11 +34,17 @@ from consumer.pipeline.document_shape import Shape, differences
 
 State = Literal["building", "live", "previous"]
 LEGACY_GENERATION = 0
+_GENERATION_SUFFIX = re.compile(r"-g[0-9]+$")
 
 
 def physical_index(index: str, generation: int) -> str:
     """The physical name of ``index`` in ``generation`` (generation 0: the adopted index itself)."""
     return index if generation == LEGACY_GENERATION else f"{index}-g{generation}"
+
+
+def is_generation_index(name: str) -> bool:
+    """Whether ``name`` is a generation's physical index (``…-g<N>``, N ≥ 1)."""
+    return _GENERATION_SUFFIX.search(name) is not None
 
 
 def logical_index(physical: str, generation: int) -> str:
@@ -46,6 +53,34 @@ def logical_index(physical: str, generation: int) -> str:
     if generation == LEGACY_GENERATION or not physical.endswith(suffix):
         return physical
     return physical[: -len(suffix)]
+
+
+@dataclass(frozen=True)
+class ReindexProgress:
+    """How far the reindex of a building generation has come, as its process last reported: the step
+    (``waiting for workers``, ``fill``, ``catch-up``, ``proof``), the step's own count (items filled,
+    shards still behind, items audited) and when either last changed. A reindex whose progress has not
+    moved for long has stalled: its process is gone, or it waits on something (the alert
+    ``CdcReindexStalled``)."""
+
+    step: str
+    count: int
+    moved_at: float
+
+    def after(self, step: str, count: int, now: float) -> ReindexProgress:
+        """The progress reported next: ``moved_at`` is now only if the step or its count changed."""
+        if (step, count) == (self.step, self.count):
+            return self
+        return ReindexProgress(step, count, now)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"step": self.step, "count": self.count, "moved_at": self.moved_at}
+
+    @classmethod
+    def from_json(cls, body: Any) -> ReindexProgress | None:
+        if body is None:
+            return None
+        return cls(str(body["step"]), int(body["count"]), float(body["moved_at"]))
 
 
 @dataclass(frozen=True)
@@ -60,6 +95,11 @@ class Generation:
     created_at: float
     live_since: float | None = None
     left_live_at: float | None = None  # when it became ``previous``: its retention runs from here
+    progress: ReindexProgress | None = None  # of its reindex, while it is being built
+
+    def moved_at(self) -> float:
+        """When its reindex last made progress (its creation, before any report)."""
+        return self.progress.moved_at if self.progress is not None else self.created_at
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -71,6 +111,7 @@ class Generation:
             "created_at": self.created_at,
             "live_since": self.live_since,
             "left_live_at": self.left_live_at,
+            "progress": self.progress.to_json() if self.progress is not None else None,
         }
 
     @classmethod
@@ -89,6 +130,7 @@ class Generation:
                 created_at=float(body["created_at"]),
                 live_since=_optional_float(body.get("live_since")),
                 left_live_at=_optional_float(body.get("left_live_at")),
+                progress=ReindexProgress.from_json(body.get("progress")),
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"a generation lacks or mistypes {exc}") from None
@@ -140,7 +182,7 @@ class Registry:
         if building is None or live is None:
             raise ValueError("no generation is being built")
         return self._with(
-            replace(building, state="live", live_since=now),
+            replace(building, state="live", live_since=now, progress=None),
             replace(live, state="previous", left_live_at=now),
         )
 
@@ -157,6 +199,14 @@ class Registry:
     def without(self, number: int) -> Registry:
         """The registry once generation ``number`` is deleted (retired or abandoned)."""
         return Registry(tuple(g for g in self.generations if g.number != number), self.last_number)
+
+    def with_progress(self, step: str, count: int, now: float) -> Registry:
+        """The building generation with its reindex's progress reported."""
+        building = self.building
+        if building is None:
+            raise ValueError("no generation is being built")
+        progress = building.progress or ReindexProgress(step, count, now)
+        return self._with(replace(building, progress=progress.after(step, count, now)))
 
     def _with(self, *changed: Generation) -> Registry:
         by_number = {generation.number: generation for generation in changed}

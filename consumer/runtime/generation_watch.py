@@ -6,6 +6,8 @@ Every ``CDC_GENERATION_CHECK_SECONDS`` it reads the registry and acts on what ch
   get their aliases, and the worker becomes ready;
 * its generation is being built: the worker is not ready (a rolling deploy then keeps the old pods,
   which keep the live generation current, until the swap);
+* a generation is being built (its own or another): the reindex's progress as recorded in the
+  registry is exported (step, count, when it last moved: the stall alert's input);
 * its generation is no longer live (a newer one was swapped in): it keeps applying the stream to it,
   so a rollback finds it current, and says so;
 * its generation was retired or abandoned: it stops, rather than write indices that no longer exist
@@ -54,6 +56,7 @@ class GenerationWatch:
         self._state = generation.state
         metrics.index_generation.labels(role="written").set(generation.number)
         self._show(generation)
+        self._show_reindex(generation if generation.state == "building" else None)
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(target=self._run, name="generation-watch", daemon=True)
@@ -82,8 +85,16 @@ class GenerationWatch:
             log.info("generation_state", generation=self._number, state=own.state, was=self._state)
             self._state = own.state
         self._show(own)
+        self._show_reindex(registry.building)
         if own.state == "live":
             self._retire_expired(registry)
+
+    def _show_reindex(self, building: Generation | None) -> None:
+        """The progress of the generation being built, whichever this worker writes (0: none)."""
+        self._metrics.reindex_progress.clear()
+        self._metrics.reindex_moved.set(building.moved_at() if building is not None else 0)
+        if building is not None and building.progress is not None:
+            self._metrics.reindex_progress.labels(step=building.progress.step).set(building.progress.count)
 
     def _show(self, own: Generation) -> None:
         self._metrics.generation_building.set(1 if own.state == "building" else 0)

@@ -10,7 +10,6 @@ process the generation's lease table and physical indices.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 
@@ -22,12 +21,19 @@ from consumer.config import Settings
 from consumer.errors import ConfigError, GenerationRefused, SinkError
 from consumer.pipeline.doc_ids import KeySchema
 from consumer.pipeline.document_shape import document_shape, fingerprint
-from consumer.pipeline.generations import Adopt, Create, Generation, Refuse, Registry, Write, plan
+from consumer.pipeline.generations import (
+    Adopt,
+    Create,
+    Generation,
+    Refuse,
+    Registry,
+    Write,
+    is_generation_index,
+    plan,
+)
 from consumer.pipeline.routes import Routing
 from consumer.sink.generation_registry import REGISTRY_INDEX, GenerationStore
 from consumer.sink.index_catalog import IndexCatalog
-
-_GENERATION_SUFFIX = re.compile(r"-g[0-9]+$")
 
 
 def resolve_generation(
@@ -129,4 +135,4 @@ def _has_legacy_indices(search: OpenSearch, routes: Routing) -> bool:
     except (OpenSearchConnectionError, TransportError) as exc:
         raise SinkError(f"listing the routes' indices failed: {exc}") from exc
     fixed = set(routes.fixed_indices)
-    return any(name in fixed or not _GENERATION_SUFFIX.search(name) for name in answer if name != REGISTRY_INDEX)
+    return any(name in fixed or not is_generation_index(name) for name in answer if name != REGISTRY_INDEX)

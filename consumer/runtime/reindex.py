@@ -25,9 +25,10 @@ deletes a generation being built.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import structlog
@@ -51,6 +52,7 @@ from consumer.sink.index_catalog import IndexCatalog
 log = structlog.get_logger(__name__)
 
 WAIT_SECONDS = 2.0  # between checks while waiting for workers
+PROGRESS_REPORT_SECONDS = 30.0  # between reports of a step's progress into the registry
 PROVE_PASSES = 5  # audits before an id that keeps differing is reported
 ACTIVE_OWNER_FAILOVERS = 2.0  # a lease renewed within this many failover periods has a running worker
 
@@ -68,7 +70,8 @@ class Proof:
         return not self.lasting
 
 
-Prover = Callable[[Generation], Proof]  # audits a generation (consumer.commands.reindex.prove)
+# Audits a generation (consumer.commands.reindex.prove), reporting the items audited so far as it goes.
+Prover = Callable[[Generation, Callable[[int], None]], Proof]
 
 
 class Reindex:
@@ -94,6 +97,8 @@ class Reindex:
         self._metrics = metrics
         self._stop = stop
         self.clock = clock
+        self.step_seconds: dict[str, float] = {}  # of the steps this process ran, in order
+        self._reported: tuple[str, float] = ("", 0.0)  # the step last reported into the registry, and when
 
     def run(self, prove: Prover, on_progress: Callable[[BackfillTally], None] | None = None) -> Generation | None:
         """Every step, from where the last run stopped; the generation made live, or None when stopped
@@ -107,19 +112,51 @@ class Reindex:
                 f"this configuration is the previous generation's ({generation.number}): `consumer reindex --rollback` "
                 "makes it live again"
             )
-        if not self.fill(generation, on_progress):
+        with self._timed("fill"):
+            filled = self.fill(generation, on_progress)
+        if not filled:
             return None
-        if not self.wait_caught_up(generation):
+        with self._timed("catch-up"):
+            caught_up = self.wait_caught_up(generation)
+        if not caught_up:
             return None
-        proof = prove(generation)
+        with self._timed("proof"):
+            proof = prove(generation, lambda audited: self.report(generation, "proof", audited))
         if not proof.proven:
             raise ConfigError(
                 f"generation {generation.number} is not proven: {len(proof.lasting)} documents differed from the table "
                 f"in {proof.passes} audits in a row (e.g. {', '.join(proof.lasting[:5])}). Nothing was swapped: "
                 "run `consumer audit` with this configuration to see why, then `consumer reindex` again"
             )
-        self.swap(generation)
+        with self._timed("swap"):
+            self.swap(generation)
         return generation
+
+    @contextlib.contextmanager
+    def _timed(self, step: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.step_seconds[step] = time.monotonic() - started
+            log.info("reindex_step_ended", step=step, seconds=round(self.step_seconds[step], 3))
+
+    def report(self, generation: Generation, step: str, count: int) -> None:
+        """Record the progress of ``step`` in the registry (the workers export it, the stall alert reads
+        it): at once when the step changes, else at most every ``PROGRESS_REPORT_SECONDS``."""
+        now = time.monotonic()
+        if self._reported[0] == step and now - self._reported[1] < PROGRESS_REPORT_SECONDS:
+            return
+        self._reported = (step, now)
+        moment = self.clock()
+
+        def reported(current: Registry) -> Registry | None:
+            if not _is_building(current, generation):
+                return None
+            changed = current.with_progress(step, count, moment)
+            return changed if changed != current else None  # nothing moved: nothing to write
+
+        self.store.update(reported)
 
     def fill(self, generation: Generation, on_progress: Callable[[BackfillTally], None] | None = None) -> bool:
         """The backfill into ``generation``, once its lease set leaves no gap; True when every segment
@@ -129,6 +166,7 @@ class Reindex:
         api = StreamsApi(self.aws.streams, observe=self._metrics.observe_aws, aws_clock=self.aws.clock)
         waited = 0
         while not self._stop.is_set():
+            self.report(generation, "waiting for workers", 0)
             try:
                 check_no_gap(_shard_leases(leases), api.list_shards(self.source.stream_arn))
                 break
@@ -149,6 +187,12 @@ class Reindex:
         catalog.set_up()
         size = int(describe_table(self.aws.dynamodb, self.source.table_name).get("TableSizeBytes", 0))
         ensure_segments(leases, settings.backfill_segments, size, restart=False)
+
+        def progressed(tally: BackfillTally) -> None:
+            self.report(generation, "fill", tally.items)
+            if on_progress is not None:
+                on_progress(tally)
+
         runner = build_runner(
             settings,
             self.source,
@@ -157,7 +201,7 @@ class Reindex:
             self._metrics,
             catalog.routing,
             catalog,
-            on_progress=on_progress,
+            on_progress=progressed,
             aws_clock=self.aws.clock,
         )
         progress = runner.run(self._stop)
@@ -171,6 +215,7 @@ class Reindex:
             behind = self.behind(generation)
             if not behind:
                 return True
+            self.report(generation, "catch-up", len(behind))
             if checks % 6 == 0:
                 log.info("reindex_catching_up", generation=generation.number, shards_behind=len(behind), e_g=behind[0])
             checks += 1

@@ -22,7 +22,6 @@ the other, never both and never neither.
 from __future__ import annotations
 
 import fnmatch
-import re
 import threading
 from collections.abc import Iterable
 
@@ -33,14 +32,13 @@ from opensearchpy.exceptions import NotFoundError, TransportError
 
 from consumer.errors import SinkError
 from consumer.pipeline.doc_ids import KeySchema
-from consumer.pipeline.generations import LEGACY_GENERATION, Generation, logical_index
+from consumer.pipeline.generations import LEGACY_GENERATION, Generation, is_generation_index, logical_index
 from consumer.pipeline.mapping import MappingMode, index_body
 from consumer.pipeline.routes import Route, Routing, read_alias_of
 from consumer.sink.index_setup import GENERATION_META, LIVE_FILTER, ensure_index, put_index_template
 
 log = structlog.get_logger(__name__)
 
-_GENERATION_SUFFIX = re.compile(r"-g[0-9]+$")
 TEMPLATE_PRIORITY = 200  # above a plain user template (OpenSearch's default is 0); route i gets this + i
 
 
@@ -194,7 +192,7 @@ class IndexCatalog:
             if route.index.text == index:
                 return route
             if route.index.templated and fnmatch.fnmatchcase(index, route.index.pattern):
-                if self._number == LEGACY_GENERATION and _GENERATION_SUFFIX.search(index):
+                if self._number == LEGACY_GENERATION and is_generation_index(index):
                     continue  # a later generation's index, which an adopted template's pattern also matches
                 return route
         return None

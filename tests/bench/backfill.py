@@ -135,14 +135,13 @@ class Bench:
         }
 
     def command(self, env: dict[str, str], *args: str) -> tuple[str, int]:
-        """Run ``consumer ARGS``; its stdout and peak RSS in bytes (``VmHWM``, read until it exits)."""
-        process = subprocess.Popen(
-            [sys.executable, "-m", "consumer", *args],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
+        """Run ``consumer ARGS``; its stdout and peak RSS in bytes (``VmHWM``, read until it exits). Its
+        logs go to ``<workdir>/<command>.log``, their end into the error when it fails."""
+        log_path = self.workdir / f"{args[0]}.log"
+        with open(log_path, "ab") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "consumer", *args], env=env, stdout=subprocess.PIPE, stderr=log_file, text=True
+            )
         peak = [0]
 
         def watch() -> None:
@@ -157,7 +156,8 @@ class Bench:
         output, _ = process.communicate()
         watcher.join()
         if process.returncode not in (0, 3):
-            raise RuntimeError(f"consumer {' '.join(args)} exited {process.returncode}: {output}")
+            logs = log_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"consumer {' '.join(args)} exited {process.returncode}: {output}\n{logs}")
         return output, peak[0]
 
     def close(self) -> None:

@@ -51,3 +51,13 @@ def test_the_wire_calls_benchmark_compares_both_clients_on_both_pages():
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "full page (20 records)" in result.stdout and "empty page (0 records)" in result.stdout
     assert result.stdout.count("wire_vs_boto3=") == 2
+
+
+def test_the_reindex_benchmark_rebuilds_the_table_and_counts_the_stream_reads_of_both_generations():
+    result = bench("tests.bench.reindex")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "reindex-osmem-live serves generation 2, 1500 live documents, none with the dropped field: OK" in (
+        result.stdout
+    )
+    assert "engine=osmem reindex_vs_backfill_time_ratio=" in result.stdout
+    assert "engine=osmem two_generations_reads_ratio" in result.stdout

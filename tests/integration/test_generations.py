@@ -209,3 +209,42 @@ def test_a_changed_configuration_is_rebuilt_behind_the_read_alias_while_a_writer
     assert set(client.indices.get_alias(name=table_name)) == {f"{table_name}-g1"}
     for worker in (*old_pool, new_worker):
         assert worker.terminate() == 0
+
+
+def test_a_rolling_deploy_with_reindex_auto_builds_and_swaps_by_itself_then_the_old_generation_is_retired(
+    ddb, search_engine, table_name, worker_env, start_worker
+):
+    # GIVEN a worker of the old configuration serving generation 1
+    create_table(ddb, table_name)
+    for key in range(100):
+        put(ddb, table_name, key, key)
+    old_env = {**worker_env, "PYTHONPATH": str(REPO), "CDC_RETRY_MAX_DELAY_SECONDS": "2", "CDC_INDEX_GENERATIONS": "on"}
+    new_env = {**old_env, **NEW_SHAPE, "CDC_GENERATION_CHECK_SECONDS": "0.5", "CDC_REINDEX": "auto"}
+    alias = f"{table_name}-live"
+    old_worker = start_worker(old_env, "old")
+    wait_until(lambda: live(search_engine.url, alias) == old_shape(table_items(ddb, table_name)), 90, "generation 1")
+
+    # WHEN a worker of the new configuration starts with CDC_REINDEX=auto, while the table changes
+    new_worker = start_worker(new_env, "new")
+    for key in range(100, 130):
+        put(ddb, table_name, key, key)
+
+    # THEN it builds generation 2, proves it and swaps the aliases itself, and becomes ready
+    wait_until(lambda: new_worker.probe("/readyz")[0] == 200, 180, "the new worker ready")
+    client = OpenSearch(hosts=[search_engine.url])
+    assert set(client.indices.get_alias(name=alias)) == {f"{table_name}-g2"}
+    wait_until(lambda: live(search_engine.url, alias) == new_shape(table_items(ddb, table_name)), 60, "generation 2")
+    assert any(event.get("event") == "generation_swapped" for event in new_worker.logs())
+    wait_until(lambda: old_worker.metric('cdc_index_generation{role="live"}') == 2, 30, "the old worker seeing it")
+
+    # AND nothing is being built any more, so there is nothing to abandon; generation 1 cannot be
+    # retired while its worker still applies the stream to it, and can once it stopped
+    abandoned = consumer(new_env, "reindex", "--abandon")
+    assert abandoned.returncode == 2 and "nothing to abandon" in abandoned.stderr
+    refused = consumer(new_env, "reindex", "--retire", "--now")
+    assert refused.returncode == 2 and "workers still apply the stream to generation 1" in refused.stderr
+    assert old_worker.terminate() == 0
+    wait_until(lambda: not consumer(new_env, "reindex", "--retire", "--now").returncode, 60, "generation 1 retired")
+    assert not client.indices.exists(index=f"{table_name}-g1")
+    assert "previous" not in consumer(new_env, "reindex", "--status").stdout
+    assert new_worker.terminate() == 0

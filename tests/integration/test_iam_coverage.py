@@ -15,8 +15,11 @@ import json
 from pathlib import Path
 
 import pytest
+from opensearchpy import OpenSearch
 
 from tests.support.commands import consumer
+from tests.support.fault_proxy import FaultProxy
+from tests.support.table_facade import TableFacade
 from tests.support.tables import create_table, index_documents, table_documents, write_random_history
 from tests.support.worker_process import wait_until
 
@@ -95,6 +98,64 @@ def test_every_call_is_granted_and_every_grant_is_used(
             and (policy, statement["Sid"], "*") not in NOT_EXERCISED
         ]
         assert not unused, f"{policy} grants what no call needs: {unused}"
+
+
+def test_index_generations_need_the_generations_policy_and_nothing_more(
+    ddb, moto, dynamodb_front, proxy, table_name, worker_env, start_worker, search_engine
+):
+    # GIVEN workers of two configurations (generations on) whose calls go through recording fronts,
+    # and an operator whose calls go through fronts of their own
+    create_table(ddb, table_name)
+    write_random_history(ddb, table_name, changes=30, seed=6)
+    env = {
+        **worker_env,
+        "AWS_ENDPOINT_URL": dynamodb_front.url,
+        "CDC_OPENSEARCH_URL": proxy.url,
+        "CDC_INDEX_GENERATIONS": "on",
+        "CDC_GENERATION_CHECK_SECONDS": "0.5",
+        "CDC_GENERATION_RETENTION_SECONDS": "1",
+        "CDC_RETRY_MAX_DELAY_SECONDS": "2",
+    }
+    second = {**env, "CDC_DROP_FIELDS": "name"}
+    operator_front, operator_proxy = TableFacade(moto.url), FaultProxy(search_engine.url)
+    operator = {**second, "AWS_ENDPOINT_URL": operator_front.url, "CDC_OPENSEARCH_URL": operator_proxy.url}
+    try:
+        # WHEN the first configuration's worker makes generation 1, the second's refuses it, the operator
+        # runs `consumer reindex` (and --status, leases), the second worker makes generation 2 live, the
+        # first one stops and the second, live, retires generation 1 once its retention ended
+        first_worker = start_worker(env, "first")
+        wait_until(lambda: first_worker.probe("/readyz")[0] == 200, timeout=60, what="the first worker ready")
+        second_worker = start_worker(second, "second")
+        wait_until(lambda: "consumer reindex" in second_worker.probe("/readyz")[1], 60, "the refusal")
+        for command in (["reindex"], ["reindex", "--status"], ["leases"]):
+            answer = consumer(operator, *command, timeout=300)
+            assert answer.returncode == 0, (command, answer.stderr[-2000:])
+        wait_until(lambda: second_worker.probe("/readyz")[0] == 200, timeout=60, what="the second worker ready")
+        assert first_worker.terminate() == 0
+        search = OpenSearch(hosts=[search_engine.url])
+        wait_until(lambda: not search.indices.exists(index=f"{table_name}-g1"), 60, "generation 1 retired")
+        assert second_worker.terminate() == 0
+        worker_calls = _requests(dynamodb_front.calls, proxy.requests, table_name)
+        operator_calls = _requests(operator_front.calls, operator_proxy.requests, table_name)
+    finally:
+        operator_front.stop()
+        operator_proxy.stop()
+
+    # THEN each call is granted by the role's policy with policy.generations.json, and each grant of
+    # policy.generations.json served a call of the workers or the operator
+    generations = _policy("policy.generations.json", table_name)
+    for policy, calls in (("policy.json", worker_calls), ("policy.operator.json", operator_calls)):
+        statements = _policy(policy, table_name) + generations
+        refused = sorted(call for call in calls if not any(_grants(statement, *call) for statement in statements))
+        assert not refused, f"{policy} with policy.generations.json does not grant: {refused}"
+    unused = [
+        (statement["Sid"], action)
+        for statement in generations
+        for action in _listed(statement["Action"])
+        if not any(_grants({**statement, "Action": action}, *call) for call in worker_calls | operator_calls)
+        and ("policy.json", "LeaseTableReadWrite", action) not in NOT_EXERCISED  # the same lease work, per generation
+    ]
+    assert not unused, f"policy.generations.json grants what no call needs: {unused}"
 
 
 def _requests(dynamodb: list[tuple[str, str]], opensearch: list[tuple[str, str]], table: str) -> set[tuple[str, str]]:

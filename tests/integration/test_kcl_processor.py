@@ -327,3 +327,26 @@ def test_a_missing_lease_table_setting_exits_2_naming_it(kcl):
         assert "CDC_KCL_LEASE_TABLE is required" in child.stderr()
     finally:
         child.close()
+
+
+def test_with_generations_a_child_writes_its_generation_and_a_child_of_another_shape_refuses(
+    kcl, search_engine, table_name
+):
+    # GIVEN index generations on: the first child adopts generation 1 and writes a batch into it
+    kcl.put_lease(SHARD)
+    first = kcl.child(CDC_INDEX_GENERATIONS="on")
+    first.exchange(initialize())
+    first.exchange(records_message(change("INSERT", "a"), change("MODIFY", "a", "paid")), SHARD)
+    search = OpenSearch(hosts=[search_engine.url])
+    assert set(search.indices.get_alias(name=f"{table_name}-live")) == {f"{table_name}-g1"}
+    assert index_documents(search_engine.url, f"{table_name}-live") == {"a|1": {"pk": "a", "sk": 1, "status": "paid"}}
+    assert first.close_input() == 0
+
+    # WHEN a child of a configuration that drops a field starts
+    refused = kcl.child(CDC_INDEX_GENERATIONS="on", CDC_DROP_FIELDS="status")
+
+    # THEN it exits 2 before answering the daemon, naming what differs and what to run; nothing was written
+    assert refused.process.wait(60) == 2
+    assert "drop_fields" in refused.stderr() and "consumer reindex" in refused.stderr()
+    assert refused.next_message(timeout=1) is None
+    assert index_documents(search_engine.url, f"{table_name}-live") == {"a|1": {"pk": "a", "sk": 1, "status": "paid"}}

@@ -10,6 +10,7 @@ import pytest
 from consumer.commands.leases_report import (
     LeaseRow,
     format_duration,
+    generation_heading,
     lease_rows,
     render_json,
     render_table,
@@ -17,6 +18,7 @@ from consumer.commands.leases_report import (
     summary,
 )
 from consumer.leases.model import LATEST, SHARD_END, TRIM_HORIZON, Lease
+from consumer.pipeline.generations import Generation, ReindexProgress
 from tests.support.factories import lease
 
 NOW = 1_700_000_000.0
@@ -249,9 +251,23 @@ def test_json_has_full_checkpoints_and_round_trips_to_the_rows():
         "lag_seconds": None,
         "owner_switches": 0,
         "counter": 0,
+        "generation": None,
     }
     assert [LeaseRow(**{**item, "parents": tuple(item["parents"])}) for item in parsed] == rows
 
 
 def test_json_of_no_leases_is_an_empty_array():
     assert json.loads(render_json([])) == []
+
+
+def test_a_generation_heading_names_its_lease_table_and_where_its_reindex_stands():
+    live = Generation(1, "f1", {}, "orders-leases", "live", NOW - 900, live_since=NOW - 900)
+    building = Generation(2, "f2", {}, "orders-leases-g2", "building", NOW - 600)
+    assert generation_heading(live, NOW) == "generation 1 (live), lease table orders-leases"
+    assert "reindex: not started (last moved 10m00s ago): run `consumer reindex`" in generation_heading(building, NOW)
+    filling = replace(building, progress=ReindexProgress("fill", 120_000, NOW - 4))
+    assert generation_heading(filling, NOW) == (
+        "generation 2 (building), lease table orders-leases-g2; reindex: fill, 120,000 items filled (last moved 4.0s ago)"
+    )
+    rows = lease_rows([lease("a", owner="w")], NOW, FAILOVER, generation=2)
+    assert json.loads(render_json(rows))[0]["generation"] == 2

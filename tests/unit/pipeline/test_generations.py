@@ -99,7 +99,9 @@ def test_the_first_configuration_is_adopted_then_only_its_own_generation_is_writ
 def operations(draw: st.DrawFn) -> list[tuple[str, int]]:
     return draw(
         st.lists(
-            st.tuples(st.sampled_from(["resolve", "swap", "rollback", "retire", "abandon"]), st.integers(0, 4)),
+            st.tuples(
+                st.sampled_from(["resolve", "swap", "rollback", "retire", "abandon", "report"]), st.integers(0, 4)
+            ),
             max_size=30,
         )
     )
@@ -127,6 +129,8 @@ def test_whatever_the_operations_no_generation_holds_two_shapes_and_at_most_two_
             registry = registry.swapped(1.0)
         elif operation == "rollback" and registry.previous:
             registry = registry.rolled_back(1.0)
+        elif operation == "report" and registry.building:
+            registry = registry.with_progress("fill", which, float(which))
         elif operation in ("retire", "abandon"):
             gone = registry.previous if operation == "retire" else registry.building
             if gone is not None:
@@ -137,4 +141,23 @@ def test_whatever_the_operations_no_generation_holds_two_shapes_and_at_most_two_
         assert len(numbers_given) == len(set(numbers_given))  # a number is never given twice
         if registry.generations:
             assert registry.live is not None
+        assert all(g.progress is None for g in registry.generations if g.state != "building")
         assert Registry.from_json(registry.to_json()) == registry
+
+
+def test_a_reindex_moves_only_when_its_step_or_count_changes_and_its_progress_ends_at_the_swap():
+    shape, other = shape_of(), shape_of(drop_fields=("secret",))
+    first = Registry().adopted(fingerprint(shape), shape, "leases", legacy=False, now=1.0)
+    building = first.with_building(fingerprint(other), other, "leases", 2.0)
+    assert building.building.moved_at() == 2.0  # no report yet: its creation
+    filling = building.with_progress("fill", 100, 10.0)
+    assert (filling.building.progress.step, filling.building.progress.count, filling.building.moved_at()) == (
+        "fill",
+        100,
+        10.0,
+    )
+    assert filling.with_progress("fill", 100, 50.0).building.moved_at() == 10.0  # the same count: no move
+    assert filling.with_progress("fill", 300, 50.0).building.moved_at() == 50.0
+    assert filling.with_progress("catch-up", 300, 60.0).building.progress.step == "catch-up"
+    assert Registry.from_json(filling.to_json()) == filling
+    assert filling.swapped(70.0).live.progress is None
