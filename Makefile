@@ -25,15 +25,23 @@ lint: venv
 	$(VENV)/bin/ruff check consumer tests
 	$(VENV)/bin/ruff format --check consumer tests
 
-## promtool (Debian's `prometheus` package) for tests/deploy; installed only when missing. The other
-## validators (kubernetes-validate, hadolint, yamllint) come with the `test` extra.
+## promtool (Debian's `prometheus` package) and helm (built from the Go module proxy into .tools/bin)
+## for tests/deploy; each installed only when missing. The other validators (kubernetes-validate,
+## hadolint, yamllint) come with the `test` extra.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-deploy-tools:
+HELM_VERSION := v4.3.2
+HELM := .tools/bin/helm
+deploy-tools: $(HELM)
 	@command -v promtool >/dev/null 2>&1 || { \
 	  echo "installing promtool (Debian package prometheus)"; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	@promtool --version | head -n 1 && command -v promtool >/dev/null
+
+$(HELM):
+	@echo "building helm $(HELM_VERSION) from the Go module proxy into .tools/bin (once)"
+	GOBIN=$(CURDIR)/.tools/bin GOFLAGS=-mod=mod go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+	@$(HELM) version --short
 
 ## Java 17 and Maven build the real OpenSearch node the tests start (tests/opensearch_node) and the
 ## KCL launcher (deploy/kcl); Maven's ~/.m2 caches their jars. Installed from Debian only when missing.
@@ -76,4 +84,4 @@ bench-scale: venv java-tools
 	$(PY) -m tests.bench.scale
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) .tools .pytest_cache .ruff_cache .hypothesis build *.egg-info

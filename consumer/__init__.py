@@ -1,3 +1,3 @@
 """KCL-style DynamoDB Streams → OpenSearch consumer."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

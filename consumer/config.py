@@ -10,6 +10,7 @@ The README's configuration table documents every field below.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import secrets
@@ -285,6 +286,7 @@ class Settings(BaseModel):
     generation_check_seconds: float = Field(30.0, ge=0.1, le=3600)
     kcl_lease_table: str | None = None
     kcl_batch_timeout_seconds: float = Field(300.0, gt=0, le=86_400)
+    shard_metrics: Literal["on", "off"] = "on"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
     log_library_debug: bool = False
@@ -402,59 +404,64 @@ class Settings(BaseModel):
         return self
 
     @model_validator(mode="after")
-    def _check_source(self) -> Settings:
-        if not self.table_name and not self.stream_arn:
-            raise ValueError(_MISSING_SOURCE)
-        if not self.opensearch_index and not _INDEX_NAME.match(self.index_name):
-            raise ValueError(
+    def _check_together(self) -> Settings:
+        """The rules between settings, every broken one reported at once (not one per run)."""
+        problems: list[str] = []
+        has_source = bool(self.table_name or self.stream_arn)  # the derived names need one
+        if not has_source:
+            problems.append(_MISSING_SOURCE)
+        if has_source and not self.opensearch_index and not _INDEX_NAME.match(self.index_name):
+            problems.append(
                 f"the index name {self.index_name!r} derived from the table name is not a valid OpenSearch "
                 "index name: set CDC_OPENSEARCH_INDEX"
             )
         if not self.dead_letter_on_outage and (self.max_retry_attempts >= 0 or self.max_record_age_seconds >= 0):
-            raise ValueError(
+            problems.append(
                 "CDC_MAX_RETRY_ATTEMPTS / CDC_MAX_RECORD_AGE_SECONDS only end an OpenSearch outage (every retriable "
                 "failure is one: the records themselves are fine) and then dead-letter healthy records: set "
                 "CDC_DEAD_LETTER_ON_OUTAGE=true to opt in, or unset them to wait out outages (the default)"
             )
         if self.idle_poll_max_seconds is not None and self.idle_poll_max_seconds < self.poll_interval_seconds:
-            raise ValueError(
+            problems.append(
                 "CDC_IDLE_POLL_MAX_SECONDS must be at least CDC_POLL_INTERVAL_SECONDS: it caps the backoff of idle polls"
             )
         if self.opensearch_url and "@" in urlsplit(self.opensearch_url).netloc:
-            raise ValueError(
+            problems.append(
                 "CDC_OPENSEARCH_URL holds credentials (user:password@host), and a URL is printed and logged: put "
                 "them in CDC_OPENSEARCH_USERNAME / CDC_OPENSEARCH_PASSWORD with CDC_OPENSEARCH_AUTH=basic"
             )
         if self.opensearch_auth == "basic" and not (self.opensearch_username and self.opensearch_password):
-            raise ValueError(
+            problems.append(
                 "CDC_OPENSEARCH_AUTH=basic needs CDC_OPENSEARCH_USERNAME and CDC_OPENSEARCH_PASSWORD (one is not set)"
             )
         if self.opensearch_auth != "basic" and (self.opensearch_username or self.opensearch_password):
-            raise ValueError(
+            problems.append(
                 f"CDC_OPENSEARCH_USERNAME / CDC_OPENSEARCH_PASSWORD are set but CDC_OPENSEARCH_AUTH="
                 f"{self.opensearch_auth}: set CDC_OPENSEARCH_AUTH=basic to use them, or unset them"
             )
         plaintext = (self.opensearch_url or "").startswith("http://")
         if self.opensearch_auth == "basic" and plaintext and not self.opensearch_allow_plaintext_auth:
-            raise ValueError(
+            problems.append(
                 "CDC_OPENSEARCH_AUTH=basic over http:// sends the password in clear: use https://, or set "
                 "CDC_OPENSEARCH_ALLOW_PLAINTEXT_AUTH=true for a network where that is acceptable (a local test)"
             )
         if self.retry_base_seconds > self.retry_max_delay_seconds:
-            raise ValueError(
+            problems.append(
                 f"CDC_RETRY_BASE_SECONDS={self.retry_base_seconds:g} is above CDC_RETRY_MAX_DELAY_SECONDS="
                 f"{self.retry_max_delay_seconds:g}: the first backoff step cannot exceed the cap"
             )
         if self.routes and (self.opensearch_index or self.opensearch_read_alias):
-            raise ValueError(
+            problems.append(
                 "CDC_OPENSEARCH_INDEX / CDC_OPENSEARCH_READ_ALIAS name the one index of a table without routes; with "
                 "CDC_ROUTES each route names its index (its read alias is <index>-live, or the route's read_alias)"
             )
-        if self.read_alias_name == self.index_name:
-            raise ValueError(
+        if has_source and self.read_alias_name == self.index_name:
+            problems.append(
                 f"CDC_OPENSEARCH_READ_ALIAS must differ from the index name {self.index_name!r}: "
                 "the alias hides the tombstones the index holds"
             )
+        if problems:
+            raise ValueError("\n  ".join(problems))
         return self
 
     @property
@@ -531,7 +538,7 @@ def load_settings(environ: Mapping[str, str], require_opensearch: bool = True) -
         if field in known and field not in _NOT_CDC_VARIABLES:
             values[field] = value
         else:
-            warnings.append(f"{name} is not a setting of this consumer and is ignored (typo?)")
+            warnings.append(f"{name} is not a setting of this consumer and is ignored{_did_you_mean(name, known)}")
     aws = {
         "aws_region": environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION"),
         # botocore derives the variable from the service id "DynamoDB Streams"; accept the
@@ -560,6 +567,13 @@ def load_settings(environ: Mapping[str, str], require_opensearch: bool = True) -
 
 
 _NOT_CDC_VARIABLES = ("aws_region", "streams_endpoint_url", "build_commit")
+
+
+def _did_you_mean(name: str, known: set[str]) -> str:
+    """``: did you mean CDC_X?`` for the closest setting's name, else a hint that it may be a typo."""
+    names = [ENV_PREFIX + field.upper() for field in known if field not in _NOT_CDC_VARIABLES]
+    close = difflib.get_close_matches(name.upper(), names, n=1, cutoff=0.75)
+    return f": did you mean {close[0]}?" if close else " (typo?)"
 
 
 def _ecs_task_id(environ: Mapping[str, str], warnings: list[str]) -> str | None:

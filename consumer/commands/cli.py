@@ -18,6 +18,7 @@ import argparse
 import os
 import signal
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -98,18 +99,52 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.command == "redrive":
         source = args.source or (str(args.file) if args.file else None)
-        return operator_command(lambda settings: redrive_command(settings, source, args.apply, args.visibility_timeout))
+        return operator_command(
+            lambda settings: _until_signal(
+                lambda stop: redrive_command(settings, source, args.apply, args.visibility_timeout, stop)
+            )
+        )
     return EXIT_FAILED
+
+
+_SETTINGS_EPILOG = """\
+settings (environment variables; the README's "Configuration" table lists them all):
+  CDC_TABLE_NAME or CDC_STREAM_ARN   the source
+  CDC_OPENSEARCH_URL                 the sink (CDC_OPENSEARCH_AUTH: sigv4, basic or none)
+  CDC_DEAD_LETTER_DESTINATION        s3://bucket/prefix, sqs:<queue> or a file
+  AWS_REGION                         and the usual AWS credential chain
+
+`consumer config` prints the effective settings and where each comes from;
+`consumer config --check` also checks that the table, the stream, the lease table,
+OpenSearch and the dead-letter destination answer.
+"""
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="consumer", description="DynamoDB Streams → OpenSearch consumer.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="run one worker until SIGTERM/SIGINT (configured by CDC_* variables)")
+    commands.add_parser(
+        "run",
+        help="run one worker until SIGTERM/SIGINT (configured by CDC_* variables)",
+        description=textwrap.fill(
+            "Run one worker: it leases shards of the table's stream from the lease table (shared with the other "
+            "workers), applies their changes to OpenSearch and serves /metrics, /healthz and /readyz. It takes no "
+            "arguments: every setting is a CDC_* environment variable."
+        ),
+        epilog=_SETTINGS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands.add_parser(
         "kcl-processor",
         help="serve one shard as a record processor of the KCL MultiLangDaemon (its executableName; deploy/kcl)",
+        description=textwrap.fill(
+            "Serve one shard for the KCL MultiLangDaemon, which starts this command as its executableName (one "
+            "process per shard) and speaks the multilang protocol on its stdin and stdout; logs go to stderr. Set "
+            "CDC_KCL_LEASE_TABLE to the daemon's applicationName (deploy/kcl/README.md)."
+        ),
+        epilog=_SETTINGS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     config = commands.add_parser(
         "config",

@@ -261,8 +261,12 @@ def _shorten(text: str) -> str:
     return text if len(text) <= _SHOWN_ERROR_CHARS else text[: _SHOWN_ERROR_CHARS - 1] + "…"
 
 
-def redrive_command(settings: Settings, source_text: str | None, apply_changes: bool, visibility_timeout: int) -> bool:
-    """Run ``consumer redrive`` and print what it does; True when an entry needs attention."""
+def redrive_command(
+    settings: Settings, source_text: str | None, apply_changes: bool, visibility_timeout: int, stop: threading.Event
+) -> bool:
+    """Run ``consumer redrive`` and print what it does; True when an entry needs attention or ``stop``
+    (SIGTERM) ended it first: the letters not yet settled are handed back (an SQS message is visible
+    again at once, not after its visibility timeout) and a second run goes on with them."""
     reconciler = Reconciler.from_settings(settings)
     if source_text is None:
         source = source_for(settings.dead_letters, settings.aws_region, visibility_timeout)
@@ -271,9 +275,10 @@ def redrive_command(settings: Settings, source_text: str | None, apply_changes: 
     tally, decided = RedriveTally(), {}
     progress = sys.stderr.isatty()
     attention = False
-    stop = threading.Event()
     try:
         for chunk in source.chunks():
+            if stop.is_set():
+                break
             entries = [parse_entry(letter.origin, letter.text, reconciler.schema) for letter in chunk]
             steps = plan(reconciler, entries, decided)
             if apply_changes:
@@ -290,4 +295,7 @@ def redrive_command(settings: Settings, source_text: str | None, apply_changes: 
     if progress:
         sys.stderr.write("\n")
     sys.stdout.write("\n" + tally.summary(source.description, apply_changes) + "\n")
+    if stop.is_set():
+        sys.stdout.write("stopped before the end: the letters not yet redriven are kept; run the command again\n")
+        return True
     return attention

@@ -47,10 +47,17 @@ class ShardProgressCollector(Collector):
     * ``cdc_shard_time_since_last_read_seconds``: seconds since the last successful GetRecords.
     * ``cdc_shard_checkpoint_age_seconds``: seconds since this worker last checkpointed the shard
       (or took it over); an idle shard's checkpoint ages too, so read it with the iterator age.
+
+    And the worker's worst shard, one series per worker whatever it holds (what to alert and scale
+    on without PromQL over per-shard series, which ``per_shard=False`` leaves out on large tables):
+
+    * ``cdc_worker_iterator_age_max_seconds``: the largest iterator age of its shards;
+    * ``cdc_worker_time_since_last_read_max_seconds``: the longest time since a shard was read.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, per_shard: bool = True) -> None:
         self._clock = clock
+        self._per_shard = per_shard
         self._lock = threading.Lock()
         self._shards: dict[str, _ShardProgress] = {}
 
@@ -85,24 +92,42 @@ class ShardProgressCollector(Collector):
             "Seconds since this worker last checkpointed the shard (or took it over).",
             labels=["shard_id"],
         )
+        oldest, longest = 0.0, 0.0
         with self._lock:
             for shard_id, progress in sorted(self._shards.items()):
                 if progress.last_read_monotonic is not None:
-                    age.add_metric([shard_id], progress.iterator_age_seconds)
-                    since.add_metric([shard_id], now - progress.last_read_monotonic)
-                if progress.last_checkpoint_monotonic is not None:
+                    oldest = max(oldest, progress.iterator_age_seconds)
+                    longest = max(longest, now - progress.last_read_monotonic)
+                    if self._per_shard:
+                        age.add_metric([shard_id], progress.iterator_age_seconds)
+                        since.add_metric([shard_id], now - progress.last_read_monotonic)
+                if self._per_shard and progress.last_checkpoint_monotonic is not None:
                     checkpoint.add_metric([shard_id], now - progress.last_checkpoint_monotonic)
-        yield age
-        yield since
-        yield checkpoint
+        if self._per_shard:
+            yield age
+            yield since
+            yield checkpoint
+        yield GaugeMetricFamily(
+            "cdc_worker_iterator_age_max_seconds",
+            "The largest iterator age of the shards this worker reads (0 when it reads none): its lag.",
+            value=oldest,
+        )
+        yield GaugeMetricFamily(
+            "cdc_worker_time_since_last_read_max_seconds",
+            "The longest time since one of this worker's shards was read (0 when it reads none).",
+            value=longest,
+        )
 
 
 class Metrics:
     """The worker's metrics. Build one per registry; tests pass a fresh ``CollectorRegistry()``."""
 
-    def __init__(self, registry: CollectorRegistry, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, clock: Callable[[], float] = time.monotonic, per_shard: bool = True
+    ) -> None:
+        """``per_shard=False`` (``CDC_SHARD_METRICS=off``): no ``cdc_shard_*`` series, the worker's maxima only."""
         self.registry = registry
-        self.shard_progress = ShardProgressCollector(clock)
+        self.shard_progress = ShardProgressCollector(clock, per_shard)
         registry.register(self.shard_progress)
         self.build_info = Info("cdc_build", "Version and git commit of the consumer.", registry=registry)
         self.worker_ready = Gauge(

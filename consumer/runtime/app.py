@@ -49,7 +49,7 @@ def run_worker(settings: Settings, stop: threading.Event, prove: Prover | None =
     ``prove``: how a reindex proves a generation (``consumer.commands.reindex.prove``); with
     ``CDC_REINDEX=auto``, the workers of a generation being built run the reindex with it."""
     registry = CollectorRegistry()
-    metrics = Metrics(registry)
+    metrics = Metrics(registry, per_shard=settings.shard_metrics == "on")
     metrics.build_info.info({"version": __version__, "commit": settings.build_commit})
     timings = WorkerTimings(
         failover=settings.failover_seconds,

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes_validate.utils import latest_version
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -21,13 +22,27 @@ ALERTS = DEPLOY / "prometheus" / "alerts.yaml"
 ALERT_TESTS = DEPLOY / "prometheus" / "alerts.test.yaml"
 OPERATIONS = REPO / "docs" / "operations.md"
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
+# CRDs kubernetes-validate has no schema for, checked against their projects' own (schemas/README.md).
+CRD_SCHEMAS = {
+    "PodMonitor": SCHEMAS / "monitoring.coreos.com_podmonitors.yaml",
+    "PrometheusRule": SCHEMAS / "monitoring.coreos.com_prometheusrules.yaml",
+}
+# The oldest Kubernetes the manifests and the chart claim to support, and the newest kubernetes-validate knows.
+KUBERNETES_VERSIONS = ["1.29", latest_version()]
+
+
+TOOLS = REPO / ".tools" / "bin"  # what `make deploy-tools` builds (helm)
 
 
 def tool(name: str) -> str:
-    """Path of a command-line validator: the virtualenv's own first, then PATH. Never skips."""
-    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    """Path of a command-line validator: the virtualenv's own first, then .tools/bin, then PATH. Never skips."""
+    found = (
+        shutil.which(name, path=str(Path(sys.executable).parent))
+        or shutil.which(name, path=str(TOOLS))
+        or shutil.which(name)
+    )
     if found is None:
-        hint = "run `make deploy-tools`" if name == "promtool" else "run `pip install -e '.[test]'`"
+        hint = "run `make deploy-tools`" if name in ("promtool", "helm") else "run `pip install -e '.[test]'`"
         pytest.fail(f"{name} is not installed: {hint}")
     return found
 
@@ -144,3 +159,15 @@ def markdown_anchors(path: Path) -> set[str]:
         if heading and not in_code:
             anchors.add(re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower()).replace(" ", "-"))
     return anchors
+
+
+def strict_crd_schema(schema: Any) -> Any:
+    """Reject unknown fields wherever a CRD lists its fields (what `kubectl --validate=strict` does)."""
+    if isinstance(schema, dict):
+        schema = {key: strict_crd_schema(value) for key, value in schema.items()}
+        lists_fields = "properties" in schema and not schema.get("x-kubernetes-preserve-unknown-fields")
+        if lists_fields and "additionalProperties" not in schema:
+            schema["additionalProperties"] = False
+    elif isinstance(schema, list):
+        schema = [strict_crd_schema(item) for item in schema]
+    return schema

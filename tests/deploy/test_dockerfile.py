@@ -37,7 +37,7 @@ def test_dependencies_come_from_the_lock_files_in_builder_stages_and_the_worker_
     # the last is what `docker build` makes; both images start from `base` (the user, the writable path)
     assert list(built) == ["build", "kcl-build", "kcl-jars", "base", "kcl", "runtime"]
     for builder, lock in (("build", "requirements.lock"), ("kcl-build", "requirements-kcl.lock")):
-        assert ("COPY", f"pyproject.toml README.md deploy/{lock} ./") in built[builder]
+        assert ("COPY", f"pyproject.toml README.md LICENSE deploy/{lock} ./") in built[builder]
         (run,) = [arguments for keyword, arguments in built[builder] if keyword == "RUN"]
         assert "--require-hashes" in run and f"-r {lock}" in run and "--no-deps ." in run
     assert _runtime("FROM") == ["base AS runtime"] and built["kcl"][0] == ("FROM", "base AS kcl")
@@ -118,6 +118,6 @@ def test_build_context_keeps_what_the_build_copies():
     # The build context is the repository root; .dockerignore sends only what COPY needs.
     ignore = (REPO / ".dockerignore").read_text().splitlines()
     assert "*" in ignore
-    for needed in ("pyproject.toml", "README.md", "consumer/", "deploy/kcl/pom.xml", "deploy/kcl/src/main/"):
+    for needed in ("pyproject.toml", "README.md", "LICENSE", "consumer/", "deploy/kcl/pom.xml", "deploy/kcl/src/main/"):
         assert f"!{needed}" in ignore
         assert (REPO / needed).exists()

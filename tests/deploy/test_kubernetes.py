@@ -10,7 +10,6 @@ same way; beyond apiVersion/kind/required fields, that checks every field name a
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import jsonschema
 import kubernetes_validate
@@ -19,20 +18,15 @@ from kubernetes_validate.utils import latest_version
 
 from tests.deploy.helpers import (
     ALERTS,
+    CRD_SCHEMAS,
     KUBERNETES,
-    SCHEMAS,
+    KUBERNETES_VERSIONS,
     consumer_container,
     kubernetes_manifests,
     manifest,
+    strict_crd_schema,
     yaml_file,
 )
-
-CRD_SCHEMAS = {
-    "PodMonitor": SCHEMAS / "monitoring.coreos.com_podmonitors.yaml",
-    "PrometheusRule": SCHEMAS / "monitoring.coreos.com_prometheusrules.yaml",
-}
-# The oldest Kubernetes these manifests claim to support, and the newest kubernetes-validate knows.
-KUBERNETES_VERSIONS = ["1.29", latest_version()]
 
 CORE = [(path, doc) for path, doc in kubernetes_manifests() if doc["kind"] not in CRD_SCHEMAS]
 CUSTOM = [(path, doc) for path, doc in kubernetes_manifests() if doc["kind"] in CRD_SCHEMAS]
@@ -49,25 +43,13 @@ def test_core_manifest_is_valid_in_strict_mode(path, resource, version):
     kubernetes_validate.validate(resource, version, strict=True)
 
 
-def _strict(schema: Any) -> Any:
-    """Reject unknown fields wherever the CRD lists its fields (what `kubectl --validate=strict` does)."""
-    if isinstance(schema, dict):
-        schema = {key: _strict(value) for key, value in schema.items()}
-        lists_fields = "properties" in schema and not schema.get("x-kubernetes-preserve-unknown-fields")
-        if lists_fields and "additionalProperties" not in schema:
-            schema["additionalProperties"] = False
-    elif isinstance(schema, list):
-        schema = [_strict(item) for item in schema]
-    return schema
-
-
 @pytest.mark.parametrize(("path", "resource"), CUSTOM, ids=_ids(CUSTOM))
 def test_custom_resource_matches_its_crd_schema(path, resource):
     crd = yaml_file(CRD_SCHEMAS[resource["kind"]])
     group, version = resource["apiVersion"].split("/")
     assert group == crd["spec"]["group"]
     (served,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
-    jsonschema.Draft7Validator(_strict(served["schema"]["openAPIV3Schema"])).validate(resource)
+    jsonschema.Draft7Validator(strict_crd_schema(served["schema"]["openAPIV3Schema"])).validate(resource)
     assert resource["metadata"]["name"]
 
 

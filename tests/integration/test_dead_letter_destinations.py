@@ -9,6 +9,9 @@ error and attempts.
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
+import sys
 import threading
 import uuid
 from dataclasses import replace
@@ -33,6 +36,7 @@ from consumer.sink.processor import BatchProcessor
 from tests.support.commands import consumer
 from tests.support.emulators import aws_env
 from tests.support.factories import poison_batch, stream_record, unindexable_image
+from tests.support.fault_proxy import FaultProxy
 from tests.support.tables import create_table, index_documents, table_documents
 from tests.support.worker_process import wait_until
 
@@ -301,6 +305,50 @@ def test_redrive_reads_an_sqs_queue_and_deletes_only_settled_messages(
     assert [orjson.loads(m["Body"]) if m["Body"].startswith('{"') else m["Body"] for m in receive_raw(sqs, url)] == [
         "{not a letter"
     ]
+
+
+def test_redrive_stopped_by_sigterm_hands_its_messages_back_at_once(
+    ddb, sqs, queue_name, table_name, worker_env, search_engine
+):
+    # GIVEN 60 dead letters in a queue and an OpenSearch that answers each _bulk only after 2 s
+    url = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+    DeadLetterQueue.connect(sqs, queue_name).write(table_with_letters(ddb, table_name, 60))
+    proxy = FaultProxy(search_engine.url)
+    proxy.stall(2.0)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        **worker_env,
+        "CDC_DEAD_LETTER_DESTINATION": f"sqs:{queue_name}",
+        "CDC_OPENSEARCH_URL": proxy.url,
+    }
+    try:
+        # WHEN a redrive (visibility timeout 300 s) is stopped by SIGTERM while it holds messages
+        redrive = subprocess.Popen(
+            [sys.executable, "-m", "consumer", "redrive", "--apply", "--visibility-timeout", "300"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wait_until(lambda: hidden(sqs, url) > 0, 60, "messages received by the redrive")
+        redrive.send_signal(signal.SIGTERM)
+        output, errors = redrive.communicate(timeout=60)
+    finally:
+        proxy.stop()
+
+    # THEN it stops at its next chunk, says so, and every message it did not settle is visible again
+    # at once (not after 300 s): a second run goes on with them
+    assert redrive.returncode == 3, errors[-2000:]
+    assert "stopped before the end" in output
+    left = receive_raw(sqs, url)
+    redriven = len(index_documents(search_engine.url, table_name))
+    assert len(left) + redriven >= 60 and left, (len(left), redriven)
+    assert hidden(sqs, url) == 0
+
+
+def hidden(sqs, url):
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
+    return int(attributes["Attributes"]["ApproximateNumberOfMessagesNotVisible"])
 
 
 def receive_raw(sqs, url):

@@ -144,6 +144,22 @@ def test_unknown_cdc_variables_are_warned_about_and_others_ignored():
     assert any("CDC_FAILOVER_SECOND " in warning for warning in warnings)
     assert any("CDC_AWS_REGION " in warning for warning in warnings)
     assert settings.failover_seconds == 10.0
+    # AND a near miss names the setting it most likely meant
+    assert any(warning.endswith("did you mean CDC_FAILOVER_SECONDS?") for warning in warnings)
+
+
+def test_every_broken_rule_between_settings_is_reported_in_one_run():
+    message = config_error(
+        environ(
+            CDC_OPENSEARCH_URL="https://user:secret@search.internal",
+            CDC_RETRY_BASE_SECONDS="9",
+            CDC_RETRY_MAX_DELAY_SECONDS="1",
+            CDC_IDLE_POLL_MAX_SECONDS="0.1",
+        )
+    )
+    assert "holds credentials" in message and "secret" not in message
+    assert "CDC_RETRY_BASE_SECONDS=9 is above CDC_RETRY_MAX_DELAY_SECONDS=1" in message
+    assert "CDC_IDLE_POLL_MAX_SECONDS must be at least CDC_POLL_INTERVAL_SECONDS" in message
 
 
 @pytest.mark.parametrize(
