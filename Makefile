@@ -31,7 +31,10 @@ lint: venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HELM_VERSION := v4.3.2
 HELM := .tools/bin/helm
-deploy-tools: $(HELM)
+# KEDA's ScaledObject CRD, the schema the chart's ScaledObject is validated against (from the Go module proxy).
+KEDA_VERSION := v2.20.2
+KEDA_CRD := .tools/crds/keda.sh_scaledobjects.yaml
+deploy-tools: $(HELM) $(KEDA_CRD)
 	@command -v promtool >/dev/null 2>&1 || { \
 	  echo "installing promtool (Debian package prometheus)"; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
@@ -42,6 +45,11 @@ $(HELM):
 	@echo "building helm $(HELM_VERSION) from the Go module proxy into .tools/bin (once)"
 	GOBIN=$(CURDIR)/.tools/bin GOFLAGS=-mod=mod go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
 	@$(HELM) version --short
+
+$(KEDA_CRD):
+	@mkdir -p $(dir $@)
+	cp "$$(go mod download -json github.com/kedacore/keda/v2@$(KEDA_VERSION) | $(PYTHON) -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')/config/crd/bases/$(notdir $@)" $@
+	chmod u+w $@
 
 ## Java 17 and Maven build the real OpenSearch node the tests start (tests/opensearch_node) and the
 ## KCL launcher (deploy/kcl); Maven's ~/.m2 caches their jars. Installed from Debian only when missing.

@@ -287,6 +287,9 @@ class Settings(BaseModel):
     kcl_lease_table: str | None = None
     kcl_batch_timeout_seconds: float = Field(300.0, gt=0, le=86_400)
     shard_metrics: Literal["on", "off"] = "on"
+    metrics_emf: Literal["off", "on"] = "off"
+    metrics_emf_namespace: str = Field("CdcConsumer", pattern=r"^[A-Za-z0-9_./#:-]{1,255}$")
+    metrics_emf_interval_seconds: float = Field(60.0, ge=1, le=3600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
     log_library_debug: bool = False

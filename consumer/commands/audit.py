@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from consumer.commands.backfill import ProgressDisplay
 from consumer.commands.reconcile import Reconciler
 from consumer.config import Settings
 from consumer.pipeline.bulk import Outcome
@@ -48,6 +49,7 @@ from consumer.pipeline.repair import (
     repair_version,
     restore,
 )
+from consumer.runtime.stream_source import describe_table
 from consumer.sink.opensearch import Result
 
 _KINDS = {
@@ -265,7 +267,15 @@ def _repair_lines(repair: RepairReport) -> list[str]:
 
 
 def audit_command(settings: Settings, as_json: bool, repair: bool, limit: int, stop: threading.Event) -> bool:
-    """Run ``consumer audit`` with the workers' settings and print its report; True when drift was found."""
-    report = run_audit(Reconciler.from_settings(settings), repair, limit, stop)
+    """Run ``consumer audit`` with the workers' settings and print its report; True when drift was found.
+    Its progress (items of the table, then documents of the index, compared) goes to stderr: a line on
+    a terminal, else a log line every few seconds."""
+    reconciler = Reconciler.from_settings(settings)
+    estimate = 2 * int(describe_table(reconciler.dynamodb, reconciler.table).get("ItemCount", 0))
+    display, started = ProgressDisplay(estimate, "audit"), time.monotonic()
+    report = run_audit(
+        reconciler, repair, limit, stop, on_page=lambda so_far: display.count(so_far.items + so_far.documents, started)
+    )
+    display.finish()
     sys.stdout.write(render_json(report) if as_json else render_text(report))
     return report.drift

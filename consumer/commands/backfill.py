@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 
+import orjson
 import structlog
 from prometheus_client import CollectorRegistry
 
@@ -32,8 +33,11 @@ log = structlog.get_logger(__name__)
 PROGRESS_LOG_SECONDS = 5.0
 
 
-def backfill_command(settings: Settings, segments: int | None, restart: bool, stop: threading.Event) -> bool:
-    """Run the backfill; True (needs attention) unless every segment is done."""
+def backfill_command(
+    settings: Settings, segments: int | None, restart: bool, stop: threading.Event, as_json: bool = False
+) -> bool:
+    """Run the backfill; True (needs attention) unless every segment is done. Its summary as text, or
+    as one JSON object (``as_json``)."""
     aws = aws_clients(settings.aws_region, settings.streams_endpoint_url)
     source = with_document_ids(
         settings, resolve_stream(aws.dynamodb, aws.streams, settings.source_table, settings.stream_arn)
@@ -58,6 +62,23 @@ def backfill_command(settings: Settings, segments: int | None, restart: bool, st
     display.finish()
     tally = progress.tally
     elapsed = time.monotonic() - tally.started
+    if as_json:
+        summary = {
+            "table": source.table_name,
+            "indices": list(routes.index_patterns),
+            "segments_done": progress.done,
+            "segments_total": progress.total,
+            "complete": progress.done == progress.total,
+            "items": tally.items,
+            "seconds": round(elapsed, 3),
+            "applied": tally.applied,
+            "stale": tally.stale,
+            "filtered": tally.filtered,
+            "dead_lettered": tally.dead_lettered,
+            "read_units": round(tally.read_units, 3),
+        }
+        sys.stdout.write(orjson.dumps(summary).decode() + "\n")
+        return progress.done < progress.total
     sys.stdout.write(
         f"backfill of {source.table_name} into {indices}: {progress.done}/{progress.total} segments done; "
         f"this process: {tally.items} items in {elapsed:.0f} s ({tally.items / max(elapsed, 1e-9):,.0f}/s): "
@@ -79,16 +100,20 @@ class ProgressDisplay:
         self._last = 0.0
 
     def show(self, tally: BackfillTally) -> None:
+        self.count(tally.items, tally.started)
+
+    def count(self, items: int, started: float) -> None:
+        """``items`` done since ``started`` (``time.monotonic()``)."""
         now = time.monotonic()
-        elapsed = max(now - tally.started, 1e-9)
-        rate = tally.items / elapsed
-        eta = (self._estimate - tally.items) / rate if rate and self._estimate > tally.items else 0.0
+        elapsed = max(now - started, 1e-9)
+        rate = items / elapsed
+        eta = (self._estimate - items) / rate if rate and self._estimate > items else 0.0
         if self._tty:
             sys.stderr.write(
-                f"\r{self._label}: {tally.items:,}/~{self._estimate:,} items, {rate:,.0f}/s, ETA {eta:,.0f} s   "
+                f"\r{self._label}: {items:,}/~{self._estimate:,} items, {rate:,.0f}/s, ETA {eta:,.0f} s   "
             )
         elif now - self._last >= PROGRESS_LOG_SECONDS:
-            log.info(f"{self._label}_progress", items=tally.items, items_per_second=round(rate), eta_seconds=round(eta))
+            log.info(f"{self._label}_progress", items=items, items_per_second=round(rate), eta_seconds=round(eta))
             self._last = now
 
     def finish(self) -> None:

@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Literal
 
 import structlog
+from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, NoCredentialsError
+from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 
 from consumer import __version__
 from consumer.commands.audit import audit_command
@@ -65,7 +67,7 @@ _REDRIVE_EPILOG = (
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.command == "run":
         return run_command()
     if args.command == "kcl-processor":
@@ -84,7 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.command == "backfill":
         return operator_command(
-            lambda settings: _until_signal(lambda stop: backfill_command(settings, args.segments, args.restart, stop))
+            lambda settings: _until_signal(
+                lambda stop: backfill_command(settings, args.segments, args.restart, stop, args.json)
+            )
         )
     if args.command == "reindex":
         action = next((name for name in ("rollback", "retire", "abandon", "status") if getattr(args, name)), "reindex")
@@ -101,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         source = args.source or (str(args.file) if args.file else None)
         return operator_command(
             lambda settings: _until_signal(
-                lambda stop: redrive_command(settings, source, args.apply, args.visibility_timeout, stop)
+                lambda stop: redrive_command(settings, source, args.apply, args.visibility_timeout, stop, args.json)
             )
         )
     return EXIT_FAILED
@@ -120,7 +124,7 @@ OpenSearch and the dead-letter destination answer.
 """
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="consumer", description="DynamoDB Streams → OpenSearch consumer.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -188,6 +192,7 @@ def _parser() -> argparse.ArgumentParser:
         help="Scan segments (default: CDC_BACKFILL_SEGMENTS, or one per 256 MiB of table, 1 … 64)",
     )
     backfill.add_argument("--restart", action="store_true", help="forget a previous backfill's checkpoints: scan again")
+    backfill.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     reindex = commands.add_parser(
         "reindex",
         help="build an index generation for this configuration and swap the read aliases to it (resumable)",
@@ -225,6 +230,9 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--apply", action="store_true", help="write to the index (default: print the plan only)")
     mode.add_argument("--dry-run", action="store_true", help="print the plan only, change nothing (the default)")
     redrive.add_argument("--file", type=Path, metavar="PATH", help="a dead-letter file (same as giving its path)")
+    redrive.add_argument(
+        "--json", action="store_true", help="print one JSON object per dead letter, then one with the summary"
+    )
     redrive.add_argument(
         "--visibility-timeout",
         type=_count,
@@ -360,12 +368,35 @@ def _run_command(body: Callable[[Settings], bool], require_opensearch: bool) -> 
         print(f"consumer: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except ConsumerError as exc:
-        print(f"consumer: {exc}", file=sys.stderr)
+        print(f"consumer: {exc}{what_to_do(exc)}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("consumer: interrupted; writes already made are safe to keep, run the command again", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_ATTENTION if attention else EXIT_OK
+
+
+def what_to_do(exc: BaseException) -> str:
+    """A hint for a failure whose cause says where to look: AWS or OpenSearch unreachable, no AWS
+    credentials (``""`` when the cause says nothing more than the message)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, (EndpointConnectionError, ConnectTimeoutError)):
+            return (
+                "\n  AWS did not answer: check the network path from here (VPC endpoints, a NAT gateway, "
+                "HTTPS_PROXY / NO_PROXY), AWS_REGION, and AWS_ENDPOINT_URL if you set one"
+            )
+        if isinstance(cause, NoCredentialsError):
+            return "\n  no AWS credentials: give the pod or task its role (IRSA, Pod Identity, a task role) or set a profile"
+        if isinstance(cause, OpenSearchConnectionError):
+            return (
+                "\n  OpenSearch did not answer: check CDC_OPENSEARCH_URL, the network path to it (security groups, "
+                "a VPC domain's subnets) and, for https, its certificate (CDC_OPENSEARCH_CA_BUNDLE)"
+            )
+        cause = cause.__cause__ or cause.__context__
+    return ""
 
 
 def _until_signal(body: Callable[[threading.Event], bool]) -> bool:

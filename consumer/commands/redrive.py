@@ -23,7 +23,7 @@ import binascii
 import sys
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import orjson
@@ -213,6 +213,24 @@ def render_rows(steps: list[Step], applied: bool) -> str:
     return "".join(line + "\n" for line in lines)
 
 
+def render_json_rows(steps: list[Step]) -> str:
+    """One JSON object per entry (JSON Lines): origin, document id, action, outcome, and the error it
+    was dead-lettered with."""
+    return "".join(
+        orjson.dumps(
+            {
+                "origin": step.entry.origin,
+                "doc_id": step.entry.doc_id,
+                "action": action_name(step.action) if step.action is not None else None,
+                "outcome": step.note,
+                "error": step.entry.error,
+            }
+        ).decode()
+        + "\n"
+        for step in steps
+    )
+
+
 def action_name(action: RepairAction) -> str:
     """``delete`` for a tombstone write, else the operation."""
     return "delete" if is_tombstone(action.document) else action.op
@@ -262,7 +280,12 @@ def _shorten(text: str) -> str:
 
 
 def redrive_command(
-    settings: Settings, source_text: str | None, apply_changes: bool, visibility_timeout: int, stop: threading.Event
+    settings: Settings,
+    source_text: str | None,
+    apply_changes: bool,
+    visibility_timeout: int,
+    stop: threading.Event,
+    as_json: bool = False,
 ) -> bool:
     """Run ``consumer redrive`` and print what it does; True when an entry needs attention or ``stop``
     (SIGTERM) ended it first: the letters not yet settled are handed back (an SQS message is visible
@@ -287,15 +310,18 @@ def redrive_command(
             source.settle(settled, apply_changes)
             attention = attention or any(step.needs_attention for step in steps)
             tally.add(steps)
-            sys.stdout.write(render_rows(steps, apply_changes))
+            sys.stdout.write(render_json_rows(steps) if as_json else render_rows(steps, apply_changes))
             if progress:
                 sys.stderr.write(f"\r{tally.entries} dead letters, {tally.poison + tally.unreadable} need attention ")
     finally:
         source.finish()
     if progress:
         sys.stderr.write("\n")
-    sys.stdout.write("\n" + tally.summary(source.description, apply_changes) + "\n")
-    if stop.is_set():
-        sys.stdout.write("stopped before the end: the letters not yet redriven are kept; run the command again\n")
-        return True
-    return attention
+    if as_json:
+        summary = {**asdict(tally), "source": source.description, "applied_changes": apply_changes}
+        sys.stdout.write(orjson.dumps({"summary": {**summary, "complete": not stop.is_set()}}).decode() + "\n")
+    else:
+        sys.stdout.write("\n" + tally.summary(source.description, apply_changes) + "\n")
+        if stop.is_set():
+            sys.stdout.write("stopped before the end: the letters not yet redriven are kept; run the command again\n")
+    return attention or stop.is_set()

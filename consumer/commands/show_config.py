@@ -25,7 +25,7 @@ from consumer.config import ENV_PREFIX, SECRET_SETTINGS, Settings
 from consumer.errors import ConfigError, ConsumerError
 from consumer.leases.table import LeaseTable
 from consumer.observability.redaction import REDACTED, redact
-from consumer.runtime.clients import aws_clients, opensearch_client
+from consumer.runtime.clients import aws_clients, opensearch_client, resolved_region
 from consumer.runtime.stream_source import resolve_stream, with_document_ids
 
 DERIVED = {
@@ -146,7 +146,10 @@ def check(settings: Settings) -> list[tuple[str, bool, str]]:
 
 
 def config_command(settings: Settings, environ: Mapping[str, str], as_json: bool, run_checks: bool) -> bool:
-    """Print the configuration (and the checks); True when a check failed."""
+    """Print the configuration (and the checks); True when a check failed. Raises ConfigError before
+    printing anything when the checks cannot run (no AWS region)."""
+    if run_checks:
+        resolved_region(settings.aws_region)
     sys.stdout.write(render(effective(settings, environ), as_json))
     if not run_checks:
         return False

@@ -23,6 +23,7 @@ from consumer.aws.backoff import backoff_delay
 from consumer.config import Settings
 from consumer.errors import ConfigError, ConsumerError
 from consumer.leases.table import LeaseTable
+from consumer.observability.emf import EmfEmitter
 from consumer.observability.health import Health
 from consumer.observability.http import ObservabilityServer
 from consumer.observability.metrics import Metrics
@@ -63,6 +64,14 @@ def run_worker(settings: Settings, stop: threading.Event, prove: Prover | None =
     )
     server.start()
     log.info("observability_listening", port=server.port, index=settings.index_name)
+    if settings.metrics_emf == "on":
+        EmfEmitter(
+            registry,
+            settings.metrics_emf_namespace,
+            {"Table": settings.source_table, "WorkerId": settings.worker_id},
+            settings.metrics_emf_interval_seconds,
+            stop,
+        ).start()
     if not settings.opensearch_verify_certs:  # said once here and on /readyz; the per-request warnings are off
         log.warning(
             "opensearch_tls_unverified",

@@ -74,9 +74,15 @@ def dead_letter_client(service: Literal["sqs", "s3"], region: str | None, pool_s
     return _session(region).client(service, config=_config(pool_size, retries, read_timeout=30))
 
 
+def resolved_region(region: str | None) -> str:
+    """``region``, or the one the AWS configuration gives (``~/.aws/config``, the profile). Raises
+    ConfigError when there is none."""
+    return str(_session(region).region_name)
+
+
 def _session(region: str | None) -> boto3.session.Session:
-    session = boto3.session.Session(region_name=region)
-    if session.region_name is None:
+    session = boto3.session.Session(region_name=region or None)  # an empty AWS_REGION is no region
+    if not session.region_name:
         raise ConfigError("no AWS region: set AWS_REGION (e.g. AWS_REGION=eu-west-1)")
     return session
 

@@ -11,6 +11,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+import kubernetes_validate
 import pytest
 import yaml
 from kubernetes_validate.utils import latest_version
@@ -18,6 +20,7 @@ from kubernetes_validate.utils import latest_version
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 KUBERNETES = DEPLOY / "kubernetes"
+CHART = DEPLOY / "helm" / "cdc-consumer"
 ALERTS = DEPLOY / "prometheus" / "alerts.yaml"
 ALERT_TESTS = DEPLOY / "prometheus" / "alerts.test.yaml"
 OPERATIONS = REPO / "docs" / "operations.md"
@@ -26,6 +29,8 @@ SCHEMAS = Path(__file__).resolve().parent / "schemas"
 CRD_SCHEMAS = {
     "PodMonitor": SCHEMAS / "monitoring.coreos.com_podmonitors.yaml",
     "PrometheusRule": SCHEMAS / "monitoring.coreos.com_prometheusrules.yaml",
+    # KEDA's own CRD, taken from its Go module by `make deploy-tools`
+    "ScaledObject": REPO / ".tools" / "crds" / "keda.sh_scaledobjects.yaml",
 }
 # The oldest Kubernetes the manifests and the chart claim to support, and the newest kubernetes-validate knows.
 KUBERNETES_VERSIONS = ["1.29", latest_version()]
@@ -171,3 +176,40 @@ def strict_crd_schema(schema: Any) -> Any:
     elif isinstance(schema, list):
         schema = [strict_crd_schema(item) for item in schema]
     return schema
+
+
+def validate_strictly(document: dict[str, Any]) -> None:
+    """A Kubernetes object as `kubectl --validate=strict` would: core kinds by kubernetes-validate for
+    each supported version, PodMonitor and PrometheusRule by their CRDs' schemas."""
+    if document["kind"] in CRD_SCHEMAS:
+        if not CRD_SCHEMAS[document["kind"]].is_file():
+            pytest.fail(f"{CRD_SCHEMAS[document['kind']]} is missing: run `make deploy-tools`")
+        crd = yaml_file(CRD_SCHEMAS[document["kind"]])
+        (served,) = [v for v in crd["spec"]["versions"] if v["name"] == document["apiVersion"].split("/")[1]]
+        jsonschema.Draft7Validator(strict_crd_schema(served["schema"]["openAPIV3Schema"])).validate(document)
+        return
+    for version in KUBERNETES_VERSIONS:
+        kubernetes_validate.validate(document, version, strict=True)
+
+
+def helm(*args: str, values: dict[str, Any] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the real helm on the chart with ``values`` (a values file on stdin)."""
+    command = [tool("helm"), *args, str(CHART)]
+    if values is not None:
+        command += ["--values", "-"]
+    done = subprocess.run(
+        command, input=yaml.safe_dump(values or {}), capture_output=True, text=True, timeout=120, check=False
+    )
+    if check:
+        assert done.returncode == 0, f"helm {' '.join(args)} exited {done.returncode}:\n{done.stdout}{done.stderr}"
+    return done
+
+
+def rendered(values: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chart's objects for release ``orders`` in namespace ``cdc``."""
+    output = helm("template", "orders", "--namespace", "cdc", values=values).stdout
+    return [document for document in yaml.safe_load_all(output) if document]
+
+
+def of_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [document for document in objects if document["kind"] == kind]

@@ -11,6 +11,7 @@ import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 
+from consumer.commands.cli import build_parser
 from consumer.config import load_settings
 from tests.deploy.helpers import DEPLOY, ecs_container, json_file
 
@@ -92,3 +93,45 @@ def test_metrics_are_discoverable_and_operator_commands_can_exec_in():
         f"ssmmessages:{verb}"
         for verb in ("CreateControlChannel", "CreateDataChannel", "OpenControlChannel", "OpenDataChannel")
     }
+
+
+SERVICE = DEPLOY / "ecs" / "service.json"
+RUN_TASKS = sorted((DEPLOY / "ecs").glob("run-task.*.json"))
+
+
+def _valid(operation_name: str, request: dict) -> None:
+    operation = botocore.session.get_session().get_service_model("ecs").operation_model(operation_name)
+    report = ParamValidator().validate(request, operation.input_shape)
+    assert not report.has_errors(), report.generate_report()
+
+
+def test_the_service_rolls_back_a_deploy_that_does_not_become_healthy_and_never_shrinks_the_pool():
+    service = json_file(SERVICE)
+    _valid("CreateService", service)
+    assert service["taskDefinition"] == json_file(TASK_DEFINITION)["family"]
+    deployment = service["deploymentConfiguration"]
+    assert deployment["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
+    assert (deployment["minimumHealthyPercent"], deployment["maximumPercent"]) == (100, 200)
+    assert service["networkConfiguration"]["awsvpcConfiguration"]["assignPublicIp"] == "DISABLED"
+
+
+@pytest.mark.parametrize("path", RUN_TASKS, ids=lambda path: path.name)
+def test_each_job_runs_an_operator_command_with_the_operator_role(path):
+    request = json_file(path)
+    _valid("RunTask", request)
+    (override,) = request["overrides"]["containerOverrides"]
+    assert override["name"] == ecs_container()["name"]
+    assert request["overrides"]["taskRoleArn"].endswith(":role/cdc-consumer-operator")
+    command = override["command"]
+    assert command[0] == path.name.split(".")[1] in ("backfill", "audit", "redrive")
+    parsed = build_parser().parse_args(command)  # a command line the image's entry point (consumer) accepts
+    assert parsed.command == command[0]
+    assert request["networkConfiguration"] == json_file(SERVICE)["networkConfiguration"]
+
+
+def test_the_log_group_is_created_by_the_execution_role_it_names():
+    options = ecs_container()["logConfiguration"]["options"]
+    assert options["awslogs-create-group"] == "true"
+    (statement,) = json_file(DEPLOY / "iam" / "policy.ecs-execution.json")["Statement"]
+    assert statement["Action"] == ["logs:CreateLogGroup"]
+    assert statement["Resource"].endswith(f":log-group:{options['awslogs-group']}:*")

@@ -7,27 +7,22 @@ the KCL mode, the alert rules are deploy/prometheus/alerts.yaml, bad values are 
 
 from __future__ import annotations
 
-import subprocess
 from typing import Any
 
-import jsonschema
-import kubernetes_validate
 import pytest
-import yaml
 
-from tests.deploy.helpers import ALERTS, CRD_SCHEMAS, DEPLOY, KUBERNETES_VERSIONS, strict_crd_schema, tool, yaml_file
+from tests.deploy.helpers import ALERTS, CHART, helm, of_kind, rendered, validate_strictly, yaml_file
 
-CHART = DEPLOY / "helm" / "cdc-consumer"
 STREAM = "arn:aws:dynamodb:eu-west-1:123456789012:table/orders/stream/2026-01-01T00:00:00.000"
 # At least five value sets, each a way teams run it: the defaults; the KCL daemon; basic auth with
-# autoscaling and the operator Jobs (audit as a CronJob); IRSA with routes and no Prometheus
-# Operator; generations on a pinned stream with EKS Pod Identity and no network policy.
+# KEDA autoscaling and the operator Jobs (audit as a CronJob); IRSA with routes and no Prometheus
+# Operator; generations on a pinned stream with EKS Pod Identity, an HPA and no network policy.
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "kcl": {"mode": "kcl", "source": {"streamArn": STREAM}, "leaseTable": "orders-kcl"},
     "basic-auth-autoscaling-jobs": {
         "opensearch": {"url": "https://search.internal:9200", "auth": "basic", "basicAuthSecret": "search-login"},
-        "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 6},
+        "autoscaling": {"enabled": True, "kind": "keda", "minReplicas": 2, "maxReplicas": 6},
         "jobs": {
             "backfill": {"enabled": True},
             "audit": {"enabled": True, "schedule": "0 3 * * *"},
@@ -45,31 +40,9 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "config": {"CDC_INDEX_GENERATIONS": "on", "CDC_REINDEX": "auto"},
         "networkPolicy": {"enabled": False},
         "podDisruptionBudget": {"enabled": False},
-        "replicaCount": 5,
+        "autoscaling": {"enabled": True, "kind": "hpa", "maxReplicas": 12},
     },
 }
-
-
-def helm(*args: str, values: dict[str, Any] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run the real helm on the chart with ``values`` (a values file on stdin)."""
-    command = [tool("helm"), *args, str(CHART)]
-    if values is not None:
-        command += ["--values", "-"]
-    done = subprocess.run(
-        command, input=yaml.safe_dump(values or {}), capture_output=True, text=True, timeout=120, check=False
-    )
-    if check:
-        assert done.returncode == 0, f"helm {' '.join(args)} exited {done.returncode}:\n{done.stdout}{done.stderr}"
-    return done
-
-
-def rendered(values: dict[str, Any]) -> list[dict[str, Any]]:
-    output = helm("template", "orders", "--namespace", "cdc", values=values).stdout
-    return [document for document in yaml.safe_load_all(output) if document]
-
-
-def of_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [document for document in objects if document["kind"] == kind]
 
 
 @pytest.mark.parametrize("name", VALUE_SETS)
@@ -79,18 +52,14 @@ def test_the_chart_lints_and_every_rendered_object_is_valid_in_strict_mode(name)
     objects = rendered(values)
     assert of_kind(objects, "Deployment") and of_kind(objects, "ConfigMap")
     for document in objects:
-        if document["kind"] in CRD_SCHEMAS:
-            crd = yaml_file(CRD_SCHEMAS[document["kind"]])
-            (served,) = [v for v in crd["spec"]["versions"] if v["name"] == document["apiVersion"].split("/")[1]]
-            jsonschema.Draft7Validator(strict_crd_schema(served["schema"]["openAPIV3Schema"])).validate(document)
-            continue
-        for version in KUBERNETES_VERSIONS:
-            kubernetes_validate.validate(document, version, strict=True)
+        validate_strictly(document)
 
 
 def test_the_value_sets_render_what_each_promises():
     kinds = {name: sorted({document["kind"] for document in rendered(values)}) for name, values in VALUE_SETS.items()}
-    assert "HorizontalPodAutoscaler" in kinds["basic-auth-autoscaling-jobs"]
+    assert "ScaledObject" in kinds["basic-auth-autoscaling-jobs"]
+    assert "HorizontalPodAutoscaler" in kinds["generations-pod-identity"]
+    assert not {"ScaledObject", "HorizontalPodAutoscaler"} & set(kinds["defaults"])
     assert {"Job", "CronJob"} <= set(kinds["basic-auth-autoscaling-jobs"])
     assert not {"PodMonitor", "PrometheusRule"} & set(kinds["irsa-routes-no-operator"])
     assert not {"NetworkPolicy", "PodDisruptionBudget"} & set(kinds["generations-pod-identity"])
@@ -117,7 +86,9 @@ def test_the_kcl_mode_names_the_lease_table_once_and_runs_the_daemon_image():
     objects = rendered(VALUE_SETS["kcl"])
     settings = {document["metadata"]["name"]: document["data"] for document in of_kind(objects, "ConfigMap")}
     properties = dict(
-        line.split(" = ", 1) for line in settings["orders-cdc-consumer-kcl"]["daemon.properties"].splitlines() if line
+        line.split(" = ", 1)
+        for line in settings["orders-cdc-consumer-kcl"]["daemon.properties"].splitlines()
+        if line and not line.startswith("#")
     )
     assert properties["applicationName"] == settings["orders-cdc-consumer"]["CDC_KCL_LEASE_TABLE"] == "orders-kcl"
     assert properties["streamName"] == STREAM and properties["metricsLevel"] != "NONE"
@@ -125,6 +96,9 @@ def test_the_kcl_mode_names_the_lease_table_once_and_runs_the_daemon_image():
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["image"].endswith("dynamodb-opensearch-consumer-kcl:0.2.0")
     assert container["args"] == ["/etc/kcl/daemon.properties"]
+    # SIGTERM: the daemon's graceful shutdown ends before the pod's grace period does
+    grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert 0 < int(properties["shutdownGraceMillis"]) < grace * 1000
 
 
 def test_the_alert_rules_are_deploy_prometheus_alerts_yaml():
@@ -149,3 +123,17 @@ def test_bad_values_are_refused_naming_what_is_wrong(values, named):
     done = helm("template", "orders", values=values, check=False)
     assert done.returncode != 0
     assert named in done.stderr, done.stderr
+
+
+def test_the_autoscalers_select_this_releases_workers_by_the_label_the_pod_monitor_copies():
+    keda = rendered(VALUE_SETS["basic-auth-autoscaling-jobs"])
+    (monitor,) = of_kind(keda, "PodMonitor")
+    assert "app.kubernetes.io/instance" in monitor["spec"]["podTargetLabels"]
+    (scaled,) = of_kind(keda, "ScaledObject")
+    (trigger,) = scaled["spec"]["triggers"]
+    assert 'app_kubernetes_io_instance="orders"' in trigger["metadata"]["query"]
+    assert "cdc_worker_iterator_age_max_seconds" in trigger["metadata"]["query"]
+    assert scaled["spec"]["scaleTargetRef"]["name"] == of_kind(keda, "Deployment")[0]["metadata"]["name"]
+    (hpa,) = of_kind(rendered(VALUE_SETS["generations-pod-identity"]), "HorizontalPodAutoscaler")
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["external"]["metric"]["selector"]["matchLabels"] == {"app_kubernetes_io_instance": "orders"}

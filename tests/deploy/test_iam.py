@@ -2,7 +2,7 @@
 tables, stream and domain the manifests configure.
 
 There is no offline IAM validator: actions are checked against botocore's service models (for
-DynamoDB, KMS, SQS and S3 an IAM action is named after its API operation), resources by ARN shape.
+DynamoDB, KMS, SQS, S3 and CloudWatch Logs an IAM action is named after its API operation), resources by ARN shape.
 """
 
 from __future__ import annotations
@@ -18,7 +18,13 @@ from tests.deploy.helpers import DEPLOY, json_file, manifest
 POLICIES = sorted((DEPLOY / "iam").glob("*.json"))
 POLICY = DEPLOY / "iam" / "policy.json"
 # IAM prefix → botocore service models whose operation names are the IAM action names.
-SERVICES = {"dynamodb": ["dynamodb", "dynamodbstreams"], "kms": ["kms"], "sqs": ["sqs"], "s3": ["s3"]}
+SERVICES = {
+    "dynamodb": ["dynamodb", "dynamodbstreams"],
+    "kms": ["kms"],
+    "sqs": ["sqs"],
+    "s3": ["s3"],
+    "logs": ["logs"],
+}
 OPENSEARCH_HTTP_ACTIONS = {f"es:ESHttp{verb}" for verb in ("Get", "Head", "Post", "Put", "Delete", "Patch")}
 # ECS Exec (the Session Manager channels of `aws ecs execute-command`): a data-plane service without a
 # botocore model; AWS documents these four actions, which only take Resource "*".

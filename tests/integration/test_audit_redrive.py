@@ -53,7 +53,10 @@ def test_audit_reports_exactly_the_injected_drift_and_repair_removes_it(
 ):
     # GIVEN an index a worker brought to the table's state (every DynamoDB type): no drift
     converged_worker(ddb, search_engine, table_name, worker_env, start_worker)
-    assert consumer(worker_env, "audit").returncode == 0
+    clean = consumer({**worker_env, "CDC_LOG_LEVEL": "INFO"}, "audit")
+    assert clean.returncode == 0
+    # AND it said how far it got while it ran (a log line off a terminal)
+    assert '"event":"audit_progress"' in clean.stderr.replace(" ", ""), clean.stderr[-1000:]
     # a repair wins over versions of earlier seconds only (docs/versioning.md, R2); the deleted
     # document's tombstone keeps its last version, so let that second pass
     time.sleep(2.1)

@@ -7,6 +7,7 @@ workers started with CDC_BACKFILL=on-new-index do it themselves.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import random
 import signal
@@ -248,6 +249,17 @@ def test_the_command_refuses_a_gap_resumes_after_kill_9_shares_segments_and_runs
     out, err = again.communicate(timeout=60)
     assert again.returncode == 0 and "6/6 segments done" in out and "this process: 0 items" in out, err
     assert converged(ddb, table_name, osmem.url)
+    # AND --json says the same as one object
+    as_json = consumer(env, "backfill", "--json")
+    out, err = as_json.communicate(timeout=60)
+    summary = json.loads(out)
+    assert as_json.returncode == 0, err
+    assert (summary["segments_done"], summary["segments_total"], summary["complete"], summary["items"]) == (
+        6,
+        6,
+        True,
+        0,
+    )
 
 
 def _leases_exist(ddb: Any, table: str) -> bool:

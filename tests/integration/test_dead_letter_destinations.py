@@ -302,6 +302,14 @@ def test_redrive_reads_an_sqs_queue_and_deletes_only_settled_messages(
     assert applied.returncode == 3, applied.stderr
     assert "26 dead letters" in applied.stdout and "25 applied" in applied.stdout and "1 unreadable" in applied.stdout
     assert index_documents(search_engine.url, table_name) == table_documents(ddb, table_name)
+
+    # AND --json reports what is left as JSON Lines: one object per letter, then the summary
+    report = consumer(env, "redrive", "--dry-run", "--json")
+    assert report.returncode == 3, report.stderr
+    *letters, last = [orjson.loads(line) for line in report.stdout.splitlines()]
+    assert [letter["outcome"].split(":")[0] for letter in letters] == ["unreadable"]
+    assert last["summary"]["entries"] == 1 and last["summary"]["unreadable"] == 1
+    assert last["summary"]["applied_changes"] is False and last["summary"]["complete"] is True
     assert [orjson.loads(m["Body"]) if m["Body"].startswith('{"') else m["Body"] for m in receive_raw(sqs, url)] == [
         "{not a letter"
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 import time
 import urllib.request
@@ -36,6 +37,8 @@ EXPECTED_METRICS = {
     "cdc_shard_iterator_age_seconds",
     "cdc_shard_time_since_last_read_seconds",
     "cdc_shard_checkpoint_age_seconds",
+    "cdc_worker_iterator_age_max_seconds",
+    "cdc_worker_time_since_last_read_max_seconds",
     "cdc_aws_request_duration_seconds_bucket",
     "process_resident_memory_bytes",
     "process_cpu_seconds_total",
@@ -189,3 +192,42 @@ def test_liveness_holds_while_dynamodb_answers_slowly_and_readiness_says_why(
         wait_until(lambda: worker.probe("/readyz")[0] == 200, timeout=120, what="ready again")
     finally:
         proxy.stop()
+
+
+def settled(read, pause: float = 1.5, attempts: int = 40) -> float:
+    """A value read twice ``pause`` apart with no change (the stream read to its end)."""
+    before = read()
+    for _ in range(attempts):
+        time.sleep(pause)
+        now = read()
+        if now == before:
+            return now
+        before = now
+    raise AssertionError(f"still changing after {attempts * pause:.0f} s: {now}")
+
+
+def test_with_emf_on_a_worker_writes_its_key_metrics_as_whole_embedded_metric_lines(
+    ddb, table_name, worker_env, start_worker
+):
+    # GIVEN a worker with the embedded metric format on, a line a second, and a table that changes
+    create_table(ddb, table_name)
+    write_random_history(ddb, table_name, changes=40, seed=93)
+    env = {**worker_env, "CDC_METRICS_EMF": "on", "CDC_METRICS_EMF_INTERVAL_SECONDS": "1"}
+    worker = start_worker(env)
+    wait_until(lambda: worker.metric("cdc_records_processed_total") >= 20, timeout=60, what="records applied")
+    processed = settled(lambda: worker.metric("cdc_records_processed_total"))
+    time.sleep(2.5)  # the next lines carry the last counts
+    assert worker.terminate() == 0
+
+    # THEN every line of its stderr is whole JSON, the EMF ones name the table and the worker, declare
+    # every value they carry, and their counts add up to what the worker processed
+    lines = [json.loads(line) for line in worker.log_path.read_text().splitlines() if line.strip()]
+    documents = [line for line in lines if "_aws" in line]
+    assert len(documents) >= 3
+    for document in documents:
+        (directive,) = document["_aws"]["CloudWatchMetrics"]
+        assert directive["Namespace"] == "CdcConsumer" and directive["Dimensions"] == [["Table"], ["Table", "WorkerId"]]
+        assert document["Table"] == table_name and document["WorkerId"] == worker.worker_id
+        assert all(isinstance(document[metric["Name"]], float | int) for metric in directive["Metrics"])
+    assert sum(document["RecordsProcessed"] for document in documents) == processed
+    assert max(document["LeasesHeld"] for document in documents) >= 1

@@ -86,6 +86,14 @@ def test_a_metrics_port_in_use_is_named(ddb, table_name, start_worker, worker_en
     assert f"CDC_METRICS_PORT={port}: cannot listen there" in output
 
 
+def test_consumer_config_check_without_a_region_says_so_before_printing_anything(worker_env):
+    env = {name: value for name, value in worker_env.items() if name not in ("AWS_REGION", "AWS_DEFAULT_REGION")}
+    for region in ({}, {"AWS_REGION": ""}):  # unset, or set to nothing
+        answer = consumer({**env, **region, "AWS_CONFIG_FILE": "/dev/null"}, "config", "--check")
+        assert answer.returncode == 2 and answer.stdout == ""
+        assert answer.stderr.strip() == "consumer: no AWS region: set AWS_REGION (e.g. AWS_REGION=eu-west-1)"
+
+
 def test_consumer_config_check_names_what_a_worker_would_miss(ddb, table_name, worker_env, tmp_path):
     def config_check(env):
         return consumer(env, "config", "--check")
