@@ -2,7 +2,8 @@
 tables, stream and domain the manifests configure.
 
 There is no offline IAM validator: actions are checked against botocore's service models (for
-DynamoDB, KMS, SQS, S3 and CloudWatch Logs an IAM action is named after its API operation), resources by ARN shape.
+DynamoDB, KMS, SQS, S3, CloudWatch and its Logs an IAM action is named after its API operation),
+resources by ARN shape.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ SERVICES = {
     "sqs": ["sqs"],
     "s3": ["s3"],
     "logs": ["logs"],
+    "cloudwatch": ["cloudwatch"],
 }
 OPENSEARCH_HTTP_ACTIONS = {f"es:ESHttp{verb}" for verb in ("Get", "Head", "Post", "Put", "Delete", "Patch")}
 # ECS Exec (the Session Manager channels of `aws ecs execute-command`): a data-plane service without a
@@ -75,10 +77,13 @@ def test_every_action_exists_and_none_is_a_wildcard(path):
 
 
 @pytest.mark.parametrize("path", POLICIES, ids=lambda path: path.name)
-def test_only_ecs_exec_is_granted_on_every_resource_and_only_in_its_own_policy(path):
+def test_only_ecs_exec_and_kcl_metrics_are_granted_on_every_resource_each_in_its_own_policy(path):
     for statement in _statements(path):
         resources = [statement["Resource"]] if isinstance(statement["Resource"], str) else statement["Resource"]
-        if resources == ["*"]:
+        if resources == ["*"] and _actions(statement) == ["cloudwatch:PutMetricData"]:
+            # it takes no resource: the KCL's metrics are held to their namespace instead
+            assert path.name == "policy.kcl.json" and "cloudwatch:namespace" in statement["Condition"]["StringEquals"]
+        elif resources == ["*"]:
             assert path.name == "policy.ecs-exec.json" and set(_actions(statement)) == ECS_EXEC_ACTIONS
         else:
             assert all(ARN.match(resource) for resource in resources), resources

@@ -99,6 +99,8 @@ class TableFacade:
                 target = self.headers.get("X-Amz-Target", "")
                 request = json.loads(body or b"{}")
                 resource = request.get("TableName") or request.get("StreamArn") or "*"
+                if request.get("IndexName"):  # a Query of a secondary index: IAM names the index
+                    resource += f"/index/{request['IndexName']}"
                 if target.endswith((".BatchGetItem", ".BatchWriteItem")):
                     resource = ",".join(sorted(request.get("RequestItems", {})))
                 facade.calls.append((target.rsplit(".", 1)[-1], resource))
