@@ -36,7 +36,7 @@ from opensearchpy import OpenSearch
 
 from consumer.backfill.runner import BackfillTally
 from consumer.config import Settings
-from consumer.errors import ConfigError
+from consumer.errors import ConfigError, ConsumerError
 from consumer.leases.model import SENTINELS, SHARD_END, Lease
 from consumer.leases.table import LeaseTable
 from consumer.observability.metrics import Metrics
@@ -156,7 +156,12 @@ class Reindex:
             changed = current.with_progress(step, count, moment)
             return changed if changed != current else None  # nothing moved: nothing to write
 
-        self.store.update(reported)
+        try:
+            self.store.update(reported)
+        except ConsumerError as exc:  # progress is a view for the alert, never a reason to stop the fill
+            log.warning(
+                "reindex_progress_not_recorded", step=step, error=str(exc), retry_in_seconds=PROGRESS_REPORT_SECONDS
+            )
 
     def fill(self, generation: Generation, on_progress: Callable[[BackfillTally], None] | None = None) -> bool:
         """The backfill into ``generation``, once its lease set leaves no gap; True when every segment
