@@ -318,8 +318,13 @@ def redrive_command(
     if progress:
         sys.stderr.write("\n")
     if as_json:
-        summary = {**asdict(tally), "source": source.description, "applied_changes": apply_changes}
-        sys.stdout.write(orjson.dumps({"summary": {**summary, "complete": not stop.is_set()}}).decode() + "\n")
+        summary = {
+            **asdict(tally),
+            "source": source.description,
+            "applied_changes": apply_changes,
+            "complete": not stop.is_set(),
+        }
+        sys.stdout.write(orjson.dumps({"summary": summary}).decode() + "\n")
     else:
         sys.stdout.write("\n" + tally.summary(source.description, apply_changes) + "\n")
         if stop.is_set():

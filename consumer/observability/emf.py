@@ -114,12 +114,10 @@ class EmfEmitter:
         self._previous = current
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
+        stopped = False
+        while not stopped:
+            stopped = self._stop.wait(self._interval)  # a stop still writes the last interval's counts
             try:
                 self.emit()
             except (OSError, ValueError, TypeError) as exc:  # a closed or full stream: said, next line tried
                 log.warning("emf_line_failed", error=str(exc))
-        try:
-            self.emit()  # the last interval's counts, as the worker stops
-        except (OSError, ValueError, TypeError) as exc:
-            log.warning("emf_line_failed", error=str(exc))

@@ -130,4 +130,6 @@ class GenerationWatch:
             except ConsumerError as exc:
                 log.warning("generation_check_failed", error=str(exc), retry_in_seconds=interval)
             except Exception as exc:  # noqa: BLE001 - supervised: said, counted, and checked again next time
+                # The watch moves no shard's position (it reads the registry, sets aliases and metrics),
+                # so no record is passed over here; it keeps running, so /healthz stays as it is.
                 routine_failed(self._metrics, "generation-watch", exc)

@@ -10,9 +10,6 @@ both ways."""
 
 from __future__ import annotations
 
-import fnmatch
-import json
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -21,14 +18,13 @@ from opensearchpy import OpenSearch
 
 from tests.support.commands import consumer
 from tests.support.fault_proxy import FaultProxy
+from tests.support.iam_calls import grants, policy_statements, recorded_calls, unused_grants
 from tests.support.table_facade import TableFacade
 from tests.support.tables import create_table, index_documents, table_documents, write_random_history
 from tests.support.worker_process import wait_until
 
 pytestmark = pytest.mark.integration
 
-IAM = Path(__file__).parents[2] / "deploy" / "iam"
-REGION, ACCOUNT, DOMAIN = "us-east-1", "123456789012", "orders"  # moto's region and account
 # Grants this run cannot exercise, and why (each is exercised elsewhere in the suite, or not on moto)
 NOT_EXERCISED = {
     ("policy.json", "LeaseTableReadWrite", "dynamodb:GetItem"): "a child's parent looked up: splits (test_lineage)",
@@ -68,7 +64,7 @@ def test_every_call_is_granted_and_every_grant_is_used(
 
     run_once(seed=4)
     run_once(seed=5)
-    worker_calls = _requests(dynamodb_front.calls, proxy.requests, table_name)
+    worker_calls = recorded_calls(dynamodb_front.calls, proxy.requests, table_name)
     dynamodb_front.calls.clear()
     proxy.requests.clear()
 
@@ -84,14 +80,14 @@ def test_every_call_is_granted_and_every_grant_is_used(
         answer = consumer(env, *command)
         assert answer.returncode in (0, 3), (command, answer.stderr[-2000:])
     assert index_documents(search_engine.url, table_name) == table_documents(ddb, table_name)
-    operator_calls = _requests(dynamodb_front.calls, proxy.requests, table_name)
+    operator_calls = recorded_calls(dynamodb_front.calls, proxy.requests, table_name)
 
     # THEN each call is granted by its policy, and each grant served a call
     for policy, calls in (("policy.json", worker_calls), ("policy.operator.json", operator_calls)):
-        statements = _policy(policy, table_name)
-        refused = sorted(call for call in calls if not any(_grants(statement, *call) for statement in statements))
+        statements = policy_statements(policy, table_name)
+        refused = sorted(call for call in calls if not any(grants(statement, *call) for statement in statements))
         assert not refused, f"{policy} does not grant: {refused}"
-        unused = _unused(statements, calls, partial(_not_exercised, policy))
+        unused = unused_grants(statements, calls, partial(_not_exercised, policy))
         assert not unused, f"{policy} grants what no call needs: {unused}"
 
 
@@ -130,21 +126,21 @@ def test_index_generations_need_the_generations_policy_and_nothing_more(
         search = OpenSearch(hosts=[search_engine.url])
         wait_until(lambda: not search.indices.exists(index=f"{table_name}-g1"), 60, "generation 1 retired")
         assert second_worker.terminate() == 0
-        worker_calls = _requests(dynamodb_front.calls, proxy.requests, table_name)
-        operator_calls = _requests(operator_front.calls, operator_proxy.requests, table_name)
+        worker_calls = recorded_calls(dynamodb_front.calls, proxy.requests, table_name)
+        operator_calls = recorded_calls(operator_front.calls, operator_proxy.requests, table_name)
     finally:
         operator_front.stop()
         operator_proxy.stop()
 
     # THEN each call is granted by the role's policy with policy.generations.json, and each grant of
     # policy.generations.json served a call of the workers or the operator
-    generations = _policy("policy.generations.json", table_name)
+    generations = policy_statements("policy.generations.json", table_name)
     for policy, calls in (("policy.json", worker_calls), ("policy.operator.json", operator_calls)):
-        statements = _policy(policy, table_name) + generations
-        refused = sorted(call for call in calls if not any(_grants(statement, *call) for statement in statements))
+        statements = policy_statements(policy, table_name) + generations
+        refused = sorted(call for call in calls if not any(grants(statement, *call) for statement in statements))
         assert not refused, f"{policy} with policy.generations.json does not grant: {refused}"
     # a generation's lease table serves the same lease work as the lease table, with the same gaps
-    unused = _unused(
+    unused = unused_grants(
         generations,
         worker_calls | operator_calls,
         lambda _, action: _not_exercised("policy.json", "LeaseTableReadWrite", action),
@@ -152,53 +148,5 @@ def test_index_generations_need_the_generations_policy_and_nothing_more(
     assert not unused, f"policy.generations.json grants what no call needs: {unused}"
 
 
-def _unused(
-    statements: list[dict], calls: set[tuple[str, str]], exempt: Callable[[str, str], bool]
-) -> list[tuple[str, str]]:
-    """(Sid, action) of each grant no call used, unless ``exempt(sid, action)``."""
-    return [
-        (statement["Sid"], action)
-        for statement in statements
-        for action in _listed(statement["Action"])
-        if not any(_grants({**statement, "Action": action}, *call) for call in calls)
-        and not exempt(statement["Sid"], action)
-    ]
-
-
 def _not_exercised(policy: str, sid: str, action: str) -> bool:
     return (policy, sid, action) in NOT_EXERCISED or (policy, sid, "*") in NOT_EXERCISED
-
-
-def _requests(dynamodb: list[tuple[str, str]], opensearch: list[tuple[str, str]], table: str) -> set[tuple[str, str]]:
-    """The recorded calls as (IAM action, resource ARN)."""
-    streams = {resource for _, resource in dynamodb if "/stream/" in resource}
-    calls = set()
-    for operation, resource in dynamodb:
-        if operation == "GetRecords":  # named by its iterator on the wire: the stream it reads
-            calls.update((f"dynamodb:{operation}", stream) for stream in streams)
-            continue
-        for name in resource.split(","):
-            arn = name if name.startswith("arn:") else f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
-            calls.add((f"dynamodb:{operation}", arn))
-    for method, path in opensearch:
-        calls.add((f"es:ESHttp{method.title()}", f"arn:aws:es:{REGION}:{ACCOUNT}:domain/{DOMAIN}{path}"))
-    return calls
-
-
-def _policy(name: str, table: str) -> list[dict]:
-    """The policy's statements for this test's table, index and region (the files name `orders`)."""
-    text = (IAM / name).read_text()
-    text = text.replace(":table/orders", f":table/{table}").replace(
-        f"domain/{DOMAIN}/orders", f"domain/{DOMAIN}/{table}"
-    )
-    return json.loads(text.replace("eu-west-1", REGION))["Statement"]
-
-
-def _listed(value: str | list[str]) -> list[str]:
-    return [value] if isinstance(value, str) else value
-
-
-def _grants(statement: dict, action: str, resource: str) -> bool:
-    return any(
-        fnmatch.fnmatchcase(action.lower(), pattern.lower()) for pattern in _listed(statement["Action"])
-    ) and any(fnmatch.fnmatchcase(resource, pattern) for pattern in _listed(statement["Resource"]))

@@ -3,13 +3,13 @@ KCL daemon (its lease, CoordinatorState and WorkerMetricStats tables, the stream
 (`consumer kcl-processor`: the source table, the version clock on the lease items, OpenSearch) run
 through recording fronts until the index equals the table. Every call must be granted, and every
 grant must serve a call or be one this run cannot make, named with the reason (as for the workers'
-policy in test_iam_coverage)."""
+policy in test_iam_coverage; the checks are tests/support/iam_calls.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.integration.test_iam_coverage import _grants, _listed, _policy, _requests, _unused
+from tests.support.iam_calls import grants, listed, policy_statements, recorded_calls, unused_grants
 from tests.support.kcl_daemon import KclDaemon, daemon_properties
 from tests.support.kcl_daemon_side import kcl_env
 from tests.support.tables import create_table, index_documents, table_documents, write_random_history
@@ -44,12 +44,12 @@ def test_the_kcl_mode_needs_its_policy_and_nothing_more(
         )
     finally:
         daemon.stop()
-    calls = _requests(dynamodb_front.calls, proxy.requests, table_name)
+    calls = recorded_calls(dynamodb_front.calls, proxy.requests, table_name)
 
     # THEN each call is granted by policy.kcl.json, and each grant served a call
-    statements = _policy("policy.kcl.json", table_name)
-    refused = sorted(call for call in calls if not any(_grants(statement, *call) for statement in statements))
+    statements = policy_statements("policy.kcl.json", table_name)
+    refused = sorted(call for call in calls if not any(grants(statement, *call) for statement in statements))
     assert not refused, f"policy.kcl.json does not grant: {refused}"
-    unused = _unused(statements, calls, lambda sid, action: (sid, action) in NOT_EXERCISED)
+    unused = unused_grants(statements, calls, lambda sid, action: (sid, action) in NOT_EXERCISED)
     assert not unused, f"policy.kcl.json grants what no call needs: {unused}"
-    assert all(_listed(statement["Action"]) for statement in statements)
+    assert all(listed(statement["Action"]) for statement in statements)
