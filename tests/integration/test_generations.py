@@ -120,7 +120,7 @@ def live(url: str, alias: str) -> dict[str, dict[str, Any]]:
 
 
 def test_a_changed_configuration_is_rebuilt_behind_the_read_alias_while_a_writer_runs(
-    ddb, search_engine, table_name, worker_env, start_worker, tmp_path
+    ddb, search_engine, table_name, worker_env, start_worker, tmp_path, request
 ):
     # GIVEN a table, a pool of the old configuration serving <index>-live (generation 1, adopted)
     create_table(ddb, table_name)
@@ -138,6 +138,7 @@ def test_a_changed_configuration_is_rebuilt_behind_the_read_alias_while_a_writer
     writer, reader = Writer(ddb, table_name, 150), Reader(search_engine.url, alias)
     writer.start()
     reader.start()
+    request.addfinalizer(lambda: (writer.halt.set(), reader.halt.set()))  # even when an assertion fails
 
     # WHEN a worker of a configuration that drops a field, adds a transform and maps a field anew starts
     new_worker = start_worker(new_env, "new")
@@ -151,7 +152,10 @@ def test_a_changed_configuration_is_rebuilt_behind_the_read_alias_while_a_writer
     # THEN it refuses to write generation 1, naming what differs and what to run
     assert "drop_fields" in refusal and "transform" in refusal and "template" in refusal
 
-    # WHEN `consumer reindex` runs, is killed -9 at random points, and runs again to the end
+    # WHEN `consumer reindex` runs, is killed -9 at random points, and runs again to the end; the
+    # new worker is stopped meanwhile, so that no kill can come after the swap (without a worker of
+    # its configuration, the reindex waits for one before it fills)
+    assert new_worker.terminate() == 0
     chance = random.Random(11)
     for _ in range(2):
         killed = subprocess.Popen(
@@ -165,6 +169,7 @@ def test_a_changed_configuration_is_rebuilt_behind_the_read_alias_while_a_writer
         killed.wait()
     interrupted = consumer(new_env, "reindex", "--status")
     assert "building" in interrupted.stdout, interrupted.stdout  # the kills stopped it before the swap
+    new_worker = start_worker(new_env, "new")
     done = consumer(new_env, "reindex", timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "generation 2 is live" in done.stdout
