@@ -25,16 +25,18 @@ lint: venv
 	$(VENV)/bin/ruff check consumer tests
 	$(VENV)/bin/ruff format --check consumer tests
 
-## promtool (Debian's `prometheus` package) and helm (built from the Go module proxy into .tools/bin)
-## for tests/deploy; each installed only when missing. The other validators (kubernetes-validate,
+## promtool (Debian's `prometheus` package), helm and kustomize (built from the Go module proxy into
+## .tools/bin) for tests/deploy; each installed only when missing. The other validators (kubernetes-validate,
 ## hadolint, yamllint) come with the `test` extra.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HELM_VERSION := v4.3.2
 HELM := .tools/bin/helm
+KUSTOMIZE_VERSION := v5.8.1
+KUSTOMIZE := .tools/bin/kustomize
 # KEDA's ScaledObject CRD, the schema the chart's ScaledObject is validated against (from the Go module proxy).
 KEDA_VERSION := v2.20.2
 KEDA_CRD := .tools/crds/keda.sh_scaledobjects.yaml
-deploy-tools: $(HELM) $(KEDA_CRD)
+deploy-tools: $(HELM) $(KUSTOMIZE) $(KEDA_CRD)
 	@command -v promtool >/dev/null 2>&1 || { \
 	  echo "installing promtool (Debian package prometheus)"; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
@@ -45,6 +47,11 @@ $(HELM):
 	@echo "building helm $(HELM_VERSION) from the Go module proxy into .tools/bin (once)"
 	GOBIN=$(CURDIR)/.tools/bin GOFLAGS=-mod=mod go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
 	@$(HELM) version --short
+
+$(KUSTOMIZE):
+	@echo "building kustomize $(KUSTOMIZE_VERSION) from the Go module proxy into .tools/bin (once)"
+	GOBIN=$(CURDIR)/.tools/bin GOFLAGS=-mod=mod go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+	@$(KUSTOMIZE) version
 
 $(KEDA_CRD):
 	@mkdir -p $(dir $@)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from consumer.commands.backfill import ProgressDisplay
+from consumer.commands.progress import ProgressDisplay
 from consumer.commands.reconcile import Reconciler
 from consumer.config import Settings
 from consumer.pipeline.bulk import Outcome

@@ -19,7 +19,7 @@ import orjson
 import structlog
 from prometheus_client import CollectorRegistry
 
-from consumer.backfill.runner import BackfillTally
+from consumer.commands.progress import ProgressDisplay
 from consumer.config import Settings
 from consumer.leases.table import LeaseTable
 from consumer.observability.metrics import Metrics
@@ -30,7 +30,6 @@ from consumer.runtime.stream_source import describe_table, resolve_stream, with_
 from consumer.shards.api import StreamsApi
 
 log = structlog.get_logger(__name__)
-PROGRESS_LOG_SECONDS = 5.0
 
 
 def backfill_command(
@@ -88,34 +87,3 @@ def backfill_command(
     if progress.done < progress.total:
         sys.stdout.write("not every segment is done: run `consumer backfill` again to resume\n")
     return progress.done < progress.total
-
-
-class ProgressDisplay:
-    """A progress line on a terminal, or a progress log line every few seconds."""
-
-    def __init__(self, estimated_items: int, label: str) -> None:
-        self._label = label
-        self._estimate = estimated_items
-        self._tty = sys.stderr.isatty()
-        self._last = 0.0
-
-    def show(self, tally: BackfillTally) -> None:
-        self.count(tally.items, tally.started)
-
-    def count(self, items: int, started: float) -> None:
-        """``items`` done since ``started`` (``time.monotonic()``)."""
-        now = time.monotonic()
-        elapsed = max(now - started, 1e-9)
-        rate = items / elapsed
-        eta = (self._estimate - items) / rate if rate and self._estimate > items else 0.0
-        if self._tty:
-            sys.stderr.write(
-                f"\r{self._label}: {items:,}/~{self._estimate:,} items, {rate:,.0f}/s, ETA {eta:,.0f} s   "
-            )
-        elif now - self._last >= PROGRESS_LOG_SECONDS:
-            log.info(f"{self._label}_progress", items=items, items_per_second=round(rate), eta_seconds=round(eta))
-            self._last = now
-
-    def finish(self) -> None:
-        if self._tty:
-            sys.stderr.write("\n")

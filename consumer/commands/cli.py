@@ -144,8 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve one shard as a record processor of the KCL MultiLangDaemon (its executableName; deploy/kcl)",
         description=textwrap.fill(
             "Serve one shard for the KCL MultiLangDaemon, which starts this command as its executableName (one "
-            "process per shard) and speaks the multilang protocol on its stdin and stdout; logs go to stderr. Set "
-            "CDC_KCL_LEASE_TABLE to the daemon's applicationName (deploy/kcl/README.md)."
+            "process per shard) and speaks the multilang protocol on its stdin and stdout; logs go to stderr. The "
+            "launcher in deploy/kcl tells each child its lease table (CDC_KCL_LEASE_TABLE); under another daemon, "
+            "set it to that daemon's applicationName (docs/kcl.md)."
         ),
         epilog=_SETTINGS_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

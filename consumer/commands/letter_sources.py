@@ -22,12 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.config import DeadLetterDestination, parse_dead_letter_destination
 from consumer.errors import ConfigError, ConsumerError
 from consumer.runtime.clients import dead_letter_client
 from consumer.sink.dlq import DeadLetterQueue
+
+log = structlog.get_logger(__name__)
 
 CHUNK = 250
 SQS_RECEIVE_MAX = 10
@@ -46,6 +49,10 @@ class LetterSource(Protocol):
     description: str
 
     def chunks(self) -> Iterator[list[Letter]]: ...
+
+    def estimate(self) -> int | None:
+        """How many letters the source holds, as far as it can tell before reading them; None: unknown."""
+        ...
 
     def settle(self, letters: list[Letter], apply_changes: bool) -> None: ...
 
@@ -97,6 +104,14 @@ class FileLetters:
         except OSError as exc:
             raise ConfigError(f"dead-letter file {self._path} cannot be read: {exc}") from exc
 
+    def estimate(self) -> int | None:
+        """The file's non-empty lines (None when it cannot be read: chunks() says why)."""
+        try:
+            with open(self._path, "rb") as file:
+                return sum(1 for text in file if text.strip())
+        except OSError:
+            return None
+
     def settle(self, letters: list[Letter], apply_changes: bool) -> None:
         """Files are never changed."""
 
@@ -115,6 +130,10 @@ class ObjectLetters:
 
     def chunks(self) -> Iterator[list[Letter]]:
         yield from _chunked(letter for key in self._keys() for letter in self._read(key))
+
+    def estimate(self) -> int | None:
+        """Unknown: an object holds as many letters as its batch had, seen only when it is read."""
+        return None
 
     def settle(self, letters: list[Letter], apply_changes: bool) -> None:
         """Objects are never changed."""
@@ -173,6 +192,18 @@ class QueueLetters:
             self._seen.update(m["MessageId"] for m in fresh)
             self._held.update((m["MessageId"], m["ReceiptHandle"]) for m in fresh)
             yield [Letter(f"sqs:{m['MessageId']}", m["Body"].encode(), m["ReceiptHandle"]) for m in fresh]
+
+    def estimate(self) -> int | None:
+        """SQS's approximate count of the queue's messages, visible or held; None when it cannot be asked
+        (the count only feeds the progress line: the redrive goes on without it)."""
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        try:
+            answer = self._client.get_queue_attributes(QueueUrl=self._queue_url, AttributeNames=names)
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("dead_letter_count_unknown", queue=self._queue_url, error=str(exc))
+            return None
+        attributes = answer.get("Attributes", {})
+        return sum(int(attributes.get(name, 0)) for name in names)
 
     def settle(self, letters: list[Letter], apply_changes: bool) -> None:
         """Delete the settled letters' messages after they were applied; a dry run deletes nothing."""

@@ -22,6 +22,7 @@ import base64
 import binascii
 import sys
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -29,6 +30,7 @@ from typing import Any
 import orjson
 
 from consumer.commands.letter_sources import open_source, source_for
+from consumer.commands.progress import ProgressDisplay
 from consumer.commands.reconcile import Reconciler
 from consumer.config import Settings
 from consumer.errors import RecordError
@@ -296,7 +298,7 @@ def redrive_command(
     else:
         source = open_source(source_text, settings.aws_region, visibility_timeout)
     tally, decided = RedriveTally(), {}
-    progress = sys.stderr.isatty()
+    display, started = ProgressDisplay(source.estimate(), "redrive"), time.monotonic()
     attention = False
     try:
         for chunk in source.chunks():
@@ -311,12 +313,10 @@ def redrive_command(
             attention = attention or any(step.needs_attention for step in steps)
             tally.add(steps)
             sys.stdout.write(render_json_rows(steps) if as_json else render_rows(steps, apply_changes))
-            if progress:
-                sys.stderr.write(f"\r{tally.entries} dead letters, {tally.poison + tally.unreadable} need attention ")
+            display.count(tally.entries, started)
     finally:
         source.finish()
-    if progress:
-        sys.stderr.write("\n")
+    display.finish()
     if as_json:
         summary = {
             **asdict(tally),

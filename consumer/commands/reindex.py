@@ -20,8 +20,8 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from consumer.commands.audit import AuditReport, run_audit
-from consumer.commands.backfill import ProgressDisplay
 from consumer.commands.leases_report import describe_progress
+from consumer.commands.progress import ProgressDisplay
 from consumer.commands.reconcile import Reconciler
 from consumer.config import Settings
 from consumer.errors import ConfigError, GenerationRefused

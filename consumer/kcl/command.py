@@ -35,7 +35,8 @@ def kcl_processor_command(settings: Settings) -> None:
     """Serve the protocol on stdin / stdout until the daemon closes stdin."""
     if not settings.kcl_lease_table:
         raise ConfigError(
-            "CDC_KCL_LEASE_TABLE is required for kcl-processor: the KCL daemon's lease table (its applicationName)"
+            "CDC_KCL_LEASE_TABLE is required for kcl-processor: the KCL daemon's lease table. The launcher in "
+            "deploy/kcl sets it for each child; under another daemon, set it to that daemon's applicationName"
         )
     protocol_out = sys.stdout
     sys.stdout = sys.stderr  # nothing but protocol lines may reach the daemon's pipe

@@ -20,6 +20,8 @@ from kubernetes_validate.utils import latest_version
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 KUBERNETES = DEPLOY / "kubernetes"
+KUSTOMIZE_BASE = KUBERNETES / "base"
+OVERLAYS = sorted(path.parent for path in (KUBERNETES / "overlays").glob("*/kustomization.yaml"))
 CHART = DEPLOY / "helm" / "cdc-consumer"
 ALERTS = DEPLOY / "prometheus" / "alerts.yaml"
 ALERT_TESTS = DEPLOY / "prometheus" / "alerts.test.yaml"
@@ -36,7 +38,7 @@ CRD_SCHEMAS = {
 KUBERNETES_VERSIONS = ["1.29", latest_version()]
 
 
-TOOLS = REPO / ".tools" / "bin"  # what `make deploy-tools` builds (helm)
+TOOLS = REPO / ".tools" / "bin"  # what `make deploy-tools` builds (helm, kustomize)
 
 
 def tool(name: str) -> str:
@@ -47,7 +49,9 @@ def tool(name: str) -> str:
         or shutil.which(name)
     )
     if found is None:
-        hint = "run `make deploy-tools`" if name in ("promtool", "helm") else "run `pip install -e '.[test]'`"
+        hint = (
+            "run `make deploy-tools`" if name in ("promtool", "helm", "kustomize") else "run `pip install -e '.[test]'`"
+        )
         pytest.fail(f"{name} is not installed: {hint}")
     return found
 
@@ -74,18 +78,20 @@ def json_file(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
-def kubernetes_manifests() -> list[tuple[Path, dict[str, Any]]]:
-    """Every resource under deploy/kubernetes (the kustomization is not a cluster resource)."""
-    return [
-        (path, doc)
-        for path in sorted(KUBERNETES.glob("*.yaml"))
-        if path.name != "kustomization.yaml"
-        for doc in yaml_documents(path)
-    ]
+@cache
+def kustomized(directory: Path) -> tuple[dict[str, Any], ...]:
+    """The objects the real kustomize builds from ``directory`` (what `kubectl apply -k` would apply)."""
+    output = run(tool("kustomize"), "build", directory)
+    return tuple(document for document in yaml.safe_load_all(output) if document)
 
 
-def manifest(kind: str) -> dict[str, Any]:
-    (found,) = [doc for _, doc in kubernetes_manifests() if doc["kind"] == kind]
+def kubernetes_manifests() -> list[tuple[str, dict[str, Any]]]:
+    """("Kind/name", object) of every object the kustomize base builds."""
+    return [(f"{doc['kind']}/{doc['metadata']['name']}", doc) for doc in kustomized(KUSTOMIZE_BASE)]
+
+
+def manifest(kind: str, objects: tuple[dict[str, Any], ...] | None = None) -> dict[str, Any]:
+    (found,) = [doc for doc in (kustomized(KUSTOMIZE_BASE) if objects is None else objects) if doc["kind"] == kind]
     return found
 
 

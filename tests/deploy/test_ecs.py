@@ -1,5 +1,7 @@
-"""deploy/ecs/task-definition.json: a valid RegisterTaskDefinition request for Fargate that runs the
-image's entry point, is named after its task, is discoverable by Prometheus and reachable by ECS Exec."""
+"""deploy/ecs: task-definition.json, a valid RegisterTaskDefinition request for Fargate that runs the
+image's entry point, is named after its task, is discoverable by Prometheus and reachable by ECS Exec;
+task-definition.kcl.json, the KCL daemon image with its properties set on the command line; the
+service, and the operator commands as run-task requests."""
 
 from __future__ import annotations
 
@@ -135,3 +137,45 @@ def test_the_log_group_is_created_by_the_execution_role_it_names():
     (statement,) = json_file(DEPLOY / "iam" / "policy.ecs-execution.json")["Statement"]
     assert statement["Action"] == ["logs:CreateLogGroup"]
     assert statement["Resource"].endswith(f":log-group:{options['awslogs-group']}:*")
+
+
+KCL_TASK_DEFINITION = DEPLOY / "ecs" / "task-definition.kcl.json"
+
+
+def _kcl_properties() -> dict[str, str]:
+    """The daemon's properties as the launcher sees them: the image's file, then the command's key=value."""
+    properties = dict(
+        line.split(" = ", 1)
+        for line in (DEPLOY / "kcl" / "streams-daemon.properties").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    (container,) = json_file(KCL_TASK_DEFINITION)["containerDefinitions"]
+    path, *overrides = container["command"]
+    assert path == "/etc/kcl/daemon.properties"  # where the image (deploy/Dockerfile, target kcl) puts the file
+    return {**properties, **dict(override.split("=", 1) for override in overrides)}
+
+
+def test_the_kcl_task_names_its_stream_and_lease_table_on_the_command_line_and_stops_within_its_grace():
+    task = json_file(KCL_TASK_DEFINITION)
+    _valid("RegisterTaskDefinition", task)
+    (container,) = task["containerDefinitions"]
+    properties = _kcl_properties()
+    assert "entryPoint" not in container and container["image"].endswith("-kcl:0.2.0")
+    assert properties["streamName"].startswith("arn:aws:dynamodb:eu-west-1:123456789012:table/orders/stream/")
+    assert properties["metricsLevel"] != "NONE" and properties["regionName"] == "eu-west-1"
+    # the lease table is named once (the launcher tells the children), and it is the one the KCL policy grants
+    environment = {item["name"]: item["value"] for item in container["environment"]}
+    assert not {"CDC_KCL_LEASE_TABLE", "CDC_LEASE_TABLE"} & set(environment)
+    granted = json_file(DEPLOY / "iam" / "policy.kcl.json")["Statement"]
+    (kcl_tables,) = [statement["Resource"] for statement in granted if statement["Sid"] == "KclTables"]
+    assert f"arn:aws:dynamodb:eu-west-1:123456789012:table/{properties['applicationName']}" in kcl_tables
+    # SIGTERM: the daemon's graceful shutdown ends before ECS sends SIGKILL
+    assert int(properties["shutdownGraceMillis"]) < container["stopTimeout"] * 1000
+    assert container["readonlyRootFilesystem"] is True and container["user"] == "10001"
+    assert task["taskRoleArn"].endswith(":role/cdc-consumer-kcl")
+    service = json_file(DEPLOY / "ecs" / "service.kcl.json")
+    _valid("CreateService", service)
+    assert service["taskDefinition"] == task["family"]
+    assert service["deploymentConfiguration"] == json_file(SERVICE)["deploymentConfiguration"]
+    # the processor's settings are the native workers' (one source, deploy/ecs/task-definition.json)
+    assert environment.items() <= {item["name"]: item["value"] for item in ecs_container()["environment"]}.items()

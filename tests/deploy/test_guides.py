@@ -24,7 +24,8 @@ from botocore.validate import ParamValidator
 from tests.deploy.helpers import CHART, REPO, json_file, of_kind, rendered, validate_strictly
 
 GUIDE = REPO / "docs" / "deploy-eks.md"
-GUIDES = [GUIDE, REPO / "docs" / "deploy-ecs.md"]
+KCL_GUIDE = REPO / "docs" / "kcl.md"
+GUIDES = [GUIDE, REPO / "docs" / "deploy-ecs.md", KCL_GUIDE]
 # Options every aws command takes, and the CLI's own commands that are no API operation.
 GLOBAL_OPTIONS = {"--region", "--query", "--output", "--profile", "--no-cli-pager"}
 CLI_COMMANDS = {("ecr", "get-login-password"), ("ecs", "wait"), ("logs", "tail")}
@@ -60,8 +61,8 @@ def written_files() -> set[str]:
     }
 
 
-def values_file() -> dict[str, Any]:
-    (text,) = [block for block in blocks("yaml") if block.startswith("# orders-values.yaml")]
+def values_file(guide: Path = GUIDE, name: str = "orders-values.yaml") -> dict[str, Any]:
+    (text,) = [block for block in blocks("yaml", guide) if block.startswith(f"# {name}")]
     return yaml.safe_load(text)
 
 
@@ -134,8 +135,11 @@ def merged(defaults: Any, override: Any) -> Any:
     return override
 
 
-def test_the_values_file_passes_the_schema_and_renders_strictly_valid_objects():
-    values = values_file()
+@pytest.mark.parametrize(
+    ("guide", "name"), [(GUIDE, "orders-values.yaml"), (KCL_GUIDE, "orders-kcl-values.yaml")], ids=["eks", "kcl"]
+)
+def test_the_values_file_passes_the_schema_and_renders_strictly_valid_objects(guide, name):
+    values = values_file(guide, name)
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
     jsonschema.Draft7Validator(json_file(CHART / "values.schema.json")).validate(merged(defaults, values))
     for document in rendered(values):
@@ -159,3 +163,22 @@ def test_the_names_the_later_steps_use_are_the_ones_the_chart_renders():
     (association,) = [args for service, command, args in aws_calls() if command == "create-pod-identity-association"]
     assert association[association.index("--service-account") + 1] in accounts
     assert Path(CHART).is_dir()
+
+
+def test_the_kcl_page_names_the_lease_table_its_policy_grants_and_the_chart_writes():
+    values = values_file(KCL_GUIDE, "orders-kcl-values.yaml")
+    (daemon,) = [
+        document["data"]["daemon.properties"]
+        for document in of_kind(rendered(values), "ConfigMap")
+        if "daemon.properties" in document.get("data", {})
+    ]
+    assert f"applicationName = {values['leaseTable']}" in daemon.splitlines()
+    granted = json_file(REPO / "deploy" / "iam" / "policy.kcl.json")["Statement"]
+    (tables,) = [statement["Resource"] for statement in granted if statement["Sid"] == "KclTables"]
+    assert f"arn:aws:dynamodb:eu-west-1:123456789012:table/{values['leaseTable']}" in tables
+    # the commands that look at the lease table and the KCL's metrics name the same table
+    looked_at = {args[args.index("--table-name") + 1] for _, command, args in aws_calls(KCL_GUIDE) if command == "scan"}
+    namespaces = {
+        args[args.index("--namespace") + 1] for _, command, args in aws_calls(KCL_GUIDE) if "--namespace" in args
+    }
+    assert looked_at == namespaces == {values["leaseTable"]}

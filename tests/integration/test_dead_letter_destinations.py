@@ -290,8 +290,12 @@ def test_redrive_reads_an_sqs_queue_and_deletes_only_settled_messages(
     env = {**worker_env, "CDC_DEAD_LETTER_DESTINATION": f"sqs:{queue_name}"}
 
     # WHEN redrive runs as a dry run THEN it plans every letter and leaves the queue as it was
-    dry = consumer(env, "redrive", "--dry-run")
+    dry = consumer({**env, "CDC_LOG_LEVEL": "INFO"}, "redrive", "--dry-run")
     assert dry.returncode == 3, dry.stderr  # the unreadable message needs attention
+    # AND its progress (a log line off a terminal) counts against the queue's size, asked up front
+    logged = [orjson.loads(line) for line in dry.stderr.splitlines() if line.startswith("{")]
+    (progress, *_) = [line for line in logged if line["event"] == "redrive_progress"]
+    assert progress["expected_items"] == 26
     assert "dry run: 26 dead letters" in dry.stdout and "25 to index" in dry.stdout
     assert index_documents(search_engine.url, table_name) == {}
 

@@ -12,6 +12,7 @@ out the 2-minute lock of a dead one), so this takes a few minutes: figures are i
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -32,7 +33,7 @@ def test_two_daemons_share_the_stream_and_a_killed_one_restarts_into_convergence
     stream_arn = ddb.describe_table(TableName=table_name)["Table"]["LatestStreamArn"]
     write_random_history(ddb, table_name, changes=60, seed=41)
     application = f"{table_name}-kcl"
-    env = kcl_env(moto.url, table_name, search_engine.url, application, tmp_path / "dead-letters.jsonl")
+    env = kcl_env(moto.url, table_name, search_engine.url, None, tmp_path / "dead-letters.jsonl")
     daemons: dict[str, KclDaemon] = {}
 
     def start(worker: str) -> None:
@@ -83,3 +84,34 @@ def test_two_daemons_share_the_stream_and_a_killed_one_restarts_into_convergence
         for daemon in daemons.values():
             daemon.stop()
     assert not (tmp_path / "dead-letters.jsonl").exists()
+    # The children were told the lease table by the launcher (the daemons' environment did not name it),
+    # and their log lines reached the log as they wrote them, each at its own level, none re-logged at ERROR.
+    logs = "".join(daemon.log() for daemon in daemons.values())
+    child_lines = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    assert "kcl_shard_initialized" in {line["event"] for line in child_lines}
+    assert {line["level"] for line in child_lines} <= {"debug", "info", "warning"}, "a child logged an error"
+    assert "Received error line from subprocess" not in logs
+
+
+def test_a_lease_table_named_differently_in_the_environment_stops_the_daemon_with_exit_2(
+    ddb, moto, table_name, tmp_path, kcl_classpath
+):
+    # GIVEN a daemon whose environment names a lease table other than its applicationName, which its
+    # command line sets over the properties file (as an ECS task's command does)
+    create_table(ddb, table_name)
+    stream_arn = ddb.describe_table(TableName=table_name)["Table"]["LatestStreamArn"]
+    application = f"{table_name}-kcl"
+    env = kcl_env(moto.url, table_name, "http://127.0.0.1:9", f"{table_name}-leases", tmp_path / "dl.jsonl")
+    properties = daemon_properties(tmp_path / "a.properties", stream_arn, "from-the-file", moto.url, "daemon-a")
+
+    # WHEN it starts
+    daemon = KclDaemon(kcl_classpath, properties, env, tmp_path / "a.log", (f"applicationName={application}",))
+    try:
+        # THEN it exits 2 before it takes a lease, naming both tables and what to do
+        assert daemon.process.wait(60) == 2
+        assert f"CDC_KCL_LEASE_TABLE={table_name}-leases" in daemon.log()
+        assert f"its lease table is {application}" in daemon.log()
+        assert "remove CDC_KCL_LEASE_TABLE" in daemon.log()
+        assert application not in ddb.list_tables()["TableNames"]
+    finally:
+        daemon.stop()

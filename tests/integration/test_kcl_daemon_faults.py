@@ -30,7 +30,7 @@ def test_the_kcl_daemon_killed_restarted_and_throttled_on_a_splitting_stream_con
     proxy.stall(0.5, None)
     application = f"{table_name}-kcl"
     env = {
-        **kcl_env(front.url, table_name, proxy.url, application, tmp_path / "dead-letters.jsonl"),
+        **kcl_env(front.url, table_name, proxy.url, None, tmp_path / "dead-letters.jsonl"),
         "CDC_STREAM_ARN": lineage.arn,
         "AWS_ENDPOINT_URL_DYNAMODBSTREAMS": stream_server.url,
     }

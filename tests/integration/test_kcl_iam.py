@@ -32,7 +32,7 @@ def test_the_kcl_mode_needs_its_policy_and_nothing_more(
     stream_arn = ddb.describe_table(TableName=table_name)["Table"]["LatestStreamArn"]
     write_random_history(ddb, table_name, changes=40, seed=51)
     application = f"{table_name}-cdc-leases"  # the lease table the Helm chart names by default
-    env = kcl_env(dynamodb_front.url, table_name, proxy.url, application, tmp_path / "dead-letters.jsonl")
+    env = kcl_env(dynamodb_front.url, table_name, proxy.url, None, tmp_path / "dead-letters.jsonl")
     properties = daemon_properties(tmp_path / "a.properties", stream_arn, application, dynamodb_front.url, "daemon-a")
     daemon = KclDaemon(kcl_classpath, properties, env, tmp_path / "daemon.log")
     try:

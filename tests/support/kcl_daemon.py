@@ -64,11 +64,14 @@ def daemon_properties(
 class KclDaemon:
     """One daemon process (its children die with it: their stdin closes). Always ``stop()`` it."""
 
-    def __init__(self, classpath: str, properties: Path, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, classpath: str, properties: Path, env: dict[str, str], log_path: Path, overrides: tuple[str, ...] = ()
+    ) -> None:
+        """``overrides``: ``key=value`` arguments after the properties file, as an ECS task's command passes them."""
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
-            ["java", "-Xmx256m", "-XX:+UseSerialGC", "-cp", classpath, MAIN_CLASS, str(properties)],
+            ["java", "-Xmx256m", "-XX:+UseSerialGC", "-cp", classpath, MAIN_CLASS, str(properties), *overrides],
             env={"PATH": os.environ.get("PATH", ""), "JAVA_HOME": os.environ.get("JAVA_HOME", ""), **env},
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -150,12 +150,15 @@ class KclChild:
         self._stderr.close()
 
 
-def kcl_env(moto_url: str, table: str, opensearch_url: str, lease_table: str, dead_letters: Path) -> dict[str, str]:
+def kcl_env(
+    moto_url: str, table: str, opensearch_url: str, lease_table: str | None, dead_letters: Path
+) -> dict[str, str]:
+    """A processor's environment. ``lease_table`` None: under the launcher, which tells each child its table."""
     return {
         **aws_env(moto_url),
         "CDC_TABLE_NAME": table,
         "CDC_OPENSEARCH_URL": opensearch_url,
-        "CDC_KCL_LEASE_TABLE": lease_table,
+        **({"CDC_KCL_LEASE_TABLE": lease_table} if lease_table else {}),
         "CDC_DEAD_LETTER_PATH": str(dead_letters),
         "CDC_RETRY_BASE_SECONDS": "0.05",
         "CDC_RETRY_MAX_DELAY_SECONDS": "0.5",

@@ -8,7 +8,10 @@
  * the adapter accepts it. Extra keys, read here only:
  *   dynamoDBStreamsEndpoint  endpoint override for the DynamoDB Streams API (e.g. a moto server)
  *   dynamoDBEndpoint         (a KCL key) endpoint override for the lease/coordinator/worker-metrics tables
+ * Arguments after the file's path, each key=value, set properties over the file's (an ECS task's command).
  * `streamName` holds the DynamoDB stream ARN. `metricsLevel = NONE` makes no CloudWatch client calls.
+ * Each child is started by ChildProcessFactory: told the lease table (CDC_KCL_LEASE_TABLE), its stderr
+ * the daemon's. A configuration error (a missing key, a CDC_KCL_LEASE_TABLE naming another table) exits 2.
  *
  * Thread-safety: main() runs once; the Scheduler owns its threads.
  */
@@ -20,7 +23,10 @@ import com.amazonaws.services.dynamodbv2.streamsadapter.polling.DynamoDBStreamsP
 import java.io.FileInputStream;
 import java.io.IOException;
 import java.io.InputStream;
+import java.io.OutputStream;
 import java.net.URI;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -58,31 +64,55 @@ public final class DynamoDBStreamsMultiLangDaemon {
 
     static final String PROP_STREAMS_ENDPOINT = "dynamoDBStreamsEndpoint";
     static final String PROP_REGION = "regionName";
+    static final String PROP_EXECUTABLE = "executableName";
+    /** When shutdownGraceMillis is unset: inside Kubernetes' default 30 s grace, and long enough for a batch. */
+    static final long DEFAULT_SHUTDOWN_GRACE_MILLIS = 25_000L;
 
     private DynamoDBStreamsMultiLangDaemon() {}
 
     public static void main(String[] args) {
-        if (args.length != 1) {
-            System.err.println("usage: DynamoDBStreamsMultiLangDaemon <kcl.properties>");
+        if (args.length < 1) {
+            System.err.println("usage: DynamoDBStreamsMultiLangDaemon <kcl.properties> [key=value ...]");
             System.exit(2);
+        }
+        Scheduler scheduler;
+        MultiLangDaemonConfig daemonConfig;
+        try {
+            Properties properties = withOverrides(loadProperties(args[0]), List.of(args).subList(1, args.length));
+            daemonConfig = new MultiLangDaemonConfig(writeMerged(properties).toString());
+            scheduler = buildScheduler(daemonConfig, properties, System.getenv());
+        } catch (IllegalArgumentException e) {
+            log.error("DynamoDB Streams MultiLangDaemon cannot start: {}", e.getMessage());
+            System.exit(2);
+            return;
+        } catch (Throwable t) {
+            log.error("DynamoDB Streams MultiLangDaemon failed to start", t);
+            System.exit(1);
+            return;
         }
         int exitCode = 1;
         try {
-            Properties properties = loadProperties(args[0]);
-            MultiLangDaemonConfig daemonConfig = new MultiLangDaemonConfig(args[0]);
-            Scheduler scheduler = buildScheduler(daemonConfig, properties);
             addGracefulShutdownHook(scheduler, daemonConfig.getMultiLangDaemonConfiguration());
             exitCode = runUntilShutdown(scheduler, daemonConfig.getExecutorService());
         } catch (Throwable t) {
-            log.error("DynamoDB Streams MultiLangDaemon failed to start", t);
+            log.error("DynamoDB Streams MultiLangDaemon stopped with an error", t);
         }
         System.exit(exitCode);
     }
 
+    /** The table the KCL keeps its leases in: tableName when set, else applicationName (as KCL decides). */
+    static String leaseTable(MultiLangDaemonConfiguration conf) {
+        String table = conf.getTableName();
+        return table != null && !table.isBlank() ? table.trim() : conf.getApplicationName();
+    }
+
     /** Mirrors MultiLangDaemonConfiguration.resolvedConfiguration(), with the adapter's client and tracker. */
-    static Scheduler buildScheduler(MultiLangDaemonConfig daemonConfig, Properties properties) {
+    static Scheduler buildScheduler(MultiLangDaemonConfig daemonConfig, Properties properties,
+                                    Map<String, String> environment) {
         MultiLangDaemonConfiguration conf = daemonConfig.getMultiLangDaemonConfiguration();
         String streamArn = conf.getStreamName();
+        ChildProcessFactory children = ChildProcessFactory.forLeaseTable(require(properties, PROP_EXECUTABLE),
+                leaseTable(conf), environment, daemonConfig.getExecutorService(), conf);
         Region region = Region.of(require(properties, PROP_REGION));
         AwsCredentialsProvider credentials = conf.getKinesisCredentialsProvider().build(AwsCredentialsProvider.class);
 
@@ -99,7 +129,7 @@ public final class DynamoDBStreamsMultiLangDaemon {
         ConfigsBuilder configs = new ConfigsBuilder(
                 StreamsSchedulerFactory.createSingleStreamTracker(streamArn, position),
                 conf.getApplicationName(), adapterClient, dynamoDb, cloudWatch, conf.getWorkerIdentifier(),
-                new DynamoDBStreamsMultiLangProcessorFactory(daemonConfig.getRecordProcessorFactory()));
+                new DynamoDBStreamsMultiLangProcessorFactory(children));
 
         Map<Class<?>, Object> targets = new HashMap<>();
         targets.put(ConfigsBuilder.class, configs);
@@ -136,8 +166,9 @@ public final class DynamoDBStreamsMultiLangDaemon {
         if (metrics.metricsLevel() == MetricsLevel.NONE) {
             metrics.metricsFactory(new NullMetricsFactory()); // no CloudWatch client is ever called
         }
-        log.info("Consuming DynamoDB stream {} as application {} (lease table {}), worker {}",
-                streamArn, conf.getApplicationName(), leases.tableName(), conf.getWorkerIdentifier());
+        log.info("Consuming DynamoDB stream {} as application {} (lease table {}), worker {}, children: {}",
+                streamArn, conf.getApplicationName(), leases.tableName(), conf.getWorkerIdentifier(),
+                children.command());
         return StreamsSchedulerFactory.createScheduler(configs.checkpointConfig(), coordinator, leases,
                 configs.lifecycleConfig(), metrics, configs.processorConfig(), retrieval, adapterClient);
     }
@@ -166,7 +197,8 @@ public final class DynamoDBStreamsMultiLangDaemon {
     }
 
     private static void addGracefulShutdownHook(Scheduler scheduler, MultiLangDaemonConfiguration conf) {
-        long graceMillis = conf.getShutdownGraceMillis() > 0 ? conf.getShutdownGraceMillis() : 5_000L;
+        long graceMillis = conf.getShutdownGraceMillis() > 0 ? conf.getShutdownGraceMillis()
+                : DEFAULT_SHUTDOWN_GRACE_MILLIS;
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             log.info("Termination requested; checkpointing and releasing leases (grace {} ms)", graceMillis);
             try {
@@ -188,6 +220,34 @@ public final class DynamoDBStreamsMultiLangDaemon {
             }
         });
         return run.get();
+    }
+
+    /**
+     * The file's properties with each {@code key=value} argument set over them: where no file can be
+     * mounted (an ECS task), the task's command names the stream and the application.
+     */
+    static Properties withOverrides(Properties file, List<String> overrides) {
+        Properties merged = new Properties();
+        merged.putAll(file);
+        for (String override : overrides) {
+            int equals = override.indexOf('=');
+            if (equals <= 0) {
+                throw new IllegalArgumentException("argument '" + override + "' is not key=value: after the "
+                        + "properties file, each argument sets one property (for example applicationName=orders-kcl)");
+            }
+            merged.setProperty(override.substring(0, equals).trim(), override.substring(equals + 1).trim());
+        }
+        return merged;
+    }
+
+    /** KCL's configurator reads a file: the merged properties go to one in the temporary directory. */
+    private static Path writeMerged(Properties properties) throws IOException {
+        Path merged = Files.createTempFile("kcl-daemon-", ".properties");
+        merged.toFile().deleteOnExit();
+        try (OutputStream out = Files.newOutputStream(merged)) {
+            properties.store(out, "the properties file with the command line's key=value arguments set over it");
+        }
+        return merged;
     }
 
     private static Properties loadProperties(String path) throws IOException {
