@@ -85,13 +85,14 @@ demo: venv
 ## Throughput of decode → version → bulk, and of the backfill, on osmem-server and a real
 ## OpenSearch node, each against its baselines in the same run; what routes and a transform cost;
 ## the wire client against boto3; a reindex next to the backfill alone, and the stream reads of two
-## generations (README).
+## generations; the lease tables' capacity units, native workers against the KCL daemon (README).
 bench: venv java-tools
 	$(PY) -m tests.bench.bulk_path
 	$(PY) -m tests.bench.route_cost
 	$(PY) -m tests.bench.backfill
 	$(PY) -m tests.bench.wire_calls
 	$(PY) -m tests.bench.reindex
+	$(PY) -m tests.bench.lease_units
 
 ## One worker and many shards: hot-path CPU per record, catch-up (on a real OpenSearch node), 1000
 ## shards alone and over a pool of four (README).

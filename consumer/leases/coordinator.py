@@ -9,6 +9,13 @@ on a shared executor so that taking many leases does not serialise behind each c
 ``HeldLease`` is shared by that thread, the renewal routine and the lease's shard task; it
 serialises their writes with a lock, and a renewal never waits for it (a checkpoint in flight is
 itself a proof of life).
+
+Checkpoints are coalesced: a shard task *stages* its progress after each applied page, and the
+lease's next write carries the latest staged progress — the renewal round's (so a busy lease costs
+one write a round, as an idle one does, instead of one a page), the task's last (``flush`` when it
+stops) or the release. A crash loses at most a round of staged progress: its records are applied
+again from the checkpoint before, with the same versions, which OpenSearch refuses as stale. What
+must be seen at once (SHARD_END, a backfill segment's position) is written at once (``checkpoint``).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
+from dataclasses import dataclass
 
 import structlog
 
@@ -30,6 +38,16 @@ from consumer.observability.metrics import Metrics
 log = structlog.get_logger(__name__)
 
 
+@dataclass(frozen=True)
+class Progress:
+    """A shard's settled position: every record up to ``checkpoint`` is applied, ``version`` is the
+    clock there, ``record_second`` the last record's ApproximateCreationDateTime."""
+
+    checkpoint: str
+    version: int
+    record_second: int | None = None
+
+
 class HeldLease:
     """A lease this worker holds. Thread-safe: writes to it are serialised."""
 
@@ -40,6 +58,10 @@ class HeldLease:
         self._lock = threading.Lock()
         self.last_written = clock()  # of the last successful write: renewals and checkpoints both bump the counter
         self.lost = threading.Event()
+        self._staged: Progress | None = None  # progress no write has carried yet (module docstring)
+        self._staged_lock = threading.Lock()  # held for no call: staging never waits for a write
+        # Told, on the writing thread, each time staged progress reaches the table (metrics only).
+        self.on_progress_written: Callable[[Progress], None] = lambda progress: None
 
     @property
     def lease(self) -> Lease:
@@ -50,28 +72,51 @@ class HeldLease:
     def shard_id(self) -> str:
         return self._lease.lease_key
 
-    def try_renew(self) -> bool:
-        """Bump the counter unless another write to this lease is in flight (which bumps it too).
+    @property
+    def staged(self) -> Progress | None:
+        """Progress staged and not yet written."""
+        return self._staged
 
-        Returns whether a renewal was written. Raises LeaseLostError (and sets ``lost``) if the
-        lease is gone, LeaseTableError on a transient failure.
+    def try_renew(self) -> bool:
+        """Bump the counter, carrying the staged progress if any, unless another write to this lease
+        is in flight (which bumps it too).
+
+        Returns whether a write was made. Raises LeaseLostError (and sets ``lost``) if the lease is
+        gone, LeaseTableError on a transient failure (the staged progress then waits for the next).
         """
         if not self._lock.acquire(blocking=False):
             return False
         try:
-            self._write_locked(self._table.renew)
+            self._write_staged_locked(or_renew=True)
         finally:
             self._lock.release()
         return True
 
+    def stage(self, progress: Progress) -> None:
+        """Record ``progress`` for the lease's next write; never waits. Raises LeaseLostError if the
+        lease is gone (the task must stop: another worker may own the shard)."""
+        if self.lost.is_set():
+            raise LeaseLostError(f"lease {self._lease.lease_key} is no longer held")
+        with self._staged_lock:
+            self._staged = progress
+
+    def flush(self) -> None:
+        """Write the staged progress now, if any. Raises LeaseLostError (and sets ``lost``) if not
+        ours, LeaseTableError on a transient failure (the checkpoint before it stands)."""
+        with self._lock:
+            self._write_staged_locked(or_renew=False)
+
     def checkpoint(
         self, checkpoint: str, version: int, record_second: int | None = None, vanished_after: str | None = None
     ) -> None:
-        """Conditionally record progress. Raises LeaseLostError (and sets ``lost``) if not ours."""
+        """Record progress now, superseding what was staged (it is older). Raises LeaseLostError (and
+        sets ``lost``) if not ours."""
         with self._lock:
             self._write_locked(
                 lambda lease: self._table.checkpoint(lease, checkpoint, version, record_second, vanished_after)
             )
+            with self._staged_lock:
+                self._staged = None
 
     def anchor_latest(self, second: int) -> None:
         """Record the LATEST anchor (``LeaseTable.anchor_latest``). Raises LeaseLostError (and sets
@@ -80,14 +125,33 @@ class HeldLease:
             self._write_locked(lambda lease: self._table.anchor_latest(lease, second))
 
     def release(self) -> None:
-        """Give the lease up; a lease already lost is left alone."""
+        """Give the lease up, with its staged progress written first; a lease already lost is left alone."""
         if self.lost.is_set():
             return
         with self._lock:
             try:
+                try:
+                    self._write_staged_locked(or_renew=False)
+                except LeaseTableError as exc:  # the next owner starts from the checkpoint before: a replay
+                    log.warning("checkpoint_failed", shard_id=self.shard_id, error=str(exc))
                 self._table.release(self._lease)
             finally:
                 self.lost.set()
+
+    def _write_staged_locked(self, or_renew: bool) -> None:
+        """Write the staged progress (or, with ``or_renew``, a bare renewal when none is staged)."""
+        staged = self._staged
+        if staged is None:
+            if or_renew:
+                self._write_locked(self._table.renew)
+            return
+        self._write_locked(
+            lambda lease: self._table.checkpoint(lease, staged.checkpoint, staged.version, staged.record_second)
+        )
+        with self._staged_lock:
+            if self._staged is staged:  # not replaced meanwhile by newer progress, which the next write carries
+                self._staged = None
+        self.on_progress_written(staged)
 
     def _write_locked(self, write: Callable[[Lease], Lease | None]) -> None:
         if self.lost.is_set():
@@ -149,6 +213,7 @@ class LeaseCoordinator:
         self.held: dict[str, HeldLease] = {}
         self.last_expired: dict[str, bool] = {}  # lease key → expired, as of the last scan
         self.take_errors: list[str] = []  # why takes of the last cycle failed (the lease table refusing)
+        self.wants_leases = True  # the last cycle wanted to take or steal: the pool is not settled for it
         self._first_cycle = True  # leases naming this worker are reclaimed in the first cycle only
         self._own_unheld: dict[str, int] = {}  # leases naming this worker that it does not hold → counter read
 
@@ -192,6 +257,7 @@ class LeaseCoordinator:
             [] if keys else leases_to_steal(states, self._worker_id, held_keys, self._rng, self._max_leases, reclaim)
         )
         wanted = [(by_key[key], expired[key], False) for key in keys] + [(by_key[key], False, True) for key in stolen]
+        self.wants_leases = bool(wanted)
         return self._take_all(wanted)
 
     def _check_own_id(self, read: Iterable[Lease]) -> None:

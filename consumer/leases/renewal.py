@@ -1,14 +1,16 @@
 """The renewal routine: keeps every held lease alive, on its own thread, without serialising.
 
-Rounds start at most ``failover / 3`` seconds apart, at a fixed rate (a slow round does not push the
-next one back) with jitter: each gap is drawn between 0.8 and 1 interval, so rounds never stay in
-phase with the worker's tick, which runs at the same period. In phase, a renewal could land between
-a tick's scan and its steal every time, and the steal, conditional on the counter the scan read,
-would fail every cycle. Each round renews, concurrently on the routine's own executor (never queued
-behind takes or releases), every held lease that has not been written for half an interval (a
-checkpoint bumps the counter as a renewal does, so a busy shard costs no renewal writes). A lease is therefore never left
-unwritten for more than 1.5 intervals plus one round's duration: half the failover, with the other
-half spare for a slow lease table (``due_for_renewal``).
+Rounds start ``failover / 3`` seconds apart on average (the KCL's renewal period), at a fixed rate (a
+slow round does not push the next one back) with jitter: each gap is drawn between 0.9 and 1.1
+intervals, so rounds never stay in phase with the worker's tick, which runs at the same period. In
+phase, a renewal could land between a tick's scan and its steal every time, and the steal,
+conditional on the counter the scan read, would fail every cycle. Each round renews, concurrently on
+the routine's own executor (never queued behind takes or releases), every held lease not written
+for 0.4 of an interval, carrying the progress its shard task staged since (``HeldLease``:
+checkpoints coalesced into one write a round, whether the shard is busy or idle: a lease costs what
+the KCL's renewals cost, and nothing per batch). A lease is therefore never left unwritten for more
+than 1.5 intervals plus one round's duration (0.4 + 1.1): half the failover, with the other half
+spare for a slow lease table (``due_for_renewal``).
 
 A lease whose renewal is refused by condition is lost (another worker took it): ``on_lost`` is told
 at once, so its shard task stops before the new owner writes. A lease that could not be written for
@@ -46,15 +48,17 @@ from consumer.observability.routines import routine_failed
 log = structlog.get_logger(__name__)
 
 STUCK_ROUND_SECONDS = 600.0  # a round running this long is hung (its calls have timeouts), not slow
+MIN_GAP, MAX_GAP = 0.9, 1.1  # between round starts, in intervals: one on average
+DUE_AFTER = 0.4  # a lease written more recently than this many intervals waits for the next round
 
 
 def due_for_renewal(last_written: float, now: float, interval: float) -> bool:
     """Whether a lease last written at ``last_written`` is renewed by the round starting at ``now``.
 
     Rounds start at most ``interval`` apart; a lease not due at one round is due at the next, so the
-    longest a lease goes unwritten is ``interval / 2 + interval`` plus that round's duration.
+    longest a lease goes unwritten is ``DUE_AFTER + MAX_GAP`` intervals plus that round's duration.
     """
-    return now - last_written >= interval / 2
+    return now - last_written >= interval * DUE_AFTER
 
 
 class RenewalRoutine:
@@ -121,7 +125,7 @@ class RenewalRoutine:
             next_round = max(next_round + self._gap(), self._clock())  # fixed rate; never a burst to catch up
 
     def _gap(self) -> float:
-        return self._interval * self._rng.uniform(0.8, 1.0)
+        return self._interval * self._rng.uniform(MIN_GAP, MAX_GAP)
 
     def renew_round(self) -> None:
         """Renew every held lease that is due; one attempt each."""

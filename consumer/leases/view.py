@@ -3,12 +3,14 @@
 Reading the whole table on every tick costs its read units every few seconds and, on a large or busy
 table, most of the tick: a thousand leases take moto 0.7 s to scan alone, 3–4 s under a pool's load.
 The view reads the table in *passes* instead: each ``refresh`` reads the next page of one Scan, of
-``ceil(leases / PASS_PAGES)`` leases (at least ``MIN_PAGE_ITEMS``, so a table of up to that many
-leases is still read whole every tick), and merges it in; when a pass reaches the table's end, the
-leases it did not see are dropped (deleted by someone).
+``ceil(leases / PASS_PAGES)`` leases (at least ``MIN_PAGE_ITEMS``), and merges it in; when a pass
+reaches the table's end, the leases it did not see are dropped (deleted by someone). A table of up to
+``MIN_PAGE_ITEMS`` leases is one page: it is read whole once every ``PASS_PAGES`` refreshes, the
+others reading nothing (a Scan request costs at least half a read unit however few leases it
+returns), so every lease of any table is re-read once a pass, at the same cadence.
 
-While the pool is moving (this worker's leases changed lately: it took, lost or ended some), the
-worker asks for the whole table every tick, as it did before the view existed: balancing decides
+While the pool is moving (this worker's leases changed lately: it took, lost or ended some; or its
+last cycle wanted to take or steal a lease), the worker asks for the whole table every tick, as it did before the view existed: balancing decides
 from every owner's count, and a count a pass old would make it steal too many or too few. A
 still pool, the usual state, is read a page per tick.
 
@@ -64,6 +66,7 @@ class LeaseView:
         self._cursor: ScanCursor | None = None
         self._this_pass: set[str] = set()  # keys read or merged since the pass began
         self._complete = False  # a whole pass has been read
+        self._unread = 0  # refreshes in a row that read nothing: the table fits one page, read once a pass
 
     def refresh(self, whole: bool = False) -> ViewRead:
         """Read the next page and merge it in; ``whole``: read the table to its end from a fresh pass
@@ -73,6 +76,10 @@ class LeaseView:
             whole = whole or not self._complete
             if whole:
                 self._cursor = None
+            elif len(self._leases) <= self._min_page_items and self._unread + 1 < self._pass_pages:
+                self._unread += 1  # a one-page table: its pass is one read, every PASS_PAGES refreshes
+                return ViewRead(sorted(self._leases.values(), key=_key), [], False)
+            self._unread = 0
         while True:
             limit = None if whole else self._page_items()  # a whole read takes DynamoDB's 1 MB pages
             page, cursor = self._table.scan_page(self._cursor, limit, consistent=False)

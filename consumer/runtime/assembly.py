@@ -41,7 +41,7 @@ from consumer.sink.reaper import Reaper
 
 log = structlog.get_logger(__name__)
 
-LEASE_THREADS = 16  # concurrent lease-table writes per worker, per kind: takes and releases; renewals; checkpoints
+LEASE_THREADS = 16  # concurrent lease-table writes per worker, per kind: takes and releases; renewals
 
 
 def build_worker(
@@ -99,7 +99,6 @@ def build_worker(
         throttle=ThrottleGate(settings.retry_base_seconds, settings.retry_max_delay_seconds),
         budget=ByteBudget(settings.max_buffered_bytes),
         prefetch=ThreadPoolExecutor(max_workers=settings.shard_threads, thread_name_prefix="prefetch"),
-        checkpoints=ThreadPoolExecutor(max_workers=LEASE_THREADS, thread_name_prefix="checkpoint"),
         metrics=metrics,
         health=health,
         timings=timings,

@@ -93,7 +93,6 @@ class WorkerParts:
     throttle: ThrottleGate
     budget: ByteBudget
     prefetch: Executor  # shard tasks' read-ahead: the next page read and prepared
-    checkpoints: Executor  # shard tasks' checkpoints, written while the next page is applied
     metrics: Metrics
     health: Health
     timings: WorkerTimings
@@ -263,7 +262,9 @@ class Worker:
         if held != self._held_before:
             self._held_changed_at = self._clock()
         self._held_before = held
-        moving = self._clock() - self._held_changed_at < parts.timings.failover  # see consumer.leases.view
+        # The pool moves for this worker while its leases changed within the failover, or while it wants
+        # to take or steal: it then decides from the whole table, read every tick (consumer.leases.view).
+        moving = self._clock() - self._held_changed_at < parts.timings.failover or parts.coordinator.wants_leases
         try:
             with steps("lease_read"):
                 view = self._view.refresh(whole=moving)
@@ -387,7 +388,6 @@ class Worker:
             throttle=parts.throttle,
             budget=parts.budget,
             prefetch=parts.prefetch,
-            checkpoints=parts.checkpoints,
             stop=parts.stop,
             on_shard_end=self.on_shard_end,
             confirm_vanished=self.confirm_vanished,
@@ -439,7 +439,6 @@ class Worker:
         parts.scheduler.stop()
         if not parts.scheduler.join(parts.timings.shutdown_timeout):
             log.warning("shard_tasks_abandoned", running=parts.scheduler.busy)
-        parts.checkpoints.shutdown(wait=True)  # the last pages' checkpoints land before the leases go
         parts.coordinator.release_all()
         self._renewal.stop()
         self._tick_thread.shutdown(wait=False, cancel_futures=True)

@@ -3,8 +3,9 @@
 
 Each ``step()`` does one bounded unit of work and says when it wants to run again:
 
-* a page with records is applied and checkpointed (the checkpoint written while the next page is
-  applied). When more records are likely waiting (a full page, or a last record older than a poll
+* a page with records is applied and its progress staged on the lease (``HeldLease.stage``: the
+  lease's next write carries it, a renewal round's at the latest, so a busy lease costs the lease
+  table what an idle one does; the task's last progress is written when it stops). When more records are likely waiting (a full page, or a last record older than a poll
   interval: a backlog) the task asks to run again at once, and the next page is already being read
   on the worker's prefetch threads. While this page's ``_bulk`` is in flight, the next page is
   prepared (decoded, versioned, projected, encoded) on this task's own thread, between sending the
@@ -26,8 +27,9 @@ Each ``step()`` does one bounded unit of work and says when it wants to run agai
 * at shard end, SHARD_END is checkpointed and the worker told, so it leases the children at once.
 
 Guarantees (as before the scheduler): the checkpoint only ever names a record whose batch was
-settled, with the version clock there; SHARD_END only after every record is settled; a lost lease
-ends the task at its next step (its checkpoint writes fail by condition). Reads wait for room in the
+settled, with the version clock there; SHARD_END only after every record is settled, and written
+at once; a lost lease ends the task at its next step (a write of the lease fails by condition, the
+worker stops the task, and staging refuses). Reads wait for room in the
 worker's ``ByteBudget`` (backpressure), and each page held is charged to it until settled (a
 settled page's objects may outlive that by one request of the same shard, while it catches up).
 
@@ -43,13 +45,12 @@ A task is stepped by one scheduler thread at a time; its fields are not shared o
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,7 +69,7 @@ from consumer.errors import (
     ThrottledError,
     TrimmedDataError,
 )
-from consumer.leases.coordinator import HeldLease
+from consumer.leases.coordinator import HeldLease, Progress
 from consumer.leases.model import LATEST, SHARD_END, TRIM_HORIZON
 from consumer.observability.metrics import Metrics
 from consumer.shards.api import RecordsPage, StreamApi
@@ -105,7 +106,6 @@ class TaskContext:
     throttle: ThrottleGate
     budget: ByteBudget
     prefetch: Executor
-    checkpoints: Executor
     stop: threading.Event
     on_shard_end: Callable[[str], None]
     confirm_vanished: Callable[[str], bool]
@@ -132,7 +132,7 @@ class ShardTask:
             max_records=context.settings.max_records_per_read,
         )
         self._settled: tuple[RecordsPage, PreparedBatch] | None = None  # freed in the next page's flight
-        self._checkpointing: Future[bool] | None = None  # the last page's checkpoint, written in the background
+        held.on_progress_written = self._progress_written
         self._failures = 0
         self._empty_reads = 0
         self._not_found = 0
@@ -206,7 +206,7 @@ class ShardTask:
         self._reader.release_page()
         self._reader.discard_read_ahead()
         try:
-            self._await_checkpoint()
+            self._held.flush()  # the next task, here or on another worker, starts where this one got
         except LeaseLostError:
             pass  # a lost lease is why we finish, or the worker will see it
         except Exception as exc:  # noqa: BLE001 - that write is not durable: the checkpoint before it stands
@@ -258,7 +258,6 @@ class ShardTask:
             return None if self.finished.is_set() else time.monotonic()
         if page.records:
             return time.monotonic() if backlog else read_at + self._settings.poll_interval_seconds
-        self._await_checkpoint()  # the shard is idle: nothing to overlap the last checkpoint with
         self._empty_reads += 1
         return time.monotonic() + self._idle_delay()
 
@@ -369,7 +368,8 @@ class ShardTask:
         if result.last_sequence_number is not None:
             if self._position in (TRIM_HORIZON, LATEST):
                 log.info("shard_first_records_applied", sequence_number=result.last_sequence_number)
-            self._checkpoint_in_background(result.last_sequence_number, result.last_record_second)
+            self._position = result.last_sequence_number
+            self._held.stage(Progress(result.last_sequence_number, self._version, result.last_record_second))
         self._context.metrics.batch_duration.observe(time.perf_counter() - started)
 
     def _apply(self, prepared: PreparedBatch, while_in_flight: Callable[[], None] | None) -> BatchResult:
@@ -391,7 +391,6 @@ class ShardTask:
     def _end_shard(self, vanished: bool) -> None:
         """Every record is settled (or the shard's data is gone): checkpoint SHARD_END, retrying until
         it is written or stopped, then let the worker lease the children."""
-        self._await_checkpoint()
         last = self._position
         failures = 0
         while not self._checkpoint(SHARD_END, vanished_after=last if vanished else None):
@@ -412,23 +411,10 @@ class ShardTask:
         self.finished.set()
         self._context.on_shard_end(self.shard_id)
 
-    def _checkpoint_in_background(self, position: str, record_second: int | None) -> None:
-        """Checkpoint ``position`` while the next page is applied, so that a catch-up does not wait
-        for the lease table between pages. One write at a time, in order: the previous one is
-        awaited first (raising LeaseLostError if it found the lease gone)."""
-        self._await_checkpoint()
-        self._position = position
-        try:
-            self._checkpointing = self._context.checkpoints.submit(
-                contextvars.copy_context().run, self._write_checkpoint, position, self._version, record_second, None
-            )
-        except RuntimeError:  # the worker is past its shutdown timeout and closed the executor: write it now
-            self._write_checkpoint(position, self._version, record_second, None)
-
-    def _await_checkpoint(self) -> None:
-        future, self._checkpointing = self._checkpointing, None
-        if future is not None:
-            future.result()
+    def _progress_written(self, progress: Progress) -> None:
+        """Staged progress reached the lease table (on the writing thread: the renewal routine's)."""
+        self._context.metrics.checkpoints.labels(outcome="ok").inc()
+        self._context.metrics.shard_progress.record_checkpoint(self.shard_id)
 
     def _checkpoint(self, position: str, record_second: int | None = None, vanished_after: str | None = None) -> bool:
         """Checkpoint ``position`` now; False on a transient failure (the next checkpoint covers it)."""

@@ -61,3 +61,12 @@ def test_the_reindex_benchmark_rebuilds_the_table_and_counts_the_stream_reads_of
     )
     assert "engine=osmem reindex_vs_backfill_time_ratio=" in result.stdout
     assert "engine=osmem two_generations_reads_ratio" in result.stdout
+
+
+def test_the_lease_units_benchmark_bills_both_modes_in_both_windows_and_verifies_both_indices():
+    result = bench("tests.bench.lease_units")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "verified: both indices hold the last state of all" in result.stdout
+    for window in ("busy", "idle"):
+        (line,) = [line for line in result.stdout.splitlines() if line.startswith(window)]
+        assert "native:" in line and "KCL:" in line and "native_vs_kcl=" in line

@@ -59,7 +59,10 @@ def test_every_call_is_granted_and_every_grant_is_used(
         worker = start_worker(env)
         wait_until(lambda: worker.probe("/readyz")[0] == 200, timeout=60, what="the worker ready")
         write_random_history(ddb, table_name, changes=10, seed=seed)
-        wait_until(lambda: Path(env["CDC_DEAD_LETTER_PATH"]).exists(), timeout=60, what="a dead letter")
+        try:
+            wait_until(lambda: Path(env["CDC_DEAD_LETTER_PATH"]).exists(), timeout=60, what="a dead letter")
+        except AssertionError as exc:  # say what the worker did meanwhile
+            raise AssertionError(f"{exc}; the worker's log ends:\n{worker.log_path.read_text()[-4000:]}") from None
         assert worker.terminate() == 0
 
     run_once(seed=4)

@@ -99,3 +99,23 @@ def test_a_direct_read_finds_a_lease_the_view_has_not_read_yet(table):
     # THEN a direct read finds it (so a child waits for it), and finds nothing for a lease that is gone
     assert table.get_lease("shardId-00000-a").checkpoint == TRIM_HORIZON
     assert table.get_lease("shardId-gone") is None
+
+
+def test_a_table_of_one_page_is_read_once_a_pass_and_its_changes_seen_by_then(ddb, table_name):
+    # GIVEN a small lease table (it fits the view's smallest page)
+    table = LeaseTable(ddb, f"{table_name}-small-leases", stream_arn="arn:stream")
+    table.ensure_table(threading.Event())
+    for n in range(8):
+        assert table.create_lease(Lease(f"shardId-{n:05d}", None, 0, TRIM_HORIZON, stream_arn="arn:stream"))
+    view = LeaseView(table, pass_pages=3, min_page_items=PAGE)
+    assert len(view.refresh().read) == 8  # the first refresh reads it whole
+
+    # WHEN another worker takes a lease, and the view refreshes a pass of three ticks
+    taken = table.take(table.get_lease("shardId-00003"), "worker-b")
+    reads = [view.refresh() for _ in range(3)]
+
+    # THEN only the pass's last refresh reads (one request, not three), and it shows the change
+    assert [len(read.read) for read in reads] == [0, 0, 8]
+    assert {lease.lease_key: lease for lease in reads[-1].leases}["shardId-00003"].counter == taken.counter
+    # AND a refresh asked whole (a moving pool) reads at once, whatever the cadence
+    assert len(view.refresh(whole=True).read) == 8

@@ -10,6 +10,9 @@ unchanged, except:
   tables whose name contains ``table_part`` are answered ``ProvisionedThroughputExceededException``,
   as DynamoDB answers them: a lease table that throttles every write.
 
+Every call it forwards is billed in ``bills``: when, the table, the item's ``leaseKey`` (for item
+calls), and the read and write units DynamoDB would charge (``tests.support.capacity``).
+
 Thread-safe; ``stop()`` shuts it down.
 """
 
@@ -17,10 +20,13 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 
+from tests.support.capacity import capacity_units
 from tests.support.quiet_http import QuietHTTPServer
 
 _UNSET = object()
@@ -33,6 +39,15 @@ _THROTTLED = json.dumps(
 ).encode()
 
 
+@dataclass(frozen=True)
+class Bill:
+    at: float  # time.monotonic()
+    table: str
+    lease_key: str | None  # the item's leaseKey, for item calls on a lease table
+    read_units: float
+    write_units: float
+
+
 class TableFacade:
     def __init__(self, moto_url: str) -> None:
         self._moto = moto_url.rstrip("/")
@@ -41,6 +56,7 @@ class TableFacade:
         self._throttled_tables: str | None = None
         self.throttled = 0
         self.calls: list[tuple[str, str]] = []  # (operation, its TableName or StreamArn, or "*") of every call
+        self.bills: list[Bill] = []
         self._server = QuietHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
@@ -87,6 +103,15 @@ class TableFacade:
             patched["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
         return json.dumps(description).encode()
 
+    def _bill(self, operation: str, request: dict, status: int, answer: bytes) -> None:
+        refused_by_condition = status == 400 and b"ConditionalCheckFailed" in answer
+        if status != 200 and not refused_by_condition:
+            return  # throttled or failed: not billed
+        reads, writes = capacity_units(operation, request, json.loads(answer) if status == 200 else {})
+        if reads or writes:
+            key = request.get("Key", request.get("Item", {})).get("leaseKey", {}).get("S")
+            self.bills.append(Bill(time.monotonic(), request.get("TableName", ""), key, reads, writes))
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         facade = self
 
@@ -110,6 +135,7 @@ class TableFacade:
                     status, answer = self._forward(body)
                 if status == 200 and target.endswith(".DescribeTable"):
                     answer = facade._patched(body, answer)
+                facade._bill(target.rsplit(".", 1)[-1], request, status, answer)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/x-amz-json-1.0")
                 self.send_header("Content-Length", str(len(answer)))
