@@ -200,6 +200,8 @@ class Metrics:
             ["outcome"],
             registry=registry,
         )
+        for outcome in ("ok", "lease_lost", "error"):  # at 0 from the start: progress rides on the next renewal
+            self.checkpoints.labels(outcome=outcome)
         self.trimmed = Counter(
             "cdc_trimmed_data_events_total",
             "Times a shard position had been trimmed (24 h retention) and reading resumed at TRIM_HORIZON: data was lost.",
