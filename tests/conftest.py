@@ -14,10 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
-from tests.support.emulators import MotoServer, aws_env, start_osmem
+from tests.support.emulators import MotoServer, aws_env, emulator_client, start_osmem
 from tests.support.opensearch_node import OpenSearchNode
 from tests.support.stream_server import StreamServer
 from tests.support.worker_process import WorkerProcess
@@ -69,13 +68,7 @@ def search_engine(request: pytest.FixtureRequest) -> Any:
 
 @pytest.fixture
 def ddb(moto: MotoServer) -> Any:
-    return boto3.client(
-        "dynamodb",
-        endpoint_url=moto.url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    return emulator_client("dynamodb", moto.url)
 
 
 @pytest.fixture

@@ -132,8 +132,12 @@ class HeldLease:
             try:
                 try:
                     self._write_staged_locked(or_renew=False)
-                except LeaseTableError as exc:  # the next owner starts from the checkpoint before: a replay
-                    log.warning("checkpoint_failed", shard_id=self.shard_id, error=str(exc))
+                except LeaseLostError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - whatever failed, no position moved: the checkpoint
+                    # before stands and the next owner replays from it (settled records, refused as stale);
+                    # the lease is released all the same, so that it is taken at once, not after the failover
+                    log.warning("checkpoint_failed", shard_id=self.shard_id, error=f"{type(exc).__name__}: {exc}")
                 self._table.release(self._lease)
             finally:
                 self.lost.set()

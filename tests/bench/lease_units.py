@@ -30,9 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
-
-from tests.support.emulators import MotoServer, aws_env, free_port, start_osmem
+from tests.support.emulators import MotoServer, aws_env, emulator_client, free_port, start_osmem
 from tests.support.kcl_daemon import KclDaemon, build_launcher
 from tests.support.kcl_daemon_side import kcl_env
 from tests.support.stream_server import StreamServer
@@ -111,13 +109,7 @@ def run(shards: int, rate: float, window: float, report: Callable[[str], None]) 
     daemon: KclDaemon | None = None
     writer: Writer | None = None
     try:
-        ddb = boto3.client(
-            "dynamodb",
-            endpoint_url=moto.url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        ddb = emulator_client("dynamodb", moto.url)
         create_table(ddb, TABLE)
         arn = streams.create_stream(TABLE, key_schema=COMPOSITE_KEY_SCHEMA, shard_count=shards)
         common = {"CDC_STREAM_ARN": arn, "AWS_ENDPOINT_URL_DYNAMODBSTREAMS": streams.url}

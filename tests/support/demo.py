@@ -23,11 +23,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import boto3
 from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.pipeline.doc_ids import KeyAttribute, KeySchema
-from tests.support.emulators import MotoServer, aws_env, free_port, start_osmem
+from tests.support.emulators import MotoServer, aws_env, emulator_client, free_port, start_osmem
 from tests.support.tables import index_documents, table_documents
 
 TABLE = "orders"
@@ -47,7 +46,7 @@ def main() -> int:
     moto, osmem = MotoServer.start(), start_osmem()
     worker: subprocess.Popen | None = None
     try:
-        ddb = _client("dynamodb", moto.url)
+        ddb = emulator_client("dynamodb", moto.url)
         _create_orders_table(ddb, args.existing)
         print(
             f"moto server   {moto.url}\nosmem-server  {osmem.url}\n"
@@ -68,17 +67,6 @@ def main() -> int:
         osmem.close()
         moto.stop()
         print("stopped: worker, osmem-server, moto server")
-
-
-def _client(service: str, url: str) -> Any:
-    env = aws_env(url)
-    return boto3.client(
-        service,
-        endpoint_url=url,
-        region_name=env["AWS_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
 
 
 def _create_orders_table(ddb: Any, existing: int) -> None:

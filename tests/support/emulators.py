@@ -11,7 +11,9 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import boto3
 from osmem_server import OsmemServer
 
 
@@ -80,3 +82,15 @@ def aws_env(moto_url: str) -> dict[str, str]:
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
     }
+
+
+def emulator_client(service: str, url: str) -> Any:
+    """A boto3 client of ``service`` for an emulator at ``url``, with the credentials ``aws_env`` gives."""
+    env = aws_env(url)
+    return boto3.client(
+        service,
+        endpoint_url=url,
+        region_name=env["AWS_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )

@@ -25,9 +25,13 @@ class _Table:
         self.item = lease
         self.writes: list[str] = []
         self.failing = 0
+        self.fault: Exception | None = None  # raised once by the next checkpoint write
         self.taken = False
 
     def _write(self, lease: Lease, kind: str, **changes) -> Lease:
+        if self.fault is not None and kind == "checkpoint":
+            fault, self.fault = self.fault, None
+            raise fault
         if self.failing:
             self.failing -= 1
             raise LeaseTableError("throttled")
@@ -102,11 +106,12 @@ def test_a_release_writes_the_staged_progress_first_and_releases_even_when_that_
     held.release()
     assert table.writes == ["checkpoint", "release"] and table.item.checkpoint == _position(3)
 
-    held, table = _held()
-    held.stage(Progress(_position(3), 30))
-    table.failing = 1
-    held.release()  # the next owner replays from the checkpoint before: harmless, and the shard moves on
-    assert table.writes == ["release"] and table.item.owner is None
+    for fault in (LeaseTableError("throttled"), ValueError("what nobody named")):
+        held, table = _held()
+        held.stage(Progress(_position(3), 30))
+        table.fault = fault
+        held.release()  # the next owner replays from the checkpoint before: harmless, and the shard moves on
+        assert table.writes == ["release"] and table.item.owner is None
 
 
 def test_a_lost_lease_refuses_progress_and_never_writes_it():
