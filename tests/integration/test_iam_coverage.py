@@ -58,18 +58,20 @@ def test_every_call_is_granted_and_every_grant_is_used(
     proxy.fail_items(400, count=None, error_type="illegal_argument_exception")
 
     # WHEN the worker runs on a new index, then again on the existing one
-    def run_once(seed: int) -> None:
+    def run_once(seed: int, backfill: bool) -> None:
         worker = start_worker(env)
         wait_until(lambda: worker.probe("/readyz")[0] == 200, timeout=60, what="the worker ready")
         write_random_history(ddb, table_name, changes=10, seed=seed)
         try:
             wait_until(lambda: Path(env["CDC_DEAD_LETTER_PATH"]).exists(), timeout=60, what="a dead letter")
+            if backfill:  # a stream record may be dead-lettered before the backfill's first Scan
+                wait_until(lambda: worker.metric("cdc_backfill_items_total") > 0, timeout=60, what="the backfill")
         except AssertionError as exc:  # say what the worker did meanwhile
             raise AssertionError(f"{exc}; the worker's log ends:\n{worker.log_path.read_text()[-4000:]}") from None
         assert worker.terminate() == 0
 
-    run_once(seed=4)
-    run_once(seed=5)
+    run_once(seed=4, backfill=True)
+    run_once(seed=5, backfill=False)
     worker_calls = recorded_calls(dynamodb_front.calls, proxy.requests, table_name)
     dynamodb_front.calls.clear()
     proxy.requests.clear()
