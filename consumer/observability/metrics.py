@@ -129,7 +129,12 @@ class Metrics:
         self.registry = registry
         self.shard_progress = ShardProgressCollector(clock, per_shard)
         registry.register(self.shard_progress)
-        self.build_info = Info("cdc_build", "Version and git commit of the consumer.", registry=registry)
+        self.build_info = Info(
+            "cdc_build",
+            "Version and git commit of the consumer, and its item converter (compiled, or python where the "
+            "install had no C compiler).",
+            registry=registry,
+        )
         self.worker_ready = Gauge(
             "cdc_worker_ready",
             "1 while /readyz answers 200, 0 otherwise (its body says why); evaluated at scrape time.",

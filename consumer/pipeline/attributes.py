@@ -19,6 +19,10 @@ is what an exact (keyword) search of a number matches. Binary (``B``, ``BS``) is
 standard base64 text. Sets become JSON arrays, sorted so that equal sets give equal documents.
 ``NULL`` becomes ``null``.
 
+``item_to_json`` is compiled (``consumer/pipeline/_attributes.c``) where the build had a C compiler:
+it converts the common types itself and hands every other value to this module's Python functions,
+which remain the definition (``PYTHON_ITEM_TO_JSON``) and the fallback where nothing was compiled.
+
 All functions here are pure and thread-safe.
 """
 
@@ -119,6 +123,10 @@ def _exact_number(value: Any) -> orjson.Fragment:
 
 def canonical_decimal_text(value: decimal.Decimal) -> str:
     """The canonical text of a finite Decimal: no exponent, no trailing zeros, ``0`` for zero."""
+    text = str(value)
+    digits = text[1:] if text.startswith("-") else text
+    if digits.isdigit() and digits[0] != "0":  # an integer spelt plainly (the policy's long integers)
+        return text
     if value == 0:
         return "0"
     normalized = value.normalize(_DECIMAL_CONTEXT)
@@ -150,7 +158,7 @@ def _plain_number(text: str) -> int | float | None:
 
 
 def attribute_to_json(attribute: dict[str, Any]) -> Any:
-    """Convert one DynamoDB AttributeValue (``{"S": "x"}``) to its JSON value."""
+    """Convert one DynamoDB AttributeValue (``{"S": "x"}``) to its JSON value (in Python throughout)."""
     if not isinstance(attribute, dict):
         raise RecordError(f"attribute value must be a map with one type tag, got {type(attribute).__name__}")
     if len(attribute) != 1:
@@ -169,8 +177,8 @@ def attribute_to_json(attribute: dict[str, Any]) -> Any:
     return converter(value)
 
 
-def item_to_json(item: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Convert a DynamoDB item (attribute name → AttributeValue) to a JSON object."""
+def _python_item_to_json(item: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Convert a DynamoDB item (attribute name → AttributeValue) to a JSON object, in Python."""
     if not isinstance(item, dict):
         raise RecordError(f"item must be a map of attribute values, got {type(item).__name__}")
     return {name: attribute_to_json(attribute) for name, attribute in item.items()}
@@ -208,6 +216,17 @@ _CONVERTERS = {
     "SS": lambda v: sorted(v),
     "NS": lambda v: [number_to_json(n) for n in sorted(v, key=parse_number)],
     "BS": lambda v: sorted(binary_to_text(b) for b in v),
-    "M": item_to_json,
+    "M": _python_item_to_json,
     "L": lambda v: [attribute_to_json(element) for element in v],
 }
+
+PYTHON_ITEM_TO_JSON = _python_item_to_json
+try:
+    from consumer.pipeline import _attributes
+except ImportError:  # built without a C compiler: the Python definition serves
+    COMPILED = False
+    item_to_json = _python_item_to_json
+else:
+    COMPILED = True
+    _attributes.configure(attribute_to_json, number_to_json, _python_item_to_json, decimal.Decimal)
+    item_to_json = _attributes.item_to_json

@@ -28,6 +28,7 @@ from consumer.observability.health import Health
 from consumer.observability.http import ObservabilityServer
 from consumer.observability.metrics import Metrics
 from consumer.observability.routines import routine_failed
+from consumer.pipeline import attributes
 from consumer.runtime.assembly import build_processor, build_routing, build_worker
 from consumer.runtime.backfill_job import build_runner, check_no_gap, ensure_segments
 from consumer.runtime.clients import AwsClients, aws_clients, opensearch_client
@@ -51,7 +52,8 @@ def run_worker(settings: Settings, stop: threading.Event, prove: Prover | None =
     ``CDC_REINDEX=auto``, the workers of a generation being built run the reindex with it."""
     registry = CollectorRegistry()
     metrics = Metrics(registry, per_shard=settings.shard_metrics == "on")
-    metrics.build_info.info({"version": __version__, "commit": settings.build_commit})
+    converter = "compiled" if attributes.COMPILED else "python"
+    metrics.build_info.info({"version": __version__, "commit": settings.build_commit, "item_converter": converter})
     timings = WorkerTimings(
         failover=settings.failover_seconds,
         shard_sync_interval=settings.shard_sync_interval_seconds,

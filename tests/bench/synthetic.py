@@ -15,9 +15,12 @@ over 20k items made its `_bulk` 10× slower within 40 requests and the bench a b
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import random
 from typing import Any
+
+import orjson
 
 from consumer.pipeline.doc_ids import KeyAttribute, KeySchema
 
@@ -214,3 +217,17 @@ def _value_size(value: dict[str, Any]) -> int:
     if tag == "L":
         return 3 + sum(1 + _value_size(v) for v in inner)
     return 1
+
+
+def as_wire(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records as a worker reads them: parsed from GetRecords' JSON (binary as base64 text, the
+    creation time as Unix seconds), not as boto3 hands them."""
+    return orjson.loads(orjson.dumps(records, default=_wire_value, option=orjson.OPT_PASSTHROUGH_DATETIME))
+
+
+def _wire_value(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, dt.datetime):
+        return value.timestamp()
+    raise TypeError(f"{type(value).__name__} is not in a GetRecords answer")

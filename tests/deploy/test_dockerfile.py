@@ -40,6 +40,9 @@ def test_dependencies_come_from_the_lock_files_in_builder_stages_and_the_worker_
         assert ("COPY", f"pyproject.toml README.md LICENSE deploy/{lock} ./") in built[builder]
         (run,) = [arguments for keyword, arguments in built[builder] if keyword == "RUN"]
         assert "--require-hashes" in run and f"-r {lock}" in run and "--no-deps ." in run
+        # the compiled item converter is built, and its absence fails the build
+        assert "apt-get install -y --no-install-recommends gcc" in run
+        assert run.index("--no-deps .") < run.index('python -c "import consumer.pipeline._attributes"')
     assert _runtime("FROM") == ["base AS runtime"] and built["kcl"][0] == ("FROM", "base AS kcl")
     assert built["base"][0] == ("FROM", "python:3.11-slim AS base")
     assert any(arguments.startswith("--from=build ") for arguments in _runtime("COPY"))
@@ -118,6 +121,7 @@ def test_build_context_keeps_what_the_build_copies():
     # The build context is the repository root; .dockerignore sends only what COPY needs.
     ignore = (REPO / ".dockerignore").read_text().splitlines()
     assert "*" in ignore
+    assert "consumer/**/*.so" in ignore  # a converter compiled for this machine is not the image's
     for needed in ("pyproject.toml", "README.md", "LICENSE", "consumer/", "deploy/kcl/pom.xml", "deploy/kcl/src/main/"):
         assert f"!{needed}" in ignore
         assert (REPO / needed).exists()

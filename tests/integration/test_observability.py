@@ -69,6 +69,7 @@ def test_a_ready_worker_serves_probes_and_its_metric_set(ddb, table_name, worker
     assert names(samples) >= EXPECTED_METRICS
     # the build is named, and GetRecords and checkpoint latencies are observed
     assert any(name.startswith("cdc_build_info{") and 'commit="' in name for name in samples)
+    assert any(name.startswith("cdc_build_info{") and 'item_converter="compiled"' in name for name in samples)
     for operation in ("get_records", "update_item"):
         assert samples[f'cdc_aws_request_duration_seconds_count{{operation="{operation}"}}'] > 0
 

@@ -1,0 +1,271 @@
+"""``make bench`` (modes): the native worker and the KCL MultiLangDaemon running our processor, side
+by side: records per second and CPU per record on the same backlog, and memory by shard count.
+
+* Drain: each mode in turn reads the same backlog (``--records`` synthetic records of ~1.3 KB, every
+  DynamoDB type, on ``--shards`` shards of the test-side stream server, from TRIM_HORIZON) into its own
+  null sink: an HTTP server answering like an OpenSearch that accepts everything at once, so what is
+  measured is the consumer, not an engine. Records/s from the sink's first action to its last; CPU of
+  the process tree (the worker; the JVM and every child) over that span, per record. Lease tables on
+  moto.
+* Memory: for each of ``--memory-shards`` (idle shards), each mode leases every shard, then the RSS of
+  its process tree is read. The daemon runs one child process per shard: it is measured up to
+  ``--kcl-max-children`` shards; beyond that its figure is extrapolated from its measured JVM and
+  per-child RSS, and printed as such.
+
+Prints ``native_vs_kcl_records_per_second=`` and ``native_vs_kcl_cpu_per_record=``; asserts nothing
+about speed. ``--smoke``: a tiny backlog on two shards, memory at the same two shards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.bench.harness import NullSink, sample
+from tests.bench.lease_units import SHIPPED_PROPERTIES
+from tests.bench.synthetic import SyntheticStream
+from tests.support.emulators import MotoServer, aws_env, emulator_client, free_port
+from tests.support.kcl_daemon import KclDaemon, build_launcher
+from tests.support.kcl_daemon_side import kcl_env
+from tests.support.stream_server import StreamServer
+from tests.support.tables import COMPOSITE_KEY_SCHEMA, create_table
+from tests.support.worker_process import WorkerProcess, wait_until
+
+TABLE = "orders"
+
+
+@dataclass(frozen=True)
+class Drain:
+    records: int
+    seconds: float  # the sink's first action to its last
+    cpu_seconds: float  # the process tree's, over that span
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds
+
+    @property
+    def cpu_us(self) -> float:
+        return self.cpu_seconds / self.records * 1e6
+
+
+@dataclass(frozen=True)
+class Footprint:
+    shards: int
+    rss_bytes: int  # the whole tree
+    processes: int
+    root_rss_bytes: int  # the worker, or the JVM
+
+    @property
+    def per_child(self) -> float:
+        return (self.rss_bytes - self.root_rss_bytes) / max(1, self.processes - 1)
+
+
+def tree(root: int) -> list[int]:
+    """``root`` and every live descendant process (from /proc)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue  # exited meanwhile
+            parents.setdefault(ppid, []).append(int(entry.name))
+    found, frontier = [root], [root]
+    while frontier:
+        frontier = [child for pid in frontier for child in parents.get(pid, [])]
+        found += frontier
+    return found
+
+
+def tree_cpu(root: int) -> float:
+    return sum(_sampled(pid, lambda s: s.cpu_seconds) for pid in tree(root))
+
+
+def footprint(root: int, shards: int) -> Footprint:
+    pids = tree(root)
+    rss = [_sampled(pid, lambda s: s.rss_bytes) for pid in pids]
+    return Footprint(shards, int(sum(rss)), len(pids), int(rss[0]))
+
+
+def _sampled(pid: int, field: Callable[[Any], float]) -> float:
+    try:
+        return field(sample(pid))
+    except OSError:
+        return 0.0  # exited between the listing and the read
+
+
+class Run:
+    """The emulators of one run, the launcher's classpath, and the processes it started."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.classpath = build_launcher(workdir / "build.log")
+        self.moto, self.streams = MotoServer.start(), StreamServer.start()
+        self.ddb = emulator_client("dynamodb", self.moto.url)
+        create_table(self.ddb, TABLE)
+        self._streams = 0
+
+    def stream(self, shards: int, records: list[dict[str, Any]]) -> str:
+        arn = self.streams.create_stream(TABLE, key_schema=COMPOSITE_KEY_SCHEMA, shard_count=shards)
+        for record in records:
+            self.streams.append(arn, record)
+        self._streams += 1
+        return arn
+
+    @contextmanager
+    def native(self, arn: str, sink: NullSink, **env: str) -> Iterator[WorkerProcess]:
+        worker = WorkerProcess(
+            {
+                **aws_env(self.moto.url),
+                "CDC_TABLE_NAME": TABLE,
+                "CDC_STREAM_ARN": arn,
+                "AWS_ENDPOINT_URL_DYNAMODBSTREAMS": self.streams.url,
+                "CDC_LEASE_TABLE": f"native-leases-{self._streams}",
+                "CDC_OPENSEARCH_URL": sink.url,
+                "CDC_OPENSEARCH_INDEX": TABLE,
+                "CDC_WORKER_ID": "native-1",
+                "CDC_METRICS_PORT": str(free_port()),
+                "CDC_DEAD_LETTER_PATH": str(self.workdir / "native-dead-letters.jsonl"),
+                **env,
+            },
+            self.workdir / f"native-{self._streams}.log",
+        )
+        try:
+            yield worker
+        finally:
+            worker.stop()
+
+    @contextmanager
+    def daemon(self, arn: str, sink: NullSink) -> Iterator[KclDaemon]:
+        application = f"kcl-{self._streams}"
+        children = {
+            **kcl_env(self.moto.url, TABLE, sink.url, None, self.workdir / "kcl-dead-letters.jsonl"),
+            "CDC_STREAM_ARN": arn,
+            "AWS_ENDPOINT_URL_DYNAMODBSTREAMS": self.streams.url,
+            "CDC_OPENSEARCH_INDEX": TABLE,
+        }
+        daemon = KclDaemon(
+            self.classpath,
+            SHIPPED_PROPERTIES,
+            children,
+            self.workdir / f"daemon-{self._streams}.log",
+            (
+                f"executableName={sys.executable} -m consumer kcl-processor",
+                f"streamName={arn}",
+                f"applicationName={application}",
+                "regionName=us-east-1",
+                f"dynamoDBEndpoint={self.moto.url}",
+                f"dynamoDBStreamsEndpoint={self.streams.url}",
+                "metricsLevel=NONE",
+                "workerId=kcl-1",
+            ),
+        )
+        try:
+            yield daemon
+        finally:
+            daemon.stop()
+
+    def close(self) -> None:
+        self.streams.stop()
+        self.moto.stop()
+
+
+def drain(sink: NullSink, root: int, records: int, timeout: float) -> Drain:
+    """Wait for the sink's first action, then its ``records``-th, sampling the tree's CPU at both."""
+    wait_until(lambda: sink.actions > 0, timeout, "the first action", interval=0.02)
+    started, cpu_before = time.perf_counter(), tree_cpu(root)
+    wait_until(lambda: sink.actions >= records, timeout, f"{records} actions", interval=0.02)
+    return Drain(records, time.perf_counter() - started, tree_cpu(root) - cpu_before)
+
+
+def drains(run: Run, shards: int, records: list[dict[str, Any]]) -> tuple[Drain, Drain]:
+    native_sink, kcl_sink = NullSink(), NullSink()
+    try:
+        with run.native(run.stream(shards, records), native_sink) as worker:
+            native = drain(native_sink, worker.process.pid, len(records), 600)
+        with run.daemon(run.stream(shards, records), kcl_sink) as daemon:
+            kcl = drain(kcl_sink, daemon.process.pid, len(records), 900)
+    finally:
+        native_sink.stop()
+        kcl_sink.stop()
+    return native, kcl
+
+
+def native_footprint(run: Run, shards: int) -> Footprint:
+    sink = NullSink()
+    try:
+        with run.native(run.stream(shards, []), sink, CDC_FAILOVER_SECONDS="30") as worker:
+            wait_until(lambda: worker.metric("cdc_shard_tasks") == shards, 900, f"{shards} shards read", interval=1)
+            time.sleep(5)  # every shard polled a few times
+            return footprint(worker.process.pid, shards)
+    finally:
+        sink.stop()
+
+
+def kcl_footprint(run: Run, shards: int) -> Footprint:
+    sink = NullSink()
+    try:
+        with run.daemon(run.stream(shards, []), sink) as daemon:
+            wait_until(lambda: len(tree(daemon.process.pid)) > shards, 900, f"{shards} children", interval=1)
+            time.sleep(5)  # every child initialised
+            return footprint(daemon.process.pid, shards)
+    finally:
+        sink.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--memory-shards", default="100,1000", help="comma-separated shard counts")
+    parser.add_argument("--kcl-max-children", type=int, default=100, help="measure the daemon up to this many")
+    parser.add_argument("--smoke", action="store_true", help="400 records on 2 shards; memory at 2 shards")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.records, args.shards, args.memory_shards = 400, 2, "2"
+    counts = [int(count) for count in args.memory_shards.split(",") if count]
+    records = SyntheticStream(seed=11).records(args.records)
+    run = Run(Path(tempfile.mkdtemp(prefix="modes-bench-")))
+    try:
+        native, kcl = drains(run, args.shards, records)
+        print(
+            f"drain: {args.records} records of ~1.3 KB on {args.shards} shards into a null sink, each mode alone "
+            f"(KCL 3.1.3 daemon, one `consumer kcl-processor` child per shard)"
+        )
+        for name, measured in (("native worker", native), ("KCL daemon + children", kcl)):
+            print(f"  {name:<22} {measured.rate:>9,.0f} records/s  {measured.cpu_us:>7,.0f} us CPU/record")
+        print(
+            f"native_vs_kcl_records_per_second={native.rate / kcl.rate:.2f} "
+            f"native_vs_kcl_cpu_per_record={native.cpu_us / kcl.cpu_us:.3f}"
+        )
+        measured_kcl: Footprint | None = None
+        for count in counts:
+            ours = native_footprint(run, count)
+            if count <= args.kcl_max_children:
+                measured_kcl = theirs = kcl_footprint(run, count)
+                how = f"measured, {theirs.processes - 1} children of {theirs.per_child / 2**20:.0f} MiB"
+                kcl_rss = theirs.rss_bytes
+            elif measured_kcl is not None:
+                kcl_rss = int(measured_kcl.root_rss_bytes + count * measured_kcl.per_child)
+                how = f"extrapolated: JVM + {count} x {measured_kcl.per_child / 2**20:.0f} MiB per child"
+            else:
+                continue
+            print(
+                f"memory, {count} idle shards: native worker {ours.rss_bytes / 2**20:,.0f} MiB (measured) | "
+                f"KCL daemon {kcl_rss / 2**20:,.0f} MiB ({how}) | native_vs_kcl_memory={ours.rss_bytes / kcl_rss:.3f}"
+            )
+    finally:
+        run.close()
+
+
+if __name__ == "__main__":
+    main()

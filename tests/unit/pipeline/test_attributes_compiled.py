@@ -1,0 +1,179 @@
+"""The compiled item converter (consumer/pipeline/_attributes.c) against the Python one it stands for.
+
+Equal means: the same JSON values of the same Python types (an int stays an int, a Decimal keeps its
+digits), or the same exception with the same message, on any item, malformed ones included.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from consumer.pipeline import attributes
+from consumer.pipeline.attributes import PYTHON_ITEM_TO_JSON, item_to_json
+from tests.support.strategies import number_texts
+
+# Numbers spelt as the stream spells most of them, at and around the compiled path's limits
+PLAIN_NUMBERS = st.one_of(
+    st.integers(-(10**40), 10**40).map(str),  # 1 to 41 digits: ints, longs, Decimals, too long
+    st.from_regex(r"\A-?0{0,3}[0-9]{1,16}\.[0-9]{1,16}\Z"),  # decimals, some beyond a double's 15 digits
+    st.from_regex(r"\A-?0\.0{3,6}[1-9]{1,4}\Z"),  # around 1e-5, below which a float is written with an exponent
+    st.sampled_from(["0", "-0", "0.0", "1.50", "007", "9223372036854775807", "9223372036854775808", "-" + "9" * 19]),
+)
+MALFORMED_NUMBERS = st.sampled_from(["", "-", ".5", "5.", "1..2", "1e5", " 1", "1_000", "²", "١٢", "NaN", "1" * 39])
+TAGS = ["S", "N", "B", "BOOL", "NULL", "SS", "NS", "BS", "M", "L"]
+
+
+# Spellings at the compiled path's limits: 18 and 19 digits, a long's ends, 15 and 16 digits, 1e-5,
+# 38 and 39 digits, leading and trailing zeros, negative zero
+BOUNDARY_NUMBERS = [
+    "999999999999999999",
+    "1000000000000000000",
+    "9223372036854775807",
+    "9223372036854775808",
+    "-9223372036854775808",
+    "-9223372036854775809",
+    "00000000000000000001",
+    "12345678901234567890123456789012345678",
+    "123456789012345678901234567890123456789",
+    "10000000000000000000000000000000000000000",
+    "123456789012.345",
+    "1234567890123.456",
+    "0.00001",
+    "0.000012",
+    "0.000001",
+    "-0.00001",
+    "000.5",
+    "1.0",
+    "1.50",
+    "-0",
+    "-0.0",
+    "0",
+]
+
+
+def _well_formed_scalars() -> st.SearchStrategy[dict[str, Any]]:
+    return st.one_of(
+        st.builds(lambda s: {"S": s}, st.text(max_size=12)),
+        st.builds(lambda n: {"N": n}, st.one_of(PLAIN_NUMBERS, number_texts(), st.sampled_from(BOUNDARY_NUMBERS))),
+        st.builds(lambda b: {"B": b}, st.one_of(st.binary(max_size=6), st.text("AQg=", max_size=8))),
+        st.builds(lambda b: {"BOOL": b}, st.booleans()),
+        st.just({"NULL": True}),
+        st.builds(lambda m: {"SS": m}, st.lists(st.text(max_size=4), max_size=4)),
+        st.builds(
+            lambda m: {"NS": m}, st.lists(st.one_of(PLAIN_NUMBERS, st.sampled_from(BOUNDARY_NUMBERS)), max_size=4)
+        ),
+        st.builds(lambda m: {"BS": m}, st.lists(st.binary(max_size=3), max_size=3)),
+    )
+
+
+def _scalars() -> st.SearchStrategy[dict[str, Any]]:
+    """Well-formed values, and now and then a malformed one."""
+    return st.one_of(
+        _well_formed_scalars(),
+        _malformed(),
+        st.builds(lambda n: {"N": n}, MALFORMED_NUMBERS),
+        st.builds(lambda m: {"NS": m}, st.lists(st.one_of(number_texts(), MALFORMED_NUMBERS), max_size=4)),
+    )
+
+
+def _malformed() -> st.SearchStrategy[Any]:
+    """What a broken producer, or a type confusion, could put where an AttributeValue belongs."""
+    values = st.one_of(st.none(), st.integers(), st.floats(allow_nan=False), st.text(max_size=3), st.booleans())
+    return st.one_of(
+        st.builds(lambda tag, value: {tag: value}, st.sampled_from(TAGS), values),
+        st.builds(lambda tag, value: {tag: value}, st.sampled_from(["s", "X", "BOOLEAN", "", "SSS"]), values),
+        st.builds(lambda tag, members: {tag: members}, st.sampled_from(["SS", "NS"]), st.lists(values, max_size=3)),
+        st.builds(
+            lambda tag, members: {tag: tuple(members)}, st.sampled_from(["SS", "L"]), st.lists(st.text(), max_size=2)
+        ),
+        st.just({"S": "x", "N": "1"}),
+        st.just({}),
+        values,
+        st.lists(values, max_size=2),
+    )
+
+
+def _nested(scalars: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.recursive(
+        scalars,
+        lambda inner: st.one_of(
+            st.builds(lambda m: {"M": m}, st.dictionaries(st.text(max_size=5), inner, max_size=4)),
+            st.builds(lambda elements: {"L": elements}, st.lists(inner, max_size=4)),
+        ),
+        max_leaves=24,
+    )
+
+
+WELL_FORMED_ITEMS = st.dictionaries(st.text(max_size=6), _nested(_well_formed_scalars()), max_size=8)
+ANY_ITEMS = st.one_of(st.dictionaries(st.text(max_size=6), _nested(_scalars()), max_size=8), _malformed())
+
+
+def _outcome(convert, item: Any) -> tuple:
+    try:
+        return ("value", _typed(convert(item)))
+    except Exception as exc:  # the comparison is the point: whatever one raises, the other must too
+        return ("raised", type(exc), str(exc))
+
+
+def _typed(value: Any) -> Any:
+    """The value with each scalar's type beside it (1 == 1.0 == Decimal(1) would hide a difference)."""
+    if isinstance(value, dict):
+        return {name: _typed(member) for name, member in value.items()}
+    if isinstance(value, list):
+        return [_typed(member) for member in value]
+    return (type(value).__name__, repr(value) if isinstance(value, Decimal | float) else value)
+
+
+def test_the_compiled_converter_is_built():
+    # GIVEN the project installed by make test (or CI, or the image), where a C compiler is present
+    # THEN the compiled converter serves; without one the install goes on with the Python converter
+    assert attributes.COMPILED, "consumer.pipeline._attributes was not built: install a C compiler, then make venv"
+    assert item_to_json is not PYTHON_ITEM_TO_JSON
+
+
+@pytest.mark.parametrize("text", BOUNDARY_NUMBERS)
+def test_numbers_at_the_compiled_paths_limits_convert_as_in_python(text):
+    # GIVEN a number spelt at one of the compiled path's limits, alone and in a set
+    item = {"n": {"N": text}, "ns": {"NS": [text, "5", "-7.25"]}}
+    # WHEN both converters convert it THEN the same value of the same type
+    assert _outcome(item_to_json, item) == _outcome(PYTHON_ITEM_TO_JSON, item)
+
+
+@settings(max_examples=300, deadline=None)
+@given(item=WELL_FORMED_ITEMS)
+@example(item={"ledger": {"N": "1000005426138762552420429"}, "bins": {"NS": ["283", "-1.5", "143"]}})
+@example(item={"deep": {"L": [{"L": [{"M": {"x": {"NS": ["1E+3", "7"]}}}]}]}})
+def test_the_compiled_converter_equals_the_python_one_on_any_item(item):
+    # GIVEN a random item: every type, nested, numbers in every spelling
+    # WHEN both converters convert it
+    # THEN they give the same values of the same types
+    assert _outcome(item_to_json, item) == _outcome(PYTHON_ITEM_TO_JSON, item)
+
+
+@settings(max_examples=200, deadline=None)
+@given(item=ANY_ITEMS)
+def test_the_compiled_converter_refuses_what_the_python_one_refuses(item):
+    # GIVEN a random item with malformed values among the good ones (or no item at all)
+    # WHEN both converters convert it
+    # THEN the same values, or the same error with the same message
+    assert _outcome(item_to_json, item) == _outcome(PYTHON_ITEM_TO_JSON, item)
+
+
+def test_without_the_compiled_converter_the_python_one_serves():
+    # GIVEN an interpreter where the extension cannot be imported (an install without a C compiler)
+    program = (
+        "import sys; sys.modules['consumer.pipeline._attributes'] = None\n"
+        "from consumer.pipeline import attributes\n"
+        "print(attributes.COMPILED, attributes.item_to_json({'n': {'N': '19.99'}, 'l': {'L': [{'S': 'x'}]}}))\n"
+    )
+    # WHEN it converts an item
+    answer = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
+    # THEN the Python converter does, with the same result
+    assert answer.stdout.strip() == "False {'n': 19.99, 'l': ['x']}"
