@@ -85,12 +85,14 @@ demo: venv
 ## Throughput of decode → version → bulk, and of the backfill, on osmem-server and a real
 ## OpenSearch node, each against its baselines in the same run; what routes and a transform cost;
 ## the wire client against boto3; a reindex next to the backfill alone, and the stream reads of two
-## generations; the lease tables' capacity units, native workers against the KCL daemon (README).
+## generations; the native worker against the KCL daemon: drain rate, CPU and memory, and the lease
+## tables' capacity units (README).
 bench: venv java-tools
 	$(PY) -m tests.bench.bulk_path
 	$(PY) -m tests.bench.route_cost
 	$(PY) -m tests.bench.backfill
 	$(PY) -m tests.bench.wire_calls
+	$(PY) -m tests.bench.modes
 	$(PY) -m tests.bench.reindex
 	$(PY) -m tests.bench.lease_units
 

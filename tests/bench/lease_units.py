@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import tempfile
 import threading
 import time
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.emulators import MotoServer, aws_env, emulator_client, free_port, start_osmem
-from tests.support.kcl_daemon import KclDaemon, build_launcher
+from tests.support.kcl_daemon import QUICK_ASSIGNMENT, KclDaemon, build_launcher
 from tests.support.kcl_daemon_side import kcl_env
 from tests.support.stream_server import StreamServer
 from tests.support.table_facade import Bill, TableFacade
@@ -42,7 +41,6 @@ TABLE = "orders"
 NATIVE_LEASES = "orders-native-leases"
 KCL_APPLICATION = "orders-kcl"
 KCL_TABLES = (KCL_APPLICATION, f"{KCL_APPLICATION}-CoordinatorState", f"{KCL_APPLICATION}-WorkerMetricStats")
-SHIPPED_PROPERTIES = Path(__file__).resolve().parents[2] / "deploy" / "kcl" / "streams-daemon.properties"
 
 
 class Writer(threading.Thread):
@@ -100,7 +98,7 @@ def measure(label: str, seconds: float, bills: list[Bill], shards: int, report: 
     )
 
 
-def run(shards: int, rate: float, window: float, report: Callable[[str], None]) -> None:
+def run(shards: int, rate: float, window: float, report: Callable[[str], None], smoke: bool = False) -> None:
     work = Path(tempfile.mkdtemp(prefix="lease-units-"))
     classpath = build_launcher(work / "build.log")
     moto, osmem, streams = MotoServer.start(), start_osmem(), StreamServer.start()
@@ -132,21 +130,9 @@ def run(shards: int, rate: float, window: float, report: Callable[[str], None]) 
             **common,
             "CDC_OPENSEARCH_INDEX": "orders-kcl",
         }
-        daemon = KclDaemon(
-            classpath,
-            SHIPPED_PROPERTIES,
-            children,
-            work / "daemon.log",
-            (
-                f"executableName={sys.executable} -m consumer kcl-processor",
-                f"streamName={arn}",
-                f"applicationName={KCL_APPLICATION}",
-                "regionName=us-east-1",
-                f"dynamoDBEndpoint={front.url}",
-                f"dynamoDBStreamsEndpoint={streams.url}",
-                "metricsLevel=NONE",
-                "workerId=kcl-1",
-            ),
+        quick = QUICK_ASSIGNMENT if smoke else ()  # the smoke's bill does not count: a quick start does
+        daemon = KclDaemon.shipped(
+            classpath, children, work / "daemon.log", arn, KCL_APPLICATION, front.url, streams.url, *quick
         )
         writer = Writer(streams, arn, rate, items=shards * 50)
         writer.start()
@@ -174,9 +160,11 @@ def run(shards: int, rate: float, window: float, report: Callable[[str], None]) 
     finally:
         if writer is not None:
             writer.halt.set()
-        for process in (native, daemon):
-            if process is not None:
-                process.stop()
+        if daemon is not None:
+            daemon.kill()  # measured: its graceful shutdown (up to 25 s) is not
+            daemon.stop()
+        if native is not None:
+            native.stop()
         front.stop()
         streams.stop()
         osmem.close()
@@ -192,7 +180,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.shards, args.rate, args.window = 2, 10.0, 8.0
-    run(args.shards, args.rate, args.window, lambda line: print(line, flush=True))
+    run(args.shards, args.rate, args.window, lambda line: print(line, flush=True), args.smoke)
 
 
 if __name__ == "__main__":

@@ -7,21 +7,20 @@ by side: records per second and CPU per record on the same backlog, and memory b
   measured is the consumer, not an engine. Records/s from the sink's first action to its last; CPU of
   the process tree (the worker; the JVM and every child) over that span, per record. Lease tables on
   moto.
-* Memory: for each of ``--memory-shards`` (idle shards), each mode leases every shard, then the RSS of
-  its process tree is read. The daemon runs one child process per shard: it is measured up to
-  ``--kcl-max-children`` shards; beyond that its figure is extrapolated from its measured JVM and
-  per-child RSS, and printed as such.
+* Memory: the RSS of each tree at the end of its drain; then for each of ``--memory-shards`` (idle
+  shards), each mode leases every shard and its tree's RSS is read. The daemon runs one child process
+  per shard: it is measured up to ``--kcl-max-children`` shards; beyond that its figure is
+  extrapolated from its last measured JVM and per-child RSS, and printed as such.
 
 Prints ``native_vs_kcl_records_per_second=`` and ``native_vs_kcl_cpu_per_record=``; asserts nothing
-about speed. ``--smoke``: a tiny backlog on two shards, memory at the same two shards.
+about speed. ``--smoke`` (``make test``): the native drain of a small backlog on two shards only; the
+daemon's start is what the lease-units smoke runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,16 +29,17 @@ from pathlib import Path
 from typing import Any
 
 from tests.bench.harness import NullSink, sample
-from tests.bench.lease_units import SHIPPED_PROPERTIES
 from tests.bench.synthetic import SyntheticStream
 from tests.support.emulators import MotoServer, aws_env, emulator_client, free_port
-from tests.support.kcl_daemon import KclDaemon, build_launcher
+from tests.support.kcl_daemon import QUICK_ASSIGNMENT, KclDaemon, build_launcher
 from tests.support.kcl_daemon_side import kcl_env
 from tests.support.stream_server import StreamServer
 from tests.support.tables import COMPOSITE_KEY_SCHEMA, create_table
 from tests.support.worker_process import WorkerProcess, wait_until
 
 TABLE = "orders"
+# The native worker polls a shard that answered empty as the shipped daemon properties do (500 ms)
+QUICK_POLLS = {"CDC_POLL_INTERVAL_SECONDS": "0.5", "CDC_IDLE_POLL_MAX_SECONDS": "0.5"}
 
 
 @dataclass(frozen=True)
@@ -153,25 +153,20 @@ class Run:
             "AWS_ENDPOINT_URL_DYNAMODBSTREAMS": self.streams.url,
             "CDC_OPENSEARCH_INDEX": TABLE,
         }
-        daemon = KclDaemon(
+        daemon = KclDaemon.shipped(
             self.classpath,
-            SHIPPED_PROPERTIES,
             children,
             self.workdir / f"daemon-{self._streams}.log",
-            (
-                f"executableName={sys.executable} -m consumer kcl-processor",
-                f"streamName={arn}",
-                f"applicationName={application}",
-                "regionName=us-east-1",
-                f"dynamoDBEndpoint={self.moto.url}",
-                f"dynamoDBStreamsEndpoint={self.streams.url}",
-                "metricsLevel=NONE",
-                "workerId=kcl-1",
-            ),
+            arn,
+            application,
+            self.moto.url,
+            self.streams.url,
+            *QUICK_ASSIGNMENT,
         )
         try:
             yield daemon
         finally:
+            daemon.kill()  # measured: its graceful shutdown (up to 25 s) is not
             daemon.stop()
 
     def close(self) -> None:
@@ -179,25 +174,32 @@ class Run:
         self.moto.stop()
 
 
-def drain(sink: NullSink, root: int, records: int, timeout: float) -> Drain:
-    """Wait for the sink's first action, then its ``records``-th, sampling the tree's CPU at both."""
+def drain(sink: NullSink, root: int, records: int, timeout: float) -> tuple[Drain, Footprint]:
+    """From the sink's first action (a page already applied) to its ``records``-th: the records applied
+    meanwhile, the time, and the tree's CPU; then the tree's memory."""
     wait_until(lambda: sink.actions > 0, timeout, "the first action", interval=0.02)
-    started, cpu_before = time.perf_counter(), tree_cpu(root)
+    started, cpu_before, applied_before = time.perf_counter(), tree_cpu(root), sink.actions
     wait_until(lambda: sink.actions >= records, timeout, f"{records} actions", interval=0.02)
-    return Drain(records, time.perf_counter() - started, tree_cpu(root) - cpu_before)
+    seconds, cpu = time.perf_counter() - started, tree_cpu(root) - cpu_before
+    return Drain(records - applied_before, seconds, cpu), footprint(root, len(tree(root)) - 1)
 
 
-def drains(run: Run, shards: int, records: list[dict[str, Any]]) -> tuple[Drain, Drain]:
-    native_sink, kcl_sink = NullSink(), NullSink()
+def drains(run: Run, shards: int, records: list[dict[str, Any]], kcl: bool) -> dict[str, tuple[Drain, Footprint]]:
+    measured = {}
+    sink = NullSink()
     try:
-        with run.native(run.stream(shards, records), native_sink) as worker:
-            native = drain(native_sink, worker.process.pid, len(records), 600)
-        with run.daemon(run.stream(shards, records), kcl_sink) as daemon:
-            kcl = drain(kcl_sink, daemon.process.pid, len(records), 900)
+        with run.native(run.stream(shards, records), sink, **QUICK_POLLS) as worker:
+            measured["native worker"] = drain(sink, worker.process.pid, len(records), 600)
     finally:
-        native_sink.stop()
-        kcl_sink.stop()
-    return native, kcl
+        sink.stop()
+    if kcl:
+        sink = NullSink()
+        try:
+            with run.daemon(run.stream(shards, records), sink) as daemon:
+                measured["KCL daemon + children"] = drain(sink, daemon.process.pid, len(records), 900)
+        finally:
+            sink.stop()
+    return measured
 
 
 def native_footprint(run: Run, shards: int) -> Footprint:
@@ -228,37 +230,45 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--memory-shards", default="100,1000", help="comma-separated shard counts")
     parser.add_argument("--kcl-max-children", type=int, default=100, help="measure the daemon up to this many")
-    parser.add_argument("--smoke", action="store_true", help="400 records on 2 shards; memory at 2 shards")
+    parser.add_argument("--smoke", action="store_true", help="the native drain of 2000 records on 2 shards only")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.records, args.shards, args.memory_shards = 400, 2, "2"
+        args.records, args.shards, args.memory_shards = 2000, 2, ""
     counts = [int(count) for count in args.memory_shards.split(",") if count]
     records = SyntheticStream(seed=11).records(args.records)
     run = Run(Path(tempfile.mkdtemp(prefix="modes-bench-")))
     try:
-        native, kcl = drains(run, args.shards, records)
+        measured = drains(run, args.shards, records, kcl=not args.smoke)
         print(
-            f"drain: {args.records} records of ~1.3 KB on {args.shards} shards into a null sink, each mode alone "
-            f"(KCL 3.1.3 daemon, one `consumer kcl-processor` child per shard)"
+            f"drain: a backlog of {args.records} records of ~1.3 KB on {args.shards} shards into a null sink, each "
+            f"mode alone (KCL 3.1.3 daemon, one `consumer kcl-processor` child per shard); from the first page "
+            f"applied to the last"
         )
-        for name, measured in (("native worker", native), ("KCL daemon + children", kcl)):
-            print(f"  {name:<22} {measured.rate:>9,.0f} records/s  {measured.cpu_us:>7,.0f} us CPU/record")
+        for name, (rate, memory) in measured.items():
+            print(
+                f"  {name:<22} {rate.records:>7} records in {rate.seconds:6.2f} s: {rate.rate:>8,.0f} records/s, "
+                f"{rate.cpu_us:>6,.0f} us CPU/record; {memory.processes} processes, RSS {memory.rss_bytes / 2**20:,.0f} MiB"
+            )
+        if args.smoke:
+            print("smoke: the daemon's half is not run (its start is the lease-units smoke's)")
+            return
+        (native, _), (kcl, kcl_memory) = measured.values()
         print(
             f"native_vs_kcl_records_per_second={native.rate / kcl.rate:.2f} "
             f"native_vs_kcl_cpu_per_record={native.cpu_us / kcl.cpu_us:.3f}"
         )
-        measured_kcl: Footprint | None = None
         for count in counts:
             ours = native_footprint(run, count)
             if count <= args.kcl_max_children:
-                measured_kcl = theirs = kcl_footprint(run, count)
-                how = f"measured, {theirs.processes - 1} children of {theirs.per_child / 2**20:.0f} MiB"
-                kcl_rss = theirs.rss_bytes
-            elif measured_kcl is not None:
-                kcl_rss = int(measured_kcl.root_rss_bytes + count * measured_kcl.per_child)
-                how = f"extrapolated: JVM + {count} x {measured_kcl.per_child / 2**20:.0f} MiB per child"
+                kcl_memory = kcl_footprint(run, count)
+                kcl_rss = kcl_memory.rss_bytes
+                how = f"measured: JVM and {kcl_memory.processes - 1} children of {kcl_memory.per_child / 2**20:.0f} MiB"
             else:
-                continue
+                kcl_rss = int(kcl_memory.root_rss_bytes + count * kcl_memory.per_child)
+                how = (
+                    f"extrapolated from {kcl_memory.shards} shards: JVM {kcl_memory.root_rss_bytes / 2**20:.0f} MiB + "
+                    f"{count} x {kcl_memory.per_child / 2**20:.0f} MiB a child"
+                )
             print(
                 f"memory, {count} idle shards: native worker {ours.rss_bytes / 2**20:,.0f} MiB (measured) | "
                 f"KCL daemon {kcl_rss / 2**20:,.0f} MiB ({how}) | native_vs_kcl_memory={ours.rss_bytes / kcl_rss:.3f}"

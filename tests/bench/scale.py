@@ -296,11 +296,15 @@ def shards(bench: Bench, count: int, window: float, probes: int, threads: int) -
     print(f"idle cost: {idle_per_minute:.1f} GetRecords per idle shard per minute (fixed 1 s poll before: 60.0)")
 
 
-def pool(bench: Bench, count: int, workers: int, window: float) -> None:
+def pool(bench: Bench, count: int, workers: int, window: float, failover: float) -> None:
     """``workers`` workers over ``count`` shards: time to balance, a rolling restart, then a quiet
     window counting owner changes; each worker's coordinator tick p99 from its histogram."""
     sink = NullSink()
-    env = {"CDC_FAILOVER_SECONDS": "30", "CDC_POLL_INTERVAL_SECONDS": "1", "CDC_SHARD_SYNC_INTERVAL_SECONDS": "30"}
+    env = {
+        "CDC_FAILOVER_SECONDS": f"{failover:g}",
+        "CDC_POLL_INTERVAL_SECONDS": "1",
+        "CDC_SHARD_SYNC_INTERVAL_SECONDS": "30",
+    }
     try:
         table, arn = bench.stream(count)
         running = [bench.worker(table, arn, sink.url, **env) for _ in range(workers)]
@@ -455,6 +459,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sections", default="hot-path,catch-up,shards,pool")
     parser.add_argument("--pool-workers", type=int, default=4)
     parser.add_argument("--pool-window", type=float, default=300.0)
+    parser.add_argument("--pool-failover", type=float, default=30.0, help="CDC_FAILOVER_SECONDS of the pool section")
     parser.add_argument("--hot-records", type=int, default=40_000)
     parser.add_argument("--backlog", type=int, default=200_000)
     parser.add_argument("--catch-up-engine", choices=ENGINES, default="opensearch")
@@ -471,7 +476,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.smoke:
         args.hot_records, args.backlog, args.shards, args.window, args.probes = 2000, 3000, 20, 5.0, 5
-        args.pool_workers, args.pool_window, args.catch_up_engine = 2, 5.0, "osmem"
+        args.pool_workers, args.pool_window, args.pool_failover, args.catch_up_engine = 2, 5.0, 6.0, "osmem"
     sys.stdout.reconfigure(line_buffering=True)
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as workdir:
         bench = Bench(Path(workdir))
@@ -484,7 +489,7 @@ def main(argv: list[str] | None = None) -> None:
             if "shards" in sections:
                 shards(bench, args.shards, args.window, args.probes, args.shard_threads)
             if "pool" in sections:
-                pool(bench, args.shards, args.pool_workers, args.pool_window)
+                pool(bench, args.shards, args.pool_workers, args.pool_window, args.pool_failover)
         finally:
             bench.close()
 

@@ -70,3 +70,10 @@ def test_the_lease_units_benchmark_bills_both_modes_in_both_windows_and_verifies
     for window in ("busy", "idle"):
         (line,) = [line for line in result.stdout.splitlines() if line.startswith(window)]
         assert "native:" in line and "KCL:" in line and "native_vs_kcl=" in line
+
+
+def test_the_modes_benchmark_drains_the_backlog_and_reads_the_process_tree():
+    result = bench("tests.bench.modes")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    (line,) = [line for line in result.stdout.splitlines() if line.strip().startswith("native worker")]
+    assert "records/s" in line and "us CPU/record" in line and "processes, RSS" in line

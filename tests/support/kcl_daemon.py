@@ -16,6 +16,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "deploy" / "kcl" / "build.sh"
+SHIPPED_PROPERTIES = REPO / "deploy" / "kcl" / "streams-daemon.properties"
+# KCL 3's leader assigns leases once it has each worker's metrics, reported every 30 s by default:
+# a daemon given these starts reading within seconds of its lease sync (the reports cost more units)
+QUICK_ASSIGNMENT = ("workerMetricsReporterFreqInMillis=1000", "inMemoryWorkerMetricsCaptureFrequencyMillis=1000")
 MAIN_CLASS = "consumer.kcl.DynamoDBStreamsMultiLangDaemon"
 
 
@@ -76,6 +80,38 @@ class KclDaemon:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # kill -9 of the group takes the children with it, as a container's end would
+        )
+
+    @classmethod
+    def shipped(
+        cls,
+        classpath: str,
+        children: dict[str, str],
+        log_path: Path,
+        stream_arn: str,
+        application: str,
+        dynamodb_url: str,
+        streams_url: str,
+        *overrides: str,
+    ) -> KclDaemon:
+        """The daemon on the shipped properties (deploy/kcl), pointed at the emulators by command-line
+        overrides (worker ``kcl-1``, no CloudWatch metrics), as the benchmarks run it."""
+        return cls(
+            classpath,
+            SHIPPED_PROPERTIES,
+            children,
+            log_path,
+            (
+                f"executableName={sys.executable} -m consumer kcl-processor",
+                f"streamName={stream_arn}",
+                f"applicationName={application}",
+                "regionName=us-east-1",
+                f"dynamoDBEndpoint={dynamodb_url}",
+                f"dynamoDBStreamsEndpoint={streams_url}",
+                "metricsLevel=NONE",
+                "workerId=kcl-1",
+                *overrides,
+            ),
         )
 
     def kill(self) -> None:
