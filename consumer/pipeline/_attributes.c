@@ -1,10 +1,11 @@
 /* The compiled converter of DynamoDB items to JSON values: consumer.pipeline.attributes's
  * item_to_json for the attribute values almost every item consists of, in C.
  *
- * It converts S, N (plainly spelt), BOOL, NULL, M and L itself, with exactly the Python rules of
- * consumer/pipeline/attributes.py. Everything else (B, SS, NS, BS, a number spelt otherwise, and
- * every malformed value) goes to the Python functions given to configure(), so the rare cases and
- * every error message have one implementation only. tests/unit/pipeline/test_attributes_compiled.py
+ * It converts S, N and NS (plainly spelt), B (base64 text, as GetRecords' JSON has it), SS, BOOL,
+ * NULL, M and L itself, with exactly the Python rules of consumer/pipeline/attributes.py. Everything
+ * else (B as bytes, BS, a number spelt otherwise, and every malformed value) goes to the Python
+ * functions given to configure(), so the rare cases and every error message have one
+ * implementation only. tests/unit/pipeline/test_attributes_compiled.py
  * holds the two equal on random items, malformed ones included.
  */
 #define PY_SSIZE_T_CLEAN
@@ -14,7 +15,7 @@
 #define DOUBLE_SAFE_DIGITS 15 /* any decimal of up to 15 digits survives a double */
 #define MAX_DIGITS 38         /* DynamoDB's numbers: 38 significant digits */
 
-static PyObject *attribute_fallback; /* attributes._attribute_to_json: one attribute value */
+static PyObject *attribute_fallback; /* attributes.attribute_to_json: one attribute value */
 static PyObject *number_fallback;    /* attributes.number_to_json: one N string */
 static PyObject *item_fallback;      /* attributes._python_item_to_json: a whole item (a non-dict) */
 static PyObject *decimal_type;       /* decimal.Decimal */
@@ -24,8 +25,8 @@ static PyObject *convert_list(PyObject *elements);
 
 /* The policy's value of a number spelt plainly: an integer of up to 18 digits (an int), a decimal of
  * up to 15 digits from 1e-5 up (a float), as _plain_number reads them; or an integer of 19 to 38
- * digits with no leading zero (an int within a long, else a Decimal of those digits, as
- * number_to_json gives). NULL with no error set: any other spelling, for number_to_json. */
+ * digits (an int within a long, else a Decimal of those digits, as number_to_json gives). NULL with
+ * no error set: any other spelling, for number_to_json. */
 static PyObject *plain_number(PyObject *text)
 {
     Py_ssize_t length;
@@ -131,6 +132,16 @@ static char tag_of(PyObject *tag)
     }
 }
 
+/* A map's or a list's conversion, bounded by the interpreter's recursion limit */
+static PyObject *convert_nested(PyObject *(*convert)(PyObject *), PyObject *value)
+{
+    if (Py_EnterRecursiveCall(" while converting a nested DynamoDB map or list"))
+        return NULL;
+    PyObject *converted = convert(value);
+    Py_LeaveRecursiveCall();
+    return converted;
+}
+
 static PyObject *convert_attribute(PyObject *attribute)
 {
     PyObject *tag, *value, *converted;
@@ -148,22 +159,12 @@ static PyObject *convert_attribute(PyObject *attribute)
             return convert_number(value);
         break;
     case 'M':
-        if (PyDict_CheckExact(value)) {
-            if (Py_EnterRecursiveCall(" while converting a DynamoDB map"))
-                return NULL;
-            converted = convert_item(value);
-            Py_LeaveRecursiveCall();
-            return converted;
-        }
+        if (PyDict_CheckExact(value))
+            return convert_nested(convert_item, value);
         break;
     case 'L':
-        if (PyList_CheckExact(value)) {
-            if (Py_EnterRecursiveCall(" while converting a DynamoDB list"))
-                return NULL;
-            converted = convert_list(value);
-            Py_LeaveRecursiveCall();
-            return converted;
-        }
+        if (PyList_CheckExact(value))
+            return convert_nested(convert_list, value);
         break;
     case 'B':
         if (PyUnicode_CheckExact(value))
