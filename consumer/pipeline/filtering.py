@@ -114,6 +114,19 @@ class StateMatcher:
         return False
 
 
+def state_attributes(patterns: tuple[dict[str, Any], ...]) -> frozenset[str] | None:
+    """The top-level attributes of an item's state (``dynamodb.NewImage``) that ``patterns`` read, so
+    that two states equal in these are judged alike; None when a pattern reads the state whole."""
+    names: set[str] = set()
+    for pattern in patterns:
+        for path, _ in _leaves(pattern, ()):
+            if len(path) < 3 or path[0] != "dynamodb" or path[1] not in ("Keys", "NewImage"):
+                return None
+            if path[1] == "NewImage":
+                names.add(path[2])
+    return frozenset(names)
+
+
 def _compile(pattern: dict[str, Any]) -> list[Leaf] | None:
     """The leaves of a pattern, or None when one sits at or above ``dynamodb.Keys`` / ``NewImage``."""
     leaves: list[Leaf] = []

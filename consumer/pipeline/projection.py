@@ -80,7 +80,7 @@ def to_bulk_actions(record: StreamRecord, schema: KeySchema, version: int, routi
         raise RecordError("TTL delete to mark has no OldImage: the stream must be NEW_AND_OLD_IMAGES")
     image = record.old_image if marked else record.new_image
     new = routing.place(record.keys, image) if image is not None else None
-    old = _placement_before(record, routing)
+    old = _placement_before(record, routing, image, new)
     actions = []
     if new is not None:
         shaped = shaped_document(new, record.keys, image, record.event_name, routing)  # type: ignore[arg-type]
@@ -99,13 +99,18 @@ def to_bulk_actions(record: StreamRecord, schema: KeySchema, version: int, routi
     return actions
 
 
-def _placement_before(record: StreamRecord, routing: Routing) -> Placement | None:
+def _placement_before(
+    record: StreamRecord, routing: Routing, image: dict[str, Any] | None, placed: Placement | None
+) -> Placement | None:
     """Where the index may hold the item from before this change: nowhere after an INSERT (it did not
-    exist); where its OldImage belongs, when the stream has one; else where its keys alone put it
-    (key-only routes: the global filter, which cannot be judged, is then taken to have passed)."""
+    exist); where its OldImage belongs, when the stream has one (``placed``, the placement of
+    ``image``, when the two agree on every attribute a placement reads); else where its keys alone put
+    it (key-only routes: the global filter, which cannot be judged, is then taken to have passed)."""
     if record.event_name == "INSERT":
         return None
     if record.old_image is not None:
+        if image is not None and routing.places_alike(image, record.old_image):
+            return placed
         return routing.place(record.keys, record.old_image)
     return routing.route(record.keys, record.keys)
 

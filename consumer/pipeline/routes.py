@@ -35,13 +35,14 @@ from typing import Any
 from consumer.errors import RecordError
 from consumer.pipeline.attributes import canonical_number
 from consumer.pipeline.bulk import DEFAULT_ROUTE
-from consumer.pipeline.filtering import StateMatcher
+from consumer.pipeline.filtering import StateMatcher, state_attributes
 from consumer.pipeline.mapping import NO_TEMPLATE, IndexTemplate
 from consumer.pipeline.projection_rules import ProjectionRules
 from consumer.pipeline.transforms import Transform
 
 MAX_INDEX_NAME_BYTES = 255
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+_ABSENT = object()
 _INDEX_LITERAL = re.compile(r"^[a-z0-9._-]*$")
 _UNSAFE = re.compile(r"[^a-z0-9_-]")
 
@@ -153,9 +154,24 @@ class Routing:
     routes: tuple[Route, ...]
     key_names: frozenset[str] = field(default_factory=frozenset)
     filters_state: bool = field(init=False, repr=False, compare=False)  # the global state filter is on
+    # the item attributes a placement reads (filter, routes, index templates); None: the whole state
+    deciding: frozenset[str] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "filters_state", self.rules.filters_state)
+        read = [state_attributes(route.patterns) for route in self.routes]
+        read += [frozenset(route.index.attributes) for route in self.routes]
+        if self.filters_state:
+            read.append(state_attributes(self.rules.patterns))
+        deciding = None if None in read else frozenset().union(*read)
+        object.__setattr__(self, "deciding", deciding)
+
+    def places_alike(self, image: dict[str, Any], other: dict[str, Any]) -> bool:
+        """Whether two states of one item are sure to be placed alike: every attribute a placement reads
+        is equal in both (then one ``place`` answers for both; False means only "not known")."""
+        if self.deciding is None:
+            return False
+        return all(image.get(name, _ABSENT) == other.get(name, _ABSENT) for name in self.deciding)
 
     def place(self, keys: dict[str, Any], image: dict[str, Any]) -> Placement | None:
         """Where an item in state ``image`` belongs: None when the global state filter leaves it out

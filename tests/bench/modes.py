@@ -262,7 +262,10 @@ def main(argv: list[str] | None = None) -> None:
             if count <= args.kcl_max_children:
                 kcl_memory = kcl_footprint(run, count)
                 kcl_rss = kcl_memory.rss_bytes
-                how = f"measured: JVM and {kcl_memory.processes - 1} children of {kcl_memory.per_child / 2**20:.0f} MiB"
+                how = (
+                    f"measured: the JVM and {kcl_memory.processes - 1} child processes (one a shard, and any being "
+                    f"started) of {kcl_memory.per_child / 2**20:.0f} MiB on average"
+                )
             else:
                 kcl_rss = int(kcl_memory.root_rss_bytes + count * kcl_memory.per_child)
                 how = (

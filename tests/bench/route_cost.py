@@ -1,7 +1,7 @@
 """``make bench``: what routes cost. CPU per record of the bulk path (``BatchProcessor.process`` over
 GetRecords-sized batches into osmem-server, as a shard consumer runs it) without routes, and with
 three routes on an attribute of the item (``customer.tier``: gold, silver, the rest) and a trivial
-transform, in the same run, on the same records.
+transform, in the same run, on the same records (as a worker parses them from GetRecords' JSON).
 
 Osmem runs in its own process, so this process's CPU (``time.process_time``) is our path alone:
 decode, version, route, transform, shape, encode, the HTTP client and the answer's classification.
@@ -32,7 +32,7 @@ from consumer.sink.dlq import DeadLetterFile
 from consumer.sink.index_catalog import IndexCatalog
 from consumer.sink.opensearch import OpenSearchSink
 from consumer.sink.processor import BatchProcessor
-from tests.bench.synthetic import KEY_SCHEMA, SyntheticStream
+from tests.bench.synthetic import KEY_SCHEMA, SyntheticStream, as_wire
 from tests.support.emulators import start_osmem
 from tests.support.tables import index_documents
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--smoke", action="store_true", help="a tiny input, once")
     args = parser.parse_args(argv)
     configure_logging("WARNING", "console")
-    records = SyntheticStream(seed=11).records(600 if args.smoke else 20_000)
+    records = as_wire(SyntheticStream(seed=11).records(600 if args.smoke else 20_000))
     batches = [records[i : i + BATCH] for i in range(0, len(records), BATCH)]
     repeats = 1 if args.smoke else 5
     osmem = start_osmem()

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from consumer.config import load_settings, routing
 from consumer.errors import ConfigError, RecordError
 from consumer.pipeline.drift import natural_document
+from consumer.pipeline.filtering import state_attributes
 from consumer.pipeline.projection import is_tombstone, to_bulk_actions
 from consumer.pipeline.records import StreamRecord
 from consumer.pipeline.routes import IndexName
@@ -22,10 +23,15 @@ from tests.support.single_table import (
     KEY_SCHEMA,
     expected_indices,
     final_state,
+    item_state,
     records_of,
     route_settings,
     routes,
     shop_histories,
+    to_item,
+)
+from tests.support.single_table import (
+    KEYS as SHOP_KEYS,
 )
 
 
@@ -204,3 +210,40 @@ def test_routes_come_from_a_yaml_or_json_file_as_well(tmp_path):
     yaml_file.write_text("routes: [name: a")
     with pytest.raises(ConfigError, match="routes.yaml: not YAML"):
         shop_routing(CDC_ROUTES=str(yaml_file))
+
+
+@st.composite
+def _shop_states(draw: st.DrawFn) -> tuple[dict, dict, dict]:
+    """Two states of one shop item (AttributeValues), and the second with the first's deciding attributes."""
+    key = draw(st.sampled_from(SHOP_KEYS))
+    first, second = (item_state(lambda options: draw(st.sampled_from(options))) for _ in range(2))
+    like_first = {**second, "type": first["type"], "tenant": first["tenant"]}
+    return to_item(key, first), to_item(key, second), to_item(key, like_first)
+
+
+@given(states=_shop_states())
+@settings(max_examples=300, deadline=None)
+def test_two_states_said_to_be_placed_alike_are_placed_alike(states):
+    # GIVEN the shop's routes (on the key, on the item's type, into an index named by its tenant), and
+    # two states of one item, and a third that differs from the first only where no placement reads
+    routes_ = shop_routing(
+        CDC_FILTER_PATTERNS=json.dumps([{"dynamodb": {"NewImage": {"revision": [{"exists": True}]}}}])
+    )
+    first, second, like_first = states
+    keys = {name: first[name] for name in ("PK", "SK")}
+    assert routes_.deciding == {"type", "tenant", "revision"}  # the routes', the template's, the filter's
+
+    # WHEN placement is skipped for the states said to be placed alike
+    # THEN they are placed alike; and a state that differs only elsewhere is always said to be
+    if routes_.places_alike(first, second):
+        assert routes_.place(keys, first) == routes_.place(keys, second)
+    assert routes_.places_alike(first, like_first) == (first.get("revision") == like_first.get("revision"))
+
+
+def test_a_pattern_that_reads_the_whole_state_makes_nothing_alike():
+    # GIVEN a pattern on the state as a whole (it exists), and ones on attributes
+    whole = ({"dynamodb": {"NewImage": [{"exists": True}]}},)
+    on_attributes = ({"dynamodb": {"NewImage": {"a": {"S": ["x"]}}, "Keys": {"k": {"S": ["y"]}}}},)
+    # THEN the first reads everything (no two states can be said alike); the others name what they read
+    assert state_attributes(whole) is None
+    assert state_attributes(on_attributes) == {"a"}
