@@ -26,12 +26,11 @@ from pathlib import Path
 from typing import Literal
 
 import structlog
-from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, NoCredentialsError
-from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 
 from consumer import __version__
 from consumer.commands.audit import audit_command
 from consumer.commands.backfill import backfill_command
+from consumer.commands.hints import what_to_do
 from consumer.commands.leases_report import generation_heading, lease_rows, render_json, render_table
 from consumer.commands.redrive import redrive_command
 from consumer.commands.reindex import prove, reindex_command
@@ -375,29 +374,6 @@ def _run_command(body: Callable[[Settings], bool], require_opensearch: bool) -> 
         print("consumer: interrupted; writes already made are safe to keep, run the command again", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_ATTENTION if attention else EXIT_OK
-
-
-def what_to_do(exc: BaseException) -> str:
-    """A hint for a failure whose cause says where to look: AWS or OpenSearch unreachable, no AWS
-    credentials (``""`` when the cause says nothing more than the message)."""
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if isinstance(cause, (EndpointConnectionError, ConnectTimeoutError)):
-            return (
-                "\n  AWS did not answer: check the network path from here (VPC endpoints, a NAT gateway, "
-                "HTTPS_PROXY / NO_PROXY), AWS_REGION, and AWS_ENDPOINT_URL if you set one"
-            )
-        if isinstance(cause, NoCredentialsError):
-            return "\n  no AWS credentials: give the pod or task its role (IRSA, Pod Identity, a task role) or set a profile"
-        if isinstance(cause, OpenSearchConnectionError):
-            return (
-                "\n  OpenSearch did not answer: check CDC_OPENSEARCH_URL, the network path to it (security groups, "
-                "a VPC domain's subnets) and, for https, its certificate (CDC_OPENSEARCH_CA_BUNDLE)"
-            )
-        cause = cause.__cause__ or cause.__context__
-    return ""
 
 
 def _until_signal(body: Callable[[threading.Event], bool]) -> bool:

@@ -120,20 +120,29 @@ class FileLetters:
 
 
 class ObjectLetters:
-    """The lines of every object under an S3 prefix, or of the one object the prefix names."""
+    """The lines of every object under an S3 prefix, or of the one object the prefix names. The
+    listing is taken once (the estimate's and the reading's), and the first object read once."""
 
     def __init__(self, client: Any, bucket: str, prefix: str) -> None:
         self._client = client
         self._bucket = bucket
         self._prefix = prefix
         self.description = f"s3://{bucket}/{prefix}".rstrip("/")
+        self._listing: list[tuple[str, int]] | None = None  # (key, size) of every object
+        self._first: tuple[str, list[Letter]] | None = None
 
     def chunks(self) -> Iterator[list[Letter]]:
-        yield from _chunked(letter for key in self._keys() for letter in self._read(key))
+        yield from _chunked(letter for key, _ in self._objects() for letter in self._letters(key))
 
     def estimate(self) -> int | None:
-        """Unknown: an object holds as many letters as its batch had, seen only when it is read."""
-        return None
+        """The letters of the first object per byte, times the bytes of them all: exact when every
+        object holds letters of one size, and known after one read whatever the prefix holds."""
+        objects = self._objects()
+        key, size = objects[0]
+        first = len(self._letters(key))
+        if size <= 0:
+            return first
+        return round(first * sum(size for _, size in objects) / size)
 
     def settle(self, letters: list[Letter], apply_changes: bool) -> None:
         """Objects are never changed."""
@@ -141,20 +150,31 @@ class ObjectLetters:
     def finish(self) -> None:
         """Nothing to hand back."""
 
-    def _keys(self) -> Iterator[str]:
-        found = False
+    def _objects(self) -> list[tuple[str, int]]:
+        if self._listing is None:
+            self._listing = list(self._list())
+            if not self._listing:
+                raise ConfigError(f"no dead-letter objects under {self.description}")
+        return self._listing
+
+    def _list(self) -> Iterator[tuple[str, int]]:
         try:
             pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self._bucket, Prefix=self._prefix)
             for page in pages:
                 for entry in page.get("Contents", []):
-                    found = True
-                    yield entry["Key"]
+                    yield entry["Key"], int(entry.get("Size", 0))
         except ClientError as exc:
             raise _config_error(f"listing {self.description}", exc) from exc
         except BotoCoreError as exc:
             raise ConsumerError(f"listing {self.description} failed: {exc}") from exc
-        if not found:
-            raise ConfigError(f"no dead-letter objects under {self.description}")
+
+    def _letters(self, key: str) -> list[Letter]:
+        if self._first is not None and self._first[0] == key:
+            return self._first[1]
+        letters = list(self._read(key))
+        if self._first is None:
+            self._first = (key, letters)
+        return letters
 
     def _read(self, key: str) -> Iterator[Letter]:
         try:

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 from prometheus_client import CollectorRegistry
 
+from consumer.commands.hints import what_to_do
 from consumer.config import ENV_PREFIX, SECRET_SETTINGS, Settings
 from consumer.errors import ConfigError, ConsumerError
 from consumer.leases.table import LeaseTable
@@ -90,10 +91,10 @@ def check(settings: Settings) -> list[tuple[str, bool, str]]:
         try:
             results.append((what, True, attempt()))
         except (ConsumerError, OSError, ValueError) as exc:
-            results.append((what, False, redact(str(exc))))
+            results.append((what, False, redact(str(exc)) + _hint(exc)))
             return False
         except Exception as exc:  # noqa: BLE001 - a client error of any library is a failed check, named
-            results.append((what, False, redact(f"{type(exc).__name__}: {exc}")))
+            results.append((what, False, redact(f"{type(exc).__name__}: {exc}") + _hint(exc)))
             return False
         return True
 
@@ -143,6 +144,12 @@ def check(settings: Settings) -> list[tuple[str, bool, str]]:
 
     probe(f"dead-letter destination {settings.dead_letters}", dead_letters)
     return results
+
+
+def _hint(exc: BaseException) -> str:
+    """The failure's what-to-do, on its own line under the FAIL line."""
+    hint = what_to_do(exc).strip()
+    return f"\n{' ' * 8}{hint}" if hint else ""
 
 
 def config_command(settings: Settings, environ: Mapping[str, str], as_json: bool, run_checks: bool) -> bool:

@@ -392,8 +392,11 @@ def test_redrive_reads_every_object_under_an_s3_prefix_or_one_key(
     # was already indexed with that repair version: a redrive within the same second), none is
     # refused, and the index equals the table both times
     for _ in range(2):
-        whole = consumer(worker_env, "redrive", f"s3://{bucket}/cdc", "--apply")
+        whole = consumer({**worker_env, "CDC_LOG_LEVEL": "INFO"}, "redrive", f"s3://{bucket}/cdc", "--apply")
         assert whole.returncode == 0, whole.stderr
+        # AND its progress counts against a total estimated from the listing and the first object
+        logged = [orjson.loads(line) for line in whole.stderr.splitlines() if line.startswith("{")]
+        assert [line["expected_items"] for line in logged if line["event"] == "redrive_progress"][:1] == [6]
         summary = re.search(r"6 dead letters in \S+: (\d+) applied, (\d+) stale, 0 poison, 0 unreadable", whole.stdout)
         assert summary and int(summary[1]) + int(summary[2]) == 6, whole.stdout
         assert index_documents(search_engine.url, table_name) == table_documents(ddb, table_name)

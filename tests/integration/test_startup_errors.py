@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.commands import consumer
+from tests.support.emulators import free_port
 from tests.support.tables import create_table
 
 pytestmark = pytest.mark.integration
@@ -110,3 +111,9 @@ def test_consumer_config_check_names_what_a_worker_would_miss(ddb, table_name, w
     present = config_check(worker_env)
     assert present.returncode == 0, present.stdout + present.stderr
     assert "  FAIL  " not in present.stdout and "missing: the first worker creates it" in present.stdout
+
+    # WHEN OpenSearch cannot be reached THEN its check fails with what to look at, under the FAIL line
+    unreachable = config_check({**worker_env, "CDC_OPENSEARCH_URL": f"http://127.0.0.1:{free_port()}"})
+    assert unreachable.returncode == 3, unreachable.stdout + unreachable.stderr
+    failed = unreachable.stdout.split("  FAIL  OpenSearch ", 1)[1].splitlines()
+    assert failed[1].startswith(" " * 8 + "OpenSearch did not answer: check CDC_OPENSEARCH_URL"), failed

@@ -23,10 +23,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import BotoCoreError
+from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
+from osmem_server import OsmemServer, resolve_binary
 from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.pipeline.doc_ids import KeyAttribute, KeySchema
-from tests.support.emulators import MotoServer, aws_env, emulator_client, free_port, start_osmem
+from tests.support.emulators import MotoServer, aws_env, emulator_client, free_port
 from tests.support.tables import index_documents, table_documents
 
 TABLE = "orders"
@@ -43,7 +46,7 @@ def main() -> int:
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    moto, osmem = MotoServer.start(), start_osmem()
+    moto, osmem = MotoServer.start(), _start_osmem_apart(Path(".run"))
     worker: subprocess.Popen | None = None
     try:
         ddb = emulator_client("dynamodb", moto.url)
@@ -58,7 +61,11 @@ def main() -> int:
         print(f"worker        pid {worker.pid}, metrics http://127.0.0.1:{metrics_port}/metrics, logs {log_path}\n")
         writer = threading.Thread(target=_write_orders, args=(ddb, args.changes, args.existing, stop), daemon=True)
         writer.start()
-        _report_until_stopped(ddb, osmem.url, metrics_port, writer, stop, args.seconds)
+        try:
+            _report_until_stopped(ddb, osmem.url, metrics_port, writer, stop, args.seconds)
+        except (OSError, BotoCoreError, OpenSearchConnectionError) as exc:
+            print(f"an emulator stopped answering, so the demo stops: {exc}", file=sys.stderr)
+            return 1
         return 0
     finally:
         stop.set()
@@ -67,6 +74,20 @@ def main() -> int:
         osmem.close()
         moto.stop()
         print("stopped: worker, osmem-server, moto server")
+
+
+def _start_osmem_apart(workdir: Path) -> OsmemServer:
+    """osmem-server in a session of its own, as moto and the worker are: the terminal's Ctrl-C reaches
+    the demo alone, which stops the worker before the server it writes to (osmem-server quits on
+    SIGINT whatever it inherits, and its launcher has no option for a session)."""
+    workdir.mkdir(exist_ok=True)
+    launcher = workdir / "osmem-server-apart"
+    binary = resolve_binary(None)
+    launcher.write_text(
+        f"#!{sys.executable}\nimport os, sys\nos.setsid()\nos.execv({binary!r}, [{binary!r}, *sys.argv[1:]])\n"
+    )
+    launcher.chmod(0o755)
+    return OsmemServer.start(japanese=False, binary=str(launcher))
 
 
 def _create_orders_table(ddb: Any, existing: int) -> None:

@@ -8,7 +8,8 @@ from botocore.exceptions import EndpointConnectionError, NoCredentialsError
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 
 from consumer import __version__
-from consumer.commands.cli import main, what_to_do
+from consumer.commands.cli import main
+from consumer.commands.hints import what_to_do
 from consumer.errors import ConsumerError, SinkError
 
 
