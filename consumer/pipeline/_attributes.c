@@ -17,7 +17,7 @@
 
 static PyObject *attribute_fallback; /* attributes.attribute_to_json: one attribute value */
 static PyObject *number_fallback;    /* attributes.number_to_json: one N string */
-static PyObject *item_fallback;      /* attributes._python_item_to_json: a whole item (a non-dict) */
+static PyObject *item_fallback;      /* attributes.python_item_to_json: a whole item (a non-dict) */
 static PyObject *decimal_type;       /* decimal.Decimal */
 
 static PyObject *convert_item(PyObject *item);
@@ -216,13 +216,25 @@ static PyObject *convert_list(PyObject *elements)
     return converted;
 }
 
+/* A dict sized for ``size`` items: CPython's presized constructor is private API, used only on the
+   versions known to export it; elsewhere the dict grows as it fills (same result, a little slower). */
+static PyObject *new_dict(Py_ssize_t size)
+{
+#if PY_VERSION_HEX < 0x030D0000
+    return _PyDict_NewPresized(size);
+#else
+    (void)size;
+    return PyDict_New();
+#endif
+}
+
 static PyObject *convert_item(PyObject *item)
 {
     PyObject *name, *attribute;
     Py_ssize_t position = 0;
     if (!PyDict_CheckExact(item))
         return PyObject_CallOneArg(item_fallback, item);
-    PyObject *document = _PyDict_NewPresized(PyDict_GET_SIZE(item));
+    PyObject *document = new_dict(PyDict_GET_SIZE(item));
     if (document == NULL)
         return NULL;
     Py_ssize_t size = PyDict_GET_SIZE(item);

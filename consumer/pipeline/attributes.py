@@ -21,7 +21,7 @@ standard base64 text. Sets become JSON arrays, sorted so that equal sets give eq
 
 ``item_to_json`` is compiled (``consumer/pipeline/_attributes.c``) where the build had a C compiler:
 it converts the common types itself and hands every other value to this module's Python functions,
-which remain the definition (``PYTHON_ITEM_TO_JSON``) and the fallback where nothing was compiled.
+which remain the definition (``python_item_to_json``) and the fallback where nothing was compiled.
 
 All functions here are pure and thread-safe.
 """
@@ -177,7 +177,7 @@ def attribute_to_json(attribute: dict[str, Any]) -> Any:
     return converter(value)
 
 
-def _python_item_to_json(item: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def python_item_to_json(item: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Convert a DynamoDB item (attribute name → AttributeValue) to a JSON object, in Python."""
     if not isinstance(item, dict):
         raise RecordError(f"item must be a map of attribute values, got {type(item).__name__}")
@@ -216,17 +216,16 @@ _CONVERTERS = {
     "SS": lambda v: sorted(v),
     "NS": lambda v: [number_to_json(n) for n in sorted(v, key=parse_number)],
     "BS": lambda v: sorted(binary_to_text(b) for b in v),
-    "M": _python_item_to_json,
+    "M": python_item_to_json,
     "L": lambda v: [attribute_to_json(element) for element in v],
 }
 
-PYTHON_ITEM_TO_JSON = _python_item_to_json
 try:
     from consumer.pipeline import _attributes
 except ImportError:  # built without a C compiler: the Python definition serves
     COMPILED = False
-    item_to_json = _python_item_to_json
+    item_to_json = python_item_to_json
 else:
     COMPILED = True
-    _attributes.configure(attribute_to_json, number_to_json, _python_item_to_json, decimal.Decimal)
+    _attributes.configure(attribute_to_json, number_to_json, python_item_to_json, decimal.Decimal)
     item_to_json = _attributes.item_to_json

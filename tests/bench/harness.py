@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import urllib3
 from opensearchpy import OpenSearch
@@ -25,6 +25,7 @@ from osmem_server import OsmemServer
 from consumer.pipeline.doc_ids import KeySchema
 from consumer.sink.index_setup import ensure_index
 from tests.support.opensearch_node import OpenSearchNode
+from tests.support.quiet_http import QuietHTTPServer
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -85,8 +86,7 @@ class NullSink:
     def __init__(self) -> None:
         self.actions = 0
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self._server = QuietHTTPServer(("127.0.0.1", 0), self._handler())  # a worker killed mid-request is expected
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     @property

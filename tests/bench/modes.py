@@ -174,14 +174,14 @@ class Run:
         self.moto.stop()
 
 
-def drain(sink: NullSink, root: int, records: int, timeout: float) -> tuple[Drain, Footprint]:
+def drain(sink: NullSink, root: int, records: int, shards: int, timeout: float) -> tuple[Drain, Footprint]:
     """From the sink's first action (a page already applied) to its ``records``-th: the records applied
-    meanwhile, the time, and the tree's CPU; then the tree's memory."""
+    meanwhile, the time, and the tree's CPU; then the tree's memory, with its ``shards`` leased."""
     wait_until(lambda: sink.actions > 0, timeout, "the first action", interval=0.02)
     started, cpu_before, applied_before = time.perf_counter(), tree_cpu(root), sink.actions
     wait_until(lambda: sink.actions >= records, timeout, f"{records} actions", interval=0.02)
     seconds, cpu = time.perf_counter() - started, tree_cpu(root) - cpu_before
-    return Drain(records - applied_before, seconds, cpu), footprint(root, len(tree(root)) - 1)
+    return Drain(records - applied_before, seconds, cpu), footprint(root, shards)
 
 
 def drains(run: Run, shards: int, records: list[dict[str, Any]], kcl: bool) -> dict[str, tuple[Drain, Footprint]]:
@@ -189,14 +189,14 @@ def drains(run: Run, shards: int, records: list[dict[str, Any]], kcl: bool) -> d
     sink = NullSink()
     try:
         with run.native(run.stream(shards, records), sink, **QUICK_POLLS) as worker:
-            measured["native worker"] = drain(sink, worker.process.pid, len(records), 600)
+            measured["native worker"] = drain(sink, worker.process.pid, len(records), shards, 600)
     finally:
         sink.stop()
     if kcl:
         sink = NullSink()
         try:
             with run.daemon(run.stream(shards, records), sink) as daemon:
-                measured["KCL daemon + children"] = drain(sink, daemon.process.pid, len(records), 900)
+                measured["KCL daemon + children"] = drain(sink, daemon.process.pid, len(records), shards, 900)
         finally:
             sink.stop()
     return measured

@@ -175,11 +175,14 @@ def _hot_path_stream(bench: Bench, synthetic: list[dict[str, Any]]) -> tuple[str
 
 
 def _worker_cpu_per_record(bench: Bench, synthetic: list[dict[str, Any]], sink_url: str, **env: str) -> float:
-    """A worker's CPU time per record, in µs, to apply ``synthetic`` from a fresh stream."""
-    table, arn = _hot_path_stream(bench, synthetic)
+    """A worker's CPU time per record, in µs, to apply ``synthetic`` written to a stream it already
+    reads (so that its start-up is not counted, and a small input is not over before the first sample)."""
+    table, arn = bench.stream(4)
     worker = bench.worker(table, arn, sink_url, **env)
-    wait_until(lambda: worker.metric("cdc_records_read_total") > 0, timeout=120, what="first read")
+    wait_until(lambda: worker.metric("cdc_shard_tasks") == 4, timeout=120, what="every shard read")
     before = sample(worker.process.pid)
+    for record in synthetic:
+        bench.streams.append(arn, record)
     wait_until(lambda: worker.metric("cdc_records_processed_total") >= len(synthetic), timeout=1800, what="all applied")
     after = sample(worker.process.pid)
     worker.terminate()

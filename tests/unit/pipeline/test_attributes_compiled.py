@@ -16,7 +16,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from consumer.pipeline import attributes
-from consumer.pipeline.attributes import PYTHON_ITEM_TO_JSON, item_to_json
+from consumer.pipeline.attributes import item_to_json, python_item_to_json
 from tests.support.strategies import number_texts
 
 # Numbers spelt as the stream spells most of them, at and around the compiled path's limits
@@ -135,7 +135,7 @@ def test_the_compiled_converter_is_built():
     # GIVEN the project installed by make test (or CI, or the image), where a C compiler is present
     # THEN the compiled converter serves; without one the install goes on with the Python converter
     assert attributes.COMPILED, "consumer.pipeline._attributes was not built: install a C compiler, then make venv"
-    assert item_to_json is not PYTHON_ITEM_TO_JSON
+    assert item_to_json is not python_item_to_json
 
 
 @pytest.mark.parametrize("text", BOUNDARY_NUMBERS)
@@ -143,7 +143,7 @@ def test_numbers_at_the_compiled_paths_limits_convert_as_in_python(text):
     # GIVEN a number spelt at one of the compiled path's limits, alone and in a set
     item = {"n": {"N": text}, "ns": {"NS": [text, "5", "-7.25"]}}
     # WHEN both converters convert it THEN the same value of the same type
-    assert _outcome(item_to_json, item) == _outcome(PYTHON_ITEM_TO_JSON, item)
+    assert _outcome(item_to_json, item) == _outcome(python_item_to_json, item)
 
 
 @settings(max_examples=300, deadline=None)
@@ -154,7 +154,7 @@ def test_the_compiled_converter_equals_the_python_one_on_any_item(item):
     # GIVEN a random item: every type, nested, numbers in every spelling
     # WHEN both converters convert it
     # THEN they give the same values of the same types
-    assert _outcome(item_to_json, item) == _outcome(PYTHON_ITEM_TO_JSON, item)
+    assert _outcome(item_to_json, item) == _outcome(python_item_to_json, item)
 
 
 @settings(max_examples=200, deadline=None)
@@ -163,7 +163,7 @@ def test_the_compiled_converter_refuses_what_the_python_one_refuses(item):
     # GIVEN a random item with malformed values among the good ones (or no item at all)
     # WHEN both converters convert it
     # THEN the same values, or the same error with the same message
-    assert _outcome(item_to_json, item) == _outcome(PYTHON_ITEM_TO_JSON, item)
+    assert _outcome(item_to_json, item) == _outcome(python_item_to_json, item)
 
 
 def test_without_the_compiled_converter_the_python_one_serves():
