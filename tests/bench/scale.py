@@ -181,8 +181,9 @@ def _worker_cpu_per_record(bench: Bench, synthetic: list[dict[str, Any]], sink_u
     worker = bench.worker(table, arn, sink_url, **env)
     wait_until(lambda: worker.metric("cdc_shard_tasks") == 4, timeout=120, what="every shard read")
     before = sample(worker.process.pid)
-    for record in synthetic:
-        bench.streams.append(arn, record)
+    with bench.streams.stream(arn).all_at_once():  # a backlog, read in full pages as before
+        for record in synthetic:
+            bench.streams.append(arn, record)
     wait_until(lambda: worker.metric("cdc_records_processed_total") >= len(synthetic), timeout=1800, what="all applied")
     after = sample(worker.process.pid)
     worker.terminate()

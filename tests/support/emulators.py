@@ -16,6 +16,8 @@ from typing import Any
 import boto3
 from osmem_server import OsmemServer
 
+from tests.support.processes import stop_process
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -61,13 +63,7 @@ class MotoServer:
         urllib.request.urlopen(request, timeout=10).close()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def start_osmem() -> OsmemServer:

@@ -34,7 +34,8 @@ import urllib3
 
 from tests.support.capacity import capacity_units, item_size
 from tests.support.dynamodb_expressions import ExpressionError, Placeholders, parse_condition, parse_update
-from tests.support.quiet_http import QuietHTTPServer
+from tests.support.processes import stop_process
+from tests.support.quiet_http import ServedInThread
 
 PREFIX = "DynamoDB_20120810."
 PAGE_BYTES = 1 << 20  # a Scan page holds at most 1 MB of items
@@ -109,35 +110,22 @@ class _Table:
         return answer
 
 
-class MemoryDynamoDB:
+class MemoryDynamoDB(ServedInThread):
     """The tables created through this front, and the forwarding of every other request."""
 
     def __init__(self, upstream: str, region: str = "us-east-1") -> None:
+        super().__init__(_Handler, "memory-dynamodb", front=self)
         self._calls: Counter[str] = Counter()  # operations answered from memory, e.g. "UpdateItem"
         self._tables: dict[str, _Table] = {}
         self._lock = threading.Lock()
         self._region = region
         self._upstream = urllib3.PoolManager(maxsize=8).connection_from_url(upstream)
-        self._http = QuietHTTPServer(("127.0.0.1", 0), _Handler)
-        self._http.front = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(
-            target=self._http.serve_forever, args=(0.1,), name="memory-dynamodb", daemon=True
-        )
 
     @classmethod
     def start(cls, upstream: str, region: str = "us-east-1") -> MemoryDynamoDB:
         front = cls(upstream, region)
-        front._thread.start()
+        front.serve()
         return front
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._http.server_address[1]}"
-
-    def stop(self) -> None:
-        self._http.shutdown()
-        self._http.server_close()
-        self._thread.join(timeout=10)
 
     def calls_so_far(self) -> dict[str, int]:
         """The operations answered from memory so far, by name."""
@@ -357,12 +345,7 @@ class MemoryDynamoDBProcess:
         return dict(orjson.loads(answer.data))
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
 
 
 if __name__ == "__main__":

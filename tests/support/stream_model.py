@@ -21,11 +21,12 @@ Thread-safe: every public method holds the stream's lock (the HTTP server calls 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import copy
 import hashlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -211,6 +212,13 @@ class StreamModel:
                 shard.unlisted = True
 
     # -- records ----------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def all_at_once(self) -> Iterator[None]:
+        """Records appended inside the block are seen by readers all at once: a read waits for the
+        block's end (a backlog written while a consumer already reads the stream)."""
+        with self._lock:
+            yield
 
     def append(self, record: dict[str, Any]) -> Appended:
         """Add one change (a GetRecords record, boto3 or wire form) to the shard its keys route to.

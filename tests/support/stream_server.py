@@ -23,14 +23,13 @@ import time
 import uuid
 import zlib
 from http.server import BaseHTTPRequestHandler
-from threading import Thread
 from typing import Any
 
 import boto3
 import orjson
 from botocore.config import Config
 
-from tests.support.quiet_http import QuietHTTPServer
+from tests.support.quiet_http import ServedInThread
 from tests.support.stream_model import Appended, Clock, ShardInfo, StreamModel
 from tests.support.stream_protocol import ServerStats, StreamProtocol
 
@@ -38,31 +37,19 @@ DEFAULT_KEY_SCHEMA = [{"AttributeName": "pk", "KeyType": "HASH"}]
 CONTENT_TYPE = "application/x-amz-json-1.0"
 
 
-class StreamServer:
+class StreamServer(ServedInThread):
     """A running server and its scripting API. ``start()`` binds a free port; ``stop()`` frees it."""
 
     def __init__(self, clock: Clock = time.time) -> None:
         self._clock = clock
         self._protocol = StreamProtocol(clock)
-        self._http = QuietHTTPServer(("127.0.0.1", 0), _Handler)
-        self._http.daemon_threads = True
-        self._http.protocol = self._protocol  # type: ignore[attr-defined]
-        self._thread = Thread(target=self._http.serve_forever, args=(0.05,), name="stream-server", daemon=True)
+        super().__init__(_Handler, "stream-server", protocol=self._protocol)
 
     @classmethod
     def start(cls, clock: Clock = time.time) -> StreamServer:
         server = cls(clock)
-        server._thread.start()
+        server.serve()
         return server
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._http.server_address[1]}"
-
-    def stop(self) -> None:
-        self._http.shutdown()
-        self._http.server_close()
-        self._thread.join(timeout=10)
 
     def client(self, max_attempts: int = 1) -> Any:
         """A boto3 ``dynamodbstreams`` client for this server (no retries by default, so scripted
