@@ -368,7 +368,8 @@ def _run_command(body: Callable[[Settings], bool], require_opensearch: bool) -> 
         print(f"consumer: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except ConsumerError as exc:
-        print(f"consumer: {exc}{what_to_do(exc)}", file=sys.stderr)
+        hint = what_to_do(exc)
+        print(f"consumer: {exc}" + (f"\n  {hint}" if hint else ""), file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("consumer: interrupted; writes already made are safe to keep, run the command again", file=sys.stderr)

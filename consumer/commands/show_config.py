@@ -148,7 +148,7 @@ def check(settings: Settings) -> list[tuple[str, bool, str]]:
 
 def _hint(exc: BaseException) -> str:
     """The failure's what-to-do, on its own line under the FAIL line."""
-    hint = what_to_do(exc).strip()
+    hint = what_to_do(exc)
     return f"\n{' ' * 8}{hint}" if hint else ""
 
 
