@@ -8,20 +8,53 @@
  * implementation only. tests/unit/pipeline/test_attributes_compiled.py
  * holds the two equal on random items, malformed ones included.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_attributes.h"
 
-#define LONG_SAFE_DIGITS 18   /* any integer of up to 18 digits fits a Java long */
-#define DOUBLE_SAFE_DIGITS 15 /* any decimal of up to 15 digits survives a double */
-#define MAX_DIGITS 38         /* DynamoDB's numbers: 38 significant digits */
-
-static PyObject *attribute_fallback; /* attributes.attribute_to_json: one attribute value */
-static PyObject *number_fallback;    /* attributes.number_to_json: one N string */
-static PyObject *item_fallback;      /* attributes.python_item_to_json: a whole item (a non-dict) */
-static PyObject *decimal_type;       /* decimal.Decimal */
+PyObject *attribute_fallback;     /* attributes.attribute_to_json: one attribute value */
+PyObject *dumps_fallback;         /* attributes.dumps_json: JSON values to JSON text */
+static PyObject *item_fallback;   /* attributes.python_item_to_json: a whole item (a non-dict) */
+static PyObject *number_fallback; /* attributes.number_to_json: one N string */
+static PyObject *decimal_type;    /* decimal.Decimal */
 
 static PyObject *convert_item(PyObject *item);
 static PyObject *convert_list(PyObject *elements);
+
+PlainNumber read_plain_number(const char *chars, Py_ssize_t length)
+{
+    PlainNumber number = {NOT_PLAIN, 0, 0, NULL, 0, NULL, 0};
+    Py_ssize_t at = (length > 0 && chars[0] == '-') ? 1 : 0;
+    Py_ssize_t whole_start = at;
+    number.negative = at;
+    while (at < length && chars[at] >= '0' && chars[at] <= '9')
+        at++;
+    number.spelt_digits = at - whole_start;
+    if (number.spelt_digits == 0)
+        return number;
+    Py_ssize_t significant = whole_start;
+    while (significant < at && chars[significant] == '0')
+        significant++;
+    number.whole = chars + significant;
+    number.whole_length = at - significant;
+    if (at == length) {
+        number.kind = number.spelt_digits <= MAX_DIGITS ? PLAIN_INTEGER : NOT_PLAIN;
+        return number;
+    }
+    if (chars[at] != '.')
+        return number;
+    Py_ssize_t fraction_start = ++at, fraction_end = at; /* fraction_end: after the last non-zero digit */
+    while (at < length && chars[at] >= '0' && chars[at] <= '9')
+        if (chars[at++] != '0')
+            fraction_end = at;
+    Py_ssize_t fraction = at - fraction_start;
+    if (at != length || fraction_end == fraction_start || number.spelt_digits + fraction > DOUBLE_SAFE_DIGITS)
+        return number;
+    if (number.whole_length == 0 && fraction >= 5 && strncmp(chars + fraction_start, "00000", 5) == 0)
+        return number; /* below 1e-5: orjson would write the float with an exponent */
+    number.kind = PLAIN_DECIMAL;
+    number.fraction = chars + fraction_start;
+    number.fraction_length = fraction_end - fraction_start;
+    return number;
+}
 
 /* The policy's value of a number spelt plainly: an integer of up to 18 digits (an int), a decimal of
  * up to 15 digits from 1e-5 up (a float), as _plain_number reads them; or an integer of 19 to 38
@@ -35,39 +68,20 @@ static PyObject *plain_number(PyObject *text)
         PyErr_Clear();
         return NULL;
     }
-    Py_ssize_t at = (length > 0 && chars[0] == '-') ? 1 : 0;
-    Py_ssize_t whole_start = at;
-    while (at < length && chars[at] >= '0' && chars[at] <= '9')
-        at++;
-    Py_ssize_t whole = at - whole_start;
-    if (whole > 0 && at == length) {
-        if (whole <= LONG_SAFE_DIGITS)
-            return PyLong_FromString(chars, NULL, 10);
-        if (whole > MAX_DIGITS)
-            return NULL;
+    PlainNumber number = read_plain_number(chars, length);
+    if (number.kind == PLAIN_INTEGER) {
         PyObject *integer = PyLong_FromString(chars, NULL, 10);
         int overflow;
-        if (integer == NULL || (PyLong_AsLongLongAndOverflow(integer, &overflow), overflow == 0))
+        if (number.spelt_digits <= LONG_SAFE_DIGITS || integer == NULL
+            || (PyLong_AsLongLongAndOverflow(integer, &overflow), overflow == 0))
             return integer;
         Py_DECREF(integer);
         return PyObject_CallOneArg(decimal_type, text);
     }
-    if (whole == 0 || chars[at] != '.')
+    if (number.kind != PLAIN_DECIMAL)
         return NULL;
-    Py_ssize_t fraction_start = ++at;
-    int fraction_nonzero = 0;
-    while (at < length && chars[at] >= '0' && chars[at] <= '9')
-        fraction_nonzero |= chars[at++] != '0';
-    Py_ssize_t fraction = at - fraction_start;
-    if (at != length || fraction == 0 || !fraction_nonzero || whole + fraction > DOUBLE_SAFE_DIGITS)
-        return NULL;
-    int whole_zero = 1;
-    for (Py_ssize_t i = whole_start; i < whole_start + whole; i++)
-        whole_zero &= chars[i] == '0';
-    if (whole_zero && fraction >= 5 && strncmp(chars + fraction_start, "00000", 5) == 0)
-        return NULL; /* below 1e-5: the exact path */
-    double number = PyOS_string_to_double(chars, NULL, NULL); /* as float(text): correctly rounded */
-    return number == -1.0 && PyErr_Occurred() ? NULL : PyFloat_FromDouble(number);
+    double value = PyOS_string_to_double(chars, NULL, NULL); /* as float(text): correctly rounded */
+    return value == -1.0 && PyErr_Occurred() ? NULL : PyFloat_FromDouble(value);
 }
 
 static PyObject *convert_number(PyObject *text)
@@ -113,9 +127,7 @@ static PyObject *convert_number_set(PyObject *members)
     return values;
 }
 
-/* The attribute's type tag: 'S', 'N', 'M', 'L', 'B', 's' (SS), 'n' (NS), 'b' (BOOL) or '0' (NULL);
- * 0 for any other key */
-static char tag_of(PyObject *tag)
+char tag_of(PyObject *tag)
 {
     if (!PyUnicode_CheckExact(tag) || !PyUnicode_IS_ASCII(tag))
         return 0;
@@ -270,9 +282,10 @@ static PyObject *item_to_json(PyObject *module, PyObject *item)
 
 static PyObject *configure(PyObject *module, PyObject *args)
 {
-    PyObject *attribute, *number, *item, *decimal;
-    if (!PyArg_ParseTuple(args, "OOOO:configure", &attribute, &number, &item, &decimal))
+    PyObject *attribute, *number, *item, *decimal, *dumps;
+    if (!PyArg_ParseTuple(args, "OOOOO:configure", &attribute, &number, &item, &decimal, &dumps))
         return NULL;
+    Py_XSETREF(dumps_fallback, Py_NewRef(dumps));
     Py_XSETREF(decimal_type, Py_NewRef(decimal));
     Py_XSETREF(attribute_fallback, Py_NewRef(attribute));
     Py_XSETREF(number_fallback, Py_NewRef(number));
@@ -283,7 +296,11 @@ static PyObject *configure(PyObject *module, PyObject *args)
 static PyMethodDef methods[] = {
     {"item_to_json", item_to_json, METH_O, "A DynamoDB item (attribute name -> AttributeValue) as a JSON object."},
     {"configure", configure, METH_VARARGS,
-     "configure(attribute_to_json, number_to_json, item_to_json, Decimal): the Python of the rare cases."},
+     "configure(attribute_to_json, number_to_json, item_to_json, Decimal, dumps_json): the Python of the rare cases."},
+    {"item_json", item_json, METH_VARARGS,
+     "item_json(item, reserved): the JSON text of item_to_json(item); None when the Python path must decide."},
+    {"readable_id", (PyCFunction)(void (*)(void))readable_id, METH_FASTCALL,
+     "readable_id(keys, ((name, type), ...)): doc_ids's readable id of plain keys; None when Python must decide."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -22,6 +22,8 @@ standard base64 text. Sets become JSON arrays, sorted so that equal sets give eq
 ``item_to_json`` is compiled (``consumer/pipeline/_attributes.c``) where the build had a C compiler:
 it converts the common types itself and hands every other value to this module's Python functions,
 which remain the definition (``python_item_to_json``) and the fallback where nothing was compiled.
+So is ``item_json`` (``_attributes_text.c``), the JSON text of ``item_to_json``'s document written
+straight from the item, which spares building the document's values when only its text is needed.
 
 All functions here are pure and thread-safe.
 """
@@ -220,12 +222,27 @@ _CONVERTERS = {
     "L": lambda v: [attribute_to_json(element) for element in v],
 }
 
+
+def python_item_json(item: dict[str, dict[str, Any]], reserved: frozenset[str]) -> bytes | None:
+    """The JSON text of ``item_to_json(item)``, or None for the caller's own path to decide: when a
+    top-level name is in ``reserved``, or when the document is not JSON (``dumps_json`` refuses it)."""
+    if not isinstance(item, dict) or not reserved.isdisjoint(item):
+        return None
+    document = python_item_to_json(item)
+    try:
+        return dumps_json(document)
+    except orjson.JSONEncodeError:
+        return None
+
+
 try:
     from consumer.pipeline import _attributes
 except ImportError:  # built without a C compiler: the Python definition serves
     COMPILED = False
     item_to_json = python_item_to_json
+    item_json = python_item_json
 else:
     COMPILED = True
-    _attributes.configure(attribute_to_json, number_to_json, python_item_to_json, decimal.Decimal)
+    _attributes.configure(attribute_to_json, number_to_json, python_item_to_json, decimal.Decimal, dumps_json)
     item_to_json = _attributes.item_to_json
+    item_json = _attributes.item_json

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any, Literal, Protocol
 
 import orjson
 
-from consumer.pipeline.attributes import dumps_json
+from consumer.pipeline.attributes import dumps_json, item_to_json
 from consumer.pipeline.records import StreamRecord
 
 
@@ -51,7 +52,9 @@ DEFAULT_ROUTE = "default"  # the route of every item when no routes are configur
 
 class BulkOperation(Protocol):
     """One index or delete operation with its external version: all ``encode_action`` reads, and the
-    index it goes to (None: the sink's own index)."""
+    index it goes to (None: the sink's own index). ``source`` is the document's JSON text when it is
+    written already (``encode_action`` then writes that, not ``document``); ``with_document`` is the
+    same operation with another document (a refused one, its conflicting attributes diverted)."""
 
     @property
     def index(self) -> str | None: ...
@@ -68,30 +71,55 @@ class BulkOperation(Protocol):
     @property
     def document(self) -> dict[str, Any] | None: ...
 
+    @property
+    def source(self) -> bytes | None: ...
+
+    def with_document(self, document: dict[str, Any]) -> BulkOperation: ...
+
 
 @dataclass(frozen=True)
 class BulkAction:
     """One record turned into one index or delete operation in one index (None: the sink's own).
 
     A record makes one action, or two when its item changes route or index: the document in the new
-    index, and the ``companion`` tombstone in the old one (``consumer.pipeline.projection``)."""
+    index, and the ``companion`` tombstone in the old one (``consumer.pipeline.projection``).
+
+    ``content`` is the document, or its JSON text written straight from the record's NewImage
+    (``attributes.item_json``: the item as it is), from which ``document`` is then derived only when
+    asked for (a document OpenSearch refused)."""
 
     record: StreamRecord
     doc_id: str
     version: int
     op: Literal["index", "delete"]
-    document: dict[str, Any] | None
+    content: dict[str, Any] | bytes | None
     index: str | None = None
     route: str = DEFAULT_ROUTE
     companion: bool = False
+
+    @cached_property
+    def document(self) -> dict[str, Any] | None:
+        if isinstance(self.content, bytes):
+            return item_to_json(self.record.new_image)  # type: ignore[arg-type]
+        return self.content
+
+    @property
+    def source(self) -> bytes | None:
+        return self.content if isinstance(self.content, bytes) else None
+
+    def with_document(self, document: dict[str, Any]) -> BulkAction:
+        return replace(self, content=document)
 
 
 def encode_action(index: str, action: BulkOperation) -> bytes:
     """The NDJSON lines of one action (metadata, then the document of an index), newline-terminated."""
     meta = {"_index": index, "_id": action.doc_id, "version": action.version, "version_type": "external"}
-    if action.document is None:
+    source = action.source
+    if source is None and action.document is not None:
+        source = dumps_json(action.document)
+    if source is None:
         return orjson.dumps({action.op: meta}) + b"\n"
-    return orjson.dumps({action.op: meta}) + b"\n" + dumps_json(action.document) + b"\n"
+    return orjson.dumps({action.op: meta}) + b"\n" + source + b"\n"
 
 
 def bulk_body(lines: Iterable[bytes]) -> bytes:

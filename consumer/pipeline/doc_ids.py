@@ -21,7 +21,11 @@ A masked key attribute (``CDC_MASK_FIELDS`` names it) is never readable in an id
 same digest that stands for it in ``_source`` (``consumer.pipeline.shaping.masked``: HMAC-SHA256 with
 the masking key, of the value's JSON; for ``N`` keys, of their canonical text). A digest has no ``|``
 or ``\\`` and never starts with ``#``, so ids stay injective (short of an HMAC collision) and stable
-for as long as the key does. Pure and thread-safe.
+for as long as the key does.
+
+Where the build had a C compiler the readable id of plain keys (S, plainly spelt N, B as base64 text,
+nothing masked) is written in C (``consumer/pipeline/_attributes_ids.c``); every other case is this
+module's Python, which remains the definition. Pure and thread-safe.
 """
 
 from __future__ import annotations
@@ -33,6 +37,11 @@ from typing import Any
 from consumer.errors import RecordError
 from consumer.pipeline.attributes import binary_to_text, canonical_number
 from consumer.pipeline.shaping import masked
+
+try:
+    from consumer.pipeline._attributes import readable_id as compiled_readable_id
+except ImportError:  # built without a C compiler: the Python below serves
+    compiled_readable_id = None
 
 MAX_ID_BYTES = 512
 HASHED_ID_PREFIX = "#sha256:"
@@ -54,6 +63,8 @@ class KeySchema:
     attributes: tuple[KeyAttribute, ...]
     masked: frozenset[str] = frozenset()
     mask_key: bytes | None = field(default=None, repr=False, compare=False)
+    # (name, type) of each attribute, for the compiled ids; None when an attribute is masked
+    plain: tuple[tuple[str, str], ...] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.attributes) <= 2:
@@ -61,6 +72,8 @@ class KeySchema:
         for attribute in self.attributes:
             if attribute.type not in ("S", "N", "B"):
                 raise ValueError(f"key attribute {attribute.name} has non-scalar type {attribute.type}")
+        plain = None if self.masked else tuple((attribute.name, attribute.type) for attribute in self.attributes)
+        object.__setattr__(self, "plain", plain)
 
     @classmethod
     def from_table_description(cls, table: dict[str, Any]) -> KeySchema:
@@ -78,6 +91,15 @@ class KeySchema:
 
 def document_id(schema: KeySchema, keys: dict[str, dict[str, Any]]) -> str:
     """The document id of the item with these key attributes (a record's ``dynamodb.Keys``)."""
+    if compiled_readable_id is not None and schema.plain is not None:
+        readable = compiled_readable_id(keys, schema.plain)
+        if readable is not None:
+            return readable
+    return python_document_id(schema, keys)
+
+
+def python_document_id(schema: KeySchema, keys: dict[str, dict[str, Any]]) -> str:
+    """``document_id`` in Python throughout: the definition, and the path of every case C leaves to it."""
     parts = [_key_part(attribute, keys, schema) for attribute in schema.attributes]
     readable = "|".join(parts)
     if readable.startswith("#"):

@@ -47,10 +47,10 @@ from types import MappingProxyType
 from typing import Any
 
 from consumer.errors import RecordError
-from consumer.pipeline.attributes import item_to_json
+from consumer.pipeline.attributes import item_json, item_to_json
 from consumer.pipeline.bulk import BulkAction
 from consumer.pipeline.doc_ids import KeySchema, document_id
-from consumer.pipeline.drift import divert, reserved_attributes
+from consumer.pipeline.drift import METADATA_FIELDS, divert, reserved_attributes
 from consumer.pipeline.filtering import matches_any
 from consumer.pipeline.projection_rules import ProjectionRules
 from consumer.pipeline.records import StreamRecord
@@ -60,6 +60,7 @@ from consumer.pipeline.shaping import drop, include_only, mask
 from consumer.pipeline.transforms import TransformContext
 
 _NONE = object()
+RESERVED_NAMES = METADATA_FIELDS | frozenset(SERVICE_FIELDS)  # attribute names ``indexable`` diverts
 
 
 def to_bulk_actions(record: StreamRecord, schema: KeySchema, version: int, routing: Routing) -> list[BulkAction]:
@@ -83,20 +84,35 @@ def to_bulk_actions(record: StreamRecord, schema: KeySchema, version: int, routi
     old = _placement_before(record, routing, image, new)
     actions = []
     if new is not None:
-        shaped = shaped_document(new, record.keys, image, record.event_name, routing)  # type: ignore[arg-type]
-        if shaped is None:
-            document = _tombstone_of(record, new)
-        else:
-            document = indexable(shaped)
-            if marked:
-                document[TTL_MARK_FIELD] = True
-        actions.append(BulkAction(record, doc_id, version, "index", document, new.index, new.route.name))
+        source = None if marked else _item_as_it_is(new, image)  # type: ignore[arg-type]
+        content = source if source is not None else _document(record, new, image, marked, routing)  # type: ignore[arg-type]
+        actions.append(BulkAction(record, doc_id, version, "index", content, new.index, new.route.name))
     if old is not None and (new is None or old.index != new.index):
         tombstone_ = _tombstone_of(record, old)
         actions.append(
             BulkAction(record, doc_id, version, "index", tombstone_, old.index, old.route.name, bool(actions))
         )
     return actions
+
+
+def _item_as_it_is(placement: Placement, image: dict[str, Any]) -> bytes | None:
+    """The document's JSON text, written straight from the item, when its route writes items as they
+    are and no attribute has a name ``indexable`` diverts; else None: the document is built."""
+    return item_json(image, RESERVED_NAMES) if placement.route.as_they_are else None
+
+
+def _document(
+    record: StreamRecord, placement: Placement, image: dict[str, Any], marked: bool, routing: Routing
+) -> dict[str, Any]:
+    """The document of the item in state ``image`` in ``placement``, or its tombstone when the route's
+    transform leaves the item out."""
+    shaped = shaped_document(placement, record.keys, image, record.event_name, routing)
+    if shaped is None:
+        return _tombstone_of(record, placement)
+    document = indexable(shaped)
+    if marked:
+        document[TTL_MARK_FIELD] = True
+    return document
 
 
 def _placement_before(

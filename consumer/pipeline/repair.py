@@ -15,7 +15,7 @@ import binascii
 import decimal
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from consumer.errors import RecordError
@@ -220,6 +220,13 @@ class RepairAction:
     op: Literal["index", "delete"]
     document: Document | None = None
     index: str | None = None
+
+    @property
+    def source(self) -> None:  # its document is always JSON values, encoded when sent
+        return None
+
+    def with_document(self, document: Document) -> RepairAction:
+        return replace(self, document=document)
 
 
 def restore(

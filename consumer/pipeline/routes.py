@@ -126,10 +126,14 @@ class Route:
     template: IndexTemplate = NO_TEMPLATE  # settings and mappings of its indices (CDC_INDEX_TEMPLATE's form)
     matches: StateMatcher = field(init=False, repr=False, compare=False)  # (keys, image) → whether it takes them
     fixed: Placement | None = field(init=False, repr=False, compare=False)  # where it puts items, if one index
+    # its documents are the items as they are: no transform, no field rules
+    as_they_are: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "matches", StateMatcher(self.patterns))
         object.__setattr__(self, "fixed", None if self.index.templated else Placement(self, self.index.text))
+        shaped = self.rules.include_fields or self.rules.drop_fields or self.rules.mask_fields
+        object.__setattr__(self, "as_they_are", self.transform is None and not shaped)
 
     def key_only(self, key_names: frozenset[str]) -> bool:
         """Whether only key attributes decide that an item takes this route, and to which index."""

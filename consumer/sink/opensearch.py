@@ -27,7 +27,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -252,7 +252,7 @@ class OpenSearchSink:
             names = sorted({*names, *named_attributes(action.document, error, self._protected)})
             if not names:
                 return False
-            batch.actions[i] = replace(action, document=divert(action.document, names))  # type: ignore[type-var]
+            batch.actions[i] = action.with_document(divert(action.document, names))
             batch.encoded[i] = encode_action(index, batch.actions[i])
             self._metrics.documents_diverted.inc()
             names_text = ", ".join(sorted(names))

@@ -170,10 +170,125 @@ def test_without_the_compiled_converter_the_python_one_serves():
     # GIVEN an interpreter where the extension cannot be imported (an install without a C compiler)
     program = (
         "import sys; sys.modules['consumer.pipeline._attributes'] = None\n"
-        "from consumer.pipeline import attributes\n"
-        "print(attributes.COMPILED, attributes.item_to_json({'n': {'N': '19.99'}, 'l': {'L': [{'S': 'x'}]}}))\n"
+        "from consumer.pipeline import attributes, doc_ids\n"
+        "item = {'n': {'N': '19.99'}, 'l': {'L': [{'S': 'x'}]}}\n"
+        "print(attributes.COMPILED, attributes.item_to_json(item))\n"
+        "print(attributes.item_json(item, frozenset()).decode())\n"
+        "schema = doc_ids.KeySchema((doc_ids.KeyAttribute('n', 'N'), doc_ids.KeyAttribute('s', 'S')))\n"
+        "print(doc_ids.compiled_readable_id, doc_ids.document_id(schema, {'n': {'N': '1.50'}, 's': {'S': 'a|b'}}))\n"
     )
-    # WHEN it converts an item
+    # WHEN it converts an item, writes its text and makes an id
     answer = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
-    # THEN the Python converter does, with the same result
-    assert answer.stdout.strip() == "False {'n': 19.99, 'l': ['x']}"
+    # THEN the Python converter, writer and ids serve, with the same results
+    assert answer.stdout.splitlines() == [
+        "False {'n': 19.99, 'l': ['x']}",
+        '{"n":19.99,"l":["x"]}',
+        "None 1.5|a\\|b",
+    ]
+
+
+# --- the JSON text written straight from the item (item_json) -----------------------------------
+
+RESERVED = frozenset({"_id", "_cdc_deleted"})
+# names and strings dumps_json refuses or escapes: quotes, backslashes, control characters,
+# non-ASCII, lone surrogates
+AWKWARD_TEXT = st.text(st.sampled_from(['"', "\\", "\n", "\x00", "\x1f", "\x7f", "é", "☃", "\U0001f600", "a"]))
+AWKWARD_ITEMS = st.dictionaries(
+    st.one_of(st.text(max_size=6), AWKWARD_TEXT, st.sampled_from(sorted(RESERVED))),
+    _nested(st.one_of(_well_formed_scalars(), st.builds(lambda s: {"S": s}, AWKWARD_TEXT))),
+    max_size=8,
+)
+
+
+def _assert_writes_the_definition(write, item: Any) -> None:
+    """``write(item, RESERVED)`` gives the definition: item_to_json's document as dumps_json writes it,
+    or the same error; or None, for the caller's path to decide, where the definition gives None (a
+    reserved name, a document dumps_json refuses) or the item is one the writer leaves to the caller."""
+    try:
+        outcome: tuple = ("value", write(item, RESERVED))
+    except Exception as exc:  # the comparison is the point
+        outcome = ("raised", type(exc), str(exc))
+    expected = _definition(item)
+    if outcome == ("value", None) and expected != outcome:
+        assert _left_to_the_caller(item), f"None for an item the writer should write: {expected}"
+    else:
+        assert outcome == expected
+
+
+def _definition(item: Any) -> tuple:
+    converted = _outcome(python_item_to_json, item)
+    if converted[0] == "raised":
+        return converted
+    if not RESERVED.isdisjoint(item):
+        return ("value", None)
+    try:
+        return ("value", attributes.dumps_json(python_item_to_json(item)))
+    except TypeError:
+        return ("value", None)
+
+
+def _left_to_the_caller(value: Any, depth: int = 0) -> bool:
+    """Whether the writer may answer None where the definition raises: not a dict, a reserved
+    top-level name, and anywhere a name that is not a str, a string that is not valid Unicode, or
+    nesting beyond 64 maps and lists."""
+    if depth == 0 and (not isinstance(value, dict) or not RESERVED.isdisjoint(value)):
+        return True
+    if depth > 128:
+        return True
+    if isinstance(value, str):
+        return not _is_unicode(value)
+    if isinstance(value, dict):
+        return any(not isinstance(name, str) or _left_to_the_caller(name, 1) for name in value) or any(
+            _left_to_the_caller(member, depth + 1) for member in value.values()
+        )
+    if isinstance(value, list | tuple):
+        return any(_left_to_the_caller(member, depth + 1) for member in value)
+    return False
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@settings(max_examples=300, deadline=None)
+@given(item=st.one_of(WELL_FORMED_ITEMS, AWKWARD_ITEMS))
+@example(item={"n": {"N": "-007.50"}, "ns": {"NS": ["10", "-1.5", "9007199254740993", "0.25"]}})
+@example(item={"s": {"S": "\ud800"}, "later": {"N": "1e5x"}})
+@example(item={"_id": {"S": "x"}})
+def test_the_written_text_is_what_dumps_json_writes_of_the_converted_item(item):
+    # GIVEN a random item: every type, nested, numbers in every spelling, awkward strings and names
+    # WHEN its JSON text is written straight from it
+    # THEN it is byte for byte dumps_json(python_item_to_json(item)), or the same error, or None where
+    # the caller's path must decide (a reserved name, a document that is not JSON)
+    _assert_writes_the_definition(attributes.item_json, item)
+
+
+@settings(max_examples=200, deadline=None)
+@given(item=ANY_ITEMS)
+def test_the_written_text_refuses_what_the_python_converter_refuses(item):
+    # GIVEN a random item with malformed values among the good ones (or no item at all)
+    # WHEN its JSON text is written THEN the same error with the same message, or the same text
+    _assert_writes_the_definition(attributes.item_json, item)
+
+
+@settings(max_examples=100, deadline=None)
+@given(item=st.one_of(WELL_FORMED_ITEMS, AWKWARD_ITEMS, ANY_ITEMS))
+@example(item={"": {"SS": [None, None]}})  # the conversion's own TypeError is raised, not taken for dumps_json's
+def test_the_python_text_writer_writes_the_definition_too(item):
+    # GIVEN any item WHEN the Python fallback (an install without a C compiler) writes its text
+    # THEN the definition, as the compiled writer does
+    _assert_writes_the_definition(attributes.python_item_json, item)
+
+
+def test_items_nested_beyond_the_writers_depth_are_left_to_the_caller():
+    # GIVEN an item nested 100 maps deep (beyond the writer's 64 levels, within orjson's 255)
+    item: dict[str, Any] = {"leaf": {"S": "x"}}
+    for _ in range(100):
+        item = {"m": {"M": item}}
+    # WHEN its text is asked for THEN None: the caller builds the document, which dumps_json writes
+    assert attributes.item_json(item, RESERVED) is None
+    assert attributes.dumps_json(item_to_json(item)).count(b"{") == 101

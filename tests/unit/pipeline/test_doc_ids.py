@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consumer.errors import RecordError
-from consumer.pipeline import shaping
+from consumer.pipeline import doc_ids, shaping
 from consumer.pipeline.doc_ids import HASHED_ID_PREFIX, MAX_ID_BYTES, KeyAttribute, KeySchema, document_id
 from tests.support.strategies import dynamo_decimals, spelling_of, tricky_strings
 
@@ -276,3 +276,60 @@ def test_a_masked_string_key_is_the_digest_that_stands_for_it_in_the_document():
     assert document_id(unkeyed, {"email": {"S": "alice@example.com"}}).startswith("sha256:")
     # AND a schema that masks nothing keeps readable ids
     assert document_id(schema("S").masking(frozenset({"email"}), MASK_KEY), {"hash": {"S": "a"}}) == "a"
+
+
+# --- the compiled ids ------------------------------------------------------------------------
+
+
+def test_the_compiled_ids_are_built():
+    # GIVEN the project installed by make test (a C compiler present) THEN plain keys get their ids in C
+    assert doc_ids.compiled_readable_id is not None
+
+
+# Keys at the compiled path's edges: escapes, a leading '#', spellings C leaves to Python, ids
+# around 512 bytes, strings that are not Unicode, attributes missing, mistyped or doubled
+EDGE_KEYS = [
+    (("S",), {"hash": {"S": "#a|b\\c"}}),
+    (("S",), {"hash": {"S": "\ud800"}}),
+    (("S",), {"hash": {"S": "a", "N": "1"}}),
+    (("S",), {"hash": {"N": "1"}}),
+    (("S",), {"hash": "text"}),
+    (("S",), {"hash": {"S": 7}}),
+    (("N", "S"), {"hash": {"N": "-007.50"}, "range": {"S": "x" * 509}}),
+    (("N", "S"), {"hash": {"N": "1"}, "range": {"S": "x" * 510}}),
+    (("N", "S"), {"hash": {"N": "1"}, "range": {"S": "|" * 300}}),
+    (("B", "N"), {"hash": {"B": "AQI="}, "range": {"N": "1E+3"}}),
+    (("B", "N"), {"hash": {"B": b"\x01\x02"}, "range": {"N": "0.000001"}}),
+    (("S", "N"), {"range": {"N": "1"}}),
+    (("N",), {"hash": {"N": "-0"}}),
+    (("N",), {"hash": {"N": "12345678901234567890123456789012345678"}}),
+]
+
+
+@pytest.mark.parametrize(("types", "keys"), EDGE_KEYS)
+def test_the_compiled_ids_are_the_python_ones_at_the_edges(types, keys):
+    # GIVEN keys at one of the compiled path's edges
+    # WHEN document_id (compiled where it can) and the Python definition make their id
+    # THEN the same id, or the same error
+    key_schema = schema(*types)
+    assert _id_or_error(document_id, key_schema, keys) == _id_or_error(doc_ids.python_document_id, key_schema, keys)
+
+
+@given(st.data())
+@settings(max_examples=300, deadline=None)
+def test_the_compiled_ids_are_the_python_ones_on_any_keys(data):
+    # GIVEN a schema and distinct keys in every spelling (numbers, bytes or base64, long strings)
+    key_schema, keys = data.draw(schemas_and_keys())
+    written = [data.draw(record_keys(key_schema, key)) for key in keys]
+
+    # WHEN each gets its id from document_id (compiled where it can) and from the Python definition
+    # THEN the same id
+    for record_keys_ in written:
+        assert document_id(key_schema, record_keys_) == doc_ids.python_document_id(key_schema, record_keys_)
+
+
+def _id_or_error(make_id, key_schema: KeySchema, keys: dict) -> tuple:
+    try:
+        return ("id", make_id(key_schema, keys))
+    except Exception as exc:  # the comparison is the point: whatever one raises, the other must too
+        return ("raised", type(exc), str(exc))

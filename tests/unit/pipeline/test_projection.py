@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from consumer.errors import RecordError
+from consumer.pipeline.attributes import item_to_json
+from consumer.pipeline.bulk import encode_action
 from consumer.pipeline.doc_ids import KeyAttribute, KeySchema
-from consumer.pipeline.projection import is_tombstone
+from consumer.pipeline.projection import indexable, is_tombstone
 from consumer.pipeline.projection_rules import ProjectionRules
 from consumer.pipeline.records import StreamRecord
 from consumer.pipeline.service_fields import DELETED_AT_FIELD, DELETED_FIELD
 from tests.support.factories import single_action, stream_record
+from tests.support.strategies import number_texts
 
 SCHEMA = KeySchema((KeyAttribute("pk", "S"), KeyAttribute("sk", "N")))
 KEYS = {"pk": {"S": "customer-1"}, "sk": {"N": "2.50"}}
@@ -63,3 +70,40 @@ def test_a_record_whose_keys_do_not_fit_the_schema_is_poison():
     record = StreamRecord.from_wire(stream_record(keys={"pk": {"S": "a"}, "sk": {"S": "2"}}))
     with pytest.raises(RecordError, match="sk"):
         single_action(record, SCHEMA, 1)
+
+
+# Attribute values of every kind, under names some of which OpenSearch or the service reserves
+VALUES = st.one_of(
+    st.builds(lambda text: {"S": text}, st.text(max_size=8)),
+    st.builds(lambda text: {"N": text}, number_texts()),
+    st.builds(lambda flag: {"BOOL": flag}, st.booleans()),
+    st.builds(lambda members: {"NS": members}, st.lists(number_texts(), max_size=3, unique=True)),
+    st.builds(lambda members: {"SS": members}, st.lists(st.text(max_size=3), max_size=3, unique=True)),
+    st.builds(lambda data: {"B": data}, st.binary(max_size=6)),
+)
+ITEMS = st.dictionaries(
+    st.one_of(st.text(max_size=6), st.sampled_from(["_id", "_source", DELETED_FIELD, "_cdc_typed"])),
+    st.recursive(
+        VALUES, lambda inner: st.builds(lambda m: {"M": m}, st.dictionaries(st.text(max_size=4), inner, max_size=3))
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(image=ITEMS, event=st.sampled_from(["INSERT", "MODIFY"]))
+@example(image={"total": {"N": "19.990"}, "tags": {"SS": ["b", "a"]}}, event="INSERT")
+@example(image={"_id": {"S": "x"}, "_cdc_deleted": {"BOOL": True}}, event="MODIFY")
+def test_an_item_written_as_it_is_makes_the_lines_of_its_built_document(image, event):
+    # GIVEN an upsert of any item, with reserved attribute names now and then
+    record = StreamRecord.from_wire(stream_record(event, keys=KEYS, new_image={**image, **KEYS}))
+
+    # WHEN it is projected (its JSON text written straight from the item where nothing reshapes it)
+    action = single_action(record, SCHEMA, 7)
+
+    # THEN its _bulk lines and its document are those of the document built the long way
+    built = replace(action, content=indexable(item_to_json(record.new_image)))
+    assert encode_action("orders", action) == encode_action("orders", built)
+    assert action.document == built.document
+    reserved = {"_id", "_source", DELETED_FIELD, "_cdc_typed"} & set(image)
+    assert (action.source is None) == bool(reserved)  # only reserved names take the long way here

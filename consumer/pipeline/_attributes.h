@@ -1,0 +1,45 @@
+/* What the parts of the compiled item converter share: _attributes.c turns an item into JSON values
+ * (Python objects), _attributes_text.c into the JSON text of those values, _attributes_ids.c its keys
+ * into a document id. They read numbers and type tags alike and hand the same rare cases to Python. */
+#ifndef CONSUMER_PIPELINE_ATTRIBUTES_H
+#define CONSUMER_PIPELINE_ATTRIBUTES_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#define LONG_SAFE_DIGITS 18   /* any integer of up to 18 digits fits a Java long */
+#define DOUBLE_SAFE_DIGITS 15 /* any decimal of up to 15 digits survives a double */
+#define MAX_DIGITS 38         /* DynamoDB's numbers: 38 significant digits */
+
+/* The Python of the rare cases, given to configure() (consumer/pipeline/attributes.py) */
+extern PyObject *attribute_fallback; /* attribute_to_json: one attribute value */
+extern PyObject *dumps_fallback;     /* dumps_json: JSON values to JSON text */
+
+typedef enum { NOT_PLAIN, PLAIN_INTEGER, PLAIN_DECIMAL } PlainKind;
+
+/* An N string as the number policy reads a plain spelling (attributes._plain_number): an integer of
+ * up to 38 digits, or a decimal of up to 15 digits (a float) from 1e-5 up; NOT_PLAIN for any other
+ * spelling, which Python's number_to_json takes. */
+typedef struct {
+    PlainKind kind;
+    int negative;
+    Py_ssize_t spelt_digits;  /* the whole part's digits as spelt, leading zeros included */
+    const char *whole;        /* the whole part without leading zeros (whole_length 0: zero) */
+    Py_ssize_t whole_length;
+    const char *fraction;     /* a decimal's fraction without trailing zeros (never empty) */
+    Py_ssize_t fraction_length;
+} PlainNumber;
+
+PlainNumber read_plain_number(const char *chars, Py_ssize_t length);
+
+/* The attribute's type tag: 'S', 'N', 'M', 'L', 'B', 's' (SS), 'n' (NS), 'b' (BOOL) or '0' (NULL);
+ * 0 for any other key */
+char tag_of(PyObject *tag);
+
+/* attributes.item_json: see _attributes_text.c */
+PyObject *item_json(PyObject *module, PyObject *args);
+
+/* doc_ids's readable ids: see _attributes_ids.c */
+PyObject *readable_id(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+
+#endif

@@ -1,0 +1,373 @@
+/* item_json(item, reserved): the JSON text of item_to_json(item), written straight from the
+ * DynamoDB item without building the JSON values first, byte for byte what dumps_json would write of
+ * them (orjson: keys in the item's order, no spaces, the same escapes, numbers as the policy of
+ * consumer/pipeline/attributes.py spells them).
+ *
+ * It writes what the value converter in _attributes.c converts itself; every other value (B as bytes,
+ * BS, a number spelt otherwise, an NS with long numbers, every malformed value) is converted by the
+ * Python attribute_to_json and written by dumps_json, so errors are raised with the same message and
+ * in the same order as item_to_json raises them. It answers None, for the caller's Python path to
+ * decide, when the item is not a dict, when a top-level attribute name is in ``reserved``, when a
+ * string is not valid Unicode or a name not a str (dumps_json refuses them), and beyond MAX_DEPTH
+ * nested maps and lists (orjson's own limit is 255).
+ * tests/unit/pipeline/test_attributes_compiled.py holds it equal to dumps_json(item_to_json(item))
+ * on random items, malformed ones included.
+ */
+#include "_attributes.h"
+
+#define MAX_DEPTH 64
+
+typedef enum {
+    FAILED = -1,        /* an exception is set */
+    WRITTEN = 0,
+    PYTHON_WRITES = 1,  /* this value is for the Python converter and dumps_json */
+    PYTHON_DECIDES = 2, /* the whole item is: item_json answers None */
+} Written;
+
+typedef struct {
+    char *data;
+    Py_ssize_t length, capacity;
+} Text;
+
+static Written write_attribute(Text *text, PyObject *attribute, int depth);
+
+static int reserve(Text *text, Py_ssize_t more)
+{
+    if (text->length + more <= text->capacity)
+        return 0;
+    Py_ssize_t capacity = text->capacity;
+    while (capacity < text->length + more)
+        capacity *= 2;
+    char *data = PyMem_Realloc(text->data, capacity);
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    text->data = data;
+    text->capacity = capacity;
+    return 0;
+}
+
+static int append(Text *text, const char *chars, Py_ssize_t length)
+{
+    if (reserve(text, length) < 0)
+        return -1;
+    memcpy(text->data + text->length, chars, length);
+    text->length += length;
+    return 0;
+}
+
+static int append_char(Text *text, char c)
+{
+    if (text->length == text->capacity && reserve(text, 1) < 0)
+        return -1;
+    text->data[text->length++] = c;
+    return 0;
+}
+
+/* orjson's escapes: the two-character ones where JSON has them, \u00XX for other control characters,
+ * everything else (non-ASCII included) as it is */
+static int append_escaped(Text *text, const unsigned char *chars, Py_ssize_t length)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (reserve(text, length + 2) < 0)
+        return -1;
+    text->data[text->length++] = '"';
+    Py_ssize_t run = 0; /* start of the characters not yet copied */
+    for (Py_ssize_t i = 0; i < length; i++) {
+        unsigned char c = chars[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        if (append(text, (const char *)chars + run, i - run) < 0 || reserve(text, 6 + length - i) < 0)
+            return -1;
+        char *out = text->data + text->length;
+        const char *short_escape = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n" : c == '\r' ? "\\r"
+                                 : c == '\t' ? "\\t" : c == '\b' ? "\\b" : c == '\f' ? "\\f" : NULL;
+        if (short_escape != NULL) {
+            memcpy(out, short_escape, 2);
+            text->length += 2;
+        } else {
+            memcpy(out, "\\u00", 4);
+            out[4] = hex[c >> 4];
+            out[5] = hex[c & 0xf];
+            text->length += 6;
+        }
+        run = i + 1;
+    }
+    if (append(text, (const char *)chars + run, length - run) < 0)
+        return -1;
+    return append_char(text, '"');
+}
+
+static Written write_string(Text *text, PyObject *string)
+{
+    Py_ssize_t length;
+    const char *chars = PyUnicode_AsUTF8AndSize(string, &length);
+    if (chars == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError))
+            return FAILED;
+        PyErr_Clear(); /* a lone surrogate: dumps_json refuses the whole item, unless conversion fails first */
+        return PYTHON_DECIDES;
+    }
+    return append_escaped(text, (const unsigned char *)chars, length) < 0 ? FAILED : WRITTEN;
+}
+
+/* The policy's spelling of a plain number: what orjson writes of the int, float or Decimal it is */
+static int append_number(Text *text, const PlainNumber *number)
+{
+    int zero = number->whole_length == 0;
+    if (number->kind == PLAIN_INTEGER && zero)
+        return append_char(text, '0');
+    if ((number->negative && append_char(text, '-') < 0)
+        || (zero ? append_char(text, '0') : append(text, number->whole, number->whole_length)) < 0)
+        return -1;
+    if (number->kind == PLAIN_INTEGER)
+        return 0;
+    if (append_char(text, '.') < 0)
+        return -1;
+    return append(text, number->fraction, number->fraction_length);
+}
+
+static int read_number(PyObject *string, PlainNumber *number, const char **chars)
+{
+    Py_ssize_t length;
+    if (!PyUnicode_CheckExact(string) || !PyUnicode_IS_ASCII(string))
+        return 0;
+    *chars = (const char *)PyUnicode_DATA(string);
+    length = PyUnicode_GET_LENGTH(string);
+    *number = read_plain_number(*chars, length);
+    return number->kind != NOT_PLAIN;
+}
+
+/* One member of a number set: its value for sorting, its spelling for writing */
+typedef struct {
+    PlainNumber number;
+    long long integer; /* a PLAIN_INTEGER: of at most LONG_SAFE_DIGITS digits */
+    double decimal;    /* a PLAIN_DECIMAL: below 1e15 in magnitude */
+} Member;
+
+#define EXACT_IN_DOUBLE (1LL << 53)
+
+/* As Python compares an int and a float: exactly. A decimal is below 2**53 in magnitude, so an
+ * integer beyond it is greater (or less) whatever the decimal; within it, the double is exact. */
+static int compare_members(const void *left, const void *right)
+{
+    const Member *a = left, *b = right;
+    if (a->number.kind == PLAIN_INTEGER && b->number.kind == PLAIN_INTEGER)
+        return (a->integer > b->integer) - (a->integer < b->integer);
+    if (a->number.kind == PLAIN_INTEGER && (a->integer > EXACT_IN_DOUBLE || a->integer < -EXACT_IN_DOUBLE))
+        return a->integer > 0 ? 1 : -1;
+    if (b->number.kind == PLAIN_INTEGER && (b->integer > EXACT_IN_DOUBLE || b->integer < -EXACT_IN_DOUBLE))
+        return b->integer > 0 ? -1 : 1;
+    double x = a->number.kind == PLAIN_INTEGER ? (double)a->integer : a->decimal;
+    double y = b->number.kind == PLAIN_INTEGER ? (double)b->integer : b->decimal;
+    return (x > y) - (x < y);
+}
+
+/* An NS of plain members of at most 18 digits (nearly every one): sorted by value, written. */
+static Written write_number_set(Text *text, PyObject *members)
+{
+    Py_ssize_t size = PyList_GET_SIZE(members);
+    Member *sorted = PyMem_Malloc(sizeof(Member) * (size > 0 ? size : 1));
+    if (sorted == NULL) {
+        PyErr_NoMemory();
+        return FAILED;
+    }
+    Written written = WRITTEN;
+    for (Py_ssize_t i = 0; i < size && written == WRITTEN; i++) {
+        const char *chars;
+        Member *member = &sorted[i];
+        if (!read_number(PyList_GET_ITEM(members, i), &member->number, &chars)
+            || (member->number.kind == PLAIN_INTEGER && member->number.spelt_digits > LONG_SAFE_DIGITS)) {
+            written = PYTHON_WRITES;
+        } else if (member->number.kind == PLAIN_INTEGER) {
+            member->integer = 0;
+            for (Py_ssize_t d = 0; d < member->number.whole_length; d++)
+                member->integer = member->integer * 10 + (member->number.whole[d] - '0');
+            member->integer = member->number.negative ? -member->integer : member->integer;
+        } else if ((member->decimal = PyOS_string_to_double(chars, NULL, NULL)) == -1.0 && PyErr_Occurred()) {
+            written = FAILED;
+        }
+    }
+    if (written == WRITTEN) {
+        qsort(sorted, size, sizeof(Member), compare_members); /* equal values are spelt alike: unstable is fine */
+        written = append_char(text, '[') < 0 ? FAILED : WRITTEN;
+        for (Py_ssize_t i = 0; i < size && written == WRITTEN; i++)
+            if ((i > 0 && append_char(text, ',') < 0) || append_number(text, &sorted[i].number) < 0)
+                written = FAILED;
+        if (written == WRITTEN && append_char(text, ']') < 0)
+            written = FAILED;
+    }
+    PyMem_Free(sorted);
+    return written;
+}
+
+/* An SS of str members: sorted, written */
+static Written write_string_set(Text *text, PyObject *members)
+{
+    Py_ssize_t size = PyList_GET_SIZE(members);
+    for (Py_ssize_t i = 0; i < size; i++)
+        if (!PyUnicode_CheckExact(PyList_GET_ITEM(members, i)))
+            return PYTHON_WRITES;
+    PyObject *sorted = PyList_GetSlice(members, 0, size);
+    if (sorted == NULL || PyList_Sort(sorted) < 0) {
+        Py_XDECREF(sorted);
+        return FAILED;
+    }
+    Written written = append_char(text, '[') < 0 ? FAILED : WRITTEN;
+    for (Py_ssize_t i = 0; i < size && written == WRITTEN; i++)
+        if (i > 0 && append_char(text, ',') < 0)
+            written = FAILED;
+        else
+            written = write_string(text, PyList_GET_ITEM(sorted, i));
+    Py_DECREF(sorted);
+    return written == WRITTEN && append_char(text, ']') < 0 ? FAILED : written;
+}
+
+/* A map's attributes as a JSON object; PYTHON_DECIDES at a top-level name in ``reserved`` (NULL: none) */
+static Written write_map(Text *text, PyObject *map, PyObject *reserved, int depth)
+{
+    PyObject *name, *attribute;
+    Py_ssize_t position = 0, size = PyDict_GET_SIZE(map), written_names = 0;
+    if (append_char(text, '{') < 0)
+        return FAILED;
+    while (PyDict_Next(map, &position, &name, &attribute)) {
+        if (!PyUnicode_CheckExact(name))
+            return PYTHON_DECIDES; /* dumps_json refuses it, unless conversion fails first */
+        if (reserved != NULL) {
+            int found = PySet_Contains(reserved, name);
+            if (found != 0)
+                return found < 0 ? FAILED : PYTHON_DECIDES;
+        }
+        if (written_names++ > 0 && append_char(text, ',') < 0)
+            return FAILED;
+        Written written = write_string(text, name);
+        if (written == WRITTEN && append_char(text, ':') < 0)
+            return FAILED;
+        if (written != WRITTEN)
+            return written;
+        Py_INCREF(attribute);
+        written = write_attribute(text, attribute, depth);
+        Py_DECREF(attribute);
+        if (written != WRITTEN)
+            return written;
+        if (PyDict_GET_SIZE(map) != size) {
+            PyErr_SetString(PyExc_RuntimeError, "a DynamoDB item changed while it was converted");
+            return FAILED;
+        }
+    }
+    return append_char(text, '}') < 0 ? FAILED : WRITTEN;
+}
+
+static Written write_list(Text *text, PyObject *elements, int depth)
+{
+    if (append_char(text, '[') < 0)
+        return FAILED;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(elements); i++) { /* a fallback's Python may change it */
+        if (i > 0 && append_char(text, ',') < 0)
+            return FAILED;
+        PyObject *element = PyList_GET_ITEM(elements, i);
+        Py_INCREF(element);
+        Written written = write_attribute(text, element, depth);
+        Py_DECREF(element);
+        if (written != WRITTEN)
+            return written;
+    }
+    return append_char(text, ']') < 0 ? FAILED : WRITTEN;
+}
+
+/* A value the writer leaves to Python: converted by ``convert`` (raising what item_to_json raises),
+ * written by dumps_json. PYTHON_DECIDES when dumps_json refuses it (it refuses the whole item then):
+ * the caller's Python path raises what the whole item's conversion raises first. */
+static Written write_in_python(Text *text, PyObject *convert, PyObject *value)
+{
+    PyObject *converted = PyObject_CallOneArg(convert, value);
+    if (converted == NULL)
+        return FAILED;
+    PyObject *json = PyObject_CallOneArg(dumps_fallback, converted);
+    Py_DECREF(converted);
+    if (json == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_TypeError)) /* orjson.JSONEncodeError is a TypeError */
+            return FAILED;
+        PyErr_Clear();
+        return PYTHON_DECIDES;
+    }
+    int failed = append(text, PyBytes_AS_STRING(json), PyBytes_GET_SIZE(json)) < 0;
+    Py_DECREF(json);
+    return failed ? FAILED : WRITTEN;
+}
+
+static Written write_attribute(Text *text, PyObject *attribute, int depth)
+{
+    PyObject *tag, *value;
+    Py_ssize_t position = 0, start = text->length;
+    if (!PyDict_CheckExact(attribute) || PyDict_GET_SIZE(attribute) != 1)
+        return write_in_python(text, attribute_fallback, attribute);
+    PyDict_Next(attribute, &position, &tag, &value);
+    Written written = PYTHON_WRITES; /* unless written below */
+    switch (tag_of(tag)) {
+    case 'S':
+    case 'B':
+        if (PyUnicode_CheckExact(value))
+            written = write_string(text, value);
+        break;
+    case 'N': {
+        PlainNumber number;
+        const char *chars;
+        if (read_number(value, &number, &chars))
+            written = append_number(text, &number) < 0 ? FAILED : WRITTEN;
+        break;
+    }
+    case 'M':
+    case 'L':
+        if (depth >= MAX_DEPTH)
+            return PYTHON_DECIDES; /* rather than write it again at every level above */
+        if (PyDict_CheckExact(value) && tag_of(tag) == 'M')
+            written = write_map(text, value, NULL, depth + 1);
+        else if (PyList_CheckExact(value) && tag_of(tag) == 'L')
+            written = write_list(text, value, depth + 1);
+        break;
+    case 's':
+        if (PyList_CheckExact(value))
+            written = write_string_set(text, value);
+        break;
+    case 'n':
+        if (PyList_CheckExact(value))
+            written = write_number_set(text, value);
+        break;
+    case 'b':
+        if (PyBool_Check(value))
+            written = append(text, value == Py_True ? "true" : "false", value == Py_True ? 4 : 5) < 0 ? FAILED : WRITTEN;
+        break;
+    case '0':
+        if (PyBool_Check(value))
+            written = append(text, "null", 4) < 0 ? FAILED : WRITTEN;
+        break;
+    }
+    if (written != PYTHON_WRITES)
+        return written;
+    /* B as bytes, BS, a number or a set member spelt otherwise, a malformed value: the Python
+       converter takes the whole attribute (and raises for a malformed one) */
+    text->length = start;
+    return write_in_python(text, attribute_fallback, attribute);
+}
+
+PyObject *item_json(PyObject *module, PyObject *args)
+{
+    PyObject *item, *reserved;
+    if (!PyArg_ParseTuple(args, "OO!:item_json", &item, &PyFrozenSet_Type, &reserved))
+        return NULL;
+    if (dumps_fallback == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "configure() the Python fallbacks first");
+        return NULL;
+    }
+    Text text = {PyMem_Malloc(2048), 0, 2048};
+    if (text.data == NULL)
+        return PyErr_NoMemory();
+    Written written = PyDict_CheckExact(item) ? write_map(&text, item, reserved, 0) : PYTHON_DECIDES;
+    PyObject *json = written == WRITTEN ? PyBytes_FromStringAndSize(text.data, text.length) : NULL;
+    PyMem_Free(text.data);
+    if (written == PYTHON_DECIDES)
+        Py_RETURN_NONE;
+    return json;
+}
