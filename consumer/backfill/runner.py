@@ -2,7 +2,7 @@
 
 ``BackfillRunner.run`` takes free segment leases (``consumer.backfill.segments``: unowned, or
 expired on this process's clock) and scans each, page by page: every item is shaped exactly as the
-stream path shapes it (``consumer.pipeline.repair.project_item``: the same ids, routes, projection,
+stream path shapes it (``consumer.pipeline.repair.restore_item``: the same ids, routes, projection,
 field rules, transforms and state filter) and written with the external version ``repair_version(read time of its page)``, which
 loses to every change made after the page was read and beats every change made before it
 (docs/versioning.md, "Backfill"). A document OpenSearch cannot hold is dead-lettered, never blocking
@@ -34,7 +34,7 @@ from consumer.observability.metrics import Metrics
 from consumer.pipeline.bulk import Outcome
 from consumer.pipeline.doc_ids import KeySchema, document_id
 from consumer.pipeline.letters import DeadLetter
-from consumer.pipeline.repair import RepairAction, project_item, repair_version, restore
+from consumer.pipeline.repair import RepairAction, repair_version, restore_item
 from consumer.pipeline.routes import Routing
 from consumer.sink.dlq import DurableDeadLetters
 from consumer.sink.opensearch import OpenSearchSink
@@ -180,15 +180,15 @@ class BackfillRunner:
         letters: list[DeadLetter] = []
         for item in page.items:
             try:
-                doc_id, projected = project_item(self._schema, item, self._routing)
+                action = restore_item(self._schema, item, self._routing, version)
             except RecordError as exc:
                 letters.append(_letter(segment, item, self._schema, str(exc)))
                 continue
-            if projected is None:
+            if action is None:
                 self.tally.add("filtered")
                 self._metrics.backfill_items.labels(outcome="filtered").inc()
                 continue
-            actions.append(restore(doc_id, projected.document, version, index=projected.index))
+            actions.append(action)
         self.tally.add("items", len(page.items))
         self.tally.read_units += page.read_units
         self._metrics.backfill_read_units.inc(page.read_units)

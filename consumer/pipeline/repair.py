@@ -15,13 +15,15 @@ import binascii
 import decimal
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Literal
 
 from consumer.errors import RecordError
+from consumer.pipeline.attributes import item_json, item_to_json
 from consumer.pipeline.doc_ids import KeySchema, document_id
-from consumer.pipeline.projection import indexable, shaped_document, tombstone
-from consumer.pipeline.routes import Routing
+from consumer.pipeline.projection import RESERVED_NAMES, indexable, shaped_document, tombstone
+from consumer.pipeline.routes import Placement, Routing
 from consumer.pipeline.versioning import COUNTER_BITS, MAX_SECOND
 
 Document = dict[str, Any]
@@ -73,15 +75,39 @@ def project_item(schema: KeySchema, item: Item, routing: Routing) -> tuple[str, 
         RecordError: when the item lacks a key attribute or holds an unusable value (the transform's
             failures included).
     """
-    doc_id = document_id(schema, item)
-    keys = {attribute.name: item[attribute.name] for attribute in schema.attributes}
-    placement = routing.place(keys, item)
+    doc_id, keys, placement = _placed(schema, item, routing)
     if placement is None:
         return doc_id, None
     document = shaped_document(placement, keys, item, None, routing)
     if document is None:
         return doc_id, None
     return doc_id, Projected(placement.index, placement.route.name, document)
+
+
+def restore_item(schema: KeySchema, item: Item, routing: Routing, version: int) -> RepairAction | None:
+    """The write that restores the item's document at ``version``, as ``restore`` makes it of
+    ``project_item``'s document (None: the item is in no index). An item that
+    its route writes as it is has the document's JSON text written straight from the item
+    (``attributes.item_json``), the document derived only when asked for.
+
+    Raises:
+        RecordError: as ``project_item``.
+    """
+    doc_id, keys, placement = _placed(schema, item, routing)
+    if placement is None:
+        return None
+    source = item_json(item, RESERVED_NAMES) if placement.route.as_they_are else None
+    if source is not None:
+        return RepairAction(doc_id, version, "index", source, placement.index, item)
+    document = shaped_document(placement, keys, item, None, routing)
+    return None if document is None else restore(doc_id, document, version, index=placement.index)
+
+
+def _placed(schema: KeySchema, item: Item, routing: Routing) -> tuple[str, Item, Placement | None]:
+    """The item's document id, its key attributes, and where it belongs."""
+    doc_id = document_id(schema, item)
+    keys = {attribute.name: item[attribute.name] for attribute in schema.attributes}
+    return doc_id, keys, routing.place(keys, item)
 
 
 @dataclass(frozen=True)
@@ -213,20 +239,28 @@ def _decimal(value: int | float | decimal.Decimal) -> decimal.Decimal:
 @dataclass(frozen=True)
 class RepairAction:
     """Bring one document of one index (None: the sink's own) to the table's state: a
-    ``consumer.pipeline.bulk.BulkOperation``."""
+    ``consumer.pipeline.bulk.BulkOperation``. ``content`` is the document, or its JSON text written
+    straight from ``item`` (``restore_item``), from which ``document`` is then derived when asked for."""
 
     doc_id: str
     version: int
     op: Literal["index", "delete"]
-    document: Document | None = None
+    content: Document | bytes | None = None
     index: str | None = None
+    item: Item | None = field(default=None, repr=False, compare=False)
+
+    @cached_property
+    def document(self) -> Document | None:
+        if isinstance(self.content, bytes):
+            return item_to_json(self.item)  # type: ignore[arg-type]
+        return self.content
 
     @property
-    def source(self) -> None:  # its document is always JSON values, encoded when sent
-        return None
+    def source(self) -> bytes | None:
+        return self.content if isinstance(self.content, bytes) else None
 
     def with_document(self, document: Document) -> RepairAction:
-        return replace(self, document=document)
+        return replace(self, content=document, item=None)
 
 
 def restore(

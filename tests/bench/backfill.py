@@ -28,6 +28,7 @@ import contextlib
 import os
 import random
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -40,7 +41,7 @@ import boto3
 from opensearchpy import OpenSearch
 
 from consumer.pipeline.doc_ids import KeyAttribute, KeySchema
-from consumer.pipeline.repair import project_item, repair_version, restore
+from consumer.pipeline.repair import repair_version, restore_item
 from consumer.sink.index_setup import LIVE_FILTER
 from tests.bench.harness import ENGINES, NullSink, engine, raw_bulk_rate
 from tests.bench.table_front import TableFront
@@ -134,9 +135,10 @@ class Bench:
             "CDC_LOG_LEVEL": "WARNING",
         }
 
-    def command(self, env: dict[str, str], *args: str) -> tuple[str, int]:
-        """Run ``consumer ARGS``; its stdout and peak RSS in bytes (``VmHWM``, read until it exits). Its
-        logs go to ``<workdir>/<command>.log``, their end into the error when it fails."""
+    def command(self, env: dict[str, str], *args: str) -> tuple[str, int, float]:
+        """Run ``consumer ARGS``; its stdout, peak RSS in bytes (``VmHWM``, read until it exits) and CPU
+        seconds (user + system, start-up included). Its logs go to ``<workdir>/<command>.log``, their
+        end into the error when it fails."""
         log_path = self.workdir / f"{args[0]}.log"
         with open(log_path, "ab") as log_file:
             process = subprocess.Popen(
@@ -153,12 +155,15 @@ class Bench:
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the only child waited for below is this one
         output, _ = process.communicate()
         watcher.join()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
         if process.returncode not in (0, 3):
             logs = log_path.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"consumer {' '.join(args)} exited {process.returncode}: {output}\n{logs}")
-        return output, peak[0]
+        return output, peak[0], cpu
 
     def close(self) -> None:
         self.front.stop()
@@ -174,8 +179,7 @@ def bulk_bodies(content: list[dict[str, Any]]) -> list[bytes]:
     """The documents a backfill writes for ``content``, pre-serialised as _bulk bodies of 1000."""
     version = repair_version(time.time() - 1)
     routing = one_index()
-    placed = (project_item(SCHEMA, raw, routing) for raw in content)
-    actions = [restore(doc_id, projected.document, version) for doc_id, projected in placed if projected]
+    actions = [action for raw in content if (action := restore_item(SCHEMA, raw, routing, version))]
     return [bulk_of("bench-ceiling", actions[i : i + 1000]) for i in range(0, len(actions), 1000)]
 
 
@@ -191,7 +195,7 @@ def throughput(bench: Bench, table: str, content: list[dict[str, Any]], engines:
             ceiling(url, bodies, len(content))  # a warm-up, not counted: a JVM compiles its hot code first
             before = ceiling(url, bodies, len(content))
             env = {**bench.env(table, url), "CDC_OPENSEARCH_INDEX": f"bench-backfill-{name}"}
-            output, _ = bench.command(env, "backfill", "--restart")
+            output, _, cpu = bench.command(env, "backfill", "--restart")
             after = ceiling(url, bodies, len(content), keep_index=True)  # the index the backfill's is compared with
             print(_verify(url, f"bench-backfill-{name}", len(content)))
         match = SUMMARY.search(output)
@@ -202,6 +206,7 @@ def throughput(bench: Bench, table: str, content: list[dict[str, Any]], engines:
             f"backfill into {name}: {len(content)} items, consumer backfill {rate:,.0f} items/s, raw _bulk ceiling "
             f"{best:,.0f} items/s (runs {before:,.0f} and {after:,.0f})"
         )
+        print(f"  consumer backfill CPU: {cpu / len(content) * 1e6:.0f} us per item (start-up included)")
         print(f"engine={name} backfill_ratio_vs_ceiling={rate / best:.3f} (goal >= 0.8)")
 
 
@@ -222,8 +227,8 @@ def _verify(url: str, index: str, expected: int) -> str:
 def memory(bench: Bench, tables: dict[str, int]) -> None:
     for table, items in tables.items():
         env = {**bench.env(table, bench.null_sink.url), "CDC_OPENSEARCH_INDEX": f"{table}-null"}
-        _, backfill_rss = bench.command(env, "backfill", "--restart")
-        _, audit_rss = bench.command(env, "audit")
+        _, backfill_rss, _ = bench.command(env, "backfill", "--restart")
+        _, audit_rss, _ = bench.command(env, "audit")
         print(
             f"memory: {items:>7} items: consumer backfill peak RSS {backfill_rss / 2**20:.0f} MiB, "
             f"consumer audit peak RSS {audit_rss / 2**20:.0f} MiB"

@@ -8,10 +8,11 @@ from decimal import Decimal
 
 import orjson
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from consumer.pipeline.attributes import item_to_json
+from consumer.pipeline.bulk import encode_action
 from consumer.pipeline.doc_ids import KeyAttribute, KeySchema, document_id
 from consumer.pipeline.projection import indexable
 from consumer.pipeline.projection_rules import ProjectionRules
@@ -27,6 +28,8 @@ from consumer.pipeline.repair import (
     plan_repair,
     project_item,
     repair_version,
+    restore,
+    restore_item,
     same_json,
 )
 from consumer.pipeline.versioning import COUNTER_BITS, MAX_SECOND, MAX_VERSION, next_version
@@ -265,3 +268,37 @@ def test_an_item_is_projected_as_the_worker_projects_a_change_to_it():
     doc_id, projected = project_item(SCHEMA, ITEM, one_index(rules))
     assert (doc_id, indexable(projected.document)) == (worker.doc_id, worker.document)
     assert worker.document["email"].startswith("sha256:") and "number" not in worker.document["card"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    extra=st.dictionaries(
+        st.sampled_from(["email", "note", "_id", "_cdc_deleted", "total"]),
+        st.one_of(
+            st.builds(lambda text: {"S": text}, st.text(max_size=5)),
+            st.builds(
+                lambda number: {"N": str(number)},
+                st.integers() | st.decimals(allow_nan=False, allow_infinity=False, places=2),
+            ),
+            st.builds(lambda data: {"B": data}, st.binary(max_size=4)),
+        ),
+        max_size=4,
+    ),
+    rules=st.sampled_from([ProjectionRules(), ProjectionRules(mask_fields=("email",), drop_fields=("note",))]),
+)
+@example(extra={"_id": {"S": "x"}}, rules=ProjectionRules())
+def test_an_item_restored_as_it_is_writes_what_restore_writes_of_its_projection(extra, rules):
+    # GIVEN an item, with reserved attribute names now and then, with and without field rules
+    item = {"pk": ITEM["pk"], "sk": ITEM["sk"], **extra}
+    routing = one_index(rules)
+
+    # WHEN the backfill makes its write (the text written straight from the item where it can)
+    action = restore_item(SCHEMA, item, routing, 77)
+
+    # THEN the same _bulk lines and document as restore() of the item's projected document
+    doc_id, projected = project_item(SCHEMA, item, routing)
+    expected = restore(doc_id, projected.document, 77, index=projected.index)
+    assert encode_action("orders", action) == encode_action("orders", expected)
+    assert (action.doc_id, action.index, action.document) == (expected.doc_id, expected.index, expected.document)
+    as_it_is = rules == ProjectionRules() and not {"_id", "_cdc_deleted"} & set(extra)
+    assert (action.source is not None) == as_it_is
