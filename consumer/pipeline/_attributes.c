@@ -299,6 +299,8 @@ static PyMethodDef methods[] = {
      "configure(attribute_to_json, number_to_json, item_to_json, Decimal, dumps_json): the Python of the rare cases."},
     {"item_json", item_json, METH_VARARGS,
      "item_json(item, reserved): the JSON text of item_to_json(item); None when the Python path must decide."},
+    {"read_record", read_record, METH_O,
+     "read_record(raw): StreamRecord's fields of a plain GetRecords record, as a dict; None when Python must decide."},
     {"readable_id", (PyCFunction)(void (*)(void))readable_id, METH_FASTCALL,
      "readable_id(keys, ((name, type), ...)): doc_ids's readable id of plain keys; None when Python must decide."},
     {NULL, NULL, 0, NULL},
@@ -310,5 +312,7 @@ static struct PyModuleDef definition = {
 
 PyMODINIT_FUNC PyInit__attributes(void)
 {
+    if (init_read_record() < 0)
+        return NULL;
     return PyModule_Create(&definition);
 }

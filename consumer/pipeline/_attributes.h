@@ -1,6 +1,7 @@
-/* What the parts of the compiled item converter share: _attributes.c turns an item into JSON values
+/* What the parts of the compiled record path share: _attributes.c turns an item into JSON values
  * (Python objects), _attributes_text.c into the JSON text of those values, _attributes_ids.c its keys
- * into a document id. They read numbers and type tags alike and hand the same rare cases to Python. */
+ * into a document id, _attributes_records.c reads a stream record's fields. They read numbers and type
+ * tags alike and leave the same rare cases, and every error, to the Python they stand for. */
 #ifndef CONSUMER_PIPELINE_ATTRIBUTES_H
 #define CONSUMER_PIPELINE_ATTRIBUTES_H
 
@@ -41,5 +42,9 @@ PyObject *item_json(PyObject *module, PyObject *args);
 
 /* doc_ids's readable ids: see _attributes_ids.c */
 PyObject *readable_id(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+
+/* records's StreamRecord fields: see _attributes_records.c (init_read_record: once, at import) */
+int init_read_record(void);
+PyObject *read_record(PyObject *module, PyObject *raw);
 
 #endif

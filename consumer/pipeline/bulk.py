@@ -77,7 +77,7 @@ class BulkOperation(Protocol):
     def with_document(self, document: dict[str, Any]) -> BulkOperation: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class BulkAction:
     """One record turned into one index or delete operation in one index (None: the sink's own).
 
@@ -97,6 +97,34 @@ class BulkAction:
     route: str = DEFAULT_ROUTE
     companion: bool = False
 
+    def __init__(
+        self,
+        record: StreamRecord,
+        doc_id: str,
+        version: int,
+        op: Literal["index", "delete"],
+        content: dict[str, Any] | bytes | None,
+        index: str | None = None,
+        route: str = DEFAULT_ROUTE,
+        companion: bool = False,
+    ) -> None:
+        # every field in one assignment: a frozen dataclass's generated __init__ sets them one call at a
+        # time, a cost every record pays
+        object.__setattr__(
+            self,
+            "__dict__",
+            {
+                "record": record,
+                "doc_id": doc_id,
+                "version": version,
+                "op": op,
+                "content": content,
+                "index": index,
+                "route": route,
+                "companion": companion,
+            },
+        )
+
     @cached_property
     def document(self) -> dict[str, Any] | None:
         if isinstance(self.content, bytes):
@@ -111,15 +139,20 @@ class BulkAction:
         return replace(self, content=document)
 
 
+# The metadata line orjson writes of {op: {"_index": …, "_id": …, "version": …, "version_type": "external"}},
+# formatted directly (op is "index" or "delete"; the index and the id are written by orjson)
+_META_LINE = b'{"%b":{"_index":%b,"_id":%b,"version":%d,"version_type":"external"}}\n'
+
+
 def encode_action(index: str, action: BulkOperation) -> bytes:
     """The NDJSON lines of one action (metadata, then the document of an index), newline-terminated."""
-    meta = {"_index": index, "_id": action.doc_id, "version": action.version, "version_type": "external"}
+    meta = _META_LINE % (action.op.encode(), orjson.dumps(index), orjson.dumps(action.doc_id), action.version)
     source = action.source
     if source is None and action.document is not None:
         source = dumps_json(action.document)
     if source is None:
-        return orjson.dumps({action.op: meta}) + b"\n"
-    return orjson.dumps({action.op: meta}) + b"\n" + source + b"\n"
+        return meta
+    return meta + source + b"\n"
 
 
 def bulk_body(lines: Iterable[bytes]) -> bytes:

@@ -254,9 +254,9 @@ class BatchProcessor:
                 letters.append((letter, action.route))
         for action, (outcome, _) in zip(batch.actions, results, strict=True):
             record = action.record
-            if action.companion or id(record) in poisoned:
+            if action.companion or (poisoned and id(record) in poisoned):
                 continue  # a record counts once: by its first action, or as dead-lettered
-            outcomes[(record.event_name, outcome.value, action.route)] += 1
+            outcomes[(record.event_name, outcome._value_, action.route)] += 1  # _value_: .value is a slow property
             if outcome is Outcome.STALE:
                 log.debug(
                     "record_stale",

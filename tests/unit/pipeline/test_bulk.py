@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import orjson
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from consumer.pipeline.bulk import (
     BulkAction,
@@ -11,6 +15,7 @@ from consumer.pipeline.bulk import (
     RequestFailure,
     classify_item,
     classify_request_failure,
+    encode_action,
 )
 from consumer.pipeline.records import StreamRecord
 from tests.support.bulk_bodies import bulk_of
@@ -53,6 +58,23 @@ def test_a_document_with_newlines_in_its_strings_stays_on_one_line():
     body = bulk_of("i", [action(document={"text": "line 1\nline 2\r\n"})])
     assert len(body.splitlines()) == 2
     assert orjson.loads(body.splitlines()[1]) == {"text": "line 1\nline 2\r\n"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    op=st.sampled_from(["index", "delete"]),
+    index=st.text(st.characters(codec="utf-8"), min_size=1, max_size=10),
+    doc_id=st.text(st.characters(codec="utf-8"), max_size=20),
+    version=st.integers(0, 2**63 - 1),
+)
+@example(op="index", index="orders", doc_id='a"\\|\n\x00é', version=2**63 - 1)
+def test_the_metadata_line_is_what_orjson_writes_of_it(op, index, doc_id, version):
+    # GIVEN any operation, index name, id (quotes, backslashes, control characters, non-ASCII) and version
+    # WHEN its metadata line is encoded
+    line = encode_action(index, action(op, doc_id, version)).split(b"\n")[0] + b"\n"
+    # THEN byte for byte what orjson writes of the metadata object
+    meta = {"_index": index, "_id": doc_id, "version": version, "version_type": "external"}
+    assert line == orjson.dumps({op: meta}) + b"\n"
 
 
 @pytest.mark.parametrize(
@@ -121,3 +143,13 @@ def test_a_poison_item_carries_the_error_type_and_reason_for_the_dead_letter():
 
 def test_an_applied_item_has_no_error_text():
     assert classify_item({"index": {"status": 201}}) == (Outcome.APPLIED, None)
+
+
+def test_an_action_holds_exactly_its_fields_and_stays_frozen():
+    # GIVEN an action (its __init__ sets every field at once, not the dataclass's generated one)
+    made = action("index", "a", 10, {"pk": "a"})
+    # THEN it holds its dataclass fields and nothing else, compares and copies by them, and is frozen
+    assert list(vars(made)) == [field.name for field in dataclasses.fields(BulkAction)]
+    assert dataclasses.replace(made, version=11) == BulkAction(made.record, "a", 11, "index", {"pk": "a"}) != made
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.version = 12  # type: ignore[misc]
