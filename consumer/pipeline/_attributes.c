@@ -134,7 +134,16 @@ char tag_of(PyObject *tag)
     const char *chars = (const char *)PyUnicode_DATA(tag);
     switch (PyUnicode_GET_LENGTH(tag)) {
     case 1:
-        return strchr("SNMLB", chars[0]) != NULL && chars[0] != '\0' ? chars[0] : 0;
+        switch (chars[0]) {
+        case 'S':
+        case 'N':
+        case 'M':
+        case 'L':
+        case 'B':
+            return chars[0];
+        default:
+            return 0;
+        }
     case 2:
         return memcmp(chars, "SS", 2) == 0 ? 's' : memcmp(chars, "NS", 2) == 0 ? 'n' : 0;
     case 4:

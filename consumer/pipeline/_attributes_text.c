@@ -15,6 +15,8 @@
  */
 #include "_attributes.h"
 
+#include <stdint.h>
+
 #define MAX_DEPTH 64
 
 typedef enum {
@@ -65,6 +67,19 @@ static int append_char(Text *text, char c)
     return 0;
 }
 
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* Whether any of 8 bytes needs an escape: below 0x20, '"' or '\\' (bit tricks on a 64-bit word: a
+ * byte is zero, or below n, exactly where its high bit ends up set) */
+static int needs_escape(uint64_t bytes)
+{
+    uint64_t quote = bytes ^ (ONES * '"'), backslash = bytes ^ (ONES * '\\');
+    uint64_t below_space = (bytes - ONES * 0x20) & ~bytes;
+    uint64_t is_quote = (quote - ONES) & ~quote, is_backslash = (backslash - ONES) & ~backslash;
+    return ((below_space | is_quote | is_backslash) & HIGHS) != 0;
+}
+
 /* orjson's escapes: the two-character ones where JSON has them, \u00XX for other control characters,
  * everything else (non-ASCII included) as it is */
 static int append_escaped(Text *text, const unsigned char *chars, Py_ssize_t length)
@@ -75,6 +90,11 @@ static int append_escaped(Text *text, const unsigned char *chars, Py_ssize_t len
     text->data[text->length++] = '"';
     Py_ssize_t run = 0; /* start of the characters not yet copied */
     for (Py_ssize_t i = 0; i < length; i++) {
+        uint64_t word;
+        while (i + 8 <= length && (memcpy(&word, chars + i, 8), !needs_escape(word)))
+            i += 8; /* nearly every string: eight characters at a time, none to escape */
+        if (i >= length)
+            break;
         unsigned char c = chars[i];
         if (c >= 0x20 && c != '"' && c != '\\')
             continue;
@@ -102,7 +122,10 @@ static int append_escaped(Text *text, const unsigned char *chars, Py_ssize_t len
 static Written write_string(Text *text, PyObject *string)
 {
     Py_ssize_t length;
-    const char *chars = PyUnicode_AsUTF8AndSize(string, &length);
+    const char *chars;
+    if (PyUnicode_IS_COMPACT_ASCII(string)) /* nearly every string: its characters are its UTF-8 */
+        return append_escaped(text, PyUnicode_DATA(string), PyUnicode_GET_LENGTH(string)) < 0 ? FAILED : WRITTEN;
+    chars = PyUnicode_AsUTF8AndSize(string, &length);
     if (chars == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError))
             return FAILED;

@@ -80,8 +80,12 @@ def to_bulk_actions(record: StreamRecord, schema: KeySchema, version: int, routi
     if marked and record.old_image is None:
         raise RecordError("TTL delete to mark has no OldImage: the stream must be NEW_AND_OLD_IMAGES")
     image = record.old_image if marked else record.new_image
-    new = routing.place(record.keys, image) if image is not None else None
-    old = _placement_before(record, routing, image, new)
+    if routing.everywhere is not None:  # every state in one place: the item never changes index
+        new = routing.everywhere if image is not None else None
+        old = None if record.event_name == "INSERT" else routing.everywhere
+    else:
+        new = routing.place(record.keys, image) if image is not None else None
+        old = _placement_before(record, routing, image, new)
     actions = []
     if new is not None:
         source = None if marked else _item_as_it_is(new, image)  # type: ignore[arg-type]

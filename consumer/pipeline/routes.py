@@ -160,6 +160,9 @@ class Routing:
     filters_state: bool = field(init=False, repr=False, compare=False)  # the global state filter is on
     # the item attributes a placement reads (filter, routes, index templates); None: the whole state
     deciding: frozenset[str] | None = field(init=False, repr=False, compare=False)
+    # where every state of every item goes, when nothing tells states apart: no state filter, and a
+    # first route that takes every item into one index (None: each state is placed)
+    everywhere: Placement | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "filters_state", self.rules.filters_state)
@@ -169,6 +172,9 @@ class Routing:
             read.append(state_attributes(self.rules.patterns))
         deciding = None if None in read else frozenset().union(*read)
         object.__setattr__(self, "deciding", deciding)
+        first = self.routes[0] if self.routes else None
+        takes_all = first is not None and not first.patterns and not self.filters_state
+        object.__setattr__(self, "everywhere", first.fixed if takes_all else None)  # type: ignore[union-attr]
 
     def places_alike(self, image: dict[str, Any], other: dict[str, Any]) -> bool:
         """Whether two states of one item are sure to be placed alike: every attribute a placement reads

@@ -3,6 +3,7 @@ leaves behind when it changes route or index."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -15,10 +16,11 @@ from consumer.errors import ConfigError, RecordError
 from consumer.pipeline.drift import natural_document
 from consumer.pipeline.filtering import state_attributes
 from consumer.pipeline.projection import is_tombstone, to_bulk_actions
+from consumer.pipeline.projection_rules import ProjectionRules
 from consumer.pipeline.records import StreamRecord
 from consumer.pipeline.routes import IndexName
 from consumer.pipeline.versioning import next_version
-from tests.support.factories import stream_record
+from tests.support.factories import one_index, stream_record
 from tests.support.single_table import (
     KEY_SCHEMA,
     expected_indices,
@@ -247,3 +249,35 @@ def test_a_pattern_that_reads_the_whole_state_makes_nothing_alike():
     # THEN the first reads everything (no two states can be said alike); the others name what they read
     assert state_attributes(whole) is None
     assert state_attributes(on_attributes) == {"a"}
+
+
+@given(
+    states=_shop_states(),
+    event=st.sampled_from(["INSERT", "MODIFY", "REMOVE"]),
+    ttl=st.booleans(),
+    kind=st.sampled_from(["one index", "one index, state filter", "one index, TTL marks", "shop routes"]),
+)
+@settings(max_examples=300, deadline=None)
+def test_a_routing_that_places_every_state_alike_projects_what_placing_each_state_would(states, event, ttl, kind):
+    # GIVEN a routing, and a change of one item from one state to another (a TTL delete now and then)
+    routing_ = {
+        "one index": one_index(),
+        "one index, state filter": one_index(
+            ProjectionRules(patterns=({"dynamodb": {"NewImage": {"type": [{"exists": True}]}}},))
+        ),
+        "one index, TTL marks": one_index(ProjectionRules(ttl_deletes="mark")),
+        "shop routes": shop_routing(),
+    }[kind]
+    first, second, _ = states
+    keys = {name: first[name] for name in ("PK", "SK")}
+    record = StreamRecord.from_wire(
+        stream_record(event, keys=keys, new_image=second, old_image=first, ttl=ttl and event == "REMOVE")
+    )
+
+    # WHEN it is projected with the routing's shortcut (every state in one place) and without it
+    each_placed = dataclasses.replace(routing_)
+    object.__setattr__(each_placed, "everywhere", None)
+
+    # THEN the shortcut is taken only where no state can be told apart, and the actions are the same
+    assert (routing_.everywhere is not None) == (kind in ("one index", "one index, TTL marks"))
+    assert to_bulk_actions(record, KEY_SCHEMA, 5, routing_) == to_bulk_actions(record, KEY_SCHEMA, 5, each_placed)
