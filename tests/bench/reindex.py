@@ -108,7 +108,7 @@ def run(bench: Bench, content: list[dict[str, Any]], name: str, window: float) -
         try:
             wait_until(lambda: workers[0].probe("/readyz")[0] == 200, 120, "the first worker ready")
             started = time.monotonic()
-            output, _ = bench.command(first, "backfill")
+            output, _, _ = bench.command(first, "backfill")
             backfill_seconds = time.monotonic() - started
             match = SUMMARY.search(output)
             if not match or int(match.group(1)) != len(content):
@@ -119,7 +119,7 @@ def run(bench: Bench, content: list[dict[str, Any]], name: str, window: float) -
             workers.append(WorkerProcess(second, bench.workdir / f"{index}-second.log"))
             wait_until(lambda: "consumer reindex" in workers[1].probe("/readyz")[1], 120, "the second worker's refusal")
             started = time.monotonic()
-            output, _ = bench.command(second, "reindex")
+            output, _, _ = bench.command(second, "reindex")
             reindex_seconds = time.monotonic() - started
             live = LIVE.search(output)
             if not live:

@@ -35,7 +35,7 @@ def test_the_route_cost_benchmark_runs_and_verifies_both_paths_indexed_the_same(
     result = bench("tests.bench.route_cost")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "the same in the plain index and across the routes' indices: OK" in result.stdout
-    assert "routing_cpu_ratio=" in result.stdout
+    assert "routing_cpu_ratio=" in result.stdout and "routes_only_cpu_ratio=" in result.stdout
 
 
 def test_the_backfill_benchmark_runs_and_verifies_what_it_indexed():
