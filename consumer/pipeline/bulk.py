@@ -19,7 +19,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, Self
 
 import orjson
 
@@ -77,16 +77,39 @@ class BulkOperation(Protocol):
     def with_document(self, document: dict[str, Any]) -> BulkOperation: ...
 
 
+class ContentFromItem:
+    """The ``content`` of an operation: its document, or the document's JSON text written straight from
+    a DynamoDB item (``attributes.item_json``). ``document`` is derived from that item only when asked
+    for (a document OpenSearch refused); ``_content_item`` names the item."""
+
+    content: dict[str, Any] | bytes | None
+
+    def _content_item(self) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    @cached_property
+    def document(self) -> dict[str, Any] | None:
+        if isinstance(self.content, bytes):
+            return item_to_json(self._content_item())  # type: ignore[arg-type]
+        return self.content
+
+    @property
+    def source(self) -> bytes | None:
+        return self.content if isinstance(self.content, bytes) else None
+
+    def with_document(self, document: dict[str, Any]) -> Self:
+        return replace(self, content=document)  # type: ignore[type-var]
+
+
 @dataclass(frozen=True, init=False)
-class BulkAction:
+class BulkAction(ContentFromItem):
     """One record turned into one index or delete operation in one index (None: the sink's own).
 
     A record makes one action, or two when its item changes route or index: the document in the new
     index, and the ``companion`` tombstone in the old one (``consumer.pipeline.projection``).
 
-    ``content`` is the document, or its JSON text written straight from the record's NewImage
-    (``attributes.item_json``: the item as it is), from which ``document`` is then derived only when
-    asked for (a document OpenSearch refused)."""
+    ``content`` is the document, or its JSON text written straight from the record's NewImage (the
+    item as it is: ``ContentFromItem``)."""
 
     record: StreamRecord
     doc_id: str
@@ -125,18 +148,8 @@ class BulkAction:
             },
         )
 
-    @cached_property
-    def document(self) -> dict[str, Any] | None:
-        if isinstance(self.content, bytes):
-            return item_to_json(self.record.new_image)  # type: ignore[arg-type]
-        return self.content
-
-    @property
-    def source(self) -> bytes | None:
-        return self.content if isinstance(self.content, bytes) else None
-
-    def with_document(self, document: dict[str, Any]) -> BulkAction:
-        return replace(self, content=document)
+    def _content_item(self) -> dict[str, Any] | None:
+        return self.record.new_image
 
 
 # The metadata line orjson writes of {op: {"_index": …, "_id": …, "version": …, "version_type": "external"}},

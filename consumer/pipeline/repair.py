@@ -15,12 +15,12 @@ import binascii
 import decimal
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from functools import cached_property
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from consumer.errors import RecordError
-from consumer.pipeline.attributes import item_json, item_to_json
+from consumer.pipeline.attributes import item_json
+from consumer.pipeline.bulk import ContentFromItem
 from consumer.pipeline.doc_ids import KeySchema, document_id
 from consumer.pipeline.projection import RESERVED_NAMES, indexable, shaped_document, tombstone
 from consumer.pipeline.routes import Placement, Routing
@@ -237,10 +237,10 @@ def _decimal(value: int | float | decimal.Decimal) -> decimal.Decimal:
 
 
 @dataclass(frozen=True)
-class RepairAction:
+class RepairAction(ContentFromItem):
     """Bring one document of one index (None: the sink's own) to the table's state: a
     ``consumer.pipeline.bulk.BulkOperation``. ``content`` is the document, or its JSON text written
-    straight from ``item`` (``restore_item``), from which ``document`` is then derived when asked for."""
+    straight from ``item`` (``restore_item``; ``ContentFromItem``)."""
 
     doc_id: str
     version: int
@@ -249,18 +249,8 @@ class RepairAction:
     index: str | None = None
     item: Item | None = field(default=None, repr=False, compare=False)
 
-    @cached_property
-    def document(self) -> Document | None:
-        if isinstance(self.content, bytes):
-            return item_to_json(self.item)  # type: ignore[arg-type]
-        return self.content
-
-    @property
-    def source(self) -> bytes | None:
-        return self.content if isinstance(self.content, bytes) else None
-
-    def with_document(self, document: Document) -> RepairAction:
-        return replace(self, content=document, item=None)
+    def _content_item(self) -> Item | None:
+        return self.item
 
 
 def restore(
