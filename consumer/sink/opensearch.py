@@ -22,6 +22,7 @@ Thread-safe: shard consumers share one sink; opensearch-py's connection pool is 
 
 from __future__ import annotations
 
+import operator
 import random
 import threading
 import time
@@ -57,9 +58,11 @@ from consumer.sink.index_setup import read_mapping
 log = structlog.get_logger(__name__)
 
 Result = tuple[Outcome, str | None]
+APPLIED: Result = (Outcome.APPLIED, None)
 # classify_item reads only each item's status and error: asking for just those shrinks the answer
-# (and its decoding) from ~200 to ~25 bytes per successful item.
-_BULK_RESPONSE_FILTER = "items.*.status,items.*.error"
+# (and its decoding) from ~200 to ~25 bytes per successful item. ``errors`` is OpenSearch's own word
+# on whether any item failed (a delete of a missing document is no failure: classify_item agrees).
+_BULK_RESPONSE_FILTER = "errors,items.*.status,items.*.error"
 DEFAULT_MAX_REQUEST_BYTES = 5 * 1024 * 1024
 _MAX_RESENDS = 3  # per refused action: the mapping may change between attempts (other writers)
 
@@ -193,7 +196,10 @@ class OpenSearchSink:
         while requests:
             chunk = requests.popleft()
             work, batch.while_in_flight = batch.while_in_flight, None
-            indices = {batch.actions[i].index or self._index for i in chunk}
+            indices = set(map(_INDEX_OF, map(batch.actions.__getitem__, chunk)))  # at C speed: every request
+            if None in indices:
+                indices.remove(None)
+                indices.add(self._index)
             try:
                 path_index = indices.pop() if len(indices) == 1 else None
                 items = self._send(bulk_body(batch.encoded[i] for i in chunk), len(chunk), path_index, work)
@@ -202,6 +208,11 @@ class OpenSearchSink:
                     later += chunk + [i for rest in requests for i in rest]  # the rest would fail alike
                     break
                 requests.extendleft(reversed(self._split(batch, chunk, exc)))
+                continue
+            if items is None:  # every action succeeded
+                for i in chunk:
+                    batch.results[i] = APPLIED
+                self._set_available(True, None)
                 continue
             resend = self._settle_items(batch, chunk, items, later, mapping)
             if resend:
@@ -273,6 +284,8 @@ class OpenSearchSink:
 
     def _requests(self, batch: _Batch, pending: list[int]) -> list[list[int]]:
         """The pending actions grouped into requests of at most ``max_request_bytes``."""
+        if len(pending) == len(batch.encoded) and sum(map(len, batch.encoded)) <= self._max_request_bytes:
+            return [pending]  # the common case: every action, in one request
         requests: list[list[int]] = []
         current: list[int] = []
         size = 0
@@ -289,7 +302,10 @@ class OpenSearchSink:
 
     def _send(
         self, body: bytes, count: int, index: str | None, work: Callable[[], None] | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[dict[str, Any]] | None:
+        """The answer's ``items``, one for each of the ``count`` actions of ``body``; None when the
+        answer says no item failed (``errors: false``, with one item for each action), so that the
+        common answer is not read item by item."""
         started = time.perf_counter()
         armed = in_flight.ArmedWork(None)
         try:
@@ -321,7 +337,8 @@ class OpenSearchSink:
         finally:  # the caller's work done while the request was in flight is not OpenSearch's time
             self._metrics.bulk_duration.observe(time.perf_counter() - started - armed.seconds)
         items = response.get("items") if isinstance(response, dict) else None
-        if not isinstance(items, list) or len(items) != count or not all(map(_is_item, items)):
+        succeeded = isinstance(items, list) and len(items) == count and response.get("errors") is False
+        if not succeeded and (not isinstance(items, list) or len(items) != count or not all(map(_is_item, items))):
             raise self._request_failed(
                 RequestFailure.OUTAGE,
                 f"bulk answer has no well-formed item for each of the {count} actions: {str(response)[:200]}",
@@ -329,7 +346,7 @@ class OpenSearchSink:
             )
         self._metrics.bulk_requests.labels(outcome="ok").inc()
         self._metrics.bulk_bytes.inc(len(body))
-        return items
+        return None if succeeded else items
 
     def _request_failed(self, failure: RequestFailure, text: str, summary: str) -> _RequestFailedError:
         """Count and log a failed request (``text``: the details, for the log); ``summary`` says in our
@@ -378,6 +395,9 @@ class OpenSearchSink:
         log.info("bulk_retry_scheduled", attempt=attempt + 1, actions=pending, delay_seconds=round(delay, 3))
         if stop.wait(delay):
             raise Interrupted(f"stop requested while {pending} actions awaited a retry")
+
+
+_INDEX_OF = operator.attrgetter("index")
 
 
 def _is_item(item: Any) -> bool:
