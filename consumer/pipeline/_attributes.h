@@ -37,8 +37,9 @@ PlainNumber read_plain_number(const char *chars, Py_ssize_t length);
  * 0 for any other key */
 char tag_of(PyObject *tag);
 
-/* attributes.item_json: see _attributes_text.c */
+/* attributes.item_json and item_lines: see _attributes_text.c */
 PyObject *item_json(PyObject *module, PyObject *args);
+PyObject *item_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
 /* doc_ids's readable ids: see _attributes_ids.c */
 PyObject *readable_id(PyObject *module, PyObject *const *args, Py_ssize_t nargs);

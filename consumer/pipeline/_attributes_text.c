@@ -375,15 +375,19 @@ static Written write_attribute(Text *text, PyObject *attribute, int depth)
     return write_in_python(text, attribute_fallback, attribute);
 }
 
+static int configured(void)
+{
+    if (dumps_fallback != NULL)
+        return 1;
+    PyErr_SetString(PyExc_RuntimeError, "configure() the Python fallbacks first");
+    return 0;
+}
+
 PyObject *item_json(PyObject *module, PyObject *args)
 {
     PyObject *item, *reserved;
-    if (!PyArg_ParseTuple(args, "OO!:item_json", &item, &PyFrozenSet_Type, &reserved))
+    if (!PyArg_ParseTuple(args, "OO!:item_json", &item, &PyFrozenSet_Type, &reserved) || !configured())
         return NULL;
-    if (dumps_fallback == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "configure() the Python fallbacks first");
-        return NULL;
-    }
     Text text = {PyMem_Malloc(2048), 0, 2048};
     if (text.data == NULL)
         return PyErr_NoMemory();
@@ -393,4 +397,59 @@ PyObject *item_json(PyObject *module, PyObject *args)
     if (written == PYTHON_DECIDES)
         Py_RETURN_NONE;
     return json;
+}
+
+/* item_lines(item, reserved, head, doc_id, version): the _bulk lines of indexing item_json(item,
+ * reserved) under doc_id at an external version, with the metadata line's ``head`` (its text up to
+ * the id: bulk.meta_head), and that document's text: (lines, text), byte for byte what encode_action
+ * writes of the action; None where item_json answers None, and for an id that is not valid Unicode or
+ * a version beyond 64 bits. */
+PyObject *item_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    static const char tail[] = ",\"version_type\":\"external\"}}\n";
+    if (nargs != 5 || !PyFrozenSet_CheckExact(args[1]) || !PyBytes_CheckExact(args[2])
+        || !PyUnicode_CheckExact(args[3]) || !PyLong_CheckExact(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "item_lines(item, reserved: frozenset, head: bytes, doc_id: str, version: int)");
+        return NULL;
+    }
+    if (!configured())
+        return NULL;
+    int overflow;
+    long long version = PyLong_AsLongLongAndOverflow(args[4], &overflow);
+    if (overflow != 0 || !PyDict_CheckExact(args[0]))
+        Py_RETURN_NONE;
+    char digits[24], *first = digits + sizeof digits; /* the version's digits, written backwards */
+    unsigned long long magnitude = version < 0 ? 0ULL - (unsigned long long)version : (unsigned long long)version;
+    do
+        *--first = (char)('0' + magnitude % 10);
+    while ((magnitude /= 10) != 0);
+    if (version < 0)
+        *--first = '-';
+    Text text = {PyMem_Malloc(2048), 0, 2048};
+    if (text.data == NULL)
+        return PyErr_NoMemory();
+    Py_ssize_t start = 0;
+    Written written = append(&text, PyBytes_AS_STRING(args[2]), PyBytes_GET_SIZE(args[2])) < 0 ? FAILED : WRITTEN;
+    if (written == WRITTEN)
+        written = write_string(&text, args[3]);
+    if (written == WRITTEN
+        && (append(&text, ",\"version\":", 11) < 0 || append(&text, first, digits + sizeof digits - first) < 0
+            || append(&text, tail, sizeof tail - 1) < 0))
+        written = FAILED;
+    if (written == WRITTEN) {
+        start = text.length;
+        written = write_map(&text, args[0], args[1], 0);
+    }
+    if (written == WRITTEN && append_char(&text, '\n') < 0)
+        written = FAILED;
+    PyObject *lines = NULL, *document = NULL, *both = NULL;
+    if (written == WRITTEN && (lines = PyBytes_FromStringAndSize(text.data, text.length)) != NULL
+        && (document = PyBytes_FromStringAndSize(text.data + start, text.length - start - 1)) != NULL)
+        both = PyTuple_Pack(2, lines, document);
+    Py_XDECREF(lines);
+    Py_XDECREF(document);
+    PyMem_Free(text.data);
+    if (written == PYTHON_DECIDES)
+        Py_RETURN_NONE;
+    return both;
 }

@@ -18,12 +18,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, Literal, Protocol, Self
 
 import orjson
 
-from consumer.pipeline.attributes import dumps_json, item_to_json
+from consumer.pipeline.attributes import dumps_json, item_to_json, python_item_json
 from consumer.pipeline.records import StreamRecord
 
 
@@ -53,8 +53,10 @@ DEFAULT_ROUTE = "default"  # the route of every item when no routes are configur
 class BulkOperation(Protocol):
     """One index or delete operation with its external version: all ``encode_action`` reads, and the
     index it goes to (None: the sink's own index). ``source`` is the document's JSON text when it is
-    written already (``encode_action`` then writes that, not ``document``); ``with_document`` is the
-    same operation with another document (a refused one, its conflicting attributes diverted)."""
+    written already (``encode_action`` then writes that, not ``document``), and ``lines`` the whole
+    operation's ``_bulk`` lines for its index when written with it (``encode_action`` returns them);
+    ``with_document`` is the same operation with another document (a refused one, its conflicting
+    attributes diverted)."""
 
     @property
     def index(self) -> str | None: ...
@@ -74,15 +76,20 @@ class BulkOperation(Protocol):
     @property
     def source(self) -> bytes | None: ...
 
+    @property
+    def lines(self) -> bytes | None: ...
+
     def with_document(self, document: dict[str, Any]) -> BulkOperation: ...
 
 
 class ContentFromItem:
     """The ``content`` of an operation: its document, or the document's JSON text written straight from
-    a DynamoDB item (``attributes.item_json``). ``document`` is derived from that item only when asked
-    for (a document OpenSearch refused); ``_content_item`` names the item."""
+    a DynamoDB item (``attributes.item_json``), maybe with the operation's ``lines`` (``item_lines``).
+    ``document`` is derived from that item only when asked for (a document OpenSearch refused);
+    ``_content_item`` names the item."""
 
     content: dict[str, Any] | bytes | None
+    lines: bytes | None
 
     def _content_item(self) -> dict[str, Any] | None:
         raise NotImplementedError
@@ -98,7 +105,7 @@ class ContentFromItem:
         return self.content if isinstance(self.content, bytes) else None
 
     def with_document(self, document: dict[str, Any]) -> Self:
-        return replace(self, content=document)  # type: ignore[type-var]
+        return replace(self, content=document, lines=None)  # type: ignore[type-var]
 
 
 @dataclass(frozen=True, init=False)
@@ -109,7 +116,7 @@ class BulkAction(ContentFromItem):
     index, and the ``companion`` tombstone in the old one (``consumer.pipeline.projection``).
 
     ``content`` is the document, or its JSON text written straight from the record's NewImage (the
-    item as it is: ``ContentFromItem``)."""
+    item as it is: ``ContentFromItem``), then with its ``lines`` for ``index``."""
 
     record: StreamRecord
     doc_id: str
@@ -119,6 +126,7 @@ class BulkAction(ContentFromItem):
     index: str | None = None
     route: str = DEFAULT_ROUTE
     companion: bool = False
+    lines: bytes | None = None
 
     def __init__(
         self,
@@ -130,6 +138,7 @@ class BulkAction(ContentFromItem):
         index: str | None = None,
         route: str = DEFAULT_ROUTE,
         companion: bool = False,
+        lines: bytes | None = None,
     ) -> None:
         # every field in one assignment: a frozen dataclass's generated __init__ sets them one call at a
         # time, a cost every record pays
@@ -145,6 +154,7 @@ class BulkAction(ContentFromItem):
                 "index": index,
                 "route": route,
                 "companion": companion,
+                "lines": lines,
             },
         )
 
@@ -153,19 +163,56 @@ class BulkAction(ContentFromItem):
 
 
 # The metadata line orjson writes of {op: {"_index": …, "_id": …, "version": …, "version_type": "external"}},
-# formatted directly (op is "index" or "delete"; the index and the id are written by orjson)
-_META_LINE = b'{"%b":{"_index":%b,"_id":%b,"version":%d,"version_type":"external"}}\n'
+# formatted directly: its head (op is "index" or "delete", the index written by orjson), the id written
+# by orjson, then the rest
+_META_TAIL = b',"version":%d,"version_type":"external"}}\n'
+
+
+@lru_cache(maxsize=1024)
+def meta_head(op: Literal["index", "delete"], index: str) -> bytes:
+    """The metadata line of an ``op`` in ``index`` up to its id: one per index, so cached."""
+    return b'{"%b":{"_index":%b,"_id":' % (op.encode(), orjson.dumps(index))
 
 
 def encode_action(index: str, action: BulkOperation) -> bytes:
     """The NDJSON lines of one action (metadata, then the document of an index), newline-terminated."""
-    meta = _META_LINE % (action.op.encode(), orjson.dumps(index), orjson.dumps(action.doc_id), action.version)
+    if action.lines is not None and index == action.index:
+        return action.lines
+    meta = meta_head(action.op, index) + orjson.dumps(action.doc_id) + _META_TAIL % action.version
     source = action.source
     if source is None and action.document is not None:
         source = dumps_json(action.document)
     if source is None:
         return meta
     return meta + source + b"\n"
+
+
+def python_item_lines(
+    item: dict[str, Any], reserved: frozenset[str], head: bytes, doc_id: str, version: int
+) -> tuple[bytes, bytes] | None:
+    """The ``_bulk`` lines of indexing the item as it is (``attributes.item_json(item, reserved)``)
+    under ``doc_id`` at ``version``, ``head`` being ``meta_head("index", index)``, and the document's
+    text: what ``encode_action`` writes of that action. None for the caller's Python path to decide:
+    where ``item_json`` answers None, and for an id that is not JSON or a version beyond 64 bits.
+    The definition; compiled in ``_attributes_text.c``."""
+    try:
+        id_json = orjson.dumps(doc_id)
+    except orjson.JSONEncodeError:
+        return None
+    if not -(1 << 63) <= version < 1 << 63:
+        return None
+    text = python_item_json(item, reserved)
+    if text is None:
+        return None
+    return head + id_json + _META_TAIL % version + text + b"\n", text
+
+
+try:
+    from consumer.pipeline._attributes import item_lines as compiled_item_lines
+except ImportError:  # built without a C compiler: the Python definition serves
+    item_lines = python_item_lines
+else:
+    item_lines = compiled_item_lines
 
 
 def bulk_body(lines: Iterable[bytes]) -> bytes:

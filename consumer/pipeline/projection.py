@@ -47,8 +47,8 @@ from types import MappingProxyType
 from typing import Any
 
 from consumer.errors import RecordError
-from consumer.pipeline.attributes import item_json, item_to_json
-from consumer.pipeline.bulk import BulkAction
+from consumer.pipeline.attributes import item_to_json
+from consumer.pipeline.bulk import BulkAction, item_lines, meta_head
 from consumer.pipeline.doc_ids import KeySchema, document_id
 from consumer.pipeline.drift import METADATA_FIELDS, divert, reserved_attributes
 from consumer.pipeline.filtering import matches_any
@@ -88,9 +88,15 @@ def to_bulk_actions(record: StreamRecord, schema: KeySchema, version: int, routi
         old = _placement_before(record, routing, image, new)
     actions = []
     if new is not None:
-        source = None if marked else _item_as_it_is(new, image)  # type: ignore[arg-type]
-        content = source if source is not None else _document(record, new, image, marked, routing)  # type: ignore[arg-type]
-        actions.append(BulkAction(record, doc_id, version, "index", content, new.index, new.route.name))
+        written = None if marked else _item_as_it_is(new, image, doc_id, version)  # type: ignore[arg-type]
+        if written is not None:
+            lines, source = written
+            actions.append(
+                BulkAction(record, doc_id, version, "index", source, new.index, new.route.name, False, lines)
+            )
+        else:
+            document = _document(record, new, image, marked, routing)  # type: ignore[arg-type]
+            actions.append(BulkAction(record, doc_id, version, "index", document, new.index, new.route.name))
     if old is not None and (new is None or old.index != new.index):
         tombstone_ = _tombstone_of(record, old)
         actions.append(
@@ -99,10 +105,15 @@ def to_bulk_actions(record: StreamRecord, schema: KeySchema, version: int, routi
     return actions
 
 
-def _item_as_it_is(placement: Placement, image: dict[str, Any]) -> bytes | None:
-    """The document's JSON text, written straight from the item, when its route writes items as they
-    are and no attribute has a name ``indexable`` diverts; else None: the document is built."""
-    return item_json(image, RESERVED_NAMES) if placement.route.as_they_are else None
+def _item_as_it_is(
+    placement: Placement, image: dict[str, Any], doc_id: str, version: int
+) -> tuple[bytes, bytes] | None:
+    """The ``_bulk`` lines indexing the item in its placement and the document's JSON text, written
+    straight from the item, when its route writes items as they are and no attribute has a name
+    ``indexable`` diverts; else None: the document is built."""
+    if not placement.route.as_they_are:
+        return None
+    return item_lines(image, RESERVED_NAMES, meta_head("index", placement.index), doc_id, version)
 
 
 def _document(

@@ -248,6 +248,7 @@ class RepairAction(ContentFromItem):
     content: Document | bytes | None = None
     index: str | None = None
     item: Item | None = field(default=None, repr=False, compare=False)
+    lines: bytes | None = field(default=None, repr=False, compare=False)
 
     def _content_item(self) -> Item | None:
         return self.item

@@ -11,12 +11,14 @@ import sys
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from consumer.pipeline import attributes
+from consumer.pipeline import attributes, bulk
 from consumer.pipeline.attributes import item_to_json, python_item_to_json
+from consumer.pipeline.repair import RepairAction
 from tests.support.strategies import number_texts
 
 # Numbers spelt as the stream spells most of them, at and around the compiled path's limits
@@ -292,3 +294,48 @@ def test_items_nested_beyond_the_writers_depth_are_left_to_the_caller():
     # WHEN its text is asked for THEN None: the caller builds the document, which dumps_json writes
     assert attributes.item_json(item, RESERVED) is None
     assert attributes.dumps_json(item_to_json(item)).count(b"{") == 101
+
+
+# --- the _bulk lines of an item indexed as it is (item_lines) ------------------------------------
+
+IDS = st.one_of(st.text(max_size=30), AWKWARD_TEXT, st.sampled_from(["customer#1|2", "a\\|b", "\ud800"]))
+VERSIONS = st.one_of(
+    st.integers(0, 2**62),
+    st.sampled_from([0, 1, 2**63 - 1, 2**63, -1, -(2**63), -(2**63) - 1, 10**30]),
+)
+INDEX_NAMES = st.one_of(st.sampled_from(["orders", "orders-2026.12", 'q"uote']), st.text(min_size=1, max_size=12))
+
+
+def _lines_outcome(write, item: Any, head: bytes, doc_id: str, version: int) -> tuple:
+    try:
+        return ("value", write(item, RESERVED, head, doc_id, version))
+    except Exception as exc:  # the comparison is the point
+        return ("raised", type(exc), str(exc))
+
+
+@settings(max_examples=300, deadline=None)
+@given(item=st.one_of(WELL_FORMED_ITEMS, AWKWARD_ITEMS, ANY_ITEMS), doc_id=IDS, version=VERSIONS, index=INDEX_NAMES)
+@example(item={"n": {"N": "1"}}, doc_id="\ud800", version=1, index="orders")  # an id that is not JSON
+@example(item={"n": {"N": "1e5x"}}, doc_id="\ud800", version=1, index="orders")  # ... before a malformed item
+@example(item={"n": {"N": "1"}}, doc_id="a", version=2**63, index="orders")  # a version beyond 64 bits
+def test_the_written_lines_are_what_encode_action_writes_of_the_item_as_it_is(item, doc_id, version, index):
+    # GIVEN a random item (malformed ones too), id, version and index
+    head = bulk.meta_head("index", index)
+    # WHEN its _bulk lines are written in C and by the Python definition
+    compiled = _lines_outcome(bulk.item_lines, item, head, doc_id, version)
+    expected = _lines_outcome(bulk.python_item_lines, item, head, doc_id, version)
+    # THEN the same lines and text, or the same error; None where the definition leaves it to the
+    # caller, or where the compiled text writer does (item_json's cases)
+    if compiled == ("value", None) and expected != compiled:
+        assert _left_to_the_caller(item), f"None for an item the writer should write: {expected}"
+    else:
+        assert compiled == expected
+    # AND the lines are encode_action's of the action indexing that text, the text item_json's
+    if expected[0] == "value" and expected[1] is not None:
+        lines, text = expected[1]
+        assert text == attributes.python_item_json(item, RESERVED)
+        action = RepairAction(doc_id, version, "index", text, index)
+        assert lines == bulk.encode_action(index, action)
+        assert orjson.loads(lines.split(b"\n")[0]) == {
+            "index": {"_index": index, "_id": doc_id, "version": version, "version_type": "external"}
+        }
