@@ -306,8 +306,6 @@ static PyMethodDef methods[] = {
     {"item_to_json", item_to_json, METH_O, "A DynamoDB item (attribute name -> AttributeValue) as a JSON object."},
     {"configure", configure, METH_VARARGS,
      "configure(attribute_to_json, number_to_json, item_to_json, Decimal, dumps_json): the Python of the rare cases."},
-    {"item_json", item_json, METH_VARARGS,
-     "item_json(item, reserved): the JSON text of item_to_json(item); None when the Python path must decide."},
     {"item_lines", (PyCFunction)(void (*)(void))item_lines, METH_FASTCALL,
      "item_lines(item, reserved, head, doc_id, version): (the _bulk lines indexing item_json(item), its text); None "
      "when the Python path must decide."},

@@ -37,8 +37,7 @@ PlainNumber read_plain_number(const char *chars, Py_ssize_t length);
  * 0 for any other key */
 char tag_of(PyObject *tag);
 
-/* attributes.item_json and item_lines: see _attributes_text.c */
-PyObject *item_json(PyObject *module, PyObject *args);
+/* bulk.item_lines: see _attributes_text.c */
 PyObject *item_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
 /* doc_ids's readable ids: see _attributes_ids.c */

@@ -1,7 +1,8 @@
-/* item_json(item, reserved): the JSON text of item_to_json(item), written straight from the
- * DynamoDB item without building the JSON values first, byte for byte what dumps_json would write of
- * them (orjson: keys in the item's order, no spaces, the same escapes, numbers as the policy of
- * consumer/pipeline/attributes.py spells them).
+/* The JSON text of item_to_json(item), written straight from the DynamoDB item without building the
+ * JSON values first, byte for byte what dumps_json would write of them (orjson: keys in the item's
+ * order, no spaces, the same escapes, numbers as the policy of consumer/pipeline/attributes.py spells
+ * them): attributes.python_item_json, the definition. item_lines writes it inside the _bulk lines of
+ * indexing it.
  *
  * It writes what the value converter in _attributes.c converts itself; every other value (B as bytes,
  * BS, a number spelt otherwise, an NS with long numbers, every malformed value) is converted by the
@@ -11,7 +12,7 @@
  * string is not valid Unicode or a name not a str (dumps_json refuses them), and beyond MAX_DEPTH
  * nested maps and lists (orjson's own limit is 255).
  * tests/unit/pipeline/test_attributes_compiled.py holds it equal to dumps_json(item_to_json(item))
- * on random items, malformed ones included.
+ * on random items, malformed ones included, and item_lines to encode_action.
  */
 #include "_attributes.h"
 
@@ -23,7 +24,7 @@ typedef enum {
     FAILED = -1,        /* an exception is set */
     WRITTEN = 0,
     PYTHON_WRITES = 1,  /* this value is for the Python converter and dumps_json */
-    PYTHON_DECIDES = 2, /* the whole item is: item_json answers None */
+    PYTHON_DECIDES = 2, /* the whole item is: item_lines answers None */
 } Written;
 
 typedef struct {
@@ -383,27 +384,11 @@ static int configured(void)
     return 0;
 }
 
-PyObject *item_json(PyObject *module, PyObject *args)
-{
-    PyObject *item, *reserved;
-    if (!PyArg_ParseTuple(args, "OO!:item_json", &item, &PyFrozenSet_Type, &reserved) || !configured())
-        return NULL;
-    Text text = {PyMem_Malloc(2048), 0, 2048};
-    if (text.data == NULL)
-        return PyErr_NoMemory();
-    Written written = PyDict_CheckExact(item) ? write_map(&text, item, reserved, 0) : PYTHON_DECIDES;
-    PyObject *json = written == WRITTEN ? PyBytes_FromStringAndSize(text.data, text.length) : NULL;
-    PyMem_Free(text.data);
-    if (written == PYTHON_DECIDES)
-        Py_RETURN_NONE;
-    return json;
-}
-
-/* item_lines(item, reserved, head, doc_id, version): the _bulk lines of indexing item_json(item,
- * reserved) under doc_id at an external version, with the metadata line's ``head`` (its text up to
+/* item_lines(item, reserved, head, doc_id, version): the _bulk lines of indexing the item's text under
+ * doc_id at an external version, with the metadata line's ``head`` (its text up to
  * the id: bulk.meta_head), and that document's text: (lines, text), byte for byte what encode_action
- * writes of the action; None where item_json answers None, and for an id that is not valid Unicode or
- * a version beyond 64 bits. */
+ * writes of the action; None (above) where the caller's Python path decides, and for an id that is not
+ * valid Unicode or a version beyond 64 bits. */
 PyObject *item_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     static const char tail[] = ",\"version_type\":\"external\"}}\n";

@@ -22,8 +22,9 @@ standard base64 text. Sets become JSON arrays, sorted so that equal sets give eq
 ``item_to_json`` is compiled (``consumer/pipeline/_attributes.c``) where the build had a C compiler:
 it converts the common types itself and hands every other value to this module's Python functions,
 which remain the definition (``python_item_to_json``) and the fallback where nothing was compiled.
-So is ``item_json`` (``_attributes_text.c``), the JSON text of ``item_to_json``'s document written
-straight from the item, which spares building the document's values when only its text is needed.
+So is ``python_item_json``, the JSON text of ``item_to_json``'s document: ``_attributes_text.c`` writes
+it straight from the item (``consumer.pipeline.bulk.item_lines``, with the ``_bulk`` lines around it),
+which spares building the document's values when only its text is needed.
 
 All functions here are pure and thread-safe.
 """
@@ -240,9 +241,7 @@ try:
 except ImportError:  # built without a C compiler: the Python definition serves
     COMPILED = False
     item_to_json = python_item_to_json
-    item_json = python_item_json
 else:
     COMPILED = True
     _attributes.configure(attribute_to_json, number_to_json, python_item_to_json, decimal.Decimal, dumps_json)
     item_to_json = _attributes.item_to_json
-    item_json = _attributes.item_json

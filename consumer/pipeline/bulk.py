@@ -84,7 +84,7 @@ class BulkOperation(Protocol):
 
 class ContentFromItem:
     """The ``content`` of an operation: its document, or the document's JSON text written straight from
-    a DynamoDB item (``attributes.item_json``), maybe with the operation's ``lines`` (``item_lines``).
+    a DynamoDB item (``attributes.python_item_json``), maybe with the operation's ``lines`` (``item_lines``).
     ``document`` is derived from that item only when asked for (a document OpenSearch refused);
     ``_content_item`` names the item."""
 
@@ -190,10 +190,10 @@ def encode_action(index: str, action: BulkOperation) -> bytes:
 def python_item_lines(
     item: dict[str, Any], reserved: frozenset[str], head: bytes, doc_id: str, version: int
 ) -> tuple[bytes, bytes] | None:
-    """The ``_bulk`` lines of indexing the item as it is (``attributes.item_json(item, reserved)``)
+    """The ``_bulk`` lines of indexing the item as it is (``attributes.python_item_json(item, reserved)``)
     under ``doc_id`` at ``version``, ``head`` being ``meta_head("index", index)``, and the document's
     text: what ``encode_action`` writes of that action. None for the caller's Python path to decide:
-    where ``item_json`` answers None, and for an id that is not JSON or a version beyond 64 bits.
+    where ``python_item_json`` answers None, and for an id that is not JSON or a version beyond 64 bits.
     The definition; compiled in ``_attributes_text.c``."""
     try:
         id_json = orjson.dumps(doc_id)

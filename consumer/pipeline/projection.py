@@ -88,7 +88,7 @@ def to_bulk_actions(record: StreamRecord, schema: KeySchema, version: int, routi
         old = _placement_before(record, routing, image, new)
     actions = []
     if new is not None:
-        written = None if marked else _item_as_it_is(new, image, doc_id, version)  # type: ignore[arg-type]
+        written = None if marked else item_as_it_is(new, image, doc_id, version)  # type: ignore[arg-type]
         if written is not None:
             lines, source = written
             actions.append(
@@ -105,9 +105,7 @@ def to_bulk_actions(record: StreamRecord, schema: KeySchema, version: int, routi
     return actions
 
 
-def _item_as_it_is(
-    placement: Placement, image: dict[str, Any], doc_id: str, version: int
-) -> tuple[bytes, bytes] | None:
+def item_as_it_is(placement: Placement, image: dict[str, Any], doc_id: str, version: int) -> tuple[bytes, bytes] | None:
     """The ``_bulk`` lines indexing the item in its placement and the document's JSON text, written
     straight from the item, when its route writes items as they are and no attribute has a name
     ``indexable`` diverts; else None: the document is built."""

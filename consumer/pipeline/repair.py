@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from consumer.errors import RecordError
-from consumer.pipeline.attributes import item_json
 from consumer.pipeline.bulk import ContentFromItem
 from consumer.pipeline.doc_ids import KeySchema, document_id
-from consumer.pipeline.projection import RESERVED_NAMES, indexable, shaped_document, tombstone
+from consumer.pipeline.projection import indexable, item_as_it_is, shaped_document, tombstone
 from consumer.pipeline.routes import Placement, Routing
 from consumer.pipeline.versioning import COUNTER_BITS, MAX_SECOND
 
@@ -87,8 +86,8 @@ def project_item(schema: KeySchema, item: Item, routing: Routing) -> tuple[str, 
 def restore_item(schema: KeySchema, item: Item, routing: Routing, version: int) -> RepairAction | None:
     """The write that restores the item's document at ``version``, as ``restore`` makes it of
     ``project_item``'s document (None: the item is in no index). An item that
-    its route writes as it is has the document's JSON text written straight from the item
-    (``attributes.item_json``), the document derived only when asked for.
+    its route writes as it is has its ``_bulk`` lines and the document's JSON text written straight
+    from the item (``projection.item_as_it_is``), the document derived only when asked for.
 
     Raises:
         RecordError: as ``project_item``.
@@ -96,9 +95,10 @@ def restore_item(schema: KeySchema, item: Item, routing: Routing, version: int) 
     doc_id, keys, placement = _placed(schema, item, routing)
     if placement is None:
         return None
-    source = item_json(item, RESERVED_NAMES) if placement.route.as_they_are else None
-    if source is not None:
-        return RepairAction(doc_id, version, "index", source, placement.index, item)
+    written = item_as_it_is(placement, item, doc_id, version)
+    if written is not None:
+        lines, source = written
+        return RepairAction(doc_id, version, "index", source, placement.index, item, lines)
     document = shaped_document(placement, keys, item, None, routing)
     return None if document is None else restore(doc_id, document, version, index=placement.index)
 

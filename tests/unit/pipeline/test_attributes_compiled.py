@@ -172,10 +172,10 @@ def test_without_the_compiled_converter_the_python_one_serves():
     # GIVEN an interpreter where the extension cannot be imported (an install without a C compiler)
     program = (
         "import sys; sys.modules['consumer.pipeline._attributes'] = None\n"
-        "from consumer.pipeline import attributes, doc_ids\n"
+        "from consumer.pipeline import attributes, bulk, doc_ids\n"
         "item = {'n': {'N': '19.99'}, 'l': {'L': [{'S': 'x'}]}}\n"
         "print(attributes.COMPILED, attributes.item_to_json(item))\n"
-        "print(attributes.item_json(item, frozenset()).decode())\n"
+        "print(bulk.item_lines is bulk.python_item_lines, bulk.item_lines(item, frozenset(), b'', 'i', 1)[1].decode())\n"
         "schema = doc_ids.KeySchema((doc_ids.KeyAttribute('n', 'N'), doc_ids.KeyAttribute('s', 'S')))\n"
         "print(doc_ids.compiled_readable_id, doc_ids.document_id(schema, {'n': {'N': '1.50'}, 's': {'S': 'a|b'}}))\n"
     )
@@ -184,12 +184,12 @@ def test_without_the_compiled_converter_the_python_one_serves():
     # THEN the Python converter, writer and ids serve, with the same results
     assert answer.stdout.splitlines() == [
         "False {'n': 19.99, 'l': ['x']}",
-        '{"n":19.99,"l":["x"]}',
+        'True {"n":19.99,"l":["x"]}',
         "None 1.5|a\\|b",
     ]
 
 
-# --- the JSON text written straight from the item (item_json) -----------------------------------
+# --- the JSON text written straight from the item (in C, inside item_lines) -----------------------
 
 RESERVED = frozenset({"_id", "_cdc_deleted"})
 # names and strings dumps_json refuses or escapes: quotes, backslashes, control characters,
@@ -200,6 +200,12 @@ AWKWARD_ITEMS = st.dictionaries(
     _nested(st.one_of(_well_formed_scalars(), st.builds(lambda s: {"S": s}, AWKWARD_TEXT))),
     max_size=8,
 )
+
+
+def _compiled_text(item: Any, reserved: frozenset[str]) -> bytes | None:
+    """The item's JSON text as the compiled writer writes it (within its _bulk lines)."""
+    written = bulk.compiled_item_lines(item, reserved, b"", "id", 1)
+    return None if written is None else written[1]
 
 
 def _assert_writes_the_definition(write, item: Any) -> None:
@@ -266,7 +272,7 @@ def test_the_written_text_is_what_dumps_json_writes_of_the_converted_item(item):
     # WHEN its JSON text is written straight from it
     # THEN it is byte for byte dumps_json(python_item_to_json(item)), or the same error, or None where
     # the caller's path must decide (a reserved name, a document that is not JSON)
-    _assert_writes_the_definition(attributes.item_json, item)
+    _assert_writes_the_definition(_compiled_text, item)
 
 
 @settings(max_examples=200, deadline=None)
@@ -274,7 +280,7 @@ def test_the_written_text_is_what_dumps_json_writes_of_the_converted_item(item):
 def test_the_written_text_refuses_what_the_python_converter_refuses(item):
     # GIVEN a random item with malformed values among the good ones (or no item at all)
     # WHEN its JSON text is written THEN the same error with the same message, or the same text
-    _assert_writes_the_definition(attributes.item_json, item)
+    _assert_writes_the_definition(_compiled_text, item)
 
 
 @settings(max_examples=100, deadline=None)
@@ -292,7 +298,7 @@ def test_items_nested_beyond_the_writers_depth_are_left_to_the_caller():
     for _ in range(100):
         item = {"m": {"M": item}}
     # WHEN its text is asked for THEN None: the caller builds the document, which dumps_json writes
-    assert attributes.item_json(item, RESERVED) is None
+    assert _compiled_text(item, RESERVED) is None
     assert attributes.dumps_json(item_to_json(item)).count(b"{") == 101
 
 
@@ -325,12 +331,12 @@ def test_the_written_lines_are_what_encode_action_writes_of_the_item_as_it_is(it
     compiled = _lines_outcome(bulk.item_lines, item, head, doc_id, version)
     expected = _lines_outcome(bulk.python_item_lines, item, head, doc_id, version)
     # THEN the same lines and text, or the same error; None where the definition leaves it to the
-    # caller, or where the compiled text writer does (item_json's cases)
+    # caller, or where the compiled text writer does (_compiled_text's cases)
     if compiled == ("value", None) and expected != compiled:
         assert _left_to_the_caller(item), f"None for an item the writer should write: {expected}"
     else:
         assert compiled == expected
-    # AND the lines are encode_action's of the action indexing that text, the text item_json's
+    # AND the lines are encode_action's of the action indexing that text, the text python_item_json's
     if expected[0] == "value" and expected[1] is not None:
         lines, text = expected[1]
         assert text == attributes.python_item_json(item, RESERVED)
