@@ -307,8 +307,8 @@ static PyMethodDef methods[] = {
     {"configure", configure, METH_VARARGS,
      "configure(attribute_to_json, number_to_json, item_to_json, Decimal, dumps_json): the Python of the rare cases."},
     {"item_lines", (PyCFunction)(void (*)(void))item_lines, METH_FASTCALL,
-     "item_lines(item, reserved, head, doc_id, version): (the _bulk lines indexing the item as it is, its JSON "
-     "text); None when the Python path must decide."},
+     "item_lines(item, reserved, head, doc_id, version): the _bulk lines indexing the item as it is; None when the "
+     "Python path must decide."},
     {"read_record", read_record, METH_O,
      "read_record(raw): StreamRecord's fields of a plain GetRecords record, as a dict; None when Python must decide."},
     {"readable_id", (PyCFunction)(void (*)(void))readable_id, METH_FASTCALL,

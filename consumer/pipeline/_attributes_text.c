@@ -385,9 +385,8 @@ static int configured(void)
 }
 
 /* item_lines(item, reserved, head, doc_id, version): the _bulk lines of indexing the item's text under
- * doc_id at an external version, with the metadata line's ``head`` (its text up to
- * the id: bulk.meta_head), and that document's text: (lines, text), byte for byte what encode_action
- * writes of the action; None (above) where the caller's Python path decides, and for an id that is not
+ * doc_id at an external version, with the metadata line's ``head`` (its text up to the id:
+ * bulk.meta_head), byte for byte what encode_action writes of the action; None (above) where the caller's Python path decides, and for an id that is not
  * valid Unicode or a version beyond 64 bits. */
 PyObject *item_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -413,7 +412,6 @@ PyObject *item_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Text text = {PyMem_Malloc(2048), 0, 2048};
     if (text.data == NULL)
         return PyErr_NoMemory();
-    Py_ssize_t start = 0;
     Written written = append(&text, PyBytes_AS_STRING(args[2]), PyBytes_GET_SIZE(args[2])) < 0 ? FAILED : WRITTEN;
     if (written == WRITTEN)
         written = write_string(&text, args[3]);
@@ -421,20 +419,13 @@ PyObject *item_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         && (append(&text, ",\"version\":", 11) < 0 || append(&text, first, digits + sizeof digits - first) < 0
             || append(&text, tail, sizeof tail - 1) < 0))
         written = FAILED;
-    if (written == WRITTEN) {
-        start = text.length;
+    if (written == WRITTEN)
         written = write_map(&text, args[0], args[1], 0);
-    }
     if (written == WRITTEN && append_char(&text, '\n') < 0)
         written = FAILED;
-    PyObject *lines = NULL, *document = NULL, *both = NULL;
-    if (written == WRITTEN && (lines = PyBytes_FromStringAndSize(text.data, text.length)) != NULL
-        && (document = PyBytes_FromStringAndSize(text.data + start, text.length - start - 1)) != NULL)
-        both = PyTuple_Pack(2, lines, document);
-    Py_XDECREF(lines);
-    Py_XDECREF(document);
+    PyObject *lines = written == WRITTEN ? PyBytes_FromStringAndSize(text.data, text.length) : NULL;
     PyMem_Free(text.data);
     if (written == PYTHON_DECIDES)
         Py_RETURN_NONE;
-    return both;
+    return lines;
 }

@@ -83,9 +83,10 @@ class BulkOperation(Protocol):
 
 
 class ContentFromItem:
-    """The ``content`` of an operation: its document, or the document's JSON text written straight from
-    a DynamoDB item (``attributes.python_item_json``), maybe with the operation's ``lines`` (``item_lines``).
-    ``document`` is derived from that item only when asked for (a document OpenSearch refused);
+    """What an operation writes: its ``content`` (the document, or the document's JSON text), or its
+    whole ``_bulk`` lines for its index, the document's text among them (``item_lines``; ``content``
+    is then None). A text is written straight from a DynamoDB item (``attributes.python_item_json``),
+    whose ``document`` is derived only when asked for (a document OpenSearch refused);
     ``_content_item`` names the item."""
 
     content: dict[str, Any] | bytes | None
@@ -96,12 +97,14 @@ class ContentFromItem:
 
     @cached_property
     def document(self) -> dict[str, Any] | None:
-        if isinstance(self.content, bytes):
+        if isinstance(self.content, bytes) or self.lines is not None:
             return item_to_json(self._content_item())  # type: ignore[arg-type]
         return self.content
 
     @property
     def source(self) -> bytes | None:
+        if self.lines is not None:  # the document's line, after the metadata's (JSON escapes newlines)
+            return self.lines[self.lines.index(b"\n") + 1 : -1]
         return self.content if isinstance(self.content, bytes) else None
 
     def with_document(self, document: dict[str, Any]) -> Self:
@@ -115,8 +118,8 @@ class BulkAction(ContentFromItem):
     A record makes one action, or two when its item changes route or index: the document in the new
     index, and the ``companion`` tombstone in the old one (``consumer.pipeline.projection``).
 
-    ``content`` is the document, or its JSON text written straight from the record's NewImage (the
-    item as it is: ``ContentFromItem``), then with its ``lines`` for ``index``."""
+    ``content`` is the document, or None when the action's ``lines`` for ``index`` hold the text of
+    the record's NewImage written straight from it (the item as it is: ``ContentFromItem``)."""
 
     record: StreamRecord
     doc_id: str
@@ -189,10 +192,10 @@ def encode_action(index: str, action: BulkOperation) -> bytes:
 
 def python_item_lines(
     item: dict[str, Any], reserved: frozenset[str], head: bytes, doc_id: str, version: int
-) -> tuple[bytes, bytes] | None:
+) -> bytes | None:
     """The ``_bulk`` lines of indexing the item as it is (``attributes.python_item_json(item, reserved)``)
-    under ``doc_id`` at ``version``, ``head`` being ``meta_head("index", index)``, and the document's
-    text: what ``encode_action`` writes of that action. None for the caller's Python path to decide:
+    under ``doc_id`` at ``version``, ``head`` being ``meta_head("index", index)``: what
+    ``encode_action`` writes of that action. None for the caller's Python path to decide:
     where ``python_item_json`` answers None, and for an id that is not JSON or a version beyond 64 bits.
     The definition; compiled in ``_attributes_text.c``."""
     try:
@@ -204,7 +207,7 @@ def python_item_lines(
     text = python_item_json(item, reserved)
     if text is None:
         return None
-    return head + id_json + _META_TAIL % version + text + b"\n", text
+    return head + id_json + _META_TAIL % version + text + b"\n"
 
 
 try:

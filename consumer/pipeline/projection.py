@@ -88,12 +88,9 @@ def to_bulk_actions(record: StreamRecord, schema: KeySchema, version: int, routi
         old = _placement_before(record, routing, image, new)
     actions = []
     if new is not None:
-        written = None if marked else item_as_it_is(new, image, doc_id, version)  # type: ignore[arg-type]
-        if written is not None:
-            lines, source = written
-            actions.append(
-                BulkAction(record, doc_id, version, "index", source, new.index, new.route.name, False, lines)
-            )
+        lines = None if marked else item_as_it_is(new, image, doc_id, version)  # type: ignore[arg-type]
+        if lines is not None:
+            actions.append(BulkAction(record, doc_id, version, "index", None, new.index, new.route.name, False, lines))
         else:
             document = _document(record, new, image, marked, routing)  # type: ignore[arg-type]
             actions.append(BulkAction(record, doc_id, version, "index", document, new.index, new.route.name))
@@ -105,10 +102,10 @@ def to_bulk_actions(record: StreamRecord, schema: KeySchema, version: int, routi
     return actions
 
 
-def item_as_it_is(placement: Placement, image: dict[str, Any], doc_id: str, version: int) -> tuple[bytes, bytes] | None:
-    """The ``_bulk`` lines indexing the item in its placement and the document's JSON text, written
-    straight from the item, when its route writes items as they are and no attribute has a name
-    ``indexable`` diverts; else None: the document is built."""
+def item_as_it_is(placement: Placement, image: dict[str, Any], doc_id: str, version: int) -> bytes | None:
+    """The ``_bulk`` lines indexing the item in its placement, its document's text written straight
+    from the item, when its route writes items as they are and no attribute has a name ``indexable``
+    diverts; else None: the document is built."""
     if not placement.route.as_they_are:
         return None
     return item_lines(image, RESERVED_NAMES, meta_head("index", placement.index), doc_id, version)

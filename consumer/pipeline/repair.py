@@ -86,8 +86,8 @@ def project_item(schema: KeySchema, item: Item, routing: Routing) -> tuple[str, 
 def restore_item(schema: KeySchema, item: Item, routing: Routing, version: int) -> RepairAction | None:
     """The write that restores the item's document at ``version``, as ``restore`` makes it of
     ``project_item``'s document (None: the item is in no index). An item that
-    its route writes as it is has its ``_bulk`` lines and the document's JSON text written straight
-    from the item (``projection.item_as_it_is``), the document derived only when asked for.
+    its route writes as it is has its ``_bulk`` lines written straight from the item
+    (``projection.item_as_it_is``), the document derived only when asked for.
 
     Raises:
         RecordError: as ``project_item``.
@@ -95,10 +95,9 @@ def restore_item(schema: KeySchema, item: Item, routing: Routing, version: int) 
     doc_id, keys, placement = _placed(schema, item, routing)
     if placement is None:
         return None
-    written = item_as_it_is(placement, item, doc_id, version)
-    if written is not None:
-        lines, source = written
-        return RepairAction(doc_id, version, "index", source, placement.index, item, lines)
+    lines = item_as_it_is(placement, item, doc_id, version)
+    if lines is not None:
+        return RepairAction(doc_id, version, "index", None, placement.index, item, lines)
     document = shaped_document(placement, keys, item, None, routing)
     return None if document is None else restore(doc_id, document, version, index=placement.index)
 

@@ -175,7 +175,7 @@ def test_without_the_compiled_converter_the_python_one_serves():
         "from consumer.pipeline import attributes, bulk, doc_ids\n"
         "item = {'n': {'N': '19.99'}, 'l': {'L': [{'S': 'x'}]}}\n"
         "print(attributes.COMPILED, attributes.item_to_json(item))\n"
-        "print(bulk.item_lines is bulk.python_item_lines, bulk.item_lines(item, frozenset(), b'', 'i', 1)[1].decode())\n"
+        "print(bulk.item_lines is bulk.python_item_lines, bulk.item_lines(item, frozenset(), b'', 'i', 1).split()[1])\n"
         "schema = doc_ids.KeySchema((doc_ids.KeyAttribute('n', 'N'), doc_ids.KeyAttribute('s', 'S')))\n"
         "print(doc_ids.compiled_readable_id, doc_ids.document_id(schema, {'n': {'N': '1.50'}, 's': {'S': 'a|b'}}))\n"
     )
@@ -184,7 +184,7 @@ def test_without_the_compiled_converter_the_python_one_serves():
     # THEN the Python converter, writer and ids serve, with the same results
     assert answer.stdout.splitlines() == [
         "False {'n': 19.99, 'l': ['x']}",
-        'True {"n":19.99,"l":["x"]}',
+        'True b\'{"n":19.99,"l":["x"]}\'',
         "None 1.5|a\\|b",
     ]
 
@@ -204,8 +204,8 @@ AWKWARD_ITEMS = st.dictionaries(
 
 def _compiled_text(item: Any, reserved: frozenset[str]) -> bytes | None:
     """The item's JSON text as the compiled writer writes it (within its _bulk lines)."""
-    written = bulk.compiled_item_lines(item, reserved, b"", "id", 1)
-    return None if written is None else written[1]
+    lines = bulk.compiled_item_lines(item, reserved, b"", "id", 1)
+    return None if lines is None else lines[lines.index(b"\n") + 1 : -1]
 
 
 def _assert_writes_the_definition(write, item: Any) -> None:
@@ -337,12 +337,12 @@ def test_the_written_lines_are_what_encode_action_writes_of_the_item_as_it_is(it
         assert _left_to_the_caller(item), f"compiled {compiled}, definition {expected}"
     else:
         assert compiled == expected
-    # AND the lines are encode_action's of the action indexing that text, the text python_item_json's
+    # AND the lines are encode_action's of the action indexing the item's text (python_item_json's),
+    # which an action holding those lines gives as its source
     if expected[0] == "value" and expected[1] is not None:
-        lines, text = expected[1]
-        assert text == attributes.python_item_json(item, RESERVED)
-        action = RepairAction(doc_id, version, "index", text, index)
-        assert lines == bulk.encode_action(index, action)
+        lines, text = expected[1], attributes.python_item_json(item, RESERVED)
+        assert lines == bulk.encode_action(index, RepairAction(doc_id, version, "index", text, index))
+        assert RepairAction(doc_id, version, "index", None, index, item, lines).source == text
         assert orjson.loads(lines.split(b"\n")[0]) == {
             "index": {"_index": index, "_id": doc_id, "version": version, "version_type": "external"}
         }
