@@ -16,6 +16,10 @@ POISON, and only once every action is one of those:
   against the index's current mapping (or sent again as it is when it fits that mapping: another
   writer changed it meanwhile); a refusal nothing explains is POISON. A request
   refused as a whole with another 4xx is bisected until the actions at fault are isolated.
+* An answer is read only as far as it must be: one that says no item failed (``errors: false``)
+  and has an item for each action settles them all APPLIED at once; any other is classified item by
+  item (``classify_item``). An answer without a well-formed item for each action is not
+  OpenSearch's (a proxy's page, a body cut short): an outage, like no answer at all.
 
 Thread-safe: shard consumers share one sink; opensearch-py's connection pool is thread-safe.
 """
