@@ -238,8 +238,9 @@ def _decimal(value: int | float | decimal.Decimal) -> decimal.Decimal:
 @dataclass(frozen=True)
 class RepairAction(ContentFromItem):
     """Bring one document of one index (None: the sink's own) to the table's state: a
-    ``consumer.pipeline.bulk.BulkOperation``. ``content`` is the document, or its JSON text written
-    straight from ``item`` (``restore_item``; ``ContentFromItem``)."""
+    ``consumer.pipeline.bulk.BulkOperation``. ``content`` is the document (or its JSON text), or None
+    when ``lines`` hold the text of ``item`` written straight from it (``restore_item``;
+    ``ContentFromItem``)."""
 
     doc_id: str
     version: int
