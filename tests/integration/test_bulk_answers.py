@@ -18,11 +18,10 @@ from prometheus_client import CollectorRegistry
 from consumer.observability.metrics import Metrics
 from consumer.pipeline.bulk import Outcome, bulk_body, classify_item, encode_action
 from consumer.pipeline.repair import RepairAction
-from consumer.sink.opensearch import OpenSearchSink
+from consumer.sink.opensearch import _BULK_RESPONSE_FILTER, OpenSearchSink
 
 pytestmark = [pytest.mark.integration, pytest.mark.engines]
 
-_FILTER = "errors,items.*.status,items.*.error"  # the sink's own: OpenSearchSink asks for these
 _names = itertools.count()
 
 OPERATIONS = st.lists(
@@ -48,7 +47,7 @@ def test_the_errors_flag_is_false_exactly_when_every_item_is_applied(search_engi
             # WHEN a request of random index and delete operations at random external versions is sent
             # (stale ones, deletes of missing documents and repeats among them)
             body = bulk_body(encode_action(index, _action(doc_id, op, v, index)) for doc_id, op, v in operations)
-            answer = client.bulk(body=body, filter_path=_FILTER)
+            answer = client.bulk(body=body, filter_path=_BULK_RESPONSE_FILTER)  # what the sink asks for
             # THEN its errors flag is false exactly when classify_item calls every item APPLIED
             outcomes = [classify_item(item)[0] for item in answer["items"]]
             assert len(outcomes) == len(operations)

@@ -330,7 +330,7 @@ def test_the_written_lines_are_what_encode_action_writes_of_the_item_as_it_is(it
     # WHEN its _bulk lines are written in C and by the Python definition
     compiled = _lines_outcome(bulk.item_lines, item, head, doc_id, version)
     expected = _lines_outcome(bulk.python_item_lines, item, head, doc_id, version)
-    # THEN the same lines and text, or the same error; where one of them leaves the item to the
+    # THEN the same lines, or the same error; where one of them leaves the item to the
     # caller's path (None) and the other does not, an item that is the caller's to decide (a reserved
     # name the definition checks first, or one of _compiled_text's cases)
     if compiled != expected and ("value", None) in (compiled, expected):
