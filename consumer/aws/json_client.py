@@ -30,6 +30,7 @@ from __future__ import annotations
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -122,12 +123,20 @@ class WireClient:
         self._clock = aws_clock
         self._observe = observe
 
-    def call(self, operation: str, request: dict[str, Any], report_as: str | None = None) -> tuple[dict[str, Any], int]:
+    def call(
+        self,
+        operation: str,
+        request: dict[str, Any],
+        report_as: str | None = None,
+        parse: Callable[[str, bytes, str], dict[str, Any]] | None = None,
+    ) -> tuple[dict[str, Any], int]:
         """The answer to ``operation`` (e.g. ``GetRecords``) and its size in bytes. Timed, and its
-        outcome reported to ``observe`` as ``report_as`` (the boto3 name, e.g. ``get_records``)."""
+        outcome reported to ``observe`` as ``report_as`` (the boto3 name, e.g. ``get_records``).
+        ``parse(operation, body, content_type)`` reads a successful answer (``parse_answer`` unless
+        given): it raises ``BadAnswerError`` for one that is not the service's JSON object."""
         started, outcome = time.monotonic(), "ok"
         try:
-            return self._call(operation, request)
+            return self._call(operation, request, parse or parse_answer)
         except WireError as exc:
             outcome = exc.outcome
             raise
@@ -135,7 +144,9 @@ class WireClient:
             if self._observe is not None and report_as is not None:
                 self._observe(report_as, outcome, time.monotonic() - started)
 
-    def _call(self, operation: str, request: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    def _call(
+        self, operation: str, request: dict[str, Any], parse: Callable[[str, bytes, str], dict[str, Any]]
+    ) -> tuple[dict[str, Any], int]:
         body = orjson.dumps(request)
         try:
             credentials = self._chain().get_frozen_credentials()
@@ -152,7 +163,7 @@ class WireClient:
             self._clock.observe(answer.date)
         if answer.status != 200:
             raise _error(operation, answer.status, answer.body)
-        return parse_answer(operation, answer.body, answer.content_type), len(answer.body)
+        return parse(operation, answer.body, answer.content_type), len(answer.body)
 
     def _chain(self) -> Any:
         """The credentials of the default chain, found once (raises when none can be found)."""

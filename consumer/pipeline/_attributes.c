@@ -311,6 +311,11 @@ static PyMethodDef methods[] = {
      "Python path must decide."},
     {"read_record", read_record, METH_O,
      "read_record(raw): StreamRecord's fields of a plain GetRecords record, as a dict; None when Python must decide."},
+    {"register_image_text", register_image_text, METH_O,
+     "register_image_text(type): the type of an OldImage left as text, which read_record accepts."},
+    {"cut_old_images", cut_old_images, METH_O,
+     "cut_old_images(answer): (text, [(record, image), ...]), a GetRecords answer with each OldImage cut out; "
+     "None when the answer is to be parsed whole."},
     {"readable_id", (PyCFunction)(void (*)(void))readable_id, METH_FASTCALL,
      "readable_id(keys, ((name, type), ...)): doc_ids's readable id of plain keys; None when Python must decide."},
     {NULL, NULL, 0, NULL},

@@ -7,6 +7,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 
 #define LONG_SAFE_DIGITS 18   /* any integer of up to 18 digits fits a Java long */
 #define DOUBLE_SAFE_DIGITS 15 /* any decimal of up to 15 digits survives a double */
@@ -15,6 +16,19 @@
 /* The Python of the rare cases, given to configure() (consumer/pipeline/attributes.py) */
 extern PyObject *attribute_fallback; /* attribute_to_json: one attribute value */
 extern PyObject *dumps_fallback;     /* dumps_json: JSON values to JSON text */
+
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* Whether any of 8 bytes needs an escape: below 0x20, '"' or '\\' (bit tricks on a 64-bit word: a
+ * byte is zero, or below n, exactly where its high bit ends up set) */
+static inline int needs_escape(uint64_t bytes)
+{
+    uint64_t quote = bytes ^ (ONES * '"'), backslash = bytes ^ (ONES * '\\');
+    uint64_t below_space = (bytes - ONES * 0x20) & ~bytes;
+    uint64_t is_quote = (quote - ONES) & ~quote, is_backslash = (backslash - ONES) & ~backslash;
+    return ((below_space | is_quote | is_backslash) & HIGHS) != 0;
+}
 
 typedef enum { NOT_PLAIN, PLAIN_INTEGER, PLAIN_DECIMAL } PlainKind;
 
@@ -43,8 +57,13 @@ PyObject *item_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 /* doc_ids's readable ids: see _attributes_ids.c */
 PyObject *readable_id(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
-/* records's StreamRecord fields: see _attributes_records.c (init_read_record: once, at import) */
+/* records's StreamRecord fields: see _attributes_records.c (init_read_record: once, at import;
+ * register_image_text: records.ImageText, an OldImage read_record accepts as it accepts a dict) */
 int init_read_record(void);
+PyObject *register_image_text(PyObject *module, PyObject *type);
 PyObject *read_record(PyObject *module, PyObject *raw);
+
+/* a GetRecords answer with its old images cut out: see _attributes_pages.c */
+PyObject *cut_old_images(PyObject *module, PyObject *body);
 
 #endif

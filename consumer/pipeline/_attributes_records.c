@@ -15,6 +15,7 @@ static PyObject *wire_dynamodb, *wire_event_name, *wire_event_id, *wire_sequence
 static PyObject *field_event_id, *field_event_name, *field_keys, *field_new_image, *field_old_image,
     *field_sequence_number, *field_approximate_second, *field_size_bytes, *field_is_ttl_delete, *field_raw;
 static PyObject *empty_text, *zero;
+static PyTypeObject *image_text; /* records.ImageText, registered at its import */
 
 int init_read_record(void)
 {
@@ -26,7 +27,7 @@ int init_read_record(void)
         {&wire_created, "ApproximateCreationDateTime"}, {&wire_size, "SizeBytes"},
         {&decode_error, "_cdc_decode_error"}, /* records.DECODE_ERROR_FIELD */
         {&field_event_id, "event_id"}, {&field_event_name, "event_name"}, {&field_keys, "keys"},
-        {&field_new_image, "new_image"}, {&field_old_image, "old_image"},
+        {&field_new_image, "new_image"}, {&field_old_image, "old_image_as_read"},
         {&field_sequence_number, "sequence_number"}, {&field_approximate_second, "approximate_second"},
         {&field_size_bytes, "size_bytes"}, {&field_is_ttl_delete, "is_ttl_delete"}, {&field_raw, "raw"},
         {&empty_text, ""},
@@ -89,6 +90,16 @@ static PyObject *whole_seconds(PyObject *value)
     return NULL;
 }
 
+PyObject *register_image_text(PyObject *module, PyObject *type)
+{
+    if (!PyType_Check(type)) {
+        PyErr_SetString(PyExc_TypeError, "register_image_text() takes a type");
+        return NULL;
+    }
+    Py_XSETREF(image_text, (PyTypeObject *)Py_NewRef(type));
+    Py_RETURN_NONE;
+}
+
 PyObject *read_record(PyObject *module, PyObject *raw)
 {
     if (!PyDict_CheckExact(raw))
@@ -109,7 +120,8 @@ PyObject *read_record(PyObject *module, PyObject *raw)
         return NULL;
     if (sequence_number == NULL || !is_digits(sequence_number) || keys == NULL || !PyDict_CheckExact(keys)
         || PyDict_GET_SIZE(keys) == 0 || (!remove && (new_image == NULL || !PyDict_CheckExact(new_image)))
-        || (old_image != NULL && old_image != Py_None && !PyDict_CheckExact(old_image))
+        || (old_image != NULL && old_image != Py_None && !PyDict_CheckExact(old_image)
+            && Py_TYPE(old_image) != image_text)
         || (event_id != NULL && !PyUnicode_CheckExact(event_id)) || (size != NULL && !PyLong_CheckExact(size)))
         Py_RETURN_NONE;
     int ttl = ttl_identity(raw);

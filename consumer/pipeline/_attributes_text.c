@@ -16,8 +16,6 @@
  */
 #include "_attributes.h"
 
-#include <stdint.h>
-
 #define MAX_DEPTH 64
 
 typedef enum {
@@ -66,19 +64,6 @@ static int append_char(Text *text, char c)
         return -1;
     text->data[text->length++] = c;
     return 0;
-}
-
-#define ONES 0x0101010101010101ULL
-#define HIGHS 0x8080808080808080ULL
-
-/* Whether any of 8 bytes needs an escape: below 0x20, '"' or '\\' (bit tricks on a 64-bit word: a
- * byte is zero, or below n, exactly where its high bit ends up set) */
-static int needs_escape(uint64_t bytes)
-{
-    uint64_t quote = bytes ^ (ONES * '"'), backslash = bytes ^ (ONES * '\\');
-    uint64_t below_space = (bytes - ONES * 0x20) & ~bytes;
-    uint64_t is_quote = (quote - ONES) & ~quote, is_backslash = (backslash - ONES) & ~backslash;
-    return ((below_space | is_quote | is_backslash) & HIGHS) != 0;
 }
 
 /* orjson's escapes: the two-character ones where JSON has them, \u00XX for other control characters,

@@ -27,6 +27,7 @@ import orjson
 from consumer.pipeline.attributes import canonical_decimal_text, item_to_json
 from consumer.pipeline.projection import shape_document
 from consumer.pipeline.projection_rules import PROJECT_ALL, ProjectionRules
+from consumer.pipeline.records import ImageText, as_image
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def letter_for(
 
 
 def _shaped_image(body: dict[str, Any], rules: ProjectionRules) -> dict[str, Any] | None:
-    image = body.get("NewImage") if isinstance(body.get("NewImage"), dict) else body.get("OldImage")
+    image = body.get("NewImage") if isinstance(body.get("NewImage"), dict) else as_image(body.get("OldImage"))
     if not isinstance(image, dict):
         return None
     try:
@@ -101,7 +102,9 @@ def to_json(letter: DeadLetter, now: str) -> bytes:
 
 def _json_default(value: Any) -> Any:
     """boto3 hands records with bytes (B, BS) and datetimes, shaped documents hold the number
-    policy's Decimals: keep them all lossless."""
+    policy's Decimals, raw records may hold an OldImage as the answer spelt it: keep them all lossless."""
+    if isinstance(value, ImageText):
+        return orjson.Fragment(value.text)
     if isinstance(value, (bytes, bytearray)):
         return base64.b64encode(value).decode("ascii")
     if isinstance(value, dt.datetime):

@@ -2,7 +2,9 @@
 
 ``StreamRecord.from_wire`` accepts a record as boto3 returns it (or as the wire JSON has it) and
 either yields a frozen ``StreamRecord`` or raises ``RecordError`` naming the field at fault; the
-raw dict is kept so a poison record can be dead-lettered whole. Where the build had a C compiler, the
+raw dict is kept so a poison record can be dead-lettered whole. Its OldImage may be an
+``ImageText``, the image as the GetRecords answer spelt it (``consumer.shards.raw_records``): it is
+parsed the first time ``old_image`` is asked for, which a plain MODIFY or REMOVE never does. Where the build had a C compiler, the
 fields of a plain wire record are read in C (``consumer/pipeline/_attributes_records.c``); every
 other record is read by ``python_from_wire``, the definition. Pure and thread-safe.
 """
@@ -10,16 +12,51 @@ other record is read by ``python_from_wire``, the definition. Pure and thread-sa
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
+
 from consumer.errors import RecordError
+
+
+class ImageText:
+    """An item image as a GetRecords answer spelt it: its DynamoDB JSON text, checked to be JSON
+    orjson reads (``consumer/pipeline/_attributes_pages.c``), parsed by ``item`` when asked for."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: bytes) -> None:
+        self.text = text
+
+    def item(self) -> dict[str, Any]:
+        """The image, parsed now (each call parses it again)."""
+        return orjson.loads(self.text)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ImageText) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    def __repr__(self) -> str:
+        return f"ImageText({len(self.text)} bytes)"
+
+
+def as_image(value: Any) -> Any:
+    """``value`` with an ``ImageText`` parsed into the image it spells; any other value as it is."""
+    return value.item() if type(value) is ImageText else value
+
 
 try:
     from consumer.pipeline._attributes import read_record as compiled_read_record
+    from consumer.pipeline._attributes import register_image_text
 except ImportError:  # built without a C compiler: python_from_wire serves
     compiled_read_record = None
+else:
+    register_image_text(ImageText)
 
 EventName = Literal["INSERT", "MODIFY", "REMOVE"]
 EVENT_NAMES = ("INSERT", "MODIFY", "REMOVE")
@@ -37,12 +74,18 @@ class StreamRecord:
     event_name: EventName
     keys: dict[str, Any] = field(repr=False)
     new_image: dict[str, Any] | None = field(repr=False)
-    old_image: dict[str, Any] | None = field(repr=False)
+    old_image_as_read: dict[str, Any] | ImageText | None = field(repr=False)  # old_image, maybe unparsed
     sequence_number: str
     approximate_second: int
     size_bytes: int
     is_ttl_delete: bool
     raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @functools.cached_property
+    def old_image(self) -> dict[str, Any] | None:
+        """The image before the change, when the stream has one; parsed here the first time when the
+        answer left it as text."""
+        return as_image(self.old_image_as_read)
 
     @property
     def sequence(self) -> int:
@@ -89,7 +132,7 @@ class StreamRecord:
             event_name=event_name,
             keys=keys,
             new_image=new_image if event_name != "REMOVE" else None,
-            old_image=body.get("OldImage") if isinstance(body.get("OldImage"), dict) else None,
+            old_image_as_read=body.get("OldImage") if isinstance(body.get("OldImage"), (dict, ImageText)) else None,
             sequence_number=sequence_number,
             approximate_second=_whole_seconds(body.get("ApproximateCreationDateTime")),
             size_bytes=_size_bytes(body.get("SizeBytes", 0)),

@@ -10,9 +10,10 @@ engine: osmem-server and a real OpenSearch 2.19 node (512 MiB heap, one shard, n
   subset, to bound the run time).
 * (c) ceiling: the same bulk bodies, serialised before timing, POSTed as they are.
 * (p) parse: the same records as GetRecords answers carry them (at most 1000 records and 1 MB an
-  answer), each parsed as the wire client parses it (``consumer.aws.json_client.parse_answer``).
-  (a) starts from parsed records; a worker parses every page first, so our CPU per record is
-  reported with and without it.
+  answer), each read as a worker reads it (``consumer.shards.raw_records.read_answer``: old images
+  left as text); (p') the same answers parsed whole by orjson (``json_client.parse_answer``), as
+  every answer was before. (a) starts from parsed records; a worker reads every page first, so our
+  CPU per record is reported with and without (p).
 
 Records are generated before any timing (tests.bench.synthetic), in the form a worker parses from
 GetRecords' JSON (binary as base64 text, times as Unix seconds), and as the answers' bytes for (p). Every measurement writes into a
@@ -59,6 +60,7 @@ from consumer.pipeline.records import StreamRecord
 from consumer.pipeline.versioning import next_version
 from consumer.runtime.clients import opensearch_client
 from consumer.runtime.garbage_collection import tune_collector
+from consumer.shards.raw_records import read_answer
 from consumer.sink.dlq import DeadLetterFile
 from consumer.sink.index_setup import LIVE_FILTER
 from consumer.sink.opensearch import OpenSearchSink
@@ -155,10 +157,12 @@ def main(argv: list[str] | None = None) -> None:
         with engine(name) as server:
             print(f"engine {name}: {server.describe}")
             client = opensearch_client(Settings(opensearch_url=server.url, table_name="bench"))
-            path, pipelined, ceiling, naive, parse = _measure(server, client, batches, bodies, answers, records, args)
+            path, pipelined, ceiling, naive, parse, whole = _measure(
+                server, client, batches, bodies, answers, records, args
+            )
             for index in (PATH_INDEX, PIPELINED_INDEX):
                 print(_verify(client, index, stream.live_items))
-        _report(name, path, pipelined, naive, ceiling, parse, time.perf_counter() - started)
+        _report(name, path, pipelined, naive, ceiling, parse, whole, time.perf_counter() - started)
 
 
 def _measure(
@@ -169,12 +173,13 @@ def _measure(
     answers: list[bytes],
     records: list,
     args: argparse.Namespace,
-) -> tuple[Measurement, Measurement, Measurement, Measurement, Measurement]:
+) -> tuple[Measurement, Measurement, Measurement, Measurement, Measurement, Measurement]:
     pool = urllib3.PoolManager(maxsize=1).connection_from_url(server.url)
     path_runs: list[Run] = []
     pipelined_runs: list[Run] = []
     ceiling_runs: list[Run] = []
     parse_runs: list[Run] = []
+    whole_runs: list[Run] = []
     for repeat in range(1, args.repeats + 1):
         run, responses = _timed(client, CEILING_INDEX, server.pid, lambda: _post_bodies(pool, bodies))
         _check_ceiling(responses)
@@ -187,10 +192,12 @@ def _measure(
         )
         _check_path(outcomes, len(records))
         pipelined_runs.append(run)
-        parse_runs.append(_timed_parse(answers, len(records)))
+        parse_runs.append(_timed_parse(read_answer, answers, len(records)))
+        whole_runs.append(_timed_parse(parse_answer, answers, len(records)))
         print(
             f"  repeat {repeat}: ceiling {ceiling_runs[-1].seconds:.2f} s, path {path_runs[-1].seconds:.2f} s, "
-            f"pipelined {pipelined_runs[-1].seconds:.2f} s, parse {parse_runs[-1].seconds:.2f} s"
+            f"pipelined {pipelined_runs[-1].seconds:.2f} s, parse {parse_runs[-1].seconds:.2f} s "
+            f"(whole {whole_runs[-1].seconds:.2f} s)"
         )
     subset = records[: args.naive_records]
     naive_run, _ = _timed(client, NAIVE_INDEX, server.pid, lambda: _run_naive(client, subset))
@@ -200,7 +207,8 @@ def _measure(
         Measurement("(a') path, next page prepared in flight", len(records), pipelined_runs),
         Measurement("(c) ceiling: raw POST _bulk, pre-serialised", len(records), ceiling_runs),
         Measurement(f"(b) naive: index()/delete() each [first {len(subset)}]", len(subset), [naive_run]),
-        Measurement(f"(p) parse: {len(answers)} GetRecords answers", len(records), parse_runs),
+        Measurement(f"(p) read: {len(answers)} GetRecords answers", len(records), parse_runs),
+        Measurement("(p') the same answers parsed whole", len(records), whole_runs),
     )
 
 
@@ -219,14 +227,14 @@ def _timed(client: OpenSearch, index: str, server_pid: int, run: Callable[[], T]
     return Run(seconds, client_cpu, server_cpu), result
 
 
-def _timed_parse(answers: list[bytes], expected: int) -> Run:
-    """(p): each answer parsed as the wire client parses it, its records then dropped (a worker drops
-    a page once it is settled). Nothing else runs: all its time is this process's CPU."""
+def _timed_parse(read: Callable[[str, bytes, str], dict[str, Any]], answers: list[bytes], expected: int) -> Run:
+    """(p) or (p'): each answer read by ``read``, its records then dropped (a worker drops a page once
+    it is settled). Nothing else runs: all its time is this process's CPU."""
     parsed = 0
     client_cpu = time.process_time()
     started = time.perf_counter()
     for body in answers:
-        parsed += len(parse_answer("GetRecords", body, "application/x-amz-json-1.0")["Records"])
+        parsed += len(read("GetRecords", body, "application/x-amz-json-1.0")["Records"])
     seconds = time.perf_counter() - started
     client_cpu = time.process_time() - client_cpu
     if parsed != expected:
@@ -414,6 +422,7 @@ def _report(
     naive: Measurement,
     ceiling: Measurement,
     parse: Measurement,
+    whole: Measurement,
     wall: float,
 ) -> None:
     print()
@@ -421,7 +430,7 @@ def _report(
         f"{'measurement':<48} {'records':>7} {'runs':>4} {'best rec/s':>10} {'median rec/s':>12} "
         f"{'wall us/rec':>11} {'bench CPU':>9} {'server CPU':>10}"
     )
-    for m in (path, pipelined, naive, ceiling, parse):
+    for m in (path, pipelined, naive, ceiling, parse, whole):
         best = m.best
         print(
             f"{m.label:<48} {m.records:>7} {len(m.runs):>4} {m.best_rate:>10,.0f} {m.median_rate:>12,.0f} "
@@ -451,7 +460,8 @@ def _report(
     print(
         f"engine={engine} ratio_vs_ceiling={vs_ceiling:.3f} pipelined_ratio_vs_ceiling={pipelined_vs_ceiling:.3f} "
         f"ratio_vs_naive={vs_naive:.2f} cpu_ratio_vs_server={cpu_vs_server} "
-        f"cpu_with_parse_ratio_vs_server={with_parse_vs_server}"
+        f"cpu_with_parse_ratio_vs_server={with_parse_vs_server} "
+        f"read_vs_whole_parse_cpu={parse.best.client_cpu / whole.best.client_cpu:.3f}"
     )
 
 

@@ -22,7 +22,7 @@ def test_the_bulk_path_benchmark_runs_and_verifies_what_it_indexed():
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "sampled docs identical in _source and _version: OK" in result.stdout
     assert "engine=osmem ratio_vs_ceiling=" in result.stdout and "pipelined_ratio_vs_ceiling=" in result.stdout
-    assert "cpu_with_parse_ratio_vs_server=" in result.stdout
+    assert "cpu_with_parse_ratio_vs_server=" in result.stdout and "read_vs_whole_parse_cpu=" in result.stdout
 
 
 def test_the_scale_benchmark_runs_every_section():

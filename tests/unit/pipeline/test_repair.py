@@ -278,7 +278,9 @@ def test_an_item_is_projected_as_the_worker_projects_a_change_to_it():
             st.builds(lambda text: {"S": text}, st.text(max_size=5)),
             st.builds(
                 lambda number: {"N": str(number)},
-                st.integers() | st.decimals(allow_nan=False, allow_infinity=False, places=2),
+                # numbers DynamoDB holds: at most 38 significant digits
+                st.integers(-(10**38) + 1, 10**38 - 1)
+                | st.decimals(-(10**35), 10**35, allow_nan=False, allow_infinity=False, places=2),
             ),
             st.builds(lambda data: {"B": data}, st.binary(max_size=4)),
         ),

@@ -1,0 +1,405 @@
+/* cut_old_images(answer): a GetRecords answer's JSON text with each record's dynamodb.OldImage object
+ * cut out, for consumer.pipeline.pages to parse the rest and keep each old image as its text until a
+ * record needs it (most never do: a plain MODIFY or REMOVE is applied from its NewImage and keys).
+ *
+ * It answers (text, [(record index, image text), ...]), where text is the answer with each cut image
+ * replaced by 0, or None for pages.read_answer to parse the answer whole, as it did before: when the
+ * answer has no old image, when it is not JSON as far as this scan can tell (orjson judges the rest),
+ * and whenever the place of an image could be ambiguous (a key at the answer's, a record's or its
+ * dynamodb object's level spelt with an escape; "Records", "dynamodb" or "OldImage" twice in one
+ * object). Every cut image is held to a stricter JSON than orjson's: strings of valid UTF-8 with
+ * valid escapes (a surrogate escaped on its own leaves the answer whole), no numbers (DynamoDB's JSON
+ * spells them as strings), at most MAX_IMAGE_DEPTH levels; an image that is not answers None, so that
+ * what is cut is exactly what orjson would have read. tests/unit/shards/test_read_answer.py holds
+ * read_answer equal to orjson.loads on random answers, broken ones included. */
+#include "_attributes.h"
+
+#define MAX_DEPTH 512      /* beyond it, the answer is parsed whole (orjson's own limit decides) */
+#define MAX_IMAGE_DEPTH 64 /* DynamoDB nests 32 levels at most */
+
+typedef struct {
+    const unsigned char *text;
+    Py_ssize_t length, at;
+    /* the cut images: their spans and records */
+    Py_ssize_t *starts, *ends, *records;
+    Py_ssize_t count, capacity;
+} Scan;
+
+typedef enum { LOOSE, STRICT } Rule; /* STRICT: inside an image */
+
+static int value(Scan *scan, int depth, Rule rule);
+
+static void skip_space(Scan *scan)
+{
+    while (scan->at < scan->length) {
+        unsigned char c = scan->text[scan->at];
+        if (c != ' ' && c != '\n' && c != '\r' && c != '\t')
+            return;
+        scan->at++;
+    }
+}
+
+/* Whether the next character is c; consumed if so */
+static int take(Scan *scan, unsigned char c)
+{
+    skip_space(scan);
+    if (scan->at < scan->length && scan->text[scan->at] == c) {
+        scan->at++;
+        return 1;
+    }
+    return 0;
+}
+
+static int hex_value(unsigned char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* The length of the UTF-8 sequence at text[0..available), 0 when it is not valid UTF-8 (overlong forms,
+ * surrogates and code points beyond U+10FFFF included) */
+static int utf8_length(const unsigned char *text, Py_ssize_t available)
+{
+    unsigned char c = text[0];
+    int length = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+    if (c < 0xc2 || c > 0xf4 || available < length)
+        return 0;
+    for (int i = 1; i < length; i++)
+        if ((text[i] & 0xc0) != 0x80)
+            return 0;
+    if ((c == 0xe0 && text[1] < 0xa0) || (c == 0xed && text[1] > 0x9f) || (c == 0xf0 && text[1] < 0x90)
+        || (c == 0xf4 && text[1] > 0x8f))
+        return 0;
+    return length;
+}
+
+/* A string from its opening quote; *escaped says whether it held an escape. LOOSE only finds its end
+ * (orjson reads it from the cut text); STRICT checks it. -1: not a string this scan accepts. */
+static int string(Scan *scan, Rule rule, int *escaped)
+{
+    const unsigned char *text = scan->text;
+    Py_ssize_t at = scan->at + 1, length = scan->length;
+    *escaped = 0;
+    while (at < length) {
+        uint64_t word;
+        while (at + 8 <= length && (memcpy(&word, text + at, 8), !needs_escape(word) && !(word & HIGHS)))
+            at += 8; /* most of a string: eight ASCII characters at a time, none to look at */
+        if (at >= length)
+            break;
+        unsigned char c = text[at];
+        if (c == '"') {
+            scan->at = at + 1;
+            return 0;
+        }
+        if (c == '\\') {
+            *escaped = 1;
+            if (at + 1 >= length)
+                return -1;
+            unsigned char next = text[at + 1];
+            if (next == 'u') {
+                if (at + 6 > length)
+                    return -1;
+                int code = 0;
+                for (int i = 2; i < 6; i++) {
+                    int digit = hex_value(text[at + i]);
+                    if (digit < 0)
+                        return -1;
+                    code = code * 16 + digit;
+                }
+                if (rule == STRICT && code >= 0xd800 && code <= 0xdfff)
+                    return -1; /* a surrogate pair, or half of one: orjson decides */
+                at += 6;
+            } else if (next != '\0' && (rule == LOOSE || strchr("\"\\/bfnrt", next) != NULL)) {
+                at += 2;
+            } else {
+                return -1;
+            }
+        } else if (c < 0x20) {
+            if (rule == STRICT)
+                return -1;
+            at++;
+        } else if (c >= 0x80 && rule == STRICT) {
+            int sequence = utf8_length(text + at, length - at);
+            if (sequence == 0)
+                return -1;
+            at += sequence;
+        } else {
+            at++;
+        }
+    }
+    return -1;
+}
+
+static int literal(Scan *scan, const char *word)
+{
+    size_t length = strlen(word);
+    if ((size_t)(scan->length - scan->at) < length || memcmp(scan->text + scan->at, word, length) != 0)
+        return -1;
+    scan->at += length;
+    return 0;
+}
+
+/* A number, LOOSE only: its characters skipped, orjson reads it */
+static int number(Scan *scan)
+{
+    Py_ssize_t start = scan->at;
+    while (scan->at < scan->length && strchr("0123456789+-.eE", scan->text[scan->at]) != NULL
+           && scan->text[scan->at] != '\0')
+        scan->at++;
+    return scan->at > start ? 0 : -1;
+}
+
+/* An object whose keys need no reading: each key, then its value */
+static int object(Scan *scan, int depth, Rule rule)
+{
+    scan->at++; /* '{' */
+    if (take(scan, '}'))
+        return 0;
+    do {
+        int escaped;
+        skip_space(scan);
+        if (scan->at >= scan->length || scan->text[scan->at] != '"' || string(scan, rule, &escaped) < 0)
+            return -1;
+        if (!take(scan, ':') || value(scan, depth + 1, rule) < 0)
+            return -1;
+    } while (take(scan, ','));
+    return take(scan, '}') ? 0 : -1;
+}
+
+static int array(Scan *scan, int depth, Rule rule)
+{
+    scan->at++; /* '[' */
+    if (take(scan, ']'))
+        return 0;
+    do {
+        if (value(scan, depth + 1, rule) < 0)
+            return -1;
+    } while (take(scan, ','));
+    return take(scan, ']') ? 0 : -1;
+}
+
+static int value(Scan *scan, int depth, Rule rule)
+{
+    if (depth > (rule == STRICT ? MAX_IMAGE_DEPTH : MAX_DEPTH))
+        return -1;
+    skip_space(scan);
+    if (scan->at >= scan->length)
+        return -1;
+    int escaped;
+    switch (scan->text[scan->at]) {
+    case '{':
+        return object(scan, depth, rule);
+    case '[':
+        return array(scan, depth, rule);
+    case '"':
+        return string(scan, rule, &escaped);
+    case 't':
+        return literal(scan, "true");
+    case 'f':
+        return literal(scan, "false");
+    case 'n':
+        return literal(scan, "null");
+    default:
+        return rule == STRICT ? -1 : number(scan);
+    }
+}
+
+/* The next key of an object whose keys are read, up to its colon: its characters and their length;
+ * -1 for a key with an escape (the key it stands for is orjson's to say) or no key at all */
+static int read_key(Scan *scan, const unsigned char **key, Py_ssize_t *key_length)
+{
+    int escaped;
+    skip_space(scan);
+    if (scan->at >= scan->length || scan->text[scan->at] != '"')
+        return -1;
+    Py_ssize_t start = scan->at + 1;
+    if (string(scan, LOOSE, &escaped) < 0 || escaped)
+        return -1;
+    *key = scan->text + start;
+    *key_length = scan->at - 1 - start;
+    return take(scan, ':') ? 0 : -1;
+}
+
+static int is_key(const unsigned char *key, Py_ssize_t length, const char *name)
+{
+    return (size_t)length == strlen(name) && memcmp(key, name, length) == 0;
+}
+
+static int note_image(Scan *scan, Py_ssize_t start, Py_ssize_t end, Py_ssize_t record)
+{
+    if (scan->count == scan->capacity) {
+        Py_ssize_t capacity = scan->capacity ? scan->capacity * 2 : 64;
+        Py_ssize_t *starts = PyMem_Realloc(scan->starts, capacity * sizeof(Py_ssize_t));
+        if (starts != NULL)
+            scan->starts = starts;
+        Py_ssize_t *ends = starts == NULL ? NULL : PyMem_Realloc(scan->ends, capacity * sizeof(Py_ssize_t));
+        if (ends != NULL)
+            scan->ends = ends;
+        Py_ssize_t *records = ends == NULL ? NULL : PyMem_Realloc(scan->records, capacity * sizeof(Py_ssize_t));
+        if (records == NULL) {
+            PyErr_NoMemory();
+            return -2;
+        }
+        scan->records = records;
+        scan->capacity = capacity;
+    }
+    scan->starts[scan->count] = start;
+    scan->ends[scan->count] = end;
+    scan->records[scan->count] = record;
+    scan->count++;
+    return 0;
+}
+
+/* A record's dynamodb object: its OldImage, when an object, is noted for cutting. -2: out of memory */
+static int dynamodb(Scan *scan, Py_ssize_t record)
+{
+    int old_images = 0;
+    scan->at++; /* '{' */
+    if (take(scan, '}'))
+        return 0;
+    do {
+        const unsigned char *key;
+        Py_ssize_t key_length;
+        if (read_key(scan, &key, &key_length) < 0)
+            return -1;
+        if (is_key(key, key_length, "OldImage")) {
+            if (old_images++)
+                return -1;
+            skip_space(scan);
+            if (scan->at < scan->length && scan->text[scan->at] == '{') {
+                Py_ssize_t start = scan->at;
+                if (object(scan, 0, STRICT) < 0)
+                    return -1;
+                int noted = note_image(scan, start, scan->at, record);
+                if (noted < 0)
+                    return noted;
+                continue;
+            }
+        }
+        if (value(scan, 3, LOOSE) < 0)
+            return -1;
+    } while (take(scan, ','));
+    return take(scan, '}') ? 0 : -1;
+}
+
+static int record(Scan *scan, Py_ssize_t index)
+{
+    int bodies = 0;
+    scan->at++; /* '{' */
+    if (take(scan, '}'))
+        return 0;
+    do {
+        const unsigned char *key;
+        Py_ssize_t key_length;
+        if (read_key(scan, &key, &key_length) < 0)
+            return -1;
+        if (is_key(key, key_length, "dynamodb")) {
+            if (bodies++)
+                return -1;
+            skip_space(scan);
+            if (scan->at < scan->length && scan->text[scan->at] == '{') {
+                int read = dynamodb(scan, index);
+                if (read < 0)
+                    return read;
+                continue;
+            }
+        }
+        if (value(scan, 2, LOOSE) < 0)
+            return -1;
+    } while (take(scan, ','));
+    return take(scan, '}') ? 0 : -1;
+}
+
+static int records(Scan *scan)
+{
+    Py_ssize_t index = 0;
+    scan->at++; /* '[' */
+    if (take(scan, ']'))
+        return 0;
+    do {
+        skip_space(scan);
+        int read = scan->at < scan->length && scan->text[scan->at] == '{' ? record(scan, index) : value(scan, 1, LOOSE);
+        if (read < 0)
+            return read;
+        index++;
+    } while (take(scan, ','));
+    return take(scan, ']') ? 0 : -1;
+}
+
+static int answer(Scan *scan)
+{
+    int lists = 0;
+    if (!take(scan, '{'))
+        return -1;
+    if (take(scan, '}'))
+        return 0;
+    do {
+        const unsigned char *key;
+        Py_ssize_t key_length;
+        if (read_key(scan, &key, &key_length) < 0)
+            return -1;
+        skip_space(scan);
+        int is_records = is_key(key, key_length, "Records");
+        if (is_records && lists++)
+            return -1;
+        if (is_records && scan->at < scan->length && scan->text[scan->at] == '[') {
+            int read = records(scan);
+            if (read < 0)
+                return read;
+        } else if (value(scan, 1, LOOSE) < 0) {
+            return -1;
+        }
+    } while (take(scan, ','));
+    if (!take(scan, '}'))
+        return -1;
+    skip_space(scan);
+    return scan->at == scan->length ? 0 : -1;
+}
+
+/* The answer with the noted images replaced by 0, and the images: (text, [(record, image), ...]) */
+static PyObject *cut(const Scan *scan)
+{
+    Py_ssize_t removed = 0;
+    for (Py_ssize_t i = 0; i < scan->count; i++)
+        removed += scan->ends[i] - scan->starts[i] - 1;
+    PyObject *text = PyBytes_FromStringAndSize(NULL, scan->length - removed);
+    PyObject *images = PyList_New(scan->count);
+    if (text == NULL || images == NULL)
+        goto failed;
+    char *out = PyBytes_AS_STRING(text);
+    Py_ssize_t from = 0;
+    for (Py_ssize_t i = 0; i < scan->count; i++) {
+        memcpy(out, scan->text + from, scan->starts[i] - from);
+        out += scan->starts[i] - from;
+        *out++ = '0';
+        from = scan->ends[i];
+        PyObject *image = Py_BuildValue(
+            "(ny#)", scan->records[i], scan->text + scan->starts[i], scan->ends[i] - scan->starts[i]);
+        if (image == NULL)
+            goto failed;
+        PyList_SET_ITEM(images, i, image);
+    }
+    memcpy(out, scan->text + from, scan->length - from);
+    PyObject *result = PyTuple_Pack(2, text, images);
+    Py_DECREF(text);
+    Py_DECREF(images);
+    return result;
+failed:
+    Py_XDECREF(text);
+    Py_XDECREF(images);
+    return NULL;
+}
+
+PyObject *cut_old_images(PyObject *module, PyObject *body)
+{
+    if (!PyBytes_Check(body)) {
+        PyErr_Format(PyExc_TypeError, "cut_old_images() takes bytes, not %.100s", Py_TYPE(body)->tp_name);
+        return NULL;
+    }
+    Scan scan = {(const unsigned char *)PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body), 0, NULL, NULL, NULL, 0, 0};
+    int read = answer(&scan);
+    PyObject *result = read == -2 ? NULL : read < 0 || scan.count == 0 ? Py_NewRef(Py_None) : cut(&scan);
+    PyMem_Free(scan.starts);
+    PyMem_Free(scan.ends);
+    PyMem_Free(scan.records);
+    return result;
+}
