@@ -1,16 +1,17 @@
 /* cut_old_images(answer): a GetRecords answer's JSON text with each record's dynamodb.OldImage object
- * cut out, for consumer.pipeline.pages to parse the rest and keep each old image as its text until a
- * record needs it (most never do: a plain MODIFY or REMOVE is applied from its NewImage and keys).
+ * cut out, for consumer.shards.raw_records.read_answer to parse the rest and keep each old image as
+ * its text until a record needs it (most never do: a plain MODIFY or REMOVE is applied from its
+ * NewImage and keys).
  *
  * It answers (text, [(record index, image text), ...]), where text is the answer with each cut image
- * replaced by 0, or None for pages.read_answer to parse the answer whole, as it did before: when the
+ * replaced by 0, or None for read_answer to parse the answer whole, as it did before: when the
  * answer has no old image, when it is not JSON as far as this scan can tell (orjson judges the rest),
  * and whenever the place of an image could be ambiguous (a key at the answer's, a record's or its
  * dynamodb object's level spelt with an escape; "Records", "dynamodb" or "OldImage" twice in one
  * object). Every cut image is held to a stricter JSON than orjson's: strings of valid UTF-8 with
- * valid escapes (a surrogate escaped on its own leaves the answer whole), no numbers (DynamoDB's JSON
- * spells them as strings), at most MAX_IMAGE_DEPTH levels; an image that is not answers None, so that
- * what is cut is exactly what orjson would have read. tests/unit/shards/test_read_answer.py holds
+ * valid escapes (an escaped surrogate, even one of a pair, leaves the answer whole), no numbers
+ * (DynamoDB's JSON spells them as strings), at most MAX_IMAGE_DEPTH levels; an image that is not
+ * answers None, so that what is cut is exactly what orjson would have read. tests/unit/shards/test_read_answer.py holds
  * read_answer equal to orjson.loads on random answers, broken ones included. */
 #include "_attributes.h"
 

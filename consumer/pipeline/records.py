@@ -4,9 +4,11 @@
 either yields a frozen ``StreamRecord`` or raises ``RecordError`` naming the field at fault; the
 raw dict is kept so a poison record can be dead-lettered whole. Its OldImage may be an
 ``ImageText``, the image as the GetRecords answer spelt it (``consumer.shards.raw_records``): it is
-parsed the first time ``old_image`` is asked for, which a plain MODIFY or REMOVE never does. Where the build had a C compiler, the
-fields of a plain wire record are read in C (``consumer/pipeline/_attributes_records.c``); every
-other record is read by ``python_from_wire``, the definition. Pure and thread-safe.
+parsed the first time ``old_image`` is asked for, which a plain MODIFY or REMOVE never does.
+
+Where the build had a C compiler, the fields of a plain wire record are read in C
+(``consumer/pipeline/_attributes_records.c``); every other record is read by ``python_from_wire``,
+the definition. Pure and thread-safe.
 """
 
 from __future__ import annotations
