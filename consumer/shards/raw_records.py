@@ -29,6 +29,10 @@ try:
 except ImportError:  # built without a C compiler: answers are parsed whole
     cut_old_images = None
 
+# Where an answer does not spell this, it has no old image to cut (a page of INSERTs, a NEW_IMAGE
+# stream's): it is parsed whole without being scanned first.
+OLD_IMAGE_NAME = b'"OldImage"'
+
 
 class RawGetRecords:
     """GetRecords through a boto3 ``dynamodbstreams`` client's endpoint; each call timed and its
@@ -52,7 +56,7 @@ class RawGetRecords:
 def read_answer(operation: str, body: bytes, content_type: str) -> dict[str, Any]:
     """A GetRecords answer as ``parse_answer`` reads it (its errors included), each record's OldImage
     object left as an ``ImageText`` where the answer allows it (``cut_old_images`` says)."""
-    cut = cut_old_images(body) if cut_old_images is not None else None
+    cut = cut_old_images(body) if cut_old_images is not None and OLD_IMAGE_NAME in body else None
     if cut is None:
         return parse_answer(operation, body, content_type)
     text, images = cut
