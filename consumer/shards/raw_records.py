@@ -5,8 +5,8 @@
 An answer is read by ``read_answer``: each record's OldImage is cut out of its text before the rest is
 parsed (``consumer/pipeline/_attributes_pages.c``) and kept as an ``ImageText``, parsed only when a
 record needs it (a route, a filter, a TTL mark, a dead letter); a plain MODIFY or REMOVE never does.
-Building the old images was about half of a page's parse, itself most of a worker's CPU per record
-(``make bench``: the bulk path's (p)).
+A page's parse is most of a worker's CPU per record; read this way it costs 0.60–0.71 of the whole
+parse (``make bench``: the bulk path's (p) against (p')).
 
 Thread-safe.
 """
