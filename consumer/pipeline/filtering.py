@@ -23,6 +23,8 @@ import decimal
 from collections.abc import Callable
 from typing import Any
 
+from consumer.pipeline.records import as_image
+
 _ABSENT = object()
 _NUMERIC_OPERATORS: dict[str, Callable[[decimal.Decimal, decimal.Decimal], bool]] = {
     "=": lambda a, b: a == b,
@@ -53,9 +55,10 @@ def validate_pattern(pattern: Any, path: str = "$") -> None:
 
 
 def matches(pattern: dict[str, Any], record: Any) -> bool:
-    """Whether ``record`` satisfies every leaf of ``pattern``."""
+    """Whether ``record`` satisfies every leaf of ``pattern``; an image the answer left as text
+    (``records.ImageText``) is judged as the image it spells."""
     for key, expected in pattern.items():
-        actual = record.get(key, _ABSENT) if isinstance(record, dict) else _ABSENT
+        actual = as_image(record.get(key, _ABSENT)) if isinstance(record, dict) else _ABSENT
         if isinstance(expected, dict):
             if not matches(expected, actual if actual is not _ABSENT else {}):
                 return False

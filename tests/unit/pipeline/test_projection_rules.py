@@ -12,7 +12,7 @@ from consumer.errors import RecordError
 from consumer.pipeline.doc_ids import KeyAttribute, KeySchema
 from consumer.pipeline.projection import is_tombstone
 from consumer.pipeline.projection_rules import ProjectionRules
-from consumer.pipeline.records import StreamRecord
+from consumer.pipeline.records import ImageText, StreamRecord
 from consumer.pipeline.service_fields import TTL_MARK_FIELD
 from tests.support.factories import single_action, stream_record
 
@@ -142,3 +142,13 @@ def test_an_allow_list_keeps_only_the_named_fields_and_always_the_keys():
         key_names=frozenset({"pk"}),
     ).document
     assert document == {"pk": "user-1", "status": "active", "card": {"brand": "visa"}, "lines": [{"sku": "a"}]}
+
+
+def test_an_events_pattern_on_the_old_image_judges_it_when_the_answer_left_it_as_text():
+    """A worker reads each page's old images as text (``raw_records.read_answer``): an events pattern
+    naming ``dynamodb.OldImage`` must see the image it spells, not drop every record for want of one."""
+    was_active = ({"dynamodb": {"OldImage": {"status": {"S": ["active"]}}}},)
+    for old, kept in ((IMAGE, True), (CLOSED, False)):
+        raw = stream_record("MODIFY", keys=KEYS, new_image=CLOSED, old_image=old, wire_timestamp=True)
+        raw["dynamodb"]["OldImage"] = ImageText(orjson.dumps(old))
+        assert (action(raw, filter_mode="events", patterns=was_active) is not None) is kept
