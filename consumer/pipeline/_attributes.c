@@ -312,10 +312,13 @@ static PyMethodDef methods[] = {
     {"read_record", read_record, METH_O,
      "read_record(raw): StreamRecord's fields of a plain GetRecords record, as a dict; None when Python must decide."},
     {"register_image_text", register_image_text, METH_O,
-     "register_image_text(type): the type of an OldImage left as text, which read_record accepts."},
-    {"cut_old_images", cut_old_images, METH_O,
-     "cut_old_images(answer): (text, [(record, image), ...]), a GetRecords answer with each OldImage cut out; "
-     "None when the answer is to be parsed whole."},
+     "register_image_text(type): the type of an image left as text, which read_record accepts."},
+    {"cut_images", cut_images, METH_O,
+     "cut_images(answer): (text, [(record, name, image), ...]), a GetRecords answer with each OldImage and "
+     "NewImage cut out; None when the answer is to be parsed whole."},
+    {"image_lines", (PyCFunction)(void (*)(void))image_lines, METH_FASTCALL,
+     "image_lines(text, reserved, head, doc_id, version): item_lines of an image cut out of an answer, from its "
+     "text; None when the Python path must decide."},
     {"readable_id", (PyCFunction)(void (*)(void))readable_id, METH_FASTCALL,
      "readable_id(keys, ((name, type), ...)): doc_ids's readable id of plain keys; None when Python must decide."},
     {NULL, NULL, 0, NULL},

@@ -8,6 +8,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <string.h>
 
 #define LONG_SAFE_DIGITS 18   /* any integer of up to 18 digits fits a Java long */
 #define DOUBLE_SAFE_DIGITS 15 /* any decimal of up to 15 digits survives a double */
@@ -51,19 +52,95 @@ PlainNumber read_plain_number(const char *chars, Py_ssize_t length);
  * 0 for any other key */
 char tag_of(PyObject *tag);
 
+/* A JSON text being written: _attributes_text.c writes it from an item, _attributes_images.c from the
+ * item's text */
+typedef struct {
+    char *data;
+    Py_ssize_t length, capacity;
+} Text;
+
+typedef enum {
+    FAILED = -1,        /* an exception is set */
+    WRITTEN = 0,
+    PYTHON_WRITES = 1,  /* this value is for the Python converter and dumps_json */
+    PYTHON_DECIDES = 2, /* the whole item is: the writer answers None */
+} Written;
+
+static inline int reserve(Text *text, Py_ssize_t more)
+{
+    if (text->length + more <= text->capacity)
+        return 0;
+    Py_ssize_t capacity = text->capacity;
+    while (capacity < text->length + more)
+        capacity *= 2;
+    char *data = PyMem_Realloc(text->data, capacity);
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    text->data = data;
+    text->capacity = capacity;
+    return 0;
+}
+
+static inline int append(Text *text, const char *chars, Py_ssize_t length)
+{
+    if (reserve(text, length) < 0)
+        return -1;
+    memcpy(text->data + text->length, chars, length);
+    text->length += length;
+    return 0;
+}
+
+static inline int append_char(Text *text, char c)
+{
+    if (text->length == text->capacity && reserve(text, 1) < 0)
+        return -1;
+    text->data[text->length++] = c;
+    return 0;
+}
+
+/* A string of valid UTF-8, quoted and escaped as orjson writes it */
+int append_escaped(Text *text, const unsigned char *chars, Py_ssize_t length);
+
+/* The policy's spelling of a plain number */
+int append_number(Text *text, const PlainNumber *number);
+
+/* One member of a number set: its value for sorting, its spelling for writing */
+typedef struct {
+    PlainNumber number;
+    long long integer; /* a PLAIN_INTEGER: of at most LONG_SAFE_DIGITS digits */
+    double decimal;    /* a PLAIN_DECIMAL: below 1e15 in magnitude */
+} Member;
+
+#define EXACT_IN_DOUBLE (1LL << 53)
+
+/* qsort's order of number set members: by value, as Python compares them */
+int compare_members(const void *left, const void *right);
+
+/* The _bulk lines of bulk.item_lines and image_lines (args: what is indexed, reserved, head, doc_id,
+ * version): begin_lines checks the arguments and writes the metadata line into a new ``text`` (0; 1:
+ * the answer is None; -1: an exception is set); end_lines ends the document's line and answers the
+ * lines (None for PYTHON_DECIDES), ``text`` freed either way. */
+int begin_lines(const char *signature, PyObject *const *args, Py_ssize_t nargs, Text *text);
+PyObject *end_lines(Text *text, Written written);
+
 /* bulk.item_lines: see _attributes_text.c */
 PyObject *item_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+
+/* bulk.image_lines: see _attributes_images.c */
+PyObject *image_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
 /* doc_ids's readable ids: see _attributes_ids.c */
 PyObject *readable_id(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
 /* records's StreamRecord fields: see _attributes_records.c (init_read_record: once, at import;
- * register_image_text: records.ImageText, an OldImage read_record accepts as it accepts a dict) */
+ * register_image_text: records.ImageText, an image read_record accepts as it accepts a dict) */
 int init_read_record(void);
 PyObject *register_image_text(PyObject *module, PyObject *type);
 PyObject *read_record(PyObject *module, PyObject *raw);
 
-/* a GetRecords answer with its old images cut out: see _attributes_pages.c */
-PyObject *cut_old_images(PyObject *module, PyObject *body);
+/* a GetRecords answer with its images cut out: see _attributes_pages.c */
+PyObject *cut_images(PyObject *module, PyObject *body);
 
 #endif

@@ -1,28 +1,36 @@
-/* cut_old_images(answer): a GetRecords answer's JSON text with each record's dynamodb.OldImage object
- * cut out, for consumer.shards.raw_records.read_answer to parse the rest and keep each old image as
- * its text until a record needs it (most never do: a plain MODIFY or REMOVE is applied from its
- * NewImage and keys).
+/* cut_images(answer): a GetRecords answer's JSON text with each record's dynamodb.OldImage and
+ * dynamodb.NewImage objects cut out, for consumer.shards.raw_records.read_answer to parse the rest and
+ * keep each image as its text until a record needs it parsed. Most never do: a plain MODIFY or REMOVE
+ * is applied from its keys, and its NewImage written as a document straight from its text
+ * (_attributes_images.c).
  *
- * It answers (text, [(record index, image text), ...]), where text is the answer with each cut image
- * replaced by 0, or None for read_answer to parse the answer whole, as it did before: when the
- * answer has no old image, when it is not JSON as far as this scan can tell (orjson judges the rest),
- * and whenever the place of an image could be ambiguous (a key at the answer's, a record's or its
- * dynamodb object's level spelt with an escape; "Records", "dynamodb" or "OldImage" twice in one
- * object). Every cut image is held to a stricter JSON than orjson's: strings of valid UTF-8 with
- * valid escapes (an escaped surrogate, even one of a pair, leaves the answer whole), no numbers
- * (DynamoDB's JSON spells them as strings), at most MAX_IMAGE_DEPTH levels; an image that is not
- * answers None, so that what is cut is exactly what orjson would have read. tests/unit/shards/test_read_answer.py holds
- * read_answer equal to orjson.loads on random answers, broken ones included. */
+ * It answers (text, [(record index, "OldImage" or "NewImage", image text), ...]), where text is the
+ * answer with each cut image replaced by 0, or None for read_answer to parse the answer whole, as it
+ * did before: when the answer has no image, when it is not JSON as far as this scan can tell (orjson
+ * judges the rest), and whenever the place of an image could be ambiguous (a key at the answer's, a
+ * record's or its dynamodb object's level spelt with an escape; "Records", "dynamodb", "OldImage" or
+ * "NewImage" twice in one object). Every cut image is held to a stricter JSON than orjson's: strings
+ * of valid UTF-8 with valid escapes (an escaped surrogate, even one of a pair, leaves the answer
+ * whole), no numbers (DynamoDB's JSON spells them as strings), at most MAX_IMAGE_DEPTH levels; an
+ * image that is not answers None, so that what is cut is exactly what orjson would have read.
+ * tests/unit/shards/test_read_answer.py holds read_answer equal to orjson.loads on random answers,
+ * broken ones included. */
 #include "_attributes.h"
 
 #define MAX_DEPTH 512      /* beyond it, the answer is parsed whole (orjson's own limit decides) */
 #define MAX_IMAGE_DEPTH 64 /* DynamoDB nests 32 levels at most */
 
+enum { OLD_IMAGE, NEW_IMAGE }; /* an image's kind */
+
+typedef struct {
+    Py_ssize_t start, end, record;
+    int kind;
+} Image;
+
 typedef struct {
     const unsigned char *text;
     Py_ssize_t length, at;
-    /* the cut images: their spans and records */
-    Py_ssize_t *starts, *ends, *records;
+    Image *images; /* the images to cut */
     Py_ssize_t count, capacity;
 } Scan;
 
@@ -220,40 +228,43 @@ static int read_key(Scan *scan, const unsigned char **key, Py_ssize_t *key_lengt
     return take(scan, ':') ? 0 : -1;
 }
 
-static int is_key(const unsigned char *key, Py_ssize_t length, const char *name)
-{
-    return (size_t)length == strlen(name) && memcmp(key, name, length) == 0;
-}
-
-static int note_image(Scan *scan, Py_ssize_t start, Py_ssize_t end, Py_ssize_t record)
+static int note_image(Scan *scan, Py_ssize_t start, Py_ssize_t end, Py_ssize_t record, int kind)
 {
     if (scan->count == scan->capacity) {
         Py_ssize_t capacity = scan->capacity ? scan->capacity * 2 : 64;
-        Py_ssize_t *starts = PyMem_Realloc(scan->starts, capacity * sizeof(Py_ssize_t));
-        if (starts != NULL)
-            scan->starts = starts;
-        Py_ssize_t *ends = starts == NULL ? NULL : PyMem_Realloc(scan->ends, capacity * sizeof(Py_ssize_t));
-        if (ends != NULL)
-            scan->ends = ends;
-        Py_ssize_t *records = ends == NULL ? NULL : PyMem_Realloc(scan->records, capacity * sizeof(Py_ssize_t));
-        if (records == NULL) {
+        Image *images = PyMem_Realloc(scan->images, capacity * sizeof(Image));
+        if (images == NULL) {
             PyErr_NoMemory();
             return -2;
         }
-        scan->records = records;
+        scan->images = images;
         scan->capacity = capacity;
     }
-    scan->starts[scan->count] = start;
-    scan->ends[scan->count] = end;
-    scan->records[scan->count] = record;
-    scan->count++;
+    scan->images[scan->count++] = (Image){start, end, record, kind};
     return 0;
 }
 
-/* A record's dynamodb object: its OldImage, when an object, is noted for cutting. -2: out of memory */
-static int dynamodb(Scan *scan, Py_ssize_t record)
+/* A member of an object whose named members are read (the object's record, and the names it has met:
+ * one bit each). 0: read; 1: not one this reader reads (its value is skipped); -1: not accepted;
+ * -2: out of memory. */
+typedef int (*MemberReader)(Scan *scan, const unsigned char *key, Py_ssize_t key_length, Py_ssize_t record,
+                            unsigned *met);
+
+/* Whether the key is ``name``, the first time in its object (the second: *repeated) */
+static int meets(const unsigned char *key, Py_ssize_t length, const char *name, unsigned bit, unsigned *met,
+                 int *repeated)
 {
-    int old_images = 0;
+    if ((size_t)length != strlen(name) || memcmp(key, name, length) != 0)
+        return 0;
+    *repeated = (*met & bit) != 0;
+    *met |= bit;
+    return 1;
+}
+
+/* An object at ``depth`` (its '{' next) whose members ``member`` reads, every other value skipped */
+static int object_read(Scan *scan, int depth, Py_ssize_t record, MemberReader member)
+{
+    unsigned met = 0;
     scan->at++; /* '{' */
     if (take(scan, '}'))
         return 0;
@@ -262,52 +273,50 @@ static int dynamodb(Scan *scan, Py_ssize_t record)
         Py_ssize_t key_length;
         if (read_key(scan, &key, &key_length) < 0)
             return -1;
-        if (is_key(key, key_length, "OldImage")) {
-            if (old_images++)
-                return -1;
-            skip_space(scan);
-            if (scan->at < scan->length && scan->text[scan->at] == '{') {
-                Py_ssize_t start = scan->at;
-                if (object(scan, 0, STRICT) < 0)
-                    return -1;
-                int noted = note_image(scan, start, scan->at, record);
-                if (noted < 0)
-                    return noted;
-                continue;
-            }
-        }
-        if (value(scan, 3, LOOSE) < 0)
+        skip_space(scan);
+        int read = member(scan, key, key_length, record, &met);
+        if (read < 0)
+            return read;
+        if (read > 0 && value(scan, depth + 1, LOOSE) < 0)
             return -1;
     } while (take(scan, ','));
     return take(scan, '}') ? 0 : -1;
 }
 
-static int record(Scan *scan, Py_ssize_t index)
+static int next_is(Scan *scan, unsigned char c)
 {
-    int bodies = 0;
-    scan->at++; /* '{' */
-    if (take(scan, '}'))
-        return 0;
-    do {
-        const unsigned char *key;
-        Py_ssize_t key_length;
-        if (read_key(scan, &key, &key_length) < 0)
-            return -1;
-        if (is_key(key, key_length, "dynamodb")) {
-            if (bodies++)
-                return -1;
-            skip_space(scan);
-            if (scan->at < scan->length && scan->text[scan->at] == '{') {
-                int read = dynamodb(scan, index);
-                if (read < 0)
-                    return read;
-                continue;
-            }
-        }
-        if (value(scan, 2, LOOSE) < 0)
-            return -1;
-    } while (take(scan, ','));
-    return take(scan, '}') ? 0 : -1;
+    return scan->at < scan->length && scan->text[scan->at] == c;
+}
+
+/* A record's dynamodb object: its OldImage and NewImage, when objects, noted for cutting */
+static int dynamodb_member(Scan *scan, const unsigned char *key, Py_ssize_t key_length, Py_ssize_t record,
+                           unsigned *met)
+{
+    int repeated;
+    int kind = meets(key, key_length, "OldImage", 1, met, &repeated) ? OLD_IMAGE
+             : meets(key, key_length, "NewImage", 2, met, &repeated) ? NEW_IMAGE
+             : -1;
+    if (kind < 0)
+        return 1;
+    if (repeated)
+        return -1;
+    if (!next_is(scan, '{'))
+        return 1;
+    Py_ssize_t start = scan->at;
+    if (object(scan, 0, STRICT) < 0)
+        return -1;
+    return note_image(scan, start, scan->at, record, kind);
+}
+
+static int record_member(Scan *scan, const unsigned char *key, Py_ssize_t key_length, Py_ssize_t record,
+                         unsigned *met)
+{
+    int repeated;
+    if (!meets(key, key_length, "dynamodb", 1, met, &repeated))
+        return 1;
+    if (repeated)
+        return -1;
+    return next_is(scan, '{') ? object_read(scan, 2, record, dynamodb_member) : 1;
 }
 
 static int records(Scan *scan)
@@ -318,7 +327,7 @@ static int records(Scan *scan)
         return 0;
     do {
         skip_space(scan);
-        int read = scan->at < scan->length && scan->text[scan->at] == '{' ? record(scan, index) : value(scan, 1, LOOSE);
+        int read = next_is(scan, '{') ? object_read(scan, 1, index, record_member) : value(scan, 1, LOOSE);
         if (read < 0)
             return read;
         index++;
@@ -326,42 +335,39 @@ static int records(Scan *scan)
     return take(scan, ']') ? 0 : -1;
 }
 
+static int answer_member(Scan *scan, const unsigned char *key, Py_ssize_t key_length, Py_ssize_t record,
+                         unsigned *met)
+{
+    int repeated;
+    if (!meets(key, key_length, "Records", 1, met, &repeated))
+        return 1;
+    if (repeated)
+        return -1;
+    return next_is(scan, '[') ? records(scan) : 1;
+}
+
 static int answer(Scan *scan)
 {
-    int lists = 0;
-    if (!take(scan, '{'))
+    skip_space(scan);
+    if (!next_is(scan, '{'))
         return -1;
-    if (take(scan, '}'))
-        return 0;
-    do {
-        const unsigned char *key;
-        Py_ssize_t key_length;
-        if (read_key(scan, &key, &key_length) < 0)
-            return -1;
-        skip_space(scan);
-        int is_records = is_key(key, key_length, "Records");
-        if (is_records && lists++)
-            return -1;
-        if (is_records && scan->at < scan->length && scan->text[scan->at] == '[') {
-            int read = records(scan);
-            if (read < 0)
-                return read;
-        } else if (value(scan, 1, LOOSE) < 0) {
-            return -1;
-        }
-    } while (take(scan, ','));
-    if (!take(scan, '}'))
-        return -1;
+    int read = object_read(scan, 0, -1, answer_member);
+    if (read < 0)
+        return read;
     skip_space(scan);
     return scan->at == scan->length ? 0 : -1;
 }
 
-/* The answer with the noted images replaced by 0, and the images: (text, [(record, image), ...]) */
+/* The answer with the noted images replaced by 0, and the images: (text, [(record, name, image), ...]) */
 static PyObject *cut(const Scan *scan)
 {
+    static PyObject *names[2]; /* the images' names, by kind */
+    for (int kind = OLD_IMAGE; kind <= NEW_IMAGE; kind++)
+        if (names[kind] == NULL && (names[kind] = PyUnicode_InternFromString(kind == OLD_IMAGE ? "OldImage" : "NewImage")) == NULL)
+            return NULL;
     Py_ssize_t removed = 0;
     for (Py_ssize_t i = 0; i < scan->count; i++)
-        removed += scan->ends[i] - scan->starts[i] - 1;
+        removed += scan->images[i].end - scan->images[i].start - 1;
     PyObject *text = PyBytes_FromStringAndSize(NULL, scan->length - removed);
     PyObject *images = PyList_New(scan->count);
     if (text == NULL || images == NULL)
@@ -369,12 +375,12 @@ static PyObject *cut(const Scan *scan)
     char *out = PyBytes_AS_STRING(text);
     Py_ssize_t from = 0;
     for (Py_ssize_t i = 0; i < scan->count; i++) {
-        memcpy(out, scan->text + from, scan->starts[i] - from);
-        out += scan->starts[i] - from;
+        const Image *cut = &scan->images[i];
+        memcpy(out, scan->text + from, cut->start - from);
+        out += cut->start - from;
         *out++ = '0';
-        from = scan->ends[i];
-        PyObject *image = Py_BuildValue(
-            "(ny#)", scan->records[i], scan->text + scan->starts[i], scan->ends[i] - scan->starts[i]);
+        from = cut->end;
+        PyObject *image = Py_BuildValue("(nOy#)", cut->record, names[cut->kind], scan->text + cut->start, cut->end - cut->start);
         if (image == NULL)
             goto failed;
         PyList_SET_ITEM(images, i, image);
@@ -390,17 +396,15 @@ failed:
     return NULL;
 }
 
-PyObject *cut_old_images(PyObject *module, PyObject *body)
+PyObject *cut_images(PyObject *module, PyObject *body)
 {
     if (!PyBytes_Check(body)) {
-        PyErr_Format(PyExc_TypeError, "cut_old_images() takes bytes, not %.100s", Py_TYPE(body)->tp_name);
+        PyErr_Format(PyExc_TypeError, "cut_images() takes bytes, not %.100s", Py_TYPE(body)->tp_name);
         return NULL;
     }
-    Scan scan = {(const unsigned char *)PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body), 0, NULL, NULL, NULL, 0, 0};
+    Scan scan = {(const unsigned char *)PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body), 0, NULL, 0, 0};
     int read = answer(&scan);
     PyObject *result = read == -2 ? NULL : read < 0 || scan.count == 0 ? Py_NewRef(Py_None) : cut(&scan);
-    PyMem_Free(scan.starts);
-    PyMem_Free(scan.ends);
-    PyMem_Free(scan.records);
+    PyMem_Free(scan.images);
     return result;
 }

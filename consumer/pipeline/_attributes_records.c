@@ -15,7 +15,7 @@ static PyObject *wire_dynamodb, *wire_event_name, *wire_event_id, *wire_sequence
 static PyObject *field_event_id, *field_event_name, *field_keys, *field_new_image, *field_old_image,
     *field_sequence_number, *field_approximate_second, *field_size_bytes, *field_is_ttl_delete, *field_raw;
 static PyObject *empty_text, *zero;
-static PyTypeObject *image_text; /* records.ImageText, registered at its import */
+static PyTypeObject *image_text; /* records.ImageText, registered at its import: an image as a dict is */
 
 int init_read_record(void)
 {
@@ -27,7 +27,7 @@ int init_read_record(void)
         {&wire_created, "ApproximateCreationDateTime"}, {&wire_size, "SizeBytes"},
         {&decode_error, "_cdc_decode_error"}, /* records.DECODE_ERROR_FIELD */
         {&field_event_id, "event_id"}, {&field_event_name, "event_name"}, {&field_keys, "keys"},
-        {&field_new_image, "new_image"}, {&field_old_image, "old_image_as_read"},
+        {&field_new_image, "new_image_as_read"}, {&field_old_image, "old_image_as_read"},
         {&field_sequence_number, "sequence_number"}, {&field_approximate_second, "approximate_second"},
         {&field_size_bytes, "size_bytes"}, {&field_is_ttl_delete, "is_ttl_delete"}, {&field_raw, "raw"},
         {&empty_text, ""},
@@ -119,7 +119,8 @@ PyObject *read_record(PyObject *module, PyObject *raw)
     if (PyErr_Occurred())
         return NULL;
     if (sequence_number == NULL || !is_digits(sequence_number) || keys == NULL || !PyDict_CheckExact(keys)
-        || PyDict_GET_SIZE(keys) == 0 || (!remove && (new_image == NULL || !PyDict_CheckExact(new_image)))
+        || PyDict_GET_SIZE(keys) == 0
+        || (!remove && (new_image == NULL || (!PyDict_CheckExact(new_image) && Py_TYPE(new_image) != image_text)))
         || (old_image != NULL && old_image != Py_None && !PyDict_CheckExact(old_image)
             && Py_TYPE(old_image) != image_text)
         || (event_id != NULL && !PyUnicode_CheckExact(event_id)) || (size != NULL && !PyLong_CheckExact(size)))

@@ -18,57 +18,11 @@
 
 #define MAX_DEPTH 64
 
-typedef enum {
-    FAILED = -1,        /* an exception is set */
-    WRITTEN = 0,
-    PYTHON_WRITES = 1,  /* this value is for the Python converter and dumps_json */
-    PYTHON_DECIDES = 2, /* the whole item is: item_lines answers None */
-} Written;
-
-typedef struct {
-    char *data;
-    Py_ssize_t length, capacity;
-} Text;
-
 static Written write_attribute(Text *text, PyObject *attribute, int depth);
-
-static int reserve(Text *text, Py_ssize_t more)
-{
-    if (text->length + more <= text->capacity)
-        return 0;
-    Py_ssize_t capacity = text->capacity;
-    while (capacity < text->length + more)
-        capacity *= 2;
-    char *data = PyMem_Realloc(text->data, capacity);
-    if (data == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    text->data = data;
-    text->capacity = capacity;
-    return 0;
-}
-
-static int append(Text *text, const char *chars, Py_ssize_t length)
-{
-    if (reserve(text, length) < 0)
-        return -1;
-    memcpy(text->data + text->length, chars, length);
-    text->length += length;
-    return 0;
-}
-
-static int append_char(Text *text, char c)
-{
-    if (text->length == text->capacity && reserve(text, 1) < 0)
-        return -1;
-    text->data[text->length++] = c;
-    return 0;
-}
 
 /* orjson's escapes: the two-character ones where JSON has them, \u00XX for other control characters,
  * everything else (non-ASCII included) as it is */
-static int append_escaped(Text *text, const unsigned char *chars, Py_ssize_t length)
+int append_escaped(Text *text, const unsigned char *chars, Py_ssize_t length)
 {
     static const char hex[] = "0123456789abcdef";
     if (reserve(text, length + 2) < 0)
@@ -122,7 +76,7 @@ static Written write_string(Text *text, PyObject *string)
 }
 
 /* The policy's spelling of a plain number: what orjson writes of the int, float or Decimal it is */
-static int append_number(Text *text, const PlainNumber *number)
+int append_number(Text *text, const PlainNumber *number)
 {
     int zero = number->whole_length == 0;
     if (number->kind == PLAIN_INTEGER && zero)
@@ -148,18 +102,9 @@ static int read_number(PyObject *string, PlainNumber *number, const char **chars
     return number->kind != NOT_PLAIN;
 }
 
-/* One member of a number set: its value for sorting, its spelling for writing */
-typedef struct {
-    PlainNumber number;
-    long long integer; /* a PLAIN_INTEGER: of at most LONG_SAFE_DIGITS digits */
-    double decimal;    /* a PLAIN_DECIMAL: below 1e15 in magnitude */
-} Member;
-
-#define EXACT_IN_DOUBLE (1LL << 53)
-
 /* As Python compares an int and a float: exactly. A decimal is below 2**53 in magnitude, so an
  * integer beyond it is greater (or less) whatever the decimal; within it, the double is exact. */
-static int compare_members(const void *left, const void *right)
+int compare_members(const void *left, const void *right)
 {
     const Member *a = left, *b = right;
     if (a->number.kind == PLAIN_INTEGER && b->number.kind == PLAIN_INTEGER)
@@ -369,24 +314,20 @@ static int configured(void)
     return 0;
 }
 
-/* item_lines(item, reserved, head, doc_id, version): the _bulk lines of indexing the item's text under
- * doc_id at an external version, with the metadata line's ``head`` (its text up to the id:
- * bulk.meta_head), byte for byte what encode_action writes of the action; None (above) where the caller's Python path decides, and for an id that is not
- * valid Unicode or a version beyond 64 bits. */
-PyObject *item_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+int begin_lines(const char *signature, PyObject *const *args, Py_ssize_t nargs, Text *text)
 {
     static const char tail[] = ",\"version_type\":\"external\"}}\n";
     if (nargs != 5 || !PyFrozenSet_CheckExact(args[1]) || !PyBytes_CheckExact(args[2])
         || !PyUnicode_CheckExact(args[3]) || !PyLong_CheckExact(args[4])) {
-        PyErr_SetString(PyExc_TypeError, "item_lines(item, reserved: frozenset, head: bytes, doc_id: str, version: int)");
-        return NULL;
+        PyErr_SetString(PyExc_TypeError, signature);
+        return -1;
     }
     if (!configured())
-        return NULL;
+        return -1;
     int overflow;
     long long version = PyLong_AsLongLongAndOverflow(args[4], &overflow);
-    if (overflow != 0 || !PyDict_CheckExact(args[0]))
-        Py_RETURN_NONE;
+    if (overflow != 0)
+        return 1;
     char digits[24], *first = digits + sizeof digits; /* the version's digits, written backwards */
     unsigned long long magnitude = version < 0 ? 0ULL - (unsigned long long)version : (unsigned long long)version;
     do
@@ -394,23 +335,47 @@ PyObject *item_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     while ((magnitude /= 10) != 0);
     if (version < 0)
         *--first = '-';
-    Text text = {PyMem_Malloc(2048), 0, 2048};
-    if (text.data == NULL)
-        return PyErr_NoMemory();
-    Written written = append(&text, PyBytes_AS_STRING(args[2]), PyBytes_GET_SIZE(args[2])) < 0 ? FAILED : WRITTEN;
+    if ((text->data = PyMem_Malloc(2048)) == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    text->length = 0;
+    text->capacity = 2048;
+    Written written = append(text, PyBytes_AS_STRING(args[2]), PyBytes_GET_SIZE(args[2])) < 0 ? FAILED : WRITTEN;
     if (written == WRITTEN)
-        written = write_string(&text, args[3]);
+        written = write_string(text, args[3]);
     if (written == WRITTEN
-        && (append(&text, ",\"version\":", 11) < 0 || append(&text, first, digits + sizeof digits - first) < 0
-            || append(&text, tail, sizeof tail - 1) < 0))
+        && (append(text, ",\"version\":", 11) < 0 || append(text, first, digits + sizeof digits - first) < 0
+            || append(text, tail, sizeof tail - 1) < 0))
         written = FAILED;
-    if (written == WRITTEN)
-        written = write_map(&text, args[0], args[1], 0);
-    if (written == WRITTEN && append_char(&text, '\n') < 0)
+    if (written != WRITTEN)
+        PyMem_Free(text->data);
+    return written == WRITTEN ? 0 : written == PYTHON_DECIDES ? 1 : -1;
+}
+
+PyObject *end_lines(Text *text, Written written)
+{
+    if (written == WRITTEN && append_char(text, '\n') < 0)
         written = FAILED;
-    PyObject *lines = written == WRITTEN ? PyBytes_FromStringAndSize(text.data, text.length) : NULL;
-    PyMem_Free(text.data);
+    PyObject *lines = written == WRITTEN ? PyBytes_FromStringAndSize(text->data, text->length) : NULL;
+    PyMem_Free(text->data);
     if (written == PYTHON_DECIDES)
         Py_RETURN_NONE;
     return lines;
+}
+
+/* item_lines(item, reserved, head, doc_id, version): the _bulk lines of indexing the item's text under
+ * doc_id at an external version, with the metadata line's ``head`` (its text up to the id:
+ * bulk.meta_head), byte for byte what encode_action writes of the action; None (above) where the
+ * caller's Python path decides, and for an id that is not valid Unicode or a version beyond 64 bits. */
+PyObject *item_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Text text;
+    int begun = begin_lines(
+        "item_lines(item, reserved: frozenset, head: bytes, doc_id: str, version: int)", args, nargs, &text);
+    if (begun != 0)
+        return begun < 0 ? NULL : Py_NewRef(Py_None);
+    if (!PyDict_CheckExact(args[0]))
+        return end_lines(&text, PYTHON_DECIDES);
+    return end_lines(&text, write_map(&text, args[0], args[1], 0));
 }

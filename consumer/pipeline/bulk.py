@@ -210,12 +210,23 @@ def python_item_lines(
     return head + id_json + _META_TAIL % version + text + b"\n"
 
 
+def python_image_lines(text: bytes, reserved: frozenset[str], head: bytes, doc_id: str, version: int) -> bytes | None:
+    """``item_lines`` of an item image given as its DynamoDB JSON text (``records.ImageText``: an image
+    a GetRecords answer spelt), the image parsed. The definition; compiled in ``_attributes_images.c``,
+    which writes the lines straight from the text and answers None for every image but the plain ones
+    (the caller then parses the image and calls ``item_lines``)."""
+    return item_lines(orjson.loads(text), reserved, head, doc_id, version)
+
+
 try:
+    from consumer.pipeline._attributes import image_lines as compiled_image_lines
     from consumer.pipeline._attributes import item_lines as compiled_item_lines
-except ImportError:  # built without a C compiler: the Python definition serves
+except ImportError:  # built without a C compiler: the Python definitions serve
     item_lines = python_item_lines
+    image_lines = python_image_lines
 else:
     item_lines = compiled_item_lines
+    image_lines = compiled_image_lines
 
 
 def bulk_body(lines: Iterable[bytes]) -> bytes:

@@ -75,7 +75,9 @@ def letter_for(
 
 
 def _shaped_image(body: dict[str, Any], rules: ProjectionRules) -> dict[str, Any] | None:
-    image = body.get("NewImage") if isinstance(body.get("NewImage"), dict) else as_image(body.get("OldImage"))
+    image = as_image(body.get("NewImage"))
+    if not isinstance(image, dict):
+        image = as_image(body.get("OldImage"))
     if not isinstance(image, dict):
         return None
     try:
@@ -102,7 +104,7 @@ def to_json(letter: DeadLetter, now: str) -> bytes:
 
 def _json_default(value: Any) -> Any:
     """boto3 hands records with bytes (B, BS) and datetimes, shaped documents hold the number
-    policy's Decimals, raw records may hold an OldImage as the answer spelt it: keep them all lossless."""
+    policy's Decimals, raw records may hold images as the answer spelt them: keep them all lossless."""
     if isinstance(value, ImageText):
         return orjson.Fragment(value.text)
     if isinstance(value, (bytes, bytearray)):

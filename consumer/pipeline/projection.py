@@ -48,12 +48,12 @@ from typing import Any
 
 from consumer.errors import RecordError
 from consumer.pipeline.attributes import item_to_json
-from consumer.pipeline.bulk import BulkAction, item_lines, meta_head
+from consumer.pipeline.bulk import BulkAction, image_lines, item_lines, meta_head
 from consumer.pipeline.doc_ids import KeySchema, document_id
 from consumer.pipeline.drift import METADATA_FIELDS, divert, reserved_attributes
 from consumer.pipeline.filtering import matches_any
 from consumer.pipeline.projection_rules import ProjectionRules
-from consumer.pipeline.records import StreamRecord
+from consumer.pipeline.records import ImageText, StreamRecord
 from consumer.pipeline.routes import Placement, Routing
 from consumer.pipeline.service_fields import DELETED_AT_FIELD, DELETED_FIELD, SERVICE_FIELDS, TTL_MARK_FIELD
 from consumer.pipeline.shaping import drop, include_only, mask
@@ -79,19 +79,22 @@ def to_bulk_actions(record: StreamRecord, schema: KeySchema, version: int, routi
     marked = record.event_name == "REMOVE" and record.is_ttl_delete and rules.ttl_deletes == "mark"
     if marked and record.old_image is None:
         raise RecordError("TTL delete to mark has no OldImage: the stream must be NEW_AND_OLD_IMAGES")
-    image = record.old_image if marked else record.new_image
     if routing.everywhere is not None:  # every state in one place: the item never changes index
-        new = routing.everywhere if image is not None else None
+        # whether there is a state, without parsing an image the answer left as text
+        state = record.old_image_as_read if marked else record.new_image_as_read
+        new = routing.everywhere if state is not None else None
         old = None if record.event_name == "INSERT" else routing.everywhere
     else:
+        image = record.old_image if marked else record.new_image
         new = routing.place(record.keys, image) if image is not None else None
         old = _placement_before(record, routing, image, new)
     actions = []
     if new is not None:
-        lines = None if marked else item_as_it_is(new, image, doc_id, version)  # type: ignore[arg-type]
+        lines = None if marked else _new_image_as_it_is(new, record, doc_id, version)
         if lines is not None:
             actions.append(BulkAction(record, doc_id, version, "index", None, new.index, new.route.name, False, lines))
         else:
+            image = record.old_image if marked else record.new_image
             document = _document(record, new, image, marked, routing)  # type: ignore[arg-type]
             actions.append(BulkAction(record, doc_id, version, "index", document, new.index, new.route.name))
     if old is not None and (new is None or old.index != new.index):
@@ -109,6 +112,17 @@ def item_as_it_is(placement: Placement, image: dict[str, Any], doc_id: str, vers
     if not placement.route.as_they_are:
         return None
     return item_lines(image, RESERVED_NAMES, meta_head("index", placement.index), doc_id, version)
+
+
+def _new_image_as_it_is(placement: Placement, record: StreamRecord, doc_id: str, version: int) -> bytes | None:
+    """``item_as_it_is`` of the record's NewImage, written from its text when the answer left it as
+    text (``bulk.image_lines``); parsed only when the text is not a plain image."""
+    image = record.new_image_as_read
+    if type(image) is ImageText and placement.route.as_they_are:
+        lines = image_lines(image.text, RESERVED_NAMES, meta_head("index", placement.index), doc_id, version)
+        if lines is not None:
+            return lines
+    return item_as_it_is(placement, record.new_image, doc_id, version)  # type: ignore[arg-type]
 
 
 def _document(

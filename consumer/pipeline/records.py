@@ -2,9 +2,10 @@
 
 ``StreamRecord.from_wire`` accepts a record as boto3 returns it (or as the wire JSON has it) and
 either yields a frozen ``StreamRecord`` or raises ``RecordError`` naming the field at fault; the
-raw dict is kept so a poison record can be dead-lettered whole. Its OldImage may be an
-``ImageText``, the image as the GetRecords answer spelt it (``consumer.shards.raw_records``): it is
-parsed the first time ``old_image`` is asked for, which a plain MODIFY or REMOVE never does.
+raw dict is kept so a poison record can be dead-lettered whole. Its images may be ``ImageText``s,
+each image as the GetRecords answer spelt it (``consumer.shards.raw_records``): it is parsed the first
+time ``new_image`` or ``old_image`` is asked for, which a plain INSERT, MODIFY or REMOVE never does
+(its NewImage is written as a document from its text: ``consumer.pipeline.bulk.image_lines``).
 
 Where the build had a C compiler, the fields of a plain wire record are read in C
 (``consumer/pipeline/_attributes_records.c``); every other record is read by ``python_from_wire``,
@@ -75,13 +76,19 @@ class StreamRecord:
     event_id: str
     event_name: EventName
     keys: dict[str, Any] = field(repr=False)
-    new_image: dict[str, Any] | None = field(repr=False)
+    new_image_as_read: dict[str, Any] | ImageText | None = field(repr=False)  # new_image, maybe unparsed
     old_image_as_read: dict[str, Any] | ImageText | None = field(repr=False)  # old_image, maybe unparsed
     sequence_number: str
     approximate_second: int
     size_bytes: int
     is_ttl_delete: bool
     raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @functools.cached_property
+    def new_image(self) -> dict[str, Any] | None:
+        """The item after the change (None for a REMOVE); parsed here the first time when the answer left
+        it as text."""
+        return as_image(self.new_image_as_read)
 
     @functools.cached_property
     def old_image(self) -> dict[str, Any] | None:
@@ -122,7 +129,7 @@ class StreamRecord:
         if not isinstance(keys, dict) or not keys:
             raise RecordError("record has no dynamodb.Keys")
         new_image = body.get("NewImage")
-        if event_name != "REMOVE" and not isinstance(new_image, dict):
+        if event_name != "REMOVE" and not isinstance(new_image, (dict, ImageText)):
             raise RecordError(f"{event_name} record has no NewImage: is the stream KEYS_ONLY or OLD_IMAGE?")
         # boto3 returns the API model's names (Type, PrincipalId); Lambda events and the TTL guide
         # spell them type, principalId. Accept both.
@@ -133,7 +140,7 @@ class StreamRecord:
             event_id=str(raw.get("eventID", "")),
             event_name=event_name,
             keys=keys,
-            new_image=new_image if event_name != "REMOVE" else None,
+            new_image_as_read=new_image if event_name != "REMOVE" else None,
             old_image_as_read=body.get("OldImage") if isinstance(body.get("OldImage"), (dict, ImageText)) else None,
             sequence_number=sequence_number,
             approximate_second=_whole_seconds(body.get("ApproximateCreationDateTime")),

@@ -2,11 +2,12 @@
 ``consumer.pipeline.records.StreamRecord.from_wire`` reads, errors mapped by the same table as botocore's
 (``consumer.shards.stream_errors``).
 
-An answer is read by ``read_answer``: each record's OldImage is cut out of its text before the rest is
-parsed (``consumer/pipeline/_attributes_pages.c``) and kept as an ``ImageText``, parsed only when a
-record needs it (a route, a filter, a TTL mark, a dead letter); a plain MODIFY or REMOVE never does.
-A page's parse is most of a worker's CPU per record; read this way it costs 0.60–0.71 of the whole
-parse (``make bench``: the bulk path's (p) against (p')).
+An answer is read by ``read_answer``: each record's OldImage and NewImage are cut out of its text before
+the rest is parsed (``consumer/pipeline/_attributes_pages.c``) and kept as ``ImageText``s, parsed only
+when a record needs them (a route, a transform, a filter, a TTL mark, a dead letter); a plain INSERT,
+MODIFY or REMOVE never does, its NewImage written as a document straight from its text
+(``consumer.pipeline.bulk.image_lines``). A page's parse was most of a worker's CPU per record
+(``make bench``: the bulk path's (p) against (p'), the answers parsed whole).
 
 Thread-safe.
 """
@@ -25,13 +26,13 @@ from consumer.pipeline.records import ImageText
 from consumer.shards.stream_errors import stream_error
 
 try:
-    from consumer.pipeline._attributes import cut_old_images
+    from consumer.pipeline._attributes import cut_images
 except ImportError:  # built without a C compiler: answers are parsed whole
-    cut_old_images = None
+    cut_images = None
 
-# Where an answer does not spell this, it has no old image to cut (a page of INSERTs, a NEW_IMAGE
-# stream's): it is parsed whole without being scanned first.
-OLD_IMAGE_NAME = b'"OldImage"'
+# Where an answer does not spell this, it has no image to cut (a KEYS_ONLY stream's, a page of
+# REMOVEs of a NEW_IMAGE stream): it is parsed whole without being scanned first.
+IMAGE_NAME_END = b'Image"'
 
 
 class RawGetRecords:
@@ -55,8 +56,8 @@ class RawGetRecords:
 
 def read_answer(operation: str, body: bytes, content_type: str) -> dict[str, Any]:
     """A GetRecords answer as ``parse_answer`` reads it (its errors included), each record's OldImage
-    object left as an ``ImageText`` where the answer allows it (``cut_old_images`` says)."""
-    cut = cut_old_images(body) if cut_old_images is not None and OLD_IMAGE_NAME in body else None
+    and NewImage objects left as ``ImageText``s where the answer allows it (``cut_images`` says)."""
+    cut = cut_images(body) if cut_images is not None and IMAGE_NAME_END in body else None
     if cut is None:
         return parse_answer(operation, body, content_type)
     text, images = cut
@@ -65,6 +66,6 @@ def read_answer(operation: str, body: bytes, content_type: str) -> dict[str, Any
     except orjson.JSONDecodeError:
         return parse_answer(operation, body, content_type)  # raises: the answer's own error, on its own text
     records = answer["Records"]
-    for index, image in images:
-        records[index]["dynamodb"]["OldImage"] = ImageText(image)
+    for index, name, image in images:
+        records[index]["dynamodb"][name] = ImageText(image)
     return answer

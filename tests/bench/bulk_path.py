@@ -10,10 +10,10 @@ engine: osmem-server and a real OpenSearch 2.19 node (512 MiB heap, one shard, n
   subset, to bound the run time).
 * (c) ceiling: the same bulk bodies, serialised before timing, POSTed as they are.
 * (p) parse: the same records as GetRecords answers carry them (at most 1000 records and 1 MB an
-  answer), each read as a worker reads it (``consumer.shards.raw_records.read_answer``: old images
-  left as text); (p') the same answers parsed whole by orjson (``json_client.parse_answer``), as
-  every answer was before. (a) starts from parsed records; a worker reads every page first, so our
-  CPU per record is reported with and without (p).
+  answer), each read as a worker reads it (``consumer.shards.raw_records.read_answer``: images left
+  as text); (p') the same answers parsed whole by orjson (``json_client.parse_answer``), as every
+  answer was before. (a) and (a') start from the records as (p) leaves them, read before timing; a
+  worker reads every page first, so our CPU per record is reported with and without (p).
 
 Records are generated before any timing (tests.bench.synthetic), in the form a worker parses from
 GetRecords' JSON (binary as base64 text, times as Unix seconds), and as the answers' bytes for (p). Every measurement writes into a
@@ -76,6 +76,7 @@ SHARD_ID = "shardId-00000001718000000000-bench0001"
 PATH_INDEX, NAIVE_INDEX, CEILING_INDEX = "bench-path", "bench-naive", "bench-ceiling"
 PIPELINED_INDEX = "bench-pipelined"
 ANSWER_BYTES = 1_000_000  # a GetRecords answer stops at 1 MB or at its limit, 1000 records
+ANSWER_TYPE = "application/x-amz-json-1.0"
 # The whole item is kept in _source; the fields people search are mapped. osmem-server analyses
 # dynamically mapped text at ~0.6k docs/s, which would make this a benchmark of its analyser.
 INDEX_BODY = {
@@ -146,6 +147,8 @@ def main(argv: list[str] | None = None) -> None:
     batches = [records[i : i + BATCH_SIZE] for i in range(0, len(records), BATCH_SIZE)]
     bodies = [bulk_of(CEILING_INDEX, actions) for actions in _versioned_batches(batches)]
     answers = _answers(records)
+    read = [raw for answer in answers for raw in read_answer("GetRecords", answer, ANSWER_TYPE)["Records"]]
+    pages = [read[i : i + BATCH_SIZE] for i in range(0, len(read), BATCH_SIZE)]  # as (a) and (a') take them
     _describe_input(records, batches, bodies, answers, time.perf_counter() - started)
     # The pre-generated input (~0.6 GB of dicts) is a bench artefact: a consumer holds one page at a
     # time. Freezing it keeps the garbage collector from re-scanning it on every full collection.
@@ -158,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"engine {name}: {server.describe}")
             client = opensearch_client(Settings(opensearch_url=server.url, table_name="bench"))
             path, pipelined, ceiling, naive, parse, whole = _measure(
-                server, client, batches, bodies, answers, records, args
+                server, client, pages, bodies, answers, records, args
             )
             for index in (PATH_INDEX, PIPELINED_INDEX):
                 print(_verify(client, index, stream.live_items))
@@ -168,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
 def _measure(
     server: Engine,
     client: OpenSearch,
-    batches: list,
+    pages: list,
     bodies: list[bytes],
     answers: list[bytes],
     records: list,
@@ -184,11 +187,11 @@ def _measure(
         run, responses = _timed(client, CEILING_INDEX, server.pid, lambda: _post_bodies(pool, bodies))
         _check_ceiling(responses)
         ceiling_runs.append(run)
-        run, outcomes = _timed(client, PATH_INDEX, server.pid, lambda: _run_path(client, PATH_INDEX, batches))
+        run, outcomes = _timed(client, PATH_INDEX, server.pid, lambda: _run_path(client, PATH_INDEX, pages))
         _check_path(outcomes, len(records))
         path_runs.append(run)
         run, outcomes = _timed(
-            client, PIPELINED_INDEX, server.pid, lambda: _run_pipelined(client, PIPELINED_INDEX, batches)
+            client, PIPELINED_INDEX, server.pid, lambda: _run_pipelined(client, PIPELINED_INDEX, pages)
         )
         _check_path(outcomes, len(records))
         pipelined_runs.append(run)
@@ -234,7 +237,7 @@ def _timed_parse(read: Callable[[str, bytes, str], dict[str, Any]], answers: lis
     client_cpu = time.process_time()
     started = time.perf_counter()
     for body in answers:
-        parsed += len(read("GetRecords", body, "application/x-amz-json-1.0")["Records"])
+        parsed += len(read("GetRecords", body, ANSWER_TYPE)["Records"])
     seconds = time.perf_counter() - started
     client_cpu = time.process_time() - client_cpu
     if parsed != expected:

@@ -126,3 +126,40 @@ def tricky_strings(min_size: int = 1, max_size: int = 8) -> st.SearchStrategy[st
         st.text(st.sampled_from(TRICKY_CHARACTERS), min_size=min_size, max_size=max_size),
         st.text(min_size=min_size, max_size=max_size),
     )
+
+
+# Numbers spelt as the stream spells most of them, at and around the compiled path's limits
+PLAIN_NUMBERS = st.one_of(
+    st.integers(-(10**40), 10**40).map(str),  # 1 to 41 digits: ints, longs, Decimals, too long
+    st.from_regex(r"\A-?0{0,3}[0-9]{1,16}\.[0-9]{1,16}\Z"),  # decimals, some beyond a double's 15 digits
+    st.from_regex(r"\A-?0\.0{3,6}[1-9]{1,4}\Z"),  # around 1e-5, below which a float is written with an exponent
+    st.sampled_from(["0", "-0", "0.0", "1.50", "007", "9223372036854775807", "9223372036854775808", "-" + "9" * 19]),
+)
+MALFORMED_NUMBERS = st.sampled_from(["", "-", ".5", "5.", "1..2", "1e5", " 1", "1_000", "²", "١٢", "NaN", "1" * 39])
+
+# Spellings at the compiled path's limits: 18 and 19 digits, a long's ends, 15 and 16 digits, 1e-5,
+# 38 and 39 digits, leading and trailing zeros, negative zero
+BOUNDARY_NUMBERS = [
+    "999999999999999999",
+    "1000000000000000000",
+    "9223372036854775807",
+    "9223372036854775808",
+    "-9223372036854775808",
+    "-9223372036854775809",
+    "00000000000000000001",
+    "12345678901234567890123456789012345678",
+    "123456789012345678901234567890123456789",
+    "10000000000000000000000000000000000000000",
+    "123456789012.345",
+    "1234567890123.456",
+    "0.00001",
+    "0.000012",
+    "0.000001",
+    "-0.00001",
+    "000.5",
+    "1.0",
+    "1.50",
+    "-0",
+    "-0.0",
+    "0",
+]

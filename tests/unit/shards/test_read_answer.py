@@ -1,8 +1,8 @@
-"""A GetRecords answer read with its old images cut out (``raw_records.read_answer``, the scan in
+"""A GetRecords answer read with its images cut out (``raw_records.read_answer``, the scan in
 ``consumer/pipeline/_attributes_pages.c``) is the answer orjson reads whole, or the same error: on
 random answers spelt every way JSON allows (escapes, whitespace, key orders, repeated keys, numbers
 and odd values where images belong), and on answers broken at random. The scan is compiled: built
-without a C compiler, answers are parsed whole, and the tests that expect old images left as text fail,
+without a C compiler, answers are parsed whole, and the tests that expect images left as text fail,
 as make test means them to."""
 
 from __future__ import annotations
@@ -142,13 +142,14 @@ def _with_images(answer: Any) -> Any:
 
 
 def _plain(answer: Any) -> Any:
-    """The answer as read whole, with each old image the scan would have left as text so marked."""
+    """The answer as read whole, with each image the scan would have left as text so marked."""
     answer = copy.deepcopy(answer)
     if isinstance(answer, dict) and isinstance(answer.get("Records"), list):
         for record in answer["Records"]:
             body = record.get("dynamodb") if isinstance(record, dict) else None
-            if isinstance(body, dict) and isinstance(body.get("OldImage"), dict):
-                body["OldImage"] = ("image", body["OldImage"])
+            for name in ("NewImage", "OldImage"):
+                if isinstance(body, dict) and isinstance(body.get(name), dict):
+                    body[name] = ("image", body[name])
     return answer
 
 
@@ -163,11 +164,14 @@ def _plain(answer: Any) -> Any:
 @example(body=b'{"Records":[{"dynamodb":{"OldImage":{"a":{"S":"\\ud83d\\ude00"}}}}]}')
 @example(body=b'{"Records":[{"dynamodb":{"OldImage":{"a":{"S":"\\ud800"}}}}]}')
 @example(body=b'{"Records":[{"dynamodb":{"OldImage":{"a":{"S":"\xed\xa0\x80"}}}}]}')
-def test_an_answer_read_with_its_old_images_cut_out_is_the_answer_read_whole(body):
+@example(body=b'{"Records":[{"dynamodb":{"NewImage":{"a":{"S":"x"}},"NewImage":{"b":{"S":"y"}}}}]}')
+@example(body=b'{"Records":[{"dynamodb":{"New\\u0049mage":{"a":{"S":"x"}},"NewImage":{"b":{"S":"y"}}}}]}')
+@example(body=b'{"Records":[{"dynamodb":{"NewImage":{"a":{"S":"x"}},"OldImage":{"a":{"S":"x"}}}}]}')
+def test_an_answer_read_with_its_images_cut_out_is_the_answer_read_whole(body):
     # GIVEN an answer spelt any way JSON allows
-    # WHEN it is read with its old images cut out, and read whole by orjson
+    # WHEN it is read with its images cut out, and read whole by orjson
     cut, whole = _parsed(read_answer, body), _parsed(_whole, body)
-    # THEN the same answer, or both refuse it: every old image left as text (parsing to what orjson read
+    # THEN the same answer, or both refuse it: every image left as text (parsing to what orjson read
     # there), or the answer parsed whole where the scan could not be sure
     assert cut[0] == whole[0]
     if cut[0] == "answer":
@@ -199,37 +203,42 @@ def test_an_answer_broken_anywhere_is_refused_or_read_as_orjson_reads_it(body, d
 
 @settings(max_examples=300, deadline=None)
 @given(body=answers(odd=False))
-def test_every_old_image_of_an_answer_as_the_service_writes_it_is_left_as_text(body):
+def test_every_image_of_an_answer_as_the_service_writes_it_is_left_as_text(body):
     # GIVEN an answer as the service writes it: any characters, whitespace and member order
-    # WHEN it is read with its old images cut out
+    # WHEN it is read with its images cut out
     cut = _parsed(read_answer, body)
-    # THEN every old image is left as text, and parses to what orjson read there
+    # THEN every image is left as text, and parses to what orjson read there
     assert cut == ("answer", _plain(orjson.loads(body)))
 
 
-def test_a_plain_answer_leaves_every_old_image_as_text_and_parses_the_rest():
-    # GIVEN an answer of MODIFY and REMOVE records with old images, as the service writes it
-    listed = [stream_record("MODIFY", wire_timestamp=True), stream_record("REMOVE", wire_timestamp=True)]
+def test_a_plain_answer_leaves_every_image_as_text_and_parses_the_rest():
+    # GIVEN an answer of INSERT, MODIFY and REMOVE records with their images, as the service writes it
+    listed = [stream_record(event, wire_timestamp=True) for event in ("INSERT", "MODIFY", "REMOVE")]
     body = orjson.dumps({"Records": listed, "NextShardIterator": "next"})
     # WHEN it is read
     answer = read_answer("GetRecords", body, "application/x-amz-json-1.0")
-    # THEN each old image is left as its text, everything else is parsed
-    old_images = [record["dynamodb"]["OldImage"] for record in answer["Records"]]
-    assert all(isinstance(image, ImageText) for image in old_images)
-    assert [image.item() for image in old_images] == [record["dynamodb"]["OldImage"] for record in listed]
-    assert isinstance(answer["Records"][0]["dynamodb"]["NewImage"], dict) and answer["NextShardIterator"] == "next"
+    # THEN each image is left as its text, everything else is parsed
+    for name, count in (("NewImage", 2), ("OldImage", 2)):
+        images = [record["dynamodb"][name] for record in answer["Records"] if name in record["dynamodb"]]
+        assert len(images) == count and all(isinstance(image, ImageText) for image in images)
+        assert [image.item() for image in images] == [
+            record["dynamodb"][name] for record in listed if name in record["dynamodb"]
+        ]
+    assert answer["Records"][1]["dynamodb"]["Keys"] == listed[1]["dynamodb"]["Keys"]
+    assert answer["NextShardIterator"] == "next"
 
 
-def test_a_record_with_its_old_image_as_text_reads_and_dead_letters_as_it_does_parsed():
-    # GIVEN a REMOVE and a MODIFY read from an answer (old images as text), and the same records parsed whole
-    listed = [stream_record("REMOVE", wire_timestamp=True), stream_record("MODIFY", wire_timestamp=True)]
+def test_a_record_with_its_images_as_text_reads_and_dead_letters_as_it_does_parsed():
+    # GIVEN records read from an answer (images as text), and the same records parsed whole
+    listed = [stream_record(event, wire_timestamp=True) for event in ("REMOVE", "MODIFY", "INSERT")]
     body = orjson.dumps({"Records": listed})
     read = read_answer("GetRecords", body, "application/x-amz-json-1.0")["Records"]
     for as_text, parsed in zip(read, orjson.loads(body)["Records"], strict=True):
         # WHEN each is read as a stream record (in C and in Python) and dead-lettered whole
         record, python = StreamRecord.from_wire(as_text), StreamRecord.python_from_wire(as_text)
-        # THEN the same old image, and the same dead letter, its image and its raw record included
+        # THEN the same images, and the same dead letter, its image and its raw record included
         assert record.old_image == python.old_image == StreamRecord.from_wire(parsed).old_image
+        assert record.new_image == python.new_image == StreamRecord.from_wire(parsed).new_image
         letters = [letter_for("shard", raw, "rejected", keep_raw=True) for raw in (as_text, parsed)]
         assert letters[0].document is not None
         assert to_json(letters[0], "now") == to_json(letters[1], "now")
