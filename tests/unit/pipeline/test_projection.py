@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import replace
 
+import orjson
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -12,11 +14,12 @@ from consumer.errors import RecordError
 from consumer.pipeline.attributes import item_to_json
 from consumer.pipeline.bulk import encode_action
 from consumer.pipeline.doc_ids import KeyAttribute, KeySchema
-from consumer.pipeline.projection import indexable, is_tombstone
+from consumer.pipeline.projection import indexable, is_tombstone, to_bulk_actions
 from consumer.pipeline.projection_rules import ProjectionRules
-from consumer.pipeline.records import StreamRecord
+from consumer.pipeline.records import ImageText, StreamRecord
 from consumer.pipeline.service_fields import DELETED_AT_FIELD, DELETED_FIELD
-from tests.support.factories import single_action, stream_record
+from consumer.shards.raw_records import read_answer
+from tests.support.factories import one_index, single_action, stream_record
 from tests.support.strategies import number_texts
 
 SCHEMA = KeySchema((KeyAttribute("pk", "S"), KeyAttribute("sk", "N")))
@@ -107,3 +110,50 @@ def test_an_item_written_as_it_is_makes_the_lines_of_its_built_document(image, e
     assert action.document == built.document
     reserved = {"_id", "_source", DELETED_FIELD, "_cdc_typed"} & set(image)
     assert (action.source is None) == bool(reserved)  # only reserved names take the long way here
+
+
+def _wire(image: dict) -> dict:
+    """An image as GetRecords' JSON spells it: binary as base64 text."""
+    return orjson.loads(orjson.dumps(image, default=lambda data: base64.b64encode(data).decode()))
+
+
+def _projected(raw: dict, rules: ProjectionRules) -> list[bytes] | tuple[str, str]:
+    try:
+        actions = to_bulk_actions(StreamRecord.from_wire(raw), SCHEMA, 7, one_index(rules))
+    except RecordError as exc:
+        return ("poison", str(exc))
+    return [encode_action("orders", action) for action in actions]
+
+
+WAS_ACTIVE = ({"dynamodb": {"OldImage": {"status": {"S": ["active"]}}}},)
+IS_ACTIVE = ({"dynamodb": {"NewImage": {"status": {"S": ["active"]}}}},)
+RULES = [
+    ProjectionRules(),
+    ProjectionRules(patterns=IS_ACTIVE),
+    ProjectionRules(patterns=WAS_ACTIVE, filter_mode="events"),
+    ProjectionRules(ttl_deletes="mark"),
+    ProjectionRules(include_fields=("status",), key_names=frozenset(KEYS)),
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    image=ITEMS,
+    old=ITEMS,
+    status=st.sampled_from(["active", "closed"]),
+    event=st.sampled_from(["INSERT", "MODIFY", "REMOVE"]),
+    ttl=st.booleans(),
+    rules=st.sampled_from(RULES),
+)
+def test_a_record_read_with_its_images_as_text_projects_as_the_record_parsed_whole(
+    image, old, status, event, ttl, rules
+):
+    # GIVEN any record, with its images as a worker reads them (left as text) and parsed whole
+    new_image, old_image = {**_wire(image), **KEYS}, {**_wire(old), "status": {"S": status}, **KEYS}
+    raw = stream_record(event, keys=KEYS, new_image=new_image, old_image=old_image, ttl=ttl, wire_timestamp=True)
+    body = orjson.dumps({"Records": [raw]})
+    as_read = read_answer("GetRecords", body, "application/x-amz-json-1.0")["Records"][0]
+    assert any(isinstance(image, ImageText) for image in as_read["dynamodb"].values())
+    # WHEN each is projected, under filters, a TTL mark, field rules or none
+    # THEN the same _bulk lines, or the same poison
+    assert _projected(as_read, rules) == _projected(orjson.loads(body)["Records"][0], rules)

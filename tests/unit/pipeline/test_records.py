@@ -247,8 +247,9 @@ def wire_records(draw: st.DrawFn) -> dict:
             for name, value in record["userIdentity"].items()
         }
     body = record.get("dynamodb")
-    if isinstance(body.get("OldImage"), dict) and draw(st.booleans()):  # as consumer.shards.raw_records leaves it
-        body["OldImage"] = ImageText(orjson.dumps(body["OldImage"]))
+    for name in ("NewImage", "OldImage"):
+        if isinstance(body.get(name), dict) and draw(st.booleans()):  # as consumer.shards.raw_records leaves it
+            body[name] = ImageText(orjson.dumps(body[name]))
     for path in draw(st.lists(st.sampled_from(FIELDS), max_size=3)):
         parent = record
         *parents, name = path.split(".")
@@ -279,10 +280,13 @@ def test_the_compiled_reading_is_the_python_one_on_any_record(raw):
     assert compiled == python
     if compiled[0] == "record":
         assert [type(value) for value in compiled[2].values()] == [type(value) for value in python[2].values()]
-        # AND an old image left as text is the image the record had, once asked for
-        old = raw["dynamodb"].get("OldImage")
-        expected = old.item() if isinstance(old, ImageText) else old if isinstance(old, dict) else None
-        assert StreamRecord.from_wire(raw).old_image == StreamRecord.python_from_wire(raw).old_image == expected
+        # AND an image left as text is the image the record had, once asked for
+        for name, image_of in (("OldImage", lambda r: r.old_image), ("NewImage", lambda r: r.new_image)):
+            image = raw["dynamodb"].get(name)
+            expected = image.item() if isinstance(image, ImageText) else image if isinstance(image, dict) else None
+            if name == "NewImage" and raw["eventName"] == "REMOVE":
+                expected = None
+            assert image_of(StreamRecord.from_wire(raw)) == image_of(StreamRecord.python_from_wire(raw)) == expected
 
 
 def test_plain_wire_records_are_read_in_c():
