@@ -100,23 +100,43 @@ static inline int append_char(Text *text, char c)
     return 0;
 }
 
+/* The first place from ``at`` that is not JSON whitespace */
+static inline Py_ssize_t past_space(const unsigned char *text, Py_ssize_t length, Py_ssize_t at)
+{
+    while (at < length && (text[at] == ' ' || text[at] == '\n' || text[at] == '\r' || text[at] == '\t'))
+        at++;
+    return at;
+}
+
+/* Room for one more item in a growing array of ``count`` items of ``size`` bytes (its capacity
+ * doubled, ``first`` the first time); -1: out of memory, the exception set */
+static inline int make_room(void **items, Py_ssize_t count, Py_ssize_t *capacity, size_t size, Py_ssize_t first)
+{
+    if (count < *capacity)
+        return 0;
+    Py_ssize_t grown = *capacity ? *capacity * 2 : first;
+    void *moved = PyMem_Realloc(*items, grown * size);
+    if (moved == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    *items = moved;
+    *capacity = grown;
+    return 0;
+}
+
 /* A string of valid UTF-8, quoted and escaped as orjson writes it */
 int append_escaped(Text *text, const unsigned char *chars, Py_ssize_t length);
 
 /* The policy's spelling of a plain number */
 int append_number(Text *text, const PlainNumber *number);
 
-/* One member of a number set: its value for sorting, its spelling for writing */
-typedef struct {
-    PlainNumber number;
-    long long integer; /* a PLAIN_INTEGER: of at most LONG_SAFE_DIGITS digits */
-    double decimal;    /* a PLAIN_DECIMAL: below 1e15 in magnitude */
-} Member;
+/* The spelling of a number set's i-th member (NULL: not a text of ASCII characters) */
+typedef const char *(*Spelling)(void *members, Py_ssize_t i, Py_ssize_t *length);
 
-#define EXACT_IN_DOUBLE (1LL << 53)
-
-/* qsort's order of number set members: by value, as Python compares them */
-int compare_members(const void *left, const void *right);
+/* An NS of plain members of at most 18 digits (nearly every one): sorted by value, written;
+ * ``otherwise`` for any other */
+Written write_number_set(Text *text, void *members, Py_ssize_t size, Spelling spelling, Written otherwise);
 
 /* The _bulk lines of bulk.item_lines and image_lines (args: what is indexed, reserved, head, doc_id,
  * version): begin_lines checks the arguments and writes the metadata line into a new ``text`` (0; 1:

@@ -42,12 +42,7 @@ static Written write_attribute(Reader *reader, int depth);
 
 static void skip_space(Reader *reader)
 {
-    while (reader->at < reader->length) {
-        unsigned char c = reader->text[reader->at];
-        if (c != ' ' && c != '\n' && c != '\r' && c != '\t')
-            return;
-        reader->at++;
-    }
+    reader->at = past_space(reader->text, reader->length, reader->at);
 }
 
 /* The next character after any space, or -1 at the end */
@@ -189,16 +184,8 @@ static int plain_string(Reader *reader, Span *span)
 
 static int push(Spans *spans, Span span)
 {
-    if (spans->count == spans->capacity) {
-        Py_ssize_t capacity = spans->capacity ? spans->capacity * 2 : 32;
-        Span *grown = PyMem_Realloc(spans->spans, capacity * sizeof(Span));
-        if (grown == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        spans->spans = grown;
-        spans->capacity = capacity;
-    }
+    if (make_room((void **)&spans->spans, spans->count, &spans->capacity, sizeof(Span), 32) < 0)
+        return -1;
     spans->spans[spans->count++] = span;
     return 0;
 }
@@ -327,49 +314,21 @@ static Written write_string_set(Reader *reader)
     return append_char(reader->out, ']') < 0 ? FAILED : WRITTEN;
 }
 
+/* The spelling of a set member read into reader->members */
+static const char *read_spelling(void *members, Py_ssize_t i, Py_ssize_t *length)
+{
+    Span member = ((Spans *)members)->spans[i];
+    *length = member.length;
+    return (const char *)member.chars;
+}
+
 /* An NS of plain members of at most 18 digits: sorted by value, written */
-static Written write_number_set(Reader *reader)
+static Written write_numbers(Reader *reader)
 {
     Written written = read_members(reader);
     if (written != WRITTEN)
         return written;
-    Py_ssize_t size = reader->members.count;
-    Member *sorted = PyMem_Malloc(sizeof(Member) * (size > 0 ? size : 1));
-    if (sorted == NULL) {
-        PyErr_NoMemory();
-        return FAILED;
-    }
-    for (Py_ssize_t i = 0; i < size && written == WRITTEN; i++) {
-        Span spelt = reader->members.spans[i];
-        Member *member = &sorted[i];
-        member->number = read_plain_number((const char *)spelt.chars, spelt.length);
-        if (member->number.kind == NOT_PLAIN
-            || (member->number.kind == PLAIN_INTEGER && member->number.spelt_digits > LONG_SAFE_DIGITS)) {
-            written = PYTHON_DECIDES;
-        } else if (member->number.kind == PLAIN_INTEGER) {
-            member->integer = 0;
-            for (Py_ssize_t d = 0; d < member->number.whole_length; d++)
-                member->integer = member->integer * 10 + (member->number.whole[d] - '0');
-            member->integer = member->number.negative ? -member->integer : member->integer;
-        } else {
-            char chars[32]; /* a plain decimal has at most 15 digits, a sign and a point */
-            memcpy(chars, spelt.chars, spelt.length);
-            chars[spelt.length] = '\0';
-            if ((member->decimal = PyOS_string_to_double(chars, NULL, NULL)) == -1.0 && PyErr_Occurred())
-                written = FAILED;
-        }
-    }
-    if (written == WRITTEN) {
-        qsort(sorted, size, sizeof(Member), compare_members);
-        written = append_char(reader->out, '[') < 0 ? FAILED : WRITTEN;
-        for (Py_ssize_t i = 0; i < size && written == WRITTEN; i++)
-            if ((i > 0 && append_char(reader->out, ',') < 0) || append_number(reader->out, &sorted[i].number) < 0)
-                written = FAILED;
-        if (written == WRITTEN && append_char(reader->out, ']') < 0)
-            written = FAILED;
-    }
-    PyMem_Free(sorted);
-    return written;
+    return write_number_set(reader->out, &reader->members, reader->members.count, read_spelling, PYTHON_DECIDES);
 }
 
 static int is_tag(Span tag, const char *name)
@@ -401,7 +360,7 @@ static Written write_attribute(Reader *reader, int depth)
             written = write_string_set(reader);
     } else if (is_tag(tag, "NS")) {
         if (next == '[')
-            written = write_number_set(reader);
+            written = write_numbers(reader);
     } else if (is_tag(tag, "BOOL") || is_tag(tag, "NULL")) {
         int truth = take_word(reader, "true", 4);
         if (truth || take_word(reader, "false", 5)) {

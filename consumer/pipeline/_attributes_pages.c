@@ -40,12 +40,7 @@ static int value(Scan *scan, int depth, Rule rule);
 
 static void skip_space(Scan *scan)
 {
-    while (scan->at < scan->length) {
-        unsigned char c = scan->text[scan->at];
-        if (c != ' ' && c != '\n' && c != '\r' && c != '\t')
-            return;
-        scan->at++;
-    }
+    scan->at = past_space(scan->text, scan->length, scan->at);
 }
 
 /* Whether the next character is c; consumed if so */
@@ -230,16 +225,8 @@ static int read_key(Scan *scan, const unsigned char **key, Py_ssize_t *key_lengt
 
 static int note_image(Scan *scan, Py_ssize_t start, Py_ssize_t end, Py_ssize_t record, int kind)
 {
-    if (scan->count == scan->capacity) {
-        Py_ssize_t capacity = scan->capacity ? scan->capacity * 2 : 64;
-        Image *images = PyMem_Realloc(scan->images, capacity * sizeof(Image));
-        if (images == NULL) {
-            PyErr_NoMemory();
-            return -2;
-        }
-        scan->images = images;
-        scan->capacity = capacity;
-    }
+    if (make_room((void **)&scan->images, scan->count, &scan->capacity, sizeof(Image), 64) < 0)
+        return -2;
     scan->images[scan->count++] = (Image){start, end, record, kind};
     return 0;
 }
@@ -308,18 +295,33 @@ static int dynamodb_member(Scan *scan, const unsigned char *key, Py_ssize_t key_
     return note_image(scan, start, scan->at, record, kind);
 }
 
-static int record_member(Scan *scan, const unsigned char *key, Py_ssize_t key_length, Py_ssize_t record,
-                         unsigned *met)
+/* The one member ``name`` of an object, read by ``read`` when its value opens with ``opens`` (a
+ * second: not accepted); any other member, or another value, is for the caller to skip */
+static int named_member(Scan *scan, const unsigned char *key, Py_ssize_t key_length, const char *name,
+                        unsigned char opens, int (*read)(Scan *scan, Py_ssize_t record), Py_ssize_t record,
+                        unsigned *met)
 {
     int repeated;
-    if (!meets(key, key_length, "dynamodb", 1, met, &repeated))
+    if (!meets(key, key_length, name, 1, met, &repeated))
         return 1;
     if (repeated)
         return -1;
-    return next_is(scan, '{') ? object_read(scan, 2, record, dynamodb_member) : 1;
+    return next_is(scan, opens) ? read(scan, record) : 1;
 }
 
-static int records(Scan *scan)
+static int dynamodb_object(Scan *scan, Py_ssize_t record)
+{
+    return object_read(scan, 2, record, dynamodb_member);
+}
+
+static int record_member(Scan *scan, const unsigned char *key, Py_ssize_t key_length, Py_ssize_t record,
+                         unsigned *met)
+{
+    return named_member(scan, key, key_length, "dynamodb", '{', dynamodb_object, record, met);
+}
+
+/* The answer's records (``record``: none yet) */
+static int records(Scan *scan, Py_ssize_t record)
 {
     Py_ssize_t index = 0;
     scan->at++; /* '[' */
@@ -338,12 +340,7 @@ static int records(Scan *scan)
 static int answer_member(Scan *scan, const unsigned char *key, Py_ssize_t key_length, Py_ssize_t record,
                          unsigned *met)
 {
-    int repeated;
-    if (!meets(key, key_length, "Records", 1, met, &repeated))
-        return 1;
-    if (repeated)
-        return -1;
-    return next_is(scan, '[') ? records(scan) : 1;
+    return named_member(scan, key, key_length, "Records", '[', records, record, met);
 }
 
 static int answer(Scan *scan)

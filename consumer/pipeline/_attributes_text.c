@@ -102,9 +102,18 @@ static int read_number(PyObject *string, PlainNumber *number, const char **chars
     return number->kind != NOT_PLAIN;
 }
 
+/* One member of a number set: its value for sorting, its spelling for writing */
+typedef struct {
+    PlainNumber number;
+    long long integer; /* a PLAIN_INTEGER: of at most LONG_SAFE_DIGITS digits */
+    double decimal;    /* a PLAIN_DECIMAL: below 1e15 in magnitude */
+} Member;
+
+#define EXACT_IN_DOUBLE (1LL << 53)
+
 /* As Python compares an int and a float: exactly. A decimal is below 2**53 in magnitude, so an
  * integer beyond it is greater (or less) whatever the decimal; within it, the double is exact. */
-int compare_members(const void *left, const void *right)
+static int compare_members(const void *left, const void *right)
 {
     const Member *a = left, *b = right;
     if (a->number.kind == PLAIN_INTEGER && b->number.kind == PLAIN_INTEGER)
@@ -118,10 +127,8 @@ int compare_members(const void *left, const void *right)
     return (x > y) - (x < y);
 }
 
-/* An NS of plain members of at most 18 digits (nearly every one): sorted by value, written. */
-static Written write_number_set(Text *text, PyObject *members)
+Written write_number_set(Text *text, void *members, Py_ssize_t size, Spelling spelling, Written otherwise)
 {
-    Py_ssize_t size = PyList_GET_SIZE(members);
     Member *sorted = PyMem_Malloc(sizeof(Member) * (size > 0 ? size : 1));
     if (sorted == NULL) {
         PyErr_NoMemory();
@@ -129,18 +136,24 @@ static Written write_number_set(Text *text, PyObject *members)
     }
     Written written = WRITTEN;
     for (Py_ssize_t i = 0; i < size && written == WRITTEN; i++) {
-        const char *chars;
+        Py_ssize_t length;
+        const char *chars = spelling(members, i, &length);
         Member *member = &sorted[i];
-        if (!read_number(PyList_GET_ITEM(members, i), &member->number, &chars)
+        member->number = chars != NULL ? read_plain_number(chars, length) : (PlainNumber){NOT_PLAIN};
+        if (member->number.kind == NOT_PLAIN
             || (member->number.kind == PLAIN_INTEGER && member->number.spelt_digits > LONG_SAFE_DIGITS)) {
-            written = PYTHON_WRITES;
+            written = otherwise;
         } else if (member->number.kind == PLAIN_INTEGER) {
             member->integer = 0;
             for (Py_ssize_t d = 0; d < member->number.whole_length; d++)
                 member->integer = member->integer * 10 + (member->number.whole[d] - '0');
             member->integer = member->number.negative ? -member->integer : member->integer;
-        } else if ((member->decimal = PyOS_string_to_double(chars, NULL, NULL)) == -1.0 && PyErr_Occurred()) {
-            written = FAILED;
+        } else {
+            char terminated[32]; /* a plain decimal has at most 15 digits, a sign and a point */
+            memcpy(terminated, chars, length);
+            terminated[length] = '\0';
+            if ((member->decimal = PyOS_string_to_double(terminated, NULL, NULL)) == -1.0 && PyErr_Occurred())
+                written = FAILED;
         }
     }
     if (written == WRITTEN) {
@@ -154,6 +167,16 @@ static Written write_number_set(Text *text, PyObject *members)
     }
     PyMem_Free(sorted);
     return written;
+}
+
+/* The spelling of a list's member, when an ASCII str */
+static const char *listed_spelling(void *members, Py_ssize_t i, Py_ssize_t *length)
+{
+    PyObject *member = PyList_GET_ITEM((PyObject *)members, i);
+    if (!PyUnicode_CheckExact(member) || !PyUnicode_IS_ASCII(member))
+        return NULL;
+    *length = PyUnicode_GET_LENGTH(member);
+    return (const char *)PyUnicode_DATA(member);
 }
 
 /* An SS of str members: sorted, written */
@@ -287,7 +310,7 @@ static Written write_attribute(Text *text, PyObject *attribute, int depth)
         break;
     case 'n':
         if (PyList_CheckExact(value))
-            written = write_number_set(text, value);
+            written = write_number_set(text, value, PyList_GET_SIZE(value), listed_spelling, PYTHON_WRITES);
         break;
     case 'b':
         if (PyBool_Check(value))

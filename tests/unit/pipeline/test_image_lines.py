@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from consumer.pipeline import bulk
 from consumer.pipeline.records import ImageText
 from consumer.shards.raw_records import read_answer
+from tests.support.json_text import Obj, spell
 from tests.support.strategies import BOUNDARY_NUMBERS, MALFORMED_NUMBERS, PLAIN_NUMBERS, number_texts
 
 RESERVED = frozenset({"_id", "_cdc_deleted", "é"})
@@ -37,11 +38,7 @@ NUMBERS = st.one_of(PLAIN_NUMBERS, number_texts(), st.sampled_from(BOUNDARY_NUMB
 BASE64 = st.binary(max_size=6).map(lambda b: __import__("base64").b64encode(b).decode())
 
 
-class Obj:
-    """A JSON object as its members in order, repeats allowed (a dict cannot hold them)."""
-
-    def __init__(self, members: list[tuple[str, Any]]) -> None:
-        self.members = members
+ESCAPED_S = "S "  # stands for the tag S spelt with an escape (a tag with an escape is Python's to read)
 
 
 def _attribute(tag: str, value: Any) -> Obj:
@@ -63,7 +60,7 @@ SCALARS = st.one_of(
 ODD_VALUES = st.one_of(st.none(), st.booleans(), TEXTS, st.lists(st.booleans(), max_size=2), st.just(Obj([])))
 MALFORMED = st.one_of(
     st.builds(_attribute, st.sampled_from(["S", "N", "B", "BOOL", "NULL", "SS", "NS", "BS", "M", "L"]), ODD_VALUES),
-    st.builds(_attribute, st.sampled_from(["s", "X", "BOOLEAN", "", "SSS", "\\u0053"]), ODD_VALUES),
+    st.builds(_attribute, st.sampled_from(["s", "X", "BOOLEAN", "", "SSS", ESCAPED_S]), ODD_VALUES),
     st.builds(
         lambda tag, members: _attribute(tag, members),
         st.sampled_from(["SS", "NS", "BS"]),
@@ -95,25 +92,18 @@ IMAGES = st.builds(
 def _spell(value: Any, rng: random.Random, odd_names: float = 0.1) -> str:
     """JSON text of ``value`` in a random spelling: whitespace, and strings escaped at random (names,
     type tags among them, now and then: ``odd_names``)."""
-    gap = rng.choice(["", "", " ", "\n\t "])
-    if isinstance(value, Obj):
-        members = (
-            f"{_spell_string(name, rng, odd_names)}{gap}:{gap}{_spell(member, rng, odd_names)}"
-            for name, member in value.members
-        )
-        return "{" + gap + f"{gap},{gap}".join(members) + gap + "}"
-    if isinstance(value, list):
-        return "[" + gap + f",{gap}".join(_spell(member, rng, odd_names) for member in value) + gap + "]"
-    if isinstance(value, str):
-        return _spell_string(value, rng)
-    return json.dumps(value)
+    return spell(
+        value,
+        lambda: rng.choice(["", "", " ", "\n\t "]),
+        lambda text, is_name: _spell_string(text, rng, odd_names if is_name else 0.4),
+    )
 
 
 def _spell_string(text: str, rng: random.Random, odd: float = 0.4) -> str:
     """A JSON string for ``text``: mostly as orjson writes it, now and then with characters escaped that
     need none (``\\u0061``, ``\\/``, ``\\u00e9``), or escaped the other way (``\\u000a`` for ``\\n``)."""
-    if text.startswith("\\u"):  # a tag spelt with an escape: written as it is
-        return f'"{text}"'
+    if text is ESCAPED_S:
+        return '"\\u0053"'
     if rng.random() >= odd:
         return orjson.dumps(text).decode()
     spelt = []

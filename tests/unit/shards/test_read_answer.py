@@ -20,14 +20,7 @@ from consumer.pipeline.letters import letter_for, to_json
 from consumer.pipeline.records import ImageText, StreamRecord
 from consumer.shards.raw_records import read_answer
 from tests.support.factories import stream_record
-
-
-class Obj:
-    """A JSON object as its members in order, repeats allowed (a dict cannot hold them)."""
-
-    def __init__(self, members: list[tuple[str, Any]]) -> None:
-        self.members = members
-
+from tests.support.json_text import Obj, spell
 
 TEXTS = st.text(max_size=8) | st.sampled_from(["", '"', "\\", "/", "\x00", "\x1f", "é", "😀", "\u2028", "\ufffe"])
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | TEXTS
@@ -97,20 +90,10 @@ def answers(draw: st.DrawFn, odd: bool = True) -> bytes:
     if odd and draw(st.integers(0, 5)) == 0:
         members.append((draw(st.sampled_from(["Records", "Other"])), draw(JSON_VALUES)))
     ascii_only, spaced = odd and draw(st.integers(0, 3)) == 0, draw(st.booleans())
-    return _spell(Obj(draw(st.permutations(members))), ascii_only, spaced).encode()
-
-
-def _spell(value: Any, ascii_only: bool, spaced: bool) -> str:
-    gap = " \n\t" if spaced else ""
-    if isinstance(value, Obj):
-        members = (
-            f"{json.dumps(name, ensure_ascii=ascii_only)}{gap}:{gap}{_spell(member, ascii_only, spaced)}"
-            for name, member in value.members
-        )
-        return "{" + gap + f"{gap},{gap}".join(members) + gap + "}"
-    if isinstance(value, list):
-        return "[" + ",".join(_spell(member, ascii_only, spaced) for member in value) + "]"
-    return json.dumps(value, ensure_ascii=ascii_only)
+    answer = Obj(draw(st.permutations(members)))
+    return spell(
+        answer, lambda: " \n\t" if spaced else "", lambda text, _: json.dumps(text, ensure_ascii=ascii_only)
+    ).encode()
 
 
 def _parsed(read, body: bytes) -> tuple:
