@@ -24,7 +24,8 @@ it converts the common types itself and hands every other value to this module's
 which remain the definition (``python_item_to_json``) and the fallback where nothing was compiled.
 So is ``python_item_json``, the JSON text of ``item_to_json``'s document: ``_attributes_text.c`` writes
 it straight from the item (``consumer.pipeline.bulk.item_lines``, with the ``_bulk`` lines around it),
-which spares building the document's values when only its text is needed.
+which spares building the document's values when only its text is needed, and ``_attributes_images.c``
+from the item's text as a GetRecords answer spelt it (``bulk.image_lines``), which spares parsing it.
 
 All functions here are pure and thread-safe.
 """
