@@ -168,12 +168,15 @@ class ShardReader:
         anchor = self._held.lease.latest_anchor_at
         if anchor is not None:
             self.skip_before = anchor
+            iterator = self._api.get_shard_iterator(self._stream_arn, self.shard_id, TRIM_HORIZON)
             log.info("shard_iterator_acquired", position=TRIM_HORIZON, skipping_records_before_second=anchor)
-            return self._api.get_shard_iterator(self._stream_arn, self.shard_id, TRIM_HORIZON)
+            return iterator
         anchor = math.floor(self._aws_clock.read_time(LATEST_ANCHOR_MARGIN_SECONDS))
         self._held.anchor_latest(anchor)
+        iterator = self._api.get_shard_iterator(self._stream_arn, self.shard_id, LATEST)
+        # logged once acquired: a change written after this event is read (tests wait for it)
         log.info("shard_iterator_acquired", position=LATEST, anchor_second=anchor)
-        return self._api.get_shard_iterator(self._stream_arn, self.shard_id, LATEST)
+        return iterator
 
 
 def is_full_page(records: int, size_bytes: int, max_records: int) -> bool:
