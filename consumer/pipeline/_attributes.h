@@ -100,6 +100,12 @@ static inline int append_char(Text *text, char c)
     return 0;
 }
 
+/* The value of a hexadecimal digit, -1 for any other character */
+static inline int hex_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
 /* The first place from ``at`` that is not JSON whitespace */
 static inline Py_ssize_t past_space(const unsigned char *text, Py_ssize_t length, Py_ssize_t at)
 {

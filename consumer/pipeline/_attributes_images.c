@@ -99,11 +99,6 @@ static int string(Reader *reader, Span *span, int *escaped)
     return -1;
 }
 
-static int hex_digit(unsigned char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
 /* A string with escapes, written as orjson writes the string it stands for */
 static Written write_unescaped(Reader *reader, Span span)
 {

@@ -54,11 +54,6 @@ static int take(Scan *scan, unsigned char c)
     return 0;
 }
 
-static int hex_value(unsigned char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
 /* The length of the UTF-8 sequence at text[0..available), 0 when it is not valid UTF-8 (overlong forms,
  * surrogates and code points beyond U+10FFFF included) */
 static int utf8_length(const unsigned char *text, Py_ssize_t available)
@@ -104,7 +99,7 @@ static int string(Scan *scan, Rule rule, int *escaped)
                     return -1;
                 int code = 0;
                 for (int i = 2; i < 6; i++) {
-                    int digit = hex_value(text[at + i]);
+                    int digit = hex_digit(text[at + i]);
                     if (digit < 0)
                         return -1;
                     code = code * 16 + digit;
