@@ -25,6 +25,7 @@ from tests.support.worker_process import wait_until
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.timeout(900)  # the KCL waits up to 30 s to start and 2 min for a dead leader
 def test_two_daemons_share_the_stream_and_a_killed_one_restarts_into_convergence(
     ddb, moto, search_engine, table_name, tmp_path, kcl_classpath
 ):

@@ -21,6 +21,7 @@ from tests.support.worker_process import wait_until
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.timeout(900)  # the KCL waits up to 30 s to start and 2 min for a dead leader
 def test_the_kcl_daemon_killed_restarted_and_throttled_on_a_splitting_stream_converges(
     ddb, moto, osmem, stream_server, proxy, fed_stream, table_name, tmp_path, kcl_classpath, dynamodb_front
 ):
