@@ -30,6 +30,14 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own reordering by parameters
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules marked ``long`` first, each whole: pytest-xdist hands modules out in this order, so
+    the long ones start at once and the short ones fill in beside them, rather than one of them running
+    alone at the end. (``search_engine`` costs nothing to switch: the engines are fixtures of their own.)"""
+    items.sort(key=lambda item: (1, "") if item.get_closest_marker("long") is None else (0, item.nodeid.split("::")[0]))
+
+
 @pytest.fixture(scope="session")
 def moto() -> Iterator[MotoServer]:
     server = MotoServer.start()

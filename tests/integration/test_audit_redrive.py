@@ -22,7 +22,7 @@ from tests.support.factories import stream_record, unindexable_image
 from tests.support.tables import create_table, index_documents, table_documents, write_random_history
 from tests.support.worker_process import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.engines]
+pytestmark = [pytest.mark.integration, pytest.mark.engines, pytest.mark.long]
 
 
 def audit_json(env: dict[str, str], *args: str) -> tuple[int, dict]:

@@ -19,7 +19,7 @@ from tests.support.probes import ProbeSampler
 from tests.support.tables import index_documents, keep_writing, table_documents, write_random_history
 from tests.support.worker_process import wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 
 OUTAGE_SECONDS = float(os.environ.get("CDC_TEST_CREDENTIAL_OUTAGE_SECONDS", "60"))
 

@@ -43,7 +43,7 @@ from tests.support.in_process import InProcessWorker, start_worker
 from tests.support.tables import COMPOSITE_KEY_SCHEMA, create_table, index_documents
 from tests.support.worker_process import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.engines]
+pytestmark = [pytest.mark.integration, pytest.mark.engines, pytest.mark.long]
 
 EXAMPLES = int(os.environ.get("CDC_FAULT_INJECTION_EXAMPLES", "6"))
 ITEMS = [f"item-{i}" for i in range(6)]

@@ -23,7 +23,7 @@ from tests.support.commands import consumer
 from tests.support.tables import create_table, index_documents
 from tests.support.worker_process import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.engines]
+pytestmark = [pytest.mark.integration, pytest.mark.engines, pytest.mark.long]
 
 REPO = Path(__file__).resolve().parents[2]
 LAG_SECONDS = 4.0  # an item written this long before a poll must be in it: the consumer's own lag

@@ -18,7 +18,7 @@ from tests.support.kcl_daemon_side import kcl_env
 from tests.support.tables import index_documents, table_documents, write_random_history
 from tests.support.worker_process import wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 
 
 @pytest.mark.timeout(900)  # the KCL waits up to 30 s to start and 2 min for a dead leader

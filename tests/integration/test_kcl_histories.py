@@ -42,7 +42,7 @@ from tests.support.histories import final_table, histories, shards_of
 from tests.support.kcl_daemon_side import create_kcl_lease_table, kcl_record, put_kcl_lease
 from tests.support.tables import index_documents
 
-pytestmark = [pytest.mark.integration, pytest.mark.engines]
+pytestmark = [pytest.mark.integration, pytest.mark.engines, pytest.mark.long]
 SCHEMA = KeySchema((KeyAttribute("pk", "S"),))
 _runs = itertools.count()
 

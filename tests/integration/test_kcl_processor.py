@@ -22,7 +22,7 @@ from tests.support.fault_proxy import FaultProxy
 from tests.support.kcl_daemon_side import KclChild, create_kcl_lease_table, kcl_env, kcl_record, put_kcl_lease
 from tests.support.tables import create_table, index_documents
 
-pytestmark = [pytest.mark.integration, pytest.mark.engines]
+pytestmark = [pytest.mark.integration, pytest.mark.engines, pytest.mark.long]
 
 SHARD = "shardId-00000001700000000000-aaaaaaaa"
 NOW = int(time.time())

@@ -13,7 +13,7 @@ from tests.support.in_process import InProcessWorker, start_worker
 from tests.support.tables import COMPOSITE_KEY, create_table, index_documents, table_documents, write_random_history
 from tests.support.worker_process import wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 
 
 def test_three_workers_share_320_shards_apply_every_record_and_lose_no_lease(

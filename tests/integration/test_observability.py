@@ -16,7 +16,7 @@ from tests.support.slow_proxy import SlowProxy
 from tests.support.tables import create_table, write_random_history
 from tests.support.worker_process import wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 
 EXPECTED_METRICS = {
     "cdc_build_info",

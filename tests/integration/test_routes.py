@@ -59,7 +59,7 @@ from tests.support.single_table import (
 from tests.support.tables import index_documents
 from tests.support.worker_process import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.engines]
+pytestmark = [pytest.mark.integration, pytest.mark.engines, pytest.mark.long]
 REPO = Path(__file__).resolve().parents[2]  # the transform's package (tests.support) on the workers' path
 EXAMPLES = int(os.environ.get("CDC_ROUTE_HISTORY_EXAMPLES", "15"))
 _prefixes = (f"shop{n}" for n in itertools.count())

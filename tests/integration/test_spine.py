@@ -16,7 +16,7 @@ from consumer.leases.model import Lease
 from tests.support.tables import create_table, index_documents, table_documents, write_random_history
 from tests.support.worker_process import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.engines]
+pytestmark = [pytest.mark.integration, pytest.mark.engines, pytest.mark.long]
 
 
 def converged(ddb: Any, table: str, opensearch_url: str) -> bool:
