@@ -192,9 +192,10 @@ class BackfillRunner:
         self.tally.add("items", len(page.items))
         self.tally.read_units += page.read_units
         self._metrics.backfill_read_units.inc(page.read_units)
-        by_id = {document_key: item for document_key, item in _ids(self._schema, page.items)}
+        by_id: dict[str, dict] | None = None  # the page's items by document id, once one is refused
         for action, (outcome, error) in zip(actions, self._sink.apply(actions, stop), strict=True):
             if outcome is Outcome.POISON:
+                by_id = dict(_ids(self._schema, page.items)) if by_id is None else by_id
                 letters.append(_letter(segment, by_id[action.doc_id], self._schema, error or "rejected"))
             else:
                 self.tally.add(outcome.value)

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
@@ -31,6 +32,7 @@ from consumer.runtime.clients import aws_clients
 from consumer.runtime.stream_source import resolve_stream
 from consumer.runtime.worker import WorkerTimings
 from consumer.shards.api import StreamsApi
+from tests.support.factories import unindexable_image
 from tests.support.tables import COMPOSITE_KEY, index_documents, table_documents
 from tests.support.worker_process import wait_until
 
@@ -38,8 +40,8 @@ pytestmark = pytest.mark.integration
 _tables = itertools.count()
 
 
-def table_with_history(ddb: Any, name: str, items: int, seed: int) -> None:
-    """A table whose ``items`` items were written before its stream was enabled."""
+def table_with_history(ddb: Any, name: str, items: int, seed: int, more: Iterable[dict[str, Any]] = ()) -> None:
+    """A table whose ``items`` items (and ``more``) were written before its stream was enabled."""
     ddb.create_table(
         TableName=name,
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
@@ -52,6 +54,8 @@ def table_with_history(ddb: Any, name: str, items: int, seed: int) -> None:
     rng = random.Random(seed)
     for i in range(items):
         ddb.put_item(TableName=name, Item=item(f"old-{i}", rng.randrange(100)))
+    for extra in more:
+        ddb.put_item(TableName=name, Item=extra)
     ddb.update_table(
         TableName=name, StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
     )
@@ -293,6 +297,36 @@ def test_workers_started_on_a_new_index_backfill_it_themselves(ddb, osmem, table
     wait_until(lambda: max(w.metric('cdc_backfill_segments{state="done"}') for w in workers) == 4, 60, "segments done")
     assert sum(w.metric("cdc_backfill_items_total") for w in workers) >= 150
     assert all(worker.terminate() == 0 for worker in workers)
+
+
+def test_items_no_index_can_hold_are_dead_lettered_by_their_keys_and_every_other_item_is_indexed(
+    ddb, osmem, table_name, worker_env, start_worker, tmp_path
+):
+    # GIVEN a table of 80 items from before its stream, two of which no index can hold (too many fields)
+    refused = [unindexable_image({"pk": {"S": f"wide-{i}"}, "sk": {"N": "1"}}) for i in range(2)]
+    table_with_history(ddb, table_name, 80, seed=3, more=refused)
+    env = {**worker_env, "CDC_BACKFILL_SEGMENTS": "3"}
+    start_worker(env)
+    wait_until(lambda: _leases_exist(ddb, table_name), timeout=60, what="the stream's leases")
+
+    # WHEN the backfill runs
+    run = consumer(env, "backfill", "--json")
+    out, err = run.communicate(timeout=120)
+
+    # THEN it ends complete, counting the two as dead-lettered; their letters name their keys and why
+    assert run.returncode == 0, err
+    summary = json.loads(out)
+    assert (summary["complete"], summary["items"], summary["dead_lettered"]) == (True, 82, 2), summary
+    letters = [json.loads(line) for line in (tmp_path / "dead-letters.jsonl").read_text().splitlines()]
+    assert sorted(letter["record"]["dynamodb"]["Keys"]["pk"]["S"] for letter in letters) == ["wide-0", "wide-1"]
+    assert all(letter["record"]["eventName"] == "BACKFILL" and "field" in letter["error"] for letter in letters)
+    # AND every other item is in the index as the table has it
+    expected = {
+        doc_id: document
+        for doc_id, document in table_documents(ddb, table_name, COMPOSITE_KEY).items()
+        if not doc_id.startswith("wide-")
+    }
+    assert index_documents(osmem.url, table_name) == expected
 
 
 def test_a_missing_table_or_an_impossible_segment_count_is_a_clear_error(table_name, worker_env):
