@@ -206,7 +206,7 @@ class OpenSearchSink:
                 indices.add(self._index)
             try:
                 path_index = indices.pop() if len(indices) == 1 else None
-                items = self._send(bulk_body(batch.encoded[i] for i in chunk), len(chunk), path_index, work)
+                items = self._send(bulk_body(map(batch.encoded.__getitem__, chunk)), len(chunk), path_index, work)
             except _RequestFailedError as exc:
                 if exc.failure in (RequestFailure.OUTAGE, RequestFailure.THROTTLED):
                     later += chunk + [i for rest in requests for i in rest]  # the rest would fail alike

@@ -64,6 +64,9 @@ class PreparedBatch:
     version: int
     last_sequence_number: str | None
     last_record_second: int | None
+    # the records' outcomes when every action is applied (the common answer): counted here, so that a
+    # page prepared while another is in flight does not count them in the gap between two requests
+    applied: Outcomes = field(default_factory=Counter)
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,7 @@ class BatchProcessor:
             actions += record_actions
             encoded += lines
         last = raw_records[-1] if raw_records else None
+        applied = Outcome.APPLIED._value_  # _value_: .value is a slow property
         return PreparedBatch(
             shard_id=shard_id,
             start_version=start_version,
@@ -192,6 +196,7 @@ class BatchProcessor:
             version=version,
             last_sequence_number=_sequence_number(last) if last is not None else None,
             last_record_second=last_second,
+            applied=Counter([(a.record.event_name, applied, a.route) for a in actions if not a.companion]),
         )
 
     def _project(self, record: StreamRecord, version: int) -> tuple[list[BulkAction], list[bytes]]:
@@ -245,9 +250,8 @@ class BatchProcessor:
         outcomes = Counter(batch.filtered)
         letters = [(letter, NO_ROUTE) for letter in batch.letters]
         results = self._apply(batch, stop, while_in_flight)
-        if len(results) == len(batch.actions) == results.count(APPLIED):  # the common batch: counted at once
-            applied = Outcome.APPLIED._value_  # _value_: .value is a slow property
-            outcomes.update([(a.record.event_name, applied, a.route) for a in batch.actions if not a.companion])
+        if len(results) == len(batch.actions) == results.count(APPLIED):  # the common batch: counted already
+            outcomes.update(batch.applied)
             return self._settled(batch, letters, outcomes, stop)
         poisoned: dict[int, BulkAction] = {}  # id(record) → its first poison action: one letter a record
         for action, (outcome, error) in zip(batch.actions, results, strict=True):

@@ -273,26 +273,32 @@ def _run_pipelined(
     client: OpenSearch, index: str, batches: list[list[dict[str, Any]]]
 ) -> collections.Counter[tuple[str, str]]:
     """As ``_run_path``, with each page prepared while the one before it is in flight, from the clock
-    value that page ends at, as a shard task in catch-up does (``ShardTask``: ``_prepare_prefetched``)."""
+    value that page ends at, as a shard task in catch-up does (``ShardTask``: ``_prepare_prefetched``),
+    which also lets go of the page settled before in that flight (freeing a page's objects is CPU work)."""
     outcomes: collections.Counter[tuple[str, str]] = collections.Counter()
     with _processor(client, index) as processor:
         stop = threading.Event()
         prepared = processor.prepare(SHARD_ID, batches[0], 0)
+        settled: list[PreparedBatch] = []
         for following in [*batches[1:], None]:
             ahead: list[PreparedBatch] = []
             work = (
-                None if following is None else functools.partial(_prepare_into, ahead, processor, following, prepared)
+                None
+                if following is None
+                else functools.partial(_prepare_into, ahead, settled, processor, following, prepared)
             )
             result = processor.apply(prepared, stop, work)
             outcomes.update(result.outcomes)
             if following is None:
                 break
+            settled.append(prepared)
             # the work may not have run (consumer.sink.in_flight): then it is done now
             prepared = ahead[0] if ahead else processor.prepare(SHARD_ID, following, result.version)
     return outcomes
 
 
-def _prepare_into(ahead: list, processor: BatchProcessor, page: list, before: PreparedBatch) -> None:
+def _prepare_into(ahead: list, settled: list, processor: BatchProcessor, page: list, before: PreparedBatch) -> None:
+    settled.clear()
     ahead.append(processor.prepare(SHARD_ID, page, before.version))
 
 
