@@ -44,6 +44,7 @@ from consumer.pipeline.doc_ids import KeyAttribute, KeySchema
 from consumer.pipeline.repair import repair_version, restore_item
 from consumer.sink.index_setup import LIVE_FILTER
 from tests.bench.harness import ENGINES, NullSink, engine, raw_bulk_rate
+from tests.bench.synthetic import dynamodb_number
 from tests.bench.table_front import TableFront
 from tests.support.bulk_bodies import bulk_of
 from tests.support.emulators import MotoServer, aws_env
@@ -61,7 +62,7 @@ def item(n: int, rng: random.Random) -> dict[str, Any]:
         "pk": {"S": f"customer-{n % 997}"},
         "sk": {"N": str(n)},
         "status": {"S": rng.choice(["new", "paid", "shipped", "returned"])},
-        "total": {"N": f"{rng.randrange(1, 100000) / 100}"},
+        "total": {"N": dynamodb_number(f"{rng.randrange(1, 100000) / 100}")},
         "note": {"S": " ".join(rng.choice(["fast", "gift", "fragile", "express", "bulk"]) for _ in range(30))},
         "paid": {"BOOL": rng.random() < 0.5},
         "coupon": {"NULL": True},

@@ -148,9 +148,9 @@ class SyntheticStream:
             },
             "lines": {"L": lines},
             "line_count": {"N": str(len(lines))},
-            "total": {"N": f"{rng.randint(5, 900)}.{rng.randrange(100):02d}"},
+            "total": {"N": dynamodb_number(f"{rng.randint(5, 900)}.{rng.randrange(100):02d}")},
             "currency": {"S": "EUR"},
-            "weight_kg": {"N": f"{rng.randint(0, 30)}.{rng.randrange(1000):03d}"},
+            "weight_kg": {"N": dynamodb_number(f"{rng.randint(0, 30)}.{rng.randrange(1000):03d}")},
             "discount_rate": {"N": rng.choice(("0", "0.05", "0.1", "0.15"))},
             "ledger_id": {"N": str(10**24 + rng.getrandbits(64))},  # beyond a long: kept as a string
             "is_gift": {"BOOL": rng.random() < 0.2},
@@ -181,7 +181,7 @@ class SyntheticStream:
                 "sku": {"S": f"SKU-{rng.randrange(100000):06d}"},
                 "name": {"S": rng.choice(_PRODUCTS)},
                 "quantity": {"N": str(rng.randint(1, 5))},
-                "unit_price": {"N": f"{rng.randint(1, 200)}.{rng.randrange(100):02d}"},
+                "unit_price": {"N": dynamodb_number(f"{rng.randint(1, 200)}.{rng.randrange(100):02d}")},
                 "in_stock": {"BOOL": rng.random() < 0.9},
             }
         }
@@ -197,6 +197,15 @@ class SyntheticStream:
         if rng.random() < 0.2:
             new["tags"] = {"SS": rng.sample(_TAGS, rng.randint(1, 3))}
         return new
+
+
+def dynamodb_number(text: str) -> str:
+    """A decimal as DynamoDB keeps and sends it: the fraction's trailing zeros trimmed ("12.50" →
+    "12.5", "12.00" → "12"). No GetRecords or Scan answer spells a number otherwise."""
+    if "." not in text:
+        return text
+    trimmed = text.rstrip("0")
+    return trimmed[:-1] if trimmed.endswith(".") else trimmed
 
 
 def _size(image: dict[str, Any] | None) -> int:
