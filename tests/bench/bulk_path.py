@@ -291,7 +291,7 @@ def _run_pipelined(
             outcomes.update(result.outcomes)
             if following is None:
                 break
-            settled.append(prepared)
+            settled[:] = [prepared]  # at most one page held: the one before it is gone if the work did not run
             # the work may not have run (consumer.sink.in_flight): then it is done now
             prepared = ahead[0] if ahead else processor.prepare(SHARD_ID, following, result.version)
     return outcomes
